@@ -1,0 +1,15 @@
+//! Domain types and pure logic shared by every Switchyard crate: prefixed ids,
+//! validated names, Standard Webhooks signing, retry math, endpoint matching and
+//! the network guard. Nothing here performs I/O, so all of it is unit- and
+//! property-testable.
+
+pub mod ids;
+pub mod matching;
+pub mod names;
+pub mod netguard;
+pub mod retry;
+pub mod signing;
+pub mod timefmt;
+
+pub use ids::*;
+pub use names::*;
