@@ -1,1 +1,110 @@
+//! Persistence: the `Store` trait every backend implements, the records it
+//! keeps, and the embedded SQLite backend.
 
+mod error;
+mod model;
+pub mod sqlite;
+
+pub use error::StoreError;
+pub use model::*;
+
+use async_trait::async_trait;
+use switchyard_core::{AppId, AttemptId, EndpointId, MessageId};
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything the engine and API need from a database. Backends must behave
+/// identically; writes that the caller is told succeeded are durable.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // Applications. `id_or_uid` lookups accept either form.
+    async fn insert_app(&self, app: Application) -> Result<Application>;
+    async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>>;
+    async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>>;
+    async fn update_app(&self, app: Application) -> Result<Application>;
+    /// Removes the application with its endpoints, messages, deliveries and attempts.
+    async fn delete_app(&self, id: &AppId) -> Result<bool>;
+
+    // Event types.
+    async fn insert_event_type(&self, et: EventType) -> Result<EventType>;
+    async fn put_event_type(&self, et: EventType) -> Result<EventType>;
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<EventType>>;
+    async fn delete_event_type(&self, name: &str) -> Result<bool>;
+
+    // Endpoints.
+    async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>>;
+    async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>>;
+    /// Every endpoint of every application, for the dispatcher's cache.
+    async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>>;
+    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool>;
+
+    // Messages.
+    /// Stores a message and its deliveries in one commit, or returns the message
+    /// an earlier call stored under the same idempotency key or event id.
+    async fn accept(&self, msg: NewMessage) -> Result<Accepted>;
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> Result<Option<Message>>;
+    async fn list_messages(&self, app: &AppId, filter: &MessageFilter) -> Result<Page<Message>>;
+    async fn expunge_message_content(&self, app: &AppId, id: &MessageId) -> Result<bool>;
+
+    // Deliveries.
+    /// Marks up to `limit` due pending deliveries as sending and returns them.
+    async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Vec<DeliveryTask>>;
+    /// Writes attempts and moves their deliveries on, all in one commit.
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
+    /// Puts deliveries left `sending` by a dead process back to pending.
+    async fn release_inflight(&self) -> Result<u64>;
+    /// Makes the (message, endpoint) delivery pending again now, for a manual resend.
+    async fn requeue(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        ep: &EndpointId,
+        now_ms: u64,
+    ) -> Result<()>;
+    /// Makes the endpoint's failed deliveries in the window pending again.
+    async fn recover(
+        &self,
+        ep: &EndpointId,
+        since_ms: u64,
+        until_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<u64>;
+    async fn endpoint_stats(&self, ep: &EndpointId) -> Result<EndpointStats>;
+
+    // Attempts.
+    async fn list_attempts(&self, filter: &AttemptFilter) -> Result<Page<Attempt>>;
+    async fn get_attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>>;
+    async fn deliveries_of_message(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>>;
+    async fn deliveries_of_endpoint(
+        &self,
+        ep: &EndpointId,
+        filter: &MessageFilter,
+        status: Option<u8>,
+    ) -> Result<Page<DeliveryView>>;
+
+    // Idempotency of non-message POSTs and small settings.
+    async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>>;
+    async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()>;
+    async fn get_setting(&self, key: &str) -> Result<Option<String>>;
+    /// Stores the setting unless one exists; returns whether it was stored.
+    async fn init_setting(&self, key: &str, value: &str) -> Result<bool>;
+    /// Deletes idempotency records older than `before_ms`.
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
+}

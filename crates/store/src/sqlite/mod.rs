@@ -1,0 +1,1068 @@
+//! The embedded backend: one SQLite file in WAL mode, one group-committing
+//! writer thread and a small pool of reader connections.
+
+mod writer;
+
+use crate::*;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use switchyard_core::{id_floor_for_time, partition_of};
+use tokio::sync::Semaphore;
+use writer::Writer;
+
+const SCHEMA_VERSION: i64 = 1;
+const READERS: usize = 4;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: survives a killed process; the last
+    /// commits can be lost only if the machine itself loses power.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced.
+    Full,
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+fn open(path: &Path, durability: Durability) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;
+         PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Database(format!(
+            "the database has schema version {version}, newer than this binary ({SCHEMA_VERSION})"
+        )));
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 1; COMMIT;",
+            include_str!("schema.sql")
+        ))?;
+    }
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database file at `path`.
+    pub fn open(path: impl Into<PathBuf>, durability: Durability) -> Result<Self> {
+        let path = path.into();
+        let conn = open(&path, durability)?;
+        migrate(&conn)?;
+        Ok(Self {
+            writer: Writer::start(conn),
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+                permits: Semaphore::new(READERS),
+            }),
+        })
+    }
+
+    async fn read<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let _permit = readers
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Unavailable("reader pool closed".into()))?;
+        let pool = readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
+                Ok(Some(conn)) => conn,
+                _ => open(&pool.path, Durability::Normal)?,
+            };
+            let result = work(&conn);
+            if let Ok(mut idle) = pool.idle.lock() {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("reader task failed: {e}")))?
+    }
+
+    async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.writer.write(work).await
+    }
+}
+
+// ---- row mapping -----------------------------------------------------------
+
+fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn opt_json_text<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>> {
+    value.as_ref().map(json_text).transpose()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(StoreError::from)
+}
+
+fn u64_col(row: &Row, idx: &str) -> rusqlite::Result<u64> {
+    Ok(row.get::<_, i64>(idx)?.max(0) as u64)
+}
+
+const APP_COLS: &str = "id, uid, name, rate_limit, metadata, created_at, updated_at";
+
+fn app_from_row(row: &Row) -> Result<Application> {
+    Ok(Application {
+        id: AppId::from_trusted(row.get("id")?),
+        uid: row.get("uid")?,
+        name: row.get("name")?,
+        rate_limit: row.get("rate_limit")?,
+        metadata: parse_json(row.get("metadata")?)?.unwrap_or_default(),
+        created_at: u64_col(row, "created_at")?,
+        updated_at: u64_col(row, "updated_at")?,
+    })
+}
+
+const ET_COLS: &str = "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
+
+fn event_type_from_row(row: &Row) -> Result<EventType> {
+    Ok(EventType {
+        name: row.get("name")?,
+        description: row.get("description")?,
+        archived: row.get("archived")?,
+        deprecated: row.get("deprecated")?,
+        schemas: parse_json(row.get("schemas")?)?,
+        feature_flags: parse_json(row.get("feature_flags")?)?,
+        group_name: row.get("group_name")?,
+        created_at: u64_col(row, "created_at")?,
+        updated_at: u64_col(row, "updated_at")?,
+    })
+}
+
+const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at";
+
+fn endpoint_from_row(row: &Row) -> Result<Endpoint> {
+    Ok(Endpoint {
+        id: EndpointId::from_trusted(row.get("id")?),
+        app_id: AppId::from_trusted(row.get("app_id")?),
+        uid: row.get("uid")?,
+        url: row.get("url")?,
+        description: row.get("description")?,
+        disabled: row.get("disabled")?,
+        filter_types: parse_json(row.get("filter_types")?)?,
+        channels: parse_json(row.get("channels")?)?,
+        rate_limit: row.get("rate_limit")?,
+        metadata: parse_json(row.get("metadata")?)?.unwrap_or_default(),
+        headers: parse_json(row.get("headers")?)?.unwrap_or_default(),
+        secret: row.get("secret")?,
+        retired_secrets: parse_json(row.get("retired_secrets")?)?.unwrap_or_default(),
+        created_at: u64_col(row, "created_at")?,
+        updated_at: u64_col(row, "updated_at")?,
+    })
+}
+
+const MSG_COLS: &str = "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.created_at";
+
+fn message_from_row(row: &Row, with_payload: bool) -> Result<Message> {
+    Ok(Message {
+        id: MessageId::from_trusted(row.get("id")?),
+        app_id: AppId::from_trusted(row.get("app_id")?),
+        event_type: row.get("event_type")?,
+        event_id: row.get("event_id")?,
+        channels: parse_json(row.get("channels")?)?,
+        tags: parse_json(row.get("tags")?)?,
+        payload: if with_payload {
+            row.get("payload")?
+        } else {
+            None
+        },
+        created_at: u64_col(row, "created_at")?,
+    })
+}
+
+const ATTEMPT_COLS: &str = "a.id, a.app_id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, a.response_duration_ms, a.manual, a.created_at";
+
+fn attempt_from_row(row: &Row) -> Result<Attempt> {
+    let status: u8 = row.get("status")?;
+    Ok(Attempt {
+        id: AttemptId::from_trusted(row.get("id")?),
+        app_id: AppId::from_trusted(row.get("app_id")?),
+        msg_id: MessageId::from_trusted(row.get("msg_id")?),
+        endpoint_id: EndpointId::from_trusted(row.get("endpoint_id")?),
+        url: row.get("url")?,
+        status: DeliveryStatus::from_u8(status)
+            .ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
+        response_status_code: row.get("response_status_code")?,
+        response: row.get("response")?,
+        response_duration_ms: u64_col(row, "response_duration_ms")?,
+        manual: row.get("manual")?,
+        created_at: u64_col(row, "created_at")?,
+    })
+}
+
+fn delivery_status(v: u8) -> Result<DeliveryStatus> {
+    DeliveryStatus::from_u8(v).ok_or_else(|| StoreError::Corrupt(format!("delivery status {v}")))
+}
+
+/// Runs a listing query that fetched `limit + 1` rows and turns it into a page.
+fn paginate<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let done = rows.len() <= limit;
+    rows.truncate(limit);
+    let iterator = rows.last().map(&key);
+    Page {
+        data: rows,
+        iterator,
+        done,
+    }
+}
+
+/// Adds the keyset condition and ordering for `column` to a query.
+fn keyset(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, page: &PageRequest) {
+    if let Some(it) = &page.iterator {
+        let op = match page.order {
+            Order::Ascending => '>',
+            Order::Descending => '<',
+        };
+        sql.push_str(&format!(" AND {column} {op} ?"));
+        args.push(SqlValue::Text(it.clone()));
+    }
+    let dir = match page.order {
+        Order::Ascending => "ASC",
+        Order::Descending => "DESC",
+    };
+    sql.push_str(&format!(" ORDER BY {column} {dir} LIMIT ?"));
+    args.push(SqlValue::Integer(page.limit as i64 + 1));
+}
+
+fn query_all<T>(
+    conn: &Connection,
+    sql: &str,
+    args: Vec<SqlValue>,
+    map: impl Fn(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(map(row)?);
+    }
+    Ok(out)
+}
+
+fn unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+fn get_app_sync(conn: &Connection, id_or_uid: &str) -> Result<Option<Application>> {
+    let column = if AppId::parse(id_or_uid).is_some() {
+        "id"
+    } else {
+        "uid"
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {APP_COLS} FROM applications WHERE {column} = ?"
+    ))?;
+    let mut rows = stmt.query([id_or_uid])?;
+    rows.next()?.map(app_from_row).transpose()
+}
+
+fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Option<Endpoint>> {
+    let column = if EndpointId::parse(id_or_uid).is_some() {
+        "id"
+    } else {
+        "uid"
+    };
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {EP_COLS} FROM endpoints WHERE app_id = ? AND {column} = ?"
+    ))?;
+    let mut rows = stmt.query([app, id_or_uid])?;
+    rows.next()?.map(endpoint_from_row).transpose()
+}
+
+fn find_message_sync(
+    conn: &Connection,
+    app: &str,
+    column: &str,
+    value: &str,
+) -> Result<Option<Message>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = ? AND m.{column} = ?"
+    ))?;
+    let mut rows = stmt.query([app, value])?;
+    rows.next()?.map(|r| message_from_row(r, true)).transpose()
+}
+
+fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
+    let sql = if insert {
+        format!(
+            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+        )
+    } else {
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15 WHERE id=?1".to_string()
+    };
+    let changed = conn
+        .prepare_cached(&sql)?
+        .execute(params![
+            ep.id.as_str(),
+            ep.app_id.as_str(),
+            ep.uid,
+            ep.url,
+            ep.description,
+            ep.disabled,
+            opt_json_text(&ep.filter_types)?,
+            opt_json_text(&ep.channels)?,
+            ep.rate_limit,
+            json_text(&ep.metadata)?,
+            json_text(&ep.headers)?,
+            ep.secret,
+            json_text(&ep.retired_secrets)?,
+            ep.created_at as i64,
+            ep.updated_at as i64,
+        ])
+        .map_err(|e| {
+            if unique_violation(&e) {
+                StoreError::Conflict("an endpoint with this uid".into())
+            } else {
+                e.into()
+            }
+        })?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("endpoint".into()));
+    }
+    Ok(())
+}
+
+fn write_event_type(conn: &Connection, et: &EventType, mode: &str) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "{mode} INTO event_types ({ET_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
+    ))?
+    .execute(params![
+        et.name,
+        et.description,
+        et.archived,
+        et.deprecated,
+        opt_json_text(&et.schemas)?,
+        opt_json_text(&et.feature_flags)?,
+        et.group_name,
+        et.created_at as i64,
+        et.updated_at as i64,
+    ])
+    .map_err(|e| {
+        if unique_violation(&e) {
+            StoreError::Conflict(format!("event type '{}'", et.name))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(())
+}
+
+fn message_filter_sql(sql: &mut String, args: &mut Vec<SqlValue>, f: &MessageFilter) {
+    if let Some(types) = &f.event_types
+        && !types.is_empty()
+    {
+        sql.push_str(&format!(
+            " AND m.event_type IN ({})",
+            vec!["?"; types.len()].join(",")
+        ));
+        args.extend(types.iter().map(|t| SqlValue::Text(t.clone())));
+    }
+    if let Some(channel) = &f.channel {
+        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)");
+        args.push(SqlValue::Text(channel.clone()));
+    }
+    if let Some(before) = f.before_ms {
+        sql.push_str(" AND m.created_at < ?");
+        args.push(SqlValue::Integer(before as i64));
+    }
+    if let Some(after) = f.after_ms {
+        sql.push_str(" AND m.created_at > ?");
+        args.push(SqlValue::Integer(after as i64));
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_app(&self, app: Application) -> Result<Application> {
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO applications ({APP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+            ))?
+            .execute(params![
+                app.id.as_str(),
+                app.uid,
+                app.name,
+                app.rate_limit,
+                json_text(&app.metadata)?,
+                app.created_at as i64,
+                app.updated_at as i64
+            ])
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::Conflict("an application with this uid".into())
+                } else {
+                    StoreError::from(e)
+                }
+            })?;
+            Ok(app)
+        })
+        .await
+    }
+
+    async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>> {
+        let key = id_or_uid.to_owned();
+        self.read(move |conn| get_app_sync(conn, &key)).await
+    }
+
+    async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>> {
+        let page = page.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {APP_COLS} FROM applications WHERE 1=1");
+            let mut args = Vec::new();
+            keyset(&mut sql, &mut args, "id", &page);
+            let rows = query_all(conn, &sql, args, app_from_row)?;
+            Ok(paginate(rows, page.limit, |a| a.id.to_string()))
+        })
+        .await
+    }
+
+    async fn update_app(&self, app: Application) -> Result<Application> {
+        self.write(move |conn| {
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE applications SET uid=?2, name=?3, rate_limit=?4, metadata=?5, updated_at=?6 WHERE id=?1",
+                )?
+                .execute(params![
+                    app.id.as_str(),
+                    app.uid,
+                    app.name,
+                    app.rate_limit,
+                    json_text(&app.metadata)?,
+                    app.updated_at as i64
+                ])
+                .map_err(|e| {
+                    if unique_violation(&e) {
+                        StoreError::Conflict("an application with this uid".into())
+                    } else {
+                        StoreError::from(e)
+                    }
+                })?;
+            if changed == 0 {
+                return Err(StoreError::NotFound("application".into()));
+            }
+            Ok(app)
+        })
+        .await
+    }
+
+    async fn delete_app(&self, id: &AppId) -> Result<bool> {
+        let id = id.to_string();
+        self.write(move |conn| {
+            for table in ["attempts", "deliveries", "messages", "endpoints"] {
+                conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?"), [&id])?;
+            }
+            Ok(conn.execute("DELETE FROM applications WHERE id = ?", [&id])? > 0)
+        })
+        .await
+    }
+
+    async fn insert_event_type(&self, et: EventType) -> Result<EventType> {
+        self.write(move |conn| {
+            write_event_type(conn, &et, "INSERT")?;
+            Ok(et)
+        })
+        .await
+    }
+
+    async fn put_event_type(&self, et: EventType) -> Result<EventType> {
+        self.write(move |conn| {
+            write_event_type(conn, &et, "INSERT OR REPLACE")?;
+            Ok(et)
+        })
+        .await
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached(&format!("SELECT {ET_COLS} FROM event_types WHERE name = ?"))?;
+            let mut rows = stmt.query([name])?;
+            rows.next()?.map(event_type_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<EventType>> {
+        let page = page.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {ET_COLS} FROM event_types WHERE 1=1");
+            if !include_archived {
+                sql.push_str(" AND archived = 0");
+            }
+            let mut args = Vec::new();
+            keyset(&mut sql, &mut args, "name", &page);
+            let rows = query_all(conn, &sql, args, event_type_from_row)?;
+            Ok(paginate(rows, page.limit, |e| e.name.clone()))
+        })
+        .await
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
+        self.write(move |conn| {
+            Ok(conn.execute("DELETE FROM event_types WHERE name = ?", [name])? > 0)
+        })
+        .await
+    }
+
+    async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write(move |conn| {
+            write_endpoint(conn, &ep, true)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
+        let (app, key) = (app.to_string(), id_or_uid.to_owned());
+        self.read(move |conn| get_endpoint_sync(conn, &app, &key))
+            .await
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
+        let (app, page) = (app.to_string(), page.clone());
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ?");
+            let mut args = vec![SqlValue::Text(app)];
+            keyset(&mut sql, &mut args, "id", &page);
+            let rows = query_all(conn, &sql, args, endpoint_from_row)?;
+            Ok(paginate(rows, page.limit, |e| e.id.to_string()))
+        })
+        .await
+    }
+
+    async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
+        let app = app.map(|a| a.to_string());
+        self.read(move |conn| match app {
+            Some(app) => query_all(
+                conn,
+                &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ? ORDER BY id"),
+                vec![SqlValue::Text(app)],
+                endpoint_from_row,
+            ),
+            None => query_all(
+                conn,
+                &format!("SELECT {EP_COLS} FROM endpoints ORDER BY id"),
+                vec![],
+                endpoint_from_row,
+            ),
+        })
+        .await
+    }
+
+    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write(move |conn| {
+            write_endpoint(conn, &ep, false)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool> {
+        let (app, id) = (app.to_string(), id.to_string());
+        self.write(move |conn| {
+            let gone = conn.execute(
+                "DELETE FROM endpoints WHERE app_id = ? AND id = ?",
+                [&app, &id],
+            )? > 0;
+            // Undelivered work for a deleted endpoint has nowhere to go; the
+            // attempt log stays for inspection.
+            conn.execute(
+                "DELETE FROM deliveries WHERE endpoint_id = ? AND status IN (1, 3)",
+                [&id],
+            )?;
+            Ok(gone)
+        })
+        .await
+    }
+
+    async fn accept(&self, new: NewMessage) -> Result<Accepted> {
+        self.write(move |conn| {
+            let m = &new.message;
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    m.id.as_str(),
+                    m.app_id.as_str(),
+                    m.event_type,
+                    m.event_id,
+                    new.idempotency_key,
+                    opt_json_text(&m.channels)?,
+                    opt_json_text(&m.tags)?,
+                    m.payload,
+                    m.created_at as i64
+                ])?;
+            if inserted == 0 {
+                let app = m.app_id.as_str();
+                let by_key = match &new.idempotency_key {
+                    Some(key) => find_message_sync(conn, app, "idem_key", key)?,
+                    None => None,
+                };
+                let existing = match (by_key, &m.event_id) {
+                    (Some(found), _) => Some(found),
+                    (None, Some(event_id)) => find_message_sync(conn, app, "event_id", event_id)?,
+                    (None, None) => None,
+                };
+                return existing
+                    .map(Accepted::Existing)
+                    .ok_or_else(|| StoreError::Conflict("a message with this id".into()));
+            }
+            let status = if new.dispatch_now {
+                DeliveryStatus::Sending
+            } else {
+                DeliveryStatus::Pending
+            } as u8;
+            let mut stmt = conn.prepare_cached(
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
+                 VALUES (?1,?2,?3,?4,0,?5,?6,?5)",
+            )?;
+            for ep in &new.endpoints {
+                stmt.execute(params![
+                    m.id.as_str(),
+                    ep.as_str(),
+                    m.app_id.as_str(),
+                    status,
+                    m.created_at as i64,
+                    partition_of(ep)
+                ])?;
+            }
+            Ok(Accepted::Created(new.message))
+        })
+        .await
+    }
+
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> Result<Option<Message>> {
+        let (app, key) = (app.to_string(), id_or_event_id.to_owned());
+        self.read(move |conn| {
+            let column = if MessageId::parse(&key).is_some() {
+                "id"
+            } else {
+                "event_id"
+            };
+            find_message_sync(conn, &app, column, &key)
+        })
+        .await
+    }
+
+    async fn list_messages(&self, app: &AppId, filter: &MessageFilter) -> Result<Page<Message>> {
+        let (app, f) = (app.to_string(), filter.clone());
+        self.read(move |conn| {
+            let mut sql =
+                format!("SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = ?");
+            let mut args = vec![SqlValue::Text(app)];
+            message_filter_sql(&mut sql, &mut args, &f);
+            keyset(&mut sql, &mut args, "m.id", &f.page);
+            let rows = query_all(conn, &sql, args, |r| message_from_row(r, f.with_content))?;
+            Ok(paginate(rows, f.page.limit, |m| m.id.to_string()))
+        })
+        .await
+    }
+
+    async fn expunge_message_content(&self, app: &AppId, id: &MessageId) -> Result<bool> {
+        let (app, id) = (app.to_string(), id.to_string());
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE messages SET payload = NULL WHERE app_id = ? AND id = ?",
+                [app, id],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Vec<DeliveryTask>> {
+        self.write(move |conn| {
+            let due = query_all(
+                conn,
+                "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, m.payload
+                 FROM deliveries d JOIN messages m ON m.id = d.msg_id
+                 WHERE d.status = 1 AND d.next_attempt_at <= ?
+                 ORDER BY d.next_attempt_at LIMIT ?",
+                vec![SqlValue::Integer(now_ms as i64), SqlValue::Integer(limit as i64)],
+                |row| {
+                    let payload: Option<String> = row.get("payload")?;
+                    Ok(DeliveryTask {
+                        msg_id: MessageId::from_trusted(row.get("msg_id")?),
+                        endpoint_id: EndpointId::from_trusted(row.get("endpoint_id")?),
+                        app_id: AppId::from_trusted(row.get("app_id")?),
+                        attempts: row.get("attempts")?,
+                        manual: row.get("manual")?,
+                        payload: payload.unwrap_or_else(|| "{}".into()).into(),
+                    })
+                },
+            )?;
+            let mut mark = conn.prepare_cached(
+                "UPDATE deliveries SET status = 3, updated_at = ? WHERE msg_id = ? AND endpoint_id = ?",
+            )?;
+            for task in &due {
+                mark.execute(params![
+                    now_ms as i64,
+                    task.msg_id.as_str(),
+                    task.endpoint_id.as_str()
+                ])?;
+            }
+            Ok(due)
+        })
+        .await
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
+        self.write(move |conn| {
+            let mut insert = conn.prepare_cached(&format!(
+                "INSERT INTO attempts ({}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                ATTEMPT_COLS.replace("a.", "")
+            ))?;
+            let mut update = conn.prepare_cached(
+                "UPDATE deliveries SET status = ?3, attempts = attempts + ?4, next_attempt_at = ?5, manual = 0, updated_at = ?6
+                 WHERE msg_id = ?1 AND endpoint_id = ?2",
+            )?;
+            for o in &outcomes {
+                let a = &o.attempt;
+                insert.execute(params![
+                    a.id.as_str(),
+                    a.app_id.as_str(),
+                    a.msg_id.as_str(),
+                    a.endpoint_id.as_str(),
+                    a.url,
+                    a.status as u8,
+                    a.response_status_code,
+                    a.response,
+                    a.response_duration_ms as i64,
+                    a.manual,
+                    a.created_at as i64
+                ])?;
+                update.execute(params![
+                    a.msg_id.as_str(),
+                    a.endpoint_id.as_str(),
+                    o.delivery_status as u8,
+                    if a.manual { 0 } else { 1 },
+                    o.next_attempt_at.map(|t| t as i64),
+                    a.created_at as i64
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release_inflight(&self) -> Result<u64> {
+        self.write(|conn| {
+            Ok(conn.execute("UPDATE deliveries SET status = 1 WHERE status = 3", [])? as u64)
+        })
+        .await
+    }
+
+    async fn requeue(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        ep: &EndpointId,
+        now_ms: u64,
+    ) -> Result<()> {
+        let (app, msg, ep) = (app.to_string(), msg.to_string(), ep.clone());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at)
+                 VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, 1, ?4)
+                 ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = ?4, manual = 1, updated_at = ?4
+                 WHERE status <> 3",
+            )?
+            .execute(params![msg, ep.as_str(), app, now_ms as i64, partition_of(&ep)])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn recover(
+        &self,
+        ep: &EndpointId,
+        since_ms: u64,
+        until_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let ep = ep.to_string();
+        let low = id_floor_for_time(MessageId::PREFIX, since_ms);
+        let high = id_floor_for_time(MessageId::PREFIX, until_ms.unwrap_or(now_ms + 1));
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE deliveries SET status = 1, attempts = 0, next_attempt_at = ?4, updated_at = ?4
+                 WHERE endpoint_id = ?1 AND status = 2 AND msg_id >= ?2 AND msg_id < ?3",
+                params![ep, low, high, now_ms as i64],
+            )? as u64)
+        })
+        .await
+    }
+
+    async fn endpoint_stats(&self, ep: &EndpointId) -> Result<EndpointStats> {
+        let ep = ep.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT status, COUNT(*) FROM deliveries WHERE endpoint_id = ? GROUP BY status",
+            )?;
+            let mut rows = stmt.query([ep])?;
+            let mut stats = EndpointStats::default();
+            while let Some(row) = rows.next()? {
+                let count = row.get::<_, i64>(1)?.max(0) as u64;
+                match delivery_status(row.get(0)?)? {
+                    DeliveryStatus::Success => stats.success = count,
+                    DeliveryStatus::Pending => stats.pending = count,
+                    DeliveryStatus::Fail => stats.fail = count,
+                    DeliveryStatus::Sending => stats.sending = count,
+                }
+            }
+            Ok(stats)
+        })
+        .await
+    }
+
+    async fn list_attempts(&self, filter: &AttemptFilter) -> Result<Page<Attempt>> {
+        let f = filter.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {ATTEMPT_COLS} FROM attempts a");
+            let needs_message = f.event_types.is_some() || f.channel.is_some();
+            if needs_message {
+                sql.push_str(" JOIN messages m ON m.id = a.msg_id");
+            }
+            sql.push_str(" WHERE 1=1");
+            let mut args = Vec::new();
+            for (column, value) in [
+                ("a.app_id", f.app_id.as_ref().map(|v| v.to_string())),
+                (
+                    "a.endpoint_id",
+                    f.endpoint_id.as_ref().map(|v| v.to_string()),
+                ),
+                ("a.msg_id", f.msg_id.as_ref().map(|v| v.to_string())),
+            ] {
+                if let Some(v) = value {
+                    sql.push_str(&format!(" AND {column} = ?"));
+                    args.push(SqlValue::Text(v));
+                }
+            }
+            if let Some(status) = f.status {
+                sql.push_str(" AND a.status = ?");
+                args.push(SqlValue::Integer(status.into()));
+            }
+            if let Some(before) = f.before_ms {
+                sql.push_str(" AND a.created_at < ?");
+                args.push(SqlValue::Integer(before as i64));
+            }
+            if let Some(after) = f.after_ms {
+                sql.push_str(" AND a.created_at > ?");
+                args.push(SqlValue::Integer(after as i64));
+            }
+            if needs_message {
+                let mf = MessageFilter {
+                    event_types: f.event_types.clone(),
+                    channel: f.channel.clone(),
+                    ..Default::default()
+                };
+                message_filter_sql(&mut sql, &mut args, &mf);
+            }
+            keyset(&mut sql, &mut args, "a.id", &f.page);
+            let rows = query_all(conn, &sql, args, attempt_from_row)?;
+            Ok(paginate(rows, f.page.limit, |a| a.id.to_string()))
+        })
+        .await
+    }
+
+    async fn get_attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>> {
+        let (app, msg, id) = (app.to_string(), msg.to_string(), id.to_string());
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.app_id = ? AND a.msg_id = ? AND a.id = ?"
+            ))?;
+            let mut rows = stmt.query([app, msg, id])?;
+            rows.next()?.map(attempt_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn deliveries_of_message(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>> {
+        let (app, msg, page) = (app.to_string(), msg.to_string(), page.clone());
+        self.read(move |conn| {
+            let cols = EP_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
+            let mut sql = format!(
+                "SELECT d.msg_id, d.status, d.next_attempt_at, {cols} FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+                 WHERE d.app_id = ? AND d.msg_id = ?"
+            );
+            let mut args = vec![SqlValue::Text(app), SqlValue::Text(msg)];
+            keyset(&mut sql, &mut args, "d.endpoint_id", &page);
+            let rows = query_all(conn, &sql, args, |row| {
+                let endpoint = endpoint_from_row(row)?;
+                Ok(DeliveryView {
+                    msg_id: MessageId::from_trusted(row.get("msg_id")?),
+                    endpoint_id: endpoint.id.clone(),
+                    status: delivery_status(row.get("status")?)?,
+                    next_attempt_at: row.get::<_, Option<i64>>("next_attempt_at")?.map(|t| t.max(0) as u64),
+                    endpoint: Some(endpoint),
+                    message: None,
+                })
+            })?;
+            Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
+        })
+        .await
+    }
+
+    async fn deliveries_of_endpoint(
+        &self,
+        ep: &EndpointId,
+        filter: &MessageFilter,
+        status: Option<u8>,
+    ) -> Result<Page<DeliveryView>> {
+        let (ep, f) = (ep.to_string(), filter.clone());
+        self.read(move |conn| {
+            let mut sql = format!(
+                "SELECT d.endpoint_id, d.status, d.next_attempt_at, {MSG_COLS}, m.payload FROM deliveries d JOIN messages m ON m.id = d.msg_id
+                 WHERE d.endpoint_id = ?"
+            );
+            let mut args = vec![SqlValue::Text(ep)];
+            if let Some(status) = status {
+                sql.push_str(" AND d.status = ?");
+                args.push(SqlValue::Integer(status.into()));
+            }
+            message_filter_sql(&mut sql, &mut args, &f);
+            keyset(&mut sql, &mut args, "d.msg_id", &f.page);
+            let rows = query_all(conn, &sql, args, |row| {
+                let message = message_from_row(row, f.with_content)?;
+                Ok(DeliveryView {
+                    msg_id: message.id.clone(),
+                    endpoint_id: EndpointId::from_trusted(row.get("endpoint_id")?),
+                    status: delivery_status(row.get("status")?)?,
+                    next_attempt_at: row.get::<_, Option<i64>>("next_attempt_at")?.map(|t| t.max(0) as u64),
+                    endpoint: None,
+                    message: Some(message),
+                })
+            })?;
+            Ok(paginate(rows, f.page.limit, |d| d.msg_id.to_string()))
+        })
+        .await
+    }
+
+    async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT status, body, created_at FROM idempotency WHERE key = ?",
+                    [key],
+                    |r| {
+                        Ok(StoredResponse {
+                            status: r.get(0)?,
+                            body: r.get(1)?,
+                            created_at: r.get::<_, i64>(2)?.max(0) as u64,
+                        })
+                    },
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO idempotency (key, status, body, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+                params![key, response.status, response.body, response.created_at as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT value FROM settings WHERE key = ?", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [key, value],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?",
+                [before_ms as i64],
+            )? as u64)
+        })
+        .await
+    }
+}

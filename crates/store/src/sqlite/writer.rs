@@ -1,0 +1,116 @@
+//! Group commit: one thread owns the write connection and runs every write
+//! job that queued while the previous transaction committed inside one new
+//! transaction. Each job runs in its own savepoint, so one failing job never
+//! undoes its neighbours, and each caller hears back only after the commit.
+
+use crate::{Result, StoreError};
+use rusqlite::Connection;
+use std::sync::mpsc;
+use tokio::sync::oneshot;
+
+const MAX_BATCH: usize = 2048;
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+
+trait WriteJob: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    fn fail(self: Box<Self>, reason: String);
+}
+
+struct Job<T, F> {
+    work: F,
+    reply: oneshot::Sender<Result<T>>,
+}
+
+fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+    match work(conn) {
+        Ok(value) => {
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+            Ok(value)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+impl<T, F> WriteJob for Job<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+        let Job { work, reply } = *self;
+        let result = in_savepoint(conn, work);
+        Box::new(move |commit| {
+            let _ = reply.send(match commit {
+                Ok(()) => result,
+                Err(reason) => Err(StoreError::Unavailable(reason)),
+            });
+        })
+    }
+
+    fn fail(self: Box<Self>, reason: String) {
+        let _ = self.reply.send(Err(StoreError::Unavailable(reason)));
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Writer {
+    jobs: mpsc::Sender<Box<dyn WriteJob>>,
+}
+
+impl Writer {
+    pub(crate) fn start(conn: Connection) -> Self {
+        let (jobs, queue) = mpsc::channel::<Box<dyn WriteJob>>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || commit_loop(conn, queue))
+            .expect("spawning the sqlite writer thread");
+        Self { jobs }
+    }
+
+    pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Box::new(Job { work, reply }))
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?
+    }
+}
+
+fn commit_loop(conn: Connection, queue: mpsc::Receiver<Box<dyn WriteJob>>) {
+    while let Ok(first) = queue.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "cannot begin a write transaction");
+            for job in batch {
+                job.fail(e.to_string());
+            }
+            continue;
+        }
+        let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if let Err(reason) = &commit {
+            tracing::error!(error = %reason, batch = completions.len(), "group commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for complete in completions {
+            complete(commit.clone());
+        }
+    }
+}
