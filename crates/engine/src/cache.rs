@@ -1,0 +1,109 @@
+//! Per-application endpoint cache, used for fan-out at accept time and for
+//! URL, headers and secrets at send time. Invalidated on every change.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use switchyard_core::signing::EndpointSecret;
+use switchyard_core::timefmt::now_ms;
+use switchyard_core::{AppId, EndpointId};
+use switchyard_store::{Endpoint, Store, StoreError};
+
+pub(crate) struct CachedEndpoint {
+    pub endpoint: Endpoint,
+    /// The current secret, then retired ones still inside their grace period
+    /// at load time (expiry is re-checked when signing).
+    pub secrets: Vec<(EndpointSecret, Option<u64>)>,
+}
+
+impl CachedEndpoint {
+    fn new(endpoint: Endpoint) -> Self {
+        let mut secrets = Vec::new();
+        match EndpointSecret::parse_any_length(&endpoint.secret) {
+            Ok(s) => secrets.push((s, None)),
+            Err(e) => {
+                tracing::error!(endpoint = %endpoint.id, error = %e, "stored secret does not parse")
+            }
+        }
+        let now = now_ms();
+        for retired in &endpoint.retired_secrets {
+            if retired.expires_at > now
+                && let Ok(s) = EndpointSecret::parse_any_length(&retired.secret)
+            {
+                secrets.push((s, Some(retired.expires_at)));
+            }
+        }
+        Self { endpoint, secrets }
+    }
+
+    pub fn live_secrets(&self, now: u64) -> impl Iterator<Item = &EndpointSecret> {
+        self.secrets
+            .iter()
+            .filter(move |(_, expires)| expires.is_none_or(|at| at > now))
+            .map(|(s, _)| s)
+    }
+}
+
+pub(crate) type AppEndpoints = Arc<Vec<Arc<CachedEndpoint>>>;
+
+#[derive(Clone)]
+pub(crate) struct EndpointCache {
+    store: Arc<dyn Store>,
+    /// The generation lets a load that raced with an invalidation be dropped
+    /// instead of caching stale endpoints.
+    inner: Arc<RwLock<(u64, HashMap<AppId, AppEndpoints>)>>,
+}
+
+impl EndpointCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            inner: Arc::new(RwLock::new((0, HashMap::new()))),
+        }
+    }
+
+    pub async fn for_app(&self, app: &AppId) -> Result<AppEndpoints, StoreError> {
+        let generation = match self.inner.read() {
+            Ok(guard) => {
+                if let Some(eps) = guard.1.get(app) {
+                    return Ok(eps.clone());
+                }
+                guard.0
+            }
+            Err(_) => 0,
+        };
+        let loaded: AppEndpoints = Arc::new(
+            self.store
+                .all_endpoints(Some(app))
+                .await?
+                .into_iter()
+                .map(|e| Arc::new(CachedEndpoint::new(e)))
+                .collect(),
+        );
+        if let Ok(mut guard) = self.inner.write()
+            && guard.0 == generation
+        {
+            guard.1.insert(app.clone(), loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    pub async fn get(
+        &self,
+        app: &AppId,
+        id: &EndpointId,
+    ) -> Result<Option<Arc<CachedEndpoint>>, StoreError> {
+        Ok(self
+            .for_app(app)
+            .await?
+            .iter()
+            .find(|e| &e.endpoint.id == id)
+            .cloned())
+    }
+
+    pub fn invalidate(&self, app: &AppId) {
+        if let Ok(mut guard) = self.inner.write() {
+            guard.0 += 1;
+            guard.1.remove(app);
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! Dispatch: deliveries arrive from intake (in memory, right after their
+//! commit) or from the poller (due retries, deliveries left after a restart).
+//! Each is signed and sent; outcomes are written back in batches.
+
+use crate::cache::EndpointCache;
+use crate::client::{DeliveryClient, DeliveryClientConfig};
+use crate::{EngineConfig, EngineError};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use switchyard_core::AttemptId;
+use switchyard_core::retry::RetrySchedule;
+use switchyard_core::timefmt::now_ms;
+use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Outcome, Store};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+/// Above this many queued deliveries intake leaves new ones to the poller
+/// instead of queueing them in memory.
+const QUEUE_HIGH_WATER: usize = 50_000;
+const CLAIM_BATCH: usize = 1_000;
+const OUTCOME_BATCH: usize = 4_096;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DispatchStats {
+    pub queued: usize,
+    pub succeeded: u64,
+    pub failed_attempts: u64,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    endpoints: EndpointCache,
+    client: DeliveryClient,
+    retry: RetrySchedule,
+    queue: mpsc::UnboundedSender<DeliveryTask>,
+    queued: AtomicUsize,
+    wake: Notify,
+    outcomes: mpsc::UnboundedSender<Outcome>,
+    succeeded: AtomicU64,
+    failed_attempts: AtomicU64,
+}
+
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+impl Dispatcher {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        endpoints: EndpointCache,
+        config: EngineConfig,
+    ) -> Result<Self, EngineError> {
+        let client = DeliveryClient::new(&DeliveryClientConfig {
+            timeout: config.request_timeout,
+            max_connections_per_host: config.max_connections_per_host,
+            policy: config.network_policy.clone(),
+        })
+        .map_err(|e| EngineError::Invalid {
+            field: "http client".into(),
+            message: e,
+        })?;
+        // Whatever a previous process was sending when it stopped is sent again
+        // (at-least-once; same webhook-id).
+        let released = store.release_inflight().await?;
+        if released > 0 {
+            tracing::info!(deliveries = released, "resuming deliveries left in flight");
+        }
+        let (queue, queue_rx) = mpsc::unbounded_channel();
+        let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store,
+            endpoints,
+            client,
+            retry: config.retry_schedule.clone(),
+            queue,
+            queued: AtomicUsize::new(0),
+            wake: Notify::new(),
+            outcomes,
+            succeeded: AtomicU64::new(0),
+            failed_attempts: AtomicU64::new(0),
+        });
+        tokio::spawn(run_senders(inner.clone(), queue_rx, config.max_in_flight));
+        tokio::spawn(run_poller(inner.clone(), config.poll_interval));
+        tokio::spawn(run_recorder(inner.clone(), outcomes_rx));
+        Ok(Self { inner })
+    }
+
+    pub fn has_room(&self) -> bool {
+        self.inner.queued.load(Ordering::Relaxed) < QUEUE_HIGH_WATER
+    }
+
+    pub fn submit(&self, task: DeliveryTask) {
+        self.inner.queued.fetch_add(1, Ordering::Relaxed);
+        if self.inner.queue.send(task).is_err() {
+            self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    pub fn stats(&self) -> DispatchStats {
+        DispatchStats {
+            queued: self.inner.queued.load(Ordering::Relaxed),
+            succeeded: self.inner.succeeded.load(Ordering::Relaxed),
+            failed_attempts: self.inner.failed_attempts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+async fn run_senders(
+    inner: Arc<Inner>,
+    mut queue: mpsc::UnboundedReceiver<DeliveryTask>,
+    max_in_flight: usize,
+) {
+    let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
+    while let Some(task) = queue.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        inner.queued.fetch_sub(1, Ordering::Relaxed);
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            deliver(&inner, task).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn run_poller(inner: Arc<Inner>, interval: Duration) {
+    loop {
+        let room = QUEUE_HIGH_WATER.saturating_sub(inner.queued.load(Ordering::Relaxed));
+        let mut full_batch = false;
+        if room > 0 {
+            match inner.store.claim_due(now_ms(), room.min(CLAIM_BATCH)).await {
+                Ok(tasks) => {
+                    full_batch = tasks.len() == room.min(CLAIM_BATCH);
+                    for task in tasks {
+                        inner.queued.fetch_add(1, Ordering::Relaxed);
+                        let _ = inner.queue.send(task);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "polling for due deliveries failed"),
+            }
+        }
+        if !full_batch {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = inner.wake.notified() => {}
+            }
+        }
+    }
+}
+
+async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
+    let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+    while outcomes.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
+        let mut backoff = Duration::from_millis(100);
+        // Outcomes stay in memory until stored: losing one would leave its
+        // delivery "sending" until the next restart.
+        while let Err(e) = inner.store.record_outcomes(batch.clone()).await {
+            tracing::warn!(error = %e, outcomes = batch.len(), "recording attempts failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        batch.clear();
+    }
+}
+
+fn signed_headers(
+    endpoint: &crate::cache::CachedEndpoint,
+    msg_id: &str,
+    body: &[u8],
+) -> Result<HeaderMap, String> {
+    let now = now_ms();
+    let timestamp = (now / 1000) as i64;
+    let signature = endpoint
+        .live_secrets(now)
+        .map(|s| s.sign(msg_id, timestamp, body))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut headers = HeaderMap::with_capacity(8 + endpoint.endpoint.headers.len());
+    for (name, value) in &endpoint.endpoint.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err(format!("custom header '{name}' is not a valid HTTP header"));
+        };
+        headers.insert(name, value);
+    }
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let text = |s: &str| HeaderValue::from_str(s).map_err(|e| e.to_string());
+    headers.insert("webhook-id", text(msg_id)?);
+    headers.insert("webhook-timestamp", text(&timestamp.to_string())?);
+    headers.insert("webhook-signature", text(&signature)?);
+    Ok(headers)
+}
+
+async fn deliver(inner: &Inner, task: DeliveryTask) {
+    let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
+        Ok(Some(e)) => e,
+        // Deleted: its pending deliveries were removed with it.
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(endpoint = %task.endpoint_id, error = %e, "endpoint lookup failed; will retry");
+            let outcome = retry_later(
+                inner,
+                &task,
+                "",
+                0,
+                format!("internal error: {e}"),
+                Duration::ZERO,
+                None,
+            );
+            let _ = inner.outcomes.send(outcome);
+            return;
+        }
+    };
+    let url = endpoint.endpoint.url.clone();
+    if endpoint.endpoint.disabled {
+        let attempt = attempt_of(
+            &task,
+            &url,
+            DeliveryStatus::Fail,
+            0,
+            "endpoint is disabled".into(),
+            Duration::ZERO,
+        );
+        let _ = inner.outcomes.send(Outcome {
+            attempt,
+            delivery_status: DeliveryStatus::Fail,
+            next_attempt_at: None,
+        });
+        return;
+    }
+    let body = bytes::Bytes::copy_from_slice(task.payload.as_bytes());
+    let result = match signed_headers(&endpoint, task.msg_id.as_str(), &body) {
+        Ok(headers) => inner.client.send(&url, headers, body).await,
+        Err(reason) => crate::client::SendResult {
+            status: 0,
+            body: reason,
+            retry_after: None,
+            duration: Duration::ZERO,
+        },
+    };
+    let outcome = if (200..300).contains(&result.status) {
+        inner.succeeded.fetch_add(1, Ordering::Relaxed);
+        Outcome {
+            attempt: attempt_of(
+                &task,
+                &url,
+                DeliveryStatus::Success,
+                result.status,
+                result.body,
+                result.duration,
+            ),
+            delivery_status: DeliveryStatus::Success,
+            next_attempt_at: None,
+        }
+    } else {
+        inner.failed_attempts.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(endpoint = %task.endpoint_id, msg = %task.msg_id, status = result.status, reason = %result.body, "delivery attempt failed");
+        retry_later(
+            inner,
+            &task,
+            &url,
+            result.status,
+            result.body,
+            result.duration,
+            result.retry_after,
+        )
+    };
+    let _ = inner.outcomes.send(outcome);
+}
+
+fn attempt_of(
+    task: &DeliveryTask,
+    url: &str,
+    status: DeliveryStatus,
+    code: u16,
+    response: String,
+    duration: Duration,
+) -> Attempt {
+    let now = now_ms();
+    Attempt {
+        id: AttemptId::generate_at(now),
+        app_id: task.app_id.clone(),
+        msg_id: task.msg_id.clone(),
+        endpoint_id: task.endpoint_id.clone(),
+        url: url.to_owned(),
+        status,
+        response_status_code: i32::from(code),
+        response,
+        response_duration_ms: duration.as_millis() as u64,
+        manual: task.manual,
+        created_at: now,
+    }
+}
+
+/// A failed attempt: schedule the next one, or fail the delivery for good.
+fn retry_later(
+    inner: &Inner,
+    task: &DeliveryTask,
+    url: &str,
+    code: u16,
+    response: String,
+    duration: Duration,
+    retry_after: Option<Duration>,
+) -> Outcome {
+    let attempt = attempt_of(task, url, DeliveryStatus::Fail, code, response, duration);
+    let next = if task.manual {
+        None
+    } else {
+        let jitter = rand::random::<f64>() * 2.0 - 1.0;
+        inner
+            .retry
+            .next_delay(task.attempts + 1, jitter, retry_after)
+    };
+    match next {
+        Some(delay) => Outcome {
+            attempt,
+            delivery_status: DeliveryStatus::Pending,
+            next_attempt_at: Some(now_ms() + delay.as_millis() as u64),
+        },
+        None => Outcome {
+            attempt,
+            delivery_status: DeliveryStatus::Fail,
+            next_attempt_at: None,
+        },
+    }
+}
