@@ -1,1 +1,144 @@
+//! HTTP interface: the Svix-compatible `/api/v1` routers, bearer auth,
+//! idempotency for POSTs, health and the OpenAPI document.
 
+mod error;
+mod extract;
+mod openapi;
+mod v1;
+
+pub use error::{ApiError, ApiResult};
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use subtle::ConstantTimeEq;
+use switchyard_engine::Engine;
+use switchyard_store::StoredResponse;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    /// SHA-256 of the admin token; the token itself is never stored.
+    pub admin_token_sha256: [u8; 32],
+    pub max_body_bytes: usize,
+}
+
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A fresh admin token: 32 random bytes, hex, with a recognisable prefix.
+pub fn generate_token() -> String {
+    format!("sk_{}", hex::encode(rand::random::<[u8; 32]>()))
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let authed = v1::router()
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/api/v1/health", axum::routing::get(health).head(health))
+        .route(
+            "/api/v1/openapi.json",
+            axum::routing::get(openapi::document),
+        )
+        .merge(authed)
+        .fallback(|| async { ApiError::not_found("route") })
+        .with_state(state)
+}
+
+async fn health(State(state): State<AppState>) -> Response {
+    match state.engine.store().get_setting("admin_token_sha256").await {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+    let Some(token) = presented.filter(|t| !t.is_empty()) else {
+        return ApiError::http(
+            StatusCode::UNAUTHORIZED,
+            "authentication_failed",
+            "missing Authorization: Bearer <token> header",
+        )
+        .into_response();
+    };
+    if !bool::from(token_hash(token).ct_eq(&state.admin_token_sha256)) {
+        return ApiError::http(
+            StatusCode::UNAUTHORIZED,
+            "authentication_failed",
+            "invalid token",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// Replays the stored response of a POST repeated with the same
+/// `Idempotency-Key`. Message creation is excluded: it records its key in the
+/// same transaction as the message.
+async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let key = req
+        .headers()
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let Some(key) = key.filter(|_| req.method() == Method::POST && !path.ends_with("/msg")) else {
+        return next.run(req).await;
+    };
+    let scoped = format!("{path}\n{key}");
+    match state.engine.store().idempotent_response(&scoped).await {
+        Ok(Some(stored)) => return replay(stored),
+        Ok(None) => {}
+        Err(e) => return ApiError::from(e).into_response(),
+    }
+    let response = next.run(req).await;
+    let status = response.status();
+    if status.is_server_error() {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return ApiError::http(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "response too large",
+        )
+        .into_response();
+    };
+    let stored = StoredResponse {
+        status: status.as_u16(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+        created_at: switchyard_core::timefmt::now_ms(),
+    };
+    if let Err(e) = state
+        .engine
+        .store()
+        .save_idempotent_response(&scoped, stored)
+        .await
+    {
+        tracing::warn!(error = %e, "could not store idempotency record");
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

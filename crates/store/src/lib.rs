@@ -105,6 +105,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Stores the setting unless one exists; returns whether it was stored.
     async fn init_setting(&self, key: &str, value: &str) -> Result<bool>;
+    async fn replace_setting(&self, key: &str, value: &str) -> Result<()>;
     /// Deletes idempotency records older than `before_ms`.
     async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
 }

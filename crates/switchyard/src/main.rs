@@ -1,1 +1,195 @@
-fn main() {}
+//! The `switchyard` binary: CLI, configuration and wiring.
+
+mod config;
+
+use anyhow::Context;
+use axum::ServiceExt;
+use clap::{Parser, Subcommand};
+use config::{ServeArgs, Settings};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_api::{AppState, generate_token, router, token_hash};
+use switchyard_engine::{Engine, EngineConfig};
+use switchyard_store::Store;
+use switchyard_store::sqlite::SqliteStore;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Webhook gateway")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(ServeArgs),
+    /// Create or upgrade the database schema, then exit.
+    Migrate(ServeArgs),
+    /// Replace the stored admin token with a new one and print it.
+    RotateToken(ServeArgs),
+}
+
+const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
+const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(Settings::load(args)?).await,
+            Command::Migrate(args) => {
+                let settings = Settings::load(args)?;
+                open_store(&settings)?;
+                println!(
+                    "database at {} is up to date",
+                    settings.database_path().display()
+                );
+                Ok(())
+            }
+            Command::RotateToken(args) => {
+                let settings = Settings::load(args)?;
+                let store = open_store(&settings)?;
+                let token = generate_token();
+                store_token_hash(&store, &token, true).await?;
+                println!("{token}");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn open_store(settings: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
+    let store = SqliteStore::open(settings.database_path(), settings.durability)
+        .with_context(|| format!("opening {}", settings.database_path().display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn store_token_hash(store: &SqliteStore, token: &str, replace: bool) -> anyhow::Result<bool> {
+    let hash = hex_string(&token_hash(token));
+    if replace {
+        store.replace_setting(ADMIN_TOKEN_KEY, &hash).await?;
+        return Ok(true);
+    }
+    Ok(store.init_setting(ADMIN_TOKEN_KEY, &hash).await?)
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// The admin token's hash: from the environment when given, else the stored
+/// one, else a new token printed once and stored hashed.
+async fn admin_token(settings: &Settings, store: &SqliteStore) -> anyhow::Result<[u8; 32]> {
+    if let Some(token) = &settings.admin_token {
+        return Ok(token_hash(token));
+    }
+    if let Some(stored) = store.get_setting(ADMIN_TOKEN_KEY).await?
+        && let Some(hash) = parse_hex32(&stored)
+    {
+        return Ok(hash);
+    }
+    let token = generate_token();
+    if store_token_hash(store, &token, false).await? {
+        println!("Generated admin token (shown once, stored hashed): {token}");
+        return Ok(token_hash(&token));
+    }
+    let stored = store
+        .get_setting(ADMIN_TOKEN_KEY)
+        .await?
+        .unwrap_or_default();
+    parse_hex32(&stored).context("stored admin token hash is corrupt")
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let store = open_store(&settings)?;
+    let admin_token_sha256 = admin_token(&settings, &store).await?;
+    let engine = Engine::start(
+        store.clone() as Arc<dyn Store>,
+        EngineConfig {
+            retry_schedule: settings.retry_schedule.clone(),
+            network_policy: settings.network_policy.clone(),
+            request_timeout: settings.request_timeout,
+            max_connections_per_host: settings.max_connections_per_host,
+            ..EngineConfig::default()
+        },
+    )
+    .await?;
+    tokio::spawn(purge_idempotency(store.clone()));
+    let app = router(AppState {
+        engine,
+        admin_token_sha256,
+        max_body_bytes: settings.max_payload_bytes,
+    });
+    let app = NormalizePathLayer::trim_trailing_slash().layer(app);
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    println!("switchyard listening on http://{addr}");
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "switchyard started");
+    axum::serve(
+        listener,
+        ServiceExt::<axum::extract::Request>::into_make_service(app),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+async fn purge_idempotency(store: Arc<SqliteStore>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tick.tick().await;
+        let cutoff = switchyard_core::timefmt::now_ms()
+            .saturating_sub(IDEMPOTENCY_WINDOW.as_millis() as u64);
+        if let Err(e) = store.purge_idempotency(cutoff).await {
+            tracing::warn!(error = %e, "purging idempotency records failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

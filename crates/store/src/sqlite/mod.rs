@@ -1056,6 +1056,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                [key, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
         self.write(move |conn| {
             Ok(conn.execute(

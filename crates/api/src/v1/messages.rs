@@ -1,0 +1,282 @@
+//! Messages: `/api/v1/app/{app}/msg`.
+
+use super::applications::{ApplicationIn, new_app};
+use super::{find_app, list_out, parse_channels, ts};
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Body, PageQuery, Query, bool_param, list_param, time_param};
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use switchyard_core::{AppId, EventTypeName, MessageId};
+use switchyard_engine::AcceptInput;
+use switchyard_store::{Application, Message, MessageFilter, Order, StoreError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/app/{app_id}/msg", get(list).post(create))
+        .route("/api/v1/app/{app_id}/msg/{msg_id}", get(fetch))
+        .route("/api/v1/app/{app_id}/msg/{msg_id}/content", delete(expunge))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MessageIn {
+    event_type: String,
+    payload: Box<RawValue>,
+    channels: Option<Vec<String>>,
+    event_id: Option<String>,
+    tags: Option<Vec<String>>,
+    application: Option<ApplicationIn>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct MessageOut<'a> {
+    id: &'a MessageId,
+    event_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<&'a str>,
+    channels: Option<&'a [String]>,
+    tags: Option<&'a [String]>,
+    payload: &'a RawValue,
+    timestamp: String,
+}
+
+const EMPTY_OBJECT: &str = "{}";
+
+/// The API shape of a message; `with_content: false` sends `{}` as the payload.
+pub(crate) fn message_out(m: &Message, with_content: bool) -> Value {
+    serde_json::to_value(message_view(m, with_content, &mut None)).unwrap_or(Value::Null)
+}
+
+fn message_view<'a>(
+    m: &'a Message,
+    with_content: bool,
+    raw: &'a mut Option<Box<RawValue>>,
+) -> MessageOut<'a> {
+    let text = if with_content {
+        m.payload.as_deref().unwrap_or(EMPTY_OBJECT)
+    } else {
+        EMPTY_OBJECT
+    };
+    *raw = RawValue::from_string(text.to_owned()).ok();
+    MessageOut {
+        id: &m.id,
+        event_type: &m.event_type,
+        event_id: m.event_id.as_deref(),
+        channels: m.channels.as_deref(),
+        tags: m.tags.as_deref(),
+        payload: raw.as_deref().unwrap_or_else(|| empty_raw()),
+        timestamp: ts(m.created_at),
+    }
+}
+
+fn empty_raw() -> &'static RawValue {
+    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| RawValue::from_string(EMPTY_OBJECT.into()).expect("{} is JSON"))
+}
+
+fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
+    if value.is_empty() || value.len() > max {
+        return Err(ApiError::field(
+            field,
+            format!("must be 1 to {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+async fn app_for_message(
+    state: &AppState,
+    key: &str,
+    auto_create: Option<ApplicationIn>,
+) -> ApiResult<Application> {
+    if let Some(app) = state.engine.store().get_app(key).await? {
+        return Ok(app);
+    }
+    let Some(input) = auto_create else {
+        return Err(ApiError::not_found("application"));
+    };
+    if AppId::parse(key).is_some() {
+        return Err(ApiError::not_found("application"));
+    }
+    let app = new_app(input, Some(key.to_owned()))?;
+    match state.engine.store().insert_app(app).await {
+        Ok(app) => Ok(app),
+        // Created concurrently by another request: use that one.
+        Err(StoreError::Conflict(_)) => find_app(state, key).await,
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct CreateQuery {
+    with_content: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    Query(q): Query<CreateQuery>,
+    headers: HeaderMap,
+    Body(input): Body<MessageIn>,
+) -> ApiResult<Response> {
+    let with_content = bool_param("with_content", &q.with_content, true)?;
+    EventTypeName::parse(&input.event_type)
+        .map_err(|e| ApiError::field("eventType", e.to_string()))?;
+    if !input.payload.get().trim_start().starts_with('{') {
+        return Err(ApiError::field("payload", "must be a JSON object"));
+    }
+    if let Some(event_id) = &input.event_id {
+        check_token("eventId", event_id, 256)?;
+    }
+    let channels = parse_channels("channels", input.channels)?;
+    if let Some(tags) = &input.tags {
+        for tag in tags {
+            check_token("tags", tag, 128)?;
+        }
+    }
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().map_err(|_| {
+                ApiError::http(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Idempotency-Key must be visible ASCII",
+                )
+            })?;
+            if key.is_empty() || key.len() > 256 {
+                return Err(ApiError::http(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Idempotency-Key must be 1 to 256 characters",
+                ));
+            }
+            Some(key.to_owned())
+        }
+    };
+    let app = app_for_message(&state, &app_id, input.application).await?;
+    let result = state
+        .engine
+        .accept(AcceptInput {
+            app_id: app.id,
+            event_type: input.event_type,
+            event_id: input.event_id,
+            channels,
+            tags: input.tags,
+            payload: input.payload,
+            idempotency_key,
+        })
+        .await?;
+    let mut raw = None;
+    let body = serde_json::to_vec(&message_view(&result.message, with_content, &mut raw)).map_err(
+        |e| {
+            ApiError::http(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                e.to_string(),
+            )
+        },
+    )?;
+    let mut response = (StatusCode::ACCEPTED, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    channel: Option<String>,
+    before: Option<String>,
+    after: Option<String>,
+    with_content: Option<String>,
+    event_types: Option<String>,
+    tag: Option<String>,
+}
+
+pub(crate) fn message_filter(
+    page: &PageQuery,
+    channel: &Option<String>,
+    before: &Option<String>,
+    after: &Option<String>,
+    with_content: &Option<String>,
+    event_types: &Option<String>,
+) -> ApiResult<MessageFilter> {
+    Ok(MessageFilter {
+        page: page.page(Order::Descending)?,
+        event_types: list_param(event_types),
+        channel: channel.clone(),
+        before_ms: time_param("before", before)?,
+        after_ms: time_param("after", after)?,
+        with_content: bool_param("with_content", with_content, true)?,
+    })
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Path(app_id): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let app = find_app(&state, &app_id).await?;
+    let filter = message_filter(
+        &q.page,
+        &q.channel,
+        &q.before,
+        &q.after,
+        &q.with_content,
+        &q.event_types,
+    )?;
+    let _ = &q.tag;
+    let page = state.engine.store().list_messages(&app.id, &filter).await?;
+    Ok(Json(list_out(page, |m| {
+        message_out(m, filter.with_content)
+    })))
+}
+
+pub(crate) async fn find_message(state: &AppState, app: &AppId, key: &str) -> ApiResult<Message> {
+    state
+        .engine
+        .store()
+        .get_message(app, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("message"))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+    Query(q): Query<CreateQuery>,
+) -> ApiResult<Json<Value>> {
+    let with_content = bool_param("with_content", &q.with_content, true)?;
+    let app = find_app(&state, &app_id).await?;
+    Ok(Json(message_out(
+        &find_message(&state, &app.id, &msg_id).await?,
+        with_content,
+    )))
+}
+
+async fn expunge(
+    State(state): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = find_app(&state, &app_id).await?;
+    let msg = find_message(&state, &app.id, &msg_id).await?;
+    state
+        .engine
+        .store()
+        .expunge_message_content(&app.id, &msg.id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

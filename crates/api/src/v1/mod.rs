@@ -1,0 +1,94 @@
+//! The Svix-compatible v1 API, one file per resource.
+
+mod applications;
+mod attempts;
+mod endpoints;
+mod event_types;
+mod messages;
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use axum::Router;
+use serde_json::Value;
+use switchyard_core::timefmt::format_ms;
+use switchyard_core::{Channel, Uid};
+use switchyard_store::{Application, Endpoint, Page};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(applications::router())
+        .merge(event_types::router())
+        .merge(endpoints::router())
+        .merge(messages::router())
+        .merge(attempts::router())
+}
+
+pub(crate) async fn find_app(state: &AppState, key: &str) -> ApiResult<Application> {
+    state
+        .engine
+        .store()
+        .get_app(key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("application"))
+}
+
+pub(crate) async fn find_endpoint(
+    state: &AppState,
+    app: &Application,
+    key: &str,
+) -> ApiResult<Endpoint> {
+    state
+        .engine
+        .store()
+        .get_endpoint(&app.id, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("endpoint"))
+}
+
+pub(crate) fn list_out<T>(page: Page<T>, render: impl Fn(&T) -> Value) -> Value {
+    serde_json::json!({
+        "data": page.data.iter().map(render).collect::<Vec<_>>(),
+        "iterator": page.iterator,
+        "prevIterator": null,
+        "done": page.done,
+    })
+}
+
+pub(crate) fn ts(ms: u64) -> String {
+    format_ms(ms)
+}
+
+pub(crate) fn parse_uid(field: &str, uid: Option<String>) -> ApiResult<Option<String>> {
+    uid.map(|u| {
+        Uid::parse(&u)
+            .map(|u| u.as_str().to_owned())
+            .map_err(|e| ApiError::field(field, e.to_string()))
+    })
+    .transpose()
+}
+
+pub(crate) fn parse_channels(
+    field: &str,
+    channels: Option<Vec<String>>,
+) -> ApiResult<Option<Vec<String>>> {
+    let Some(channels) = channels else {
+        return Ok(None);
+    };
+    if channels.len() > 10 {
+        return Err(ApiError::field(field, "at most 10 channels are allowed"));
+    }
+    for c in &channels {
+        Channel::parse(c).map_err(|e| ApiError::field(field, e.to_string()))?;
+    }
+    Ok(Some(channels))
+}
+
+pub(crate) fn check_rate_limit(field: &str, rate: Option<u32>) -> ApiResult<Option<u32>> {
+    match rate {
+        Some(0) => Err(ApiError::field(
+            field,
+            "must be at least 1 message per second",
+        )),
+        other => Ok(other),
+    }
+}

@@ -1,0 +1,114 @@
+//! Settings from flags, `SWITCHYARD_*` variables and an optional TOML file,
+//! in that order of precedence.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+use switchyard_core::netguard::NetworkPolicy;
+use switchyard_core::retry::RetrySchedule;
+use switchyard_store::sqlite::Durability;
+
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys in snake_case).
+    #[arg(long, env = "SWITCHYARD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8071].
+    #[arg(long, env = "SWITCHYARD_LISTEN")]
+    pub listen: Option<String>,
+    /// Directory holding the SQLite database [default: ./data].
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin API token; when unset one is generated on first start.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Internal networks deliveries may reach, comma-separated CIDRs.
+    #[arg(long, env = "SWITCHYARD_ALLOWED_NETWORKS")]
+    pub allowed_networks: Option<String>,
+    /// Delays between attempts, e.g. "5s,5m,30m,2h,5h,10h,10h" or seconds "1,1,1".
+    #[arg(long, env = "SWITCHYARD_RETRY_SCHEDULE")]
+    pub retry_schedule: Option<String>,
+    /// Per-attempt timeout in seconds [default: 15].
+    #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Largest accepted request body in bytes [default: 1048576].
+    #[arg(long, env = "SWITCHYARD_MAX_PAYLOAD_BYTES")]
+    pub max_payload_bytes: Option<usize>,
+    /// Open connections per destination host [default: 64].
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS_PER_HOST")]
+    pub max_connections_per_host: Option<usize>,
+    /// "normal" (survives process crashes) or "full" (fsync every commit) [default: normal].
+    #[arg(long, env = "SWITCHYARD_DURABILITY")]
+    pub durability: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub admin_token: Option<String>,
+    pub network_policy: NetworkPolicy,
+    pub retry_schedule: RetrySchedule,
+    pub request_timeout: Duration,
+    pub max_payload_bytes: usize,
+    pub max_connections_per_host: usize,
+    pub durability: Durability,
+}
+
+impl Settings {
+    pub fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file: ServeArgs = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => ServeArgs::default(),
+        };
+        macro_rules! pick {
+            ($field:ident) => {
+                args.$field.or(file.$field)
+            };
+        }
+        let network_policy = match pick!(allowed_networks) {
+            Some(list) => {
+                NetworkPolicy::parse(&list).map_err(|e| anyhow::anyhow!("allowed_networks: {e}"))?
+            }
+            None => NetworkPolicy::default(),
+        };
+        let retry_schedule = match pick!(retry_schedule) {
+            Some(s) => {
+                RetrySchedule::parse(&s).map_err(|e| anyhow::anyhow!("retry_schedule: {e}"))?
+            }
+            None => RetrySchedule::default(),
+        };
+        let durability = match pick!(durability).as_deref() {
+            None | Some("normal") => Durability::Normal,
+            Some("full") => Durability::Full,
+            Some(other) => bail!("durability: '{other}' is not 'normal' or 'full'"),
+        };
+        let max_payload_bytes = pick!(max_payload_bytes).unwrap_or(1 << 20);
+        if max_payload_bytes == 0 {
+            bail!("max_payload_bytes must be positive");
+        }
+        Ok(Self {
+            listen: pick!(listen).unwrap_or_else(|| "127.0.0.1:8071".into()),
+            data_dir: pick!(data_dir).unwrap_or_else(|| PathBuf::from("data")),
+            admin_token: pick!(admin_token).filter(|t| !t.is_empty()),
+            network_policy,
+            retry_schedule,
+            request_timeout: Duration::from_secs(pick!(request_timeout_secs).unwrap_or(15).max(1)),
+            max_payload_bytes,
+            max_connections_per_host: pick!(max_connections_per_host).unwrap_or(64).max(1),
+            durability,
+        })
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("switchyard.db")
+    }
+}
