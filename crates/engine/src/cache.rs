@@ -107,3 +107,43 @@ impl EndpointCache {
         }
     }
 }
+
+/// Applications by id and by uid, for the message hot path. Cleared whole on
+/// any application change (changes are rare; lookups are per message).
+#[derive(Default)]
+pub(crate) struct AppCache {
+    inner: RwLock<(u64, HashMap<String, switchyard_store::Application>)>,
+}
+
+impl AppCache {
+    pub async fn get(
+        &self,
+        store: &dyn Store,
+        key: &str,
+    ) -> Result<Option<switchyard_store::Application>, StoreError> {
+        let generation = match self.inner.read() {
+            Ok(guard) => {
+                if let Some(app) = guard.1.get(key) {
+                    return Ok(Some(app.clone()));
+                }
+                guard.0
+            }
+            Err(_) => 0,
+        };
+        let found = store.get_app(key).await?;
+        if let Some(app) = &found
+            && let Ok(mut guard) = self.inner.write()
+            && guard.0 == generation
+        {
+            guard.1.insert(key.to_owned(), app.clone());
+        }
+        Ok(found)
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut guard) = self.inner.write() {
+            guard.0 += 1;
+            guard.1.clear();
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub enum EngineError {
 pub struct Engine {
     store: Arc<dyn Store>,
     endpoints: cache::EndpointCache,
+    apps: cache::AppCache,
     schemas: schema::SchemaCache,
     dispatcher: dispatch::Dispatcher,
 }
@@ -72,6 +73,7 @@ impl Engine {
         Ok(Arc::new(Self {
             store: store.clone(),
             endpoints,
+            apps: cache::AppCache::default(),
             schemas: schema::SchemaCache::default(),
             dispatcher,
         }))
@@ -79,6 +81,20 @@ impl Engine {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// An application by id or uid, from cache.
+    pub async fn find_app(
+        &self,
+        id_or_uid: &str,
+    ) -> Result<Option<switchyard_store::Application>, EngineError> {
+        Ok(self.apps.get(self.store.as_ref(), id_or_uid).await?)
+    }
+
+    /// Must be called after an application is changed or deleted.
+    pub fn app_changed(&self, app: &switchyard_core::AppId) {
+        self.apps.clear();
+        self.endpoints.invalidate(app);
     }
 
     /// Must be called after any change to an application's endpoints.

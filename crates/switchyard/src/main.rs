@@ -2,6 +2,9 @@
 
 mod config;
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use axum::ServiceExt;
 use clap::{Parser, Subcommand};

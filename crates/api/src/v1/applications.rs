@@ -139,6 +139,7 @@ async fn upsert(
             app.metadata = input.metadata.unwrap_or_default();
             app.updated_at = now_ms();
             let app = state.engine.store().update_app(app).await?;
+            state.engine.app_changed(&app.id);
             Ok(Json(app_out(&app)).into_response())
         }
         None if AppId::parse(&app_id).is_some() => Err(ApiError::not_found("application")),
@@ -170,7 +171,9 @@ async fn patch(
         app.metadata = metadata;
     }
     app.updated_at = now_ms();
-    Ok(Json(app_out(&state.engine.store().update_app(app).await?)))
+    let app = state.engine.store().update_app(app).await?;
+    state.engine.app_changed(&app.id);
+    Ok(Json(app_out(&app)))
 }
 
 async fn remove(
@@ -179,6 +182,6 @@ async fn remove(
 ) -> ApiResult<StatusCode> {
     let app = find_app(&state, &app_id).await?;
     state.engine.store().delete_app(&app.id).await?;
-    state.engine.endpoints_changed(&app.id);
+    state.engine.app_changed(&app.id);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -98,7 +98,7 @@ async fn app_for_message(
     key: &str,
     auto_create: Option<ApplicationIn>,
 ) -> ApiResult<Application> {
-    if let Some(app) = state.engine.store().get_app(key).await? {
+    if let Some(app) = state.engine.find_app(key).await? {
         return Ok(app);
     }
     let Some(input) = auto_create else {

@@ -26,8 +26,7 @@ pub fn router() -> Router<AppState> {
 pub(crate) async fn find_app(state: &AppState, key: &str) -> ApiResult<Application> {
     state
         .engine
-        .store()
-        .get_app(key)
+        .find_app(key)
         .await?
         .ok_or_else(|| ApiError::not_found("application"))
 }

@@ -13,13 +13,14 @@ const MAX_BATCH: usize = 2048;
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 trait WriteJob: Send {
-    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool);
     fn fail(self: Box<Self>, reason: String);
 }
 
 struct Job<T, F> {
     work: F,
     reply: oneshot::Sender<Result<T>>,
+    isolated: bool,
 }
 
 fn in_savepoint<T>(conn: &Connection, work: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
@@ -41,15 +42,27 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T> + Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Completion {
-        let Job { work, reply } = *self;
-        let result = in_savepoint(conn, work);
-        Box::new(move |commit| {
+    fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool) {
+        let Job {
+            work,
+            reply,
+            isolated,
+        } = *self;
+        let result = if isolated {
+            in_savepoint(conn, work)
+        } else {
+            work(conn)
+        };
+        // A failed job without a savepoint may have left partial writes: the
+        // whole batch must then be rolled back.
+        let poisons_batch = !isolated && result.is_err();
+        let completion: Completion = Box::new(move |commit| {
             let _ = reply.send(match commit {
                 Ok(()) => result,
                 Err(reason) => Err(StoreError::Unavailable(reason)),
             });
-        })
+        });
+        (completion, poisons_batch)
     }
 
     fn fail(self: Box<Self>, reason: String) {
@@ -72,14 +85,38 @@ impl Writer {
         Self { jobs }
     }
 
+    /// Runs `work` in the next group commit, inside its own savepoint so that
+    /// its failure undoes only its own writes.
     pub(crate) async fn write<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(work, true).await
+    }
+
+    /// Like `write` without the savepoint, for hot-path jobs whose only errors
+    /// are database failures: such a failure rolls back the whole batch.
+    pub(crate) async fn write_unisolated<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(work, false).await
+    }
+
+    async fn submit<T, F>(&self, work: F, isolated: bool) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         self.jobs
-            .send(Box::new(Job { work, reply }))
+            .send(Box::new(Job {
+                work,
+                reply,
+                isolated,
+            }))
             .map_err(|_| StoreError::Unavailable("the writer has stopped".into()))?;
         answer
             .await
@@ -89,6 +126,9 @@ impl Writer {
 
 fn commit_loop(conn: Connection, queue: mpsc::Receiver<Box<dyn WriteJob>>) {
     while let Ok(first) = queue.recv() {
+        // Everything that queued while the previous batch committed joins this
+        // one. No waiting for stragglers: measured, a gather window only added
+        // latency, because the callers it waits for are blocked on this commit.
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
@@ -103,8 +143,20 @@ fn commit_loop(conn: Connection, queue: mpsc::Receiver<Box<dyn WriteJob>>) {
             }
             continue;
         }
-        let completions: Vec<Completion> = batch.into_iter().map(|job| job.run(&conn)).collect();
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        let mut poisoned = false;
+        let completions: Vec<Completion> = batch
+            .into_iter()
+            .map(|job| {
+                let (completion, poisons) = job.run(&conn);
+                poisoned |= poisons;
+                completion
+            })
+            .collect();
+        let commit = if poisoned {
+            Err("a write in the same batch failed; nothing in it was stored".to_string())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| e.to_string())
+        };
         if let Err(reason) = &commit {
             tracing::error!(error = %reason, batch = completions.len(), "group commit failed");
             let _ = conn.execute_batch("ROLLBACK");
