@@ -107,6 +107,34 @@ impl Engine {
         self.schemas.invalidate(name);
     }
 
+    /// Sends a message to an endpoint once more, now, as a manual attempt.
+    /// Normally the resend is queued durably; when that delivery is being sent
+    /// at this very moment, the extra attempt is handed straight to the dispatcher.
+    pub async fn resend(
+        &self,
+        message: &switchyard_store::Message,
+        endpoint: &switchyard_core::EndpointId,
+    ) -> Result<(), EngineError> {
+        let now = switchyard_core::timefmt::now_ms();
+        if self
+            .store
+            .requeue(&message.app_id, &message.id, endpoint, now)
+            .await?
+        {
+            self.dispatcher.wake();
+        } else {
+            self.dispatcher.submit(switchyard_store::DeliveryTask {
+                app_id: message.app_id.clone(),
+                msg_id: message.id.clone(),
+                endpoint_id: endpoint.clone(),
+                attempts: 0,
+                payload: message.payload.as_deref().unwrap_or("{}").into(),
+                manual: true,
+            });
+        }
+        Ok(())
+    }
+
     /// Wakes the poller so requeued deliveries go out without waiting.
     pub fn wake_dispatcher(&self) {
         self.dispatcher.wake();

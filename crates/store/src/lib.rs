@@ -60,14 +60,16 @@ pub trait Store: Send + Sync + 'static {
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
     /// Puts deliveries left `sending` by a dead process back to pending.
     async fn release_inflight(&self) -> Result<u64>;
-    /// Makes the (message, endpoint) delivery pending again now, for a manual resend.
+    /// Makes the (message, endpoint) delivery pending again now, for a manual
+    /// resend. Returns false when the delivery is being sent right now, in which
+    /// case nothing changed.
     async fn requeue(
         &self,
         app: &AppId,
         msg: &MessageId,
         ep: &EndpointId,
         now_ms: u64,
-    ) -> Result<()>;
+    ) -> Result<bool>;
     /// Makes the endpoint's failed deliveries in the window pending again.
     async fn recover(
         &self,

@@ -14,8 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchyard_core::timefmt::now_ms;
-use switchyard_core::{AttemptId, EndpointId};
+use switchyard_core::AttemptId;
 use switchyard_store::{Attempt, AttemptFilter, DeliveryStatus, DeliveryView, Message, Order};
 
 pub fn router() -> Router<AppState> {
@@ -264,12 +263,6 @@ async fn resend(
     let app = find_app(&state, &app_id).await?;
     let msg = find_message(&state, &app.id, &msg_id).await?;
     let ep = find_endpoint(&state, &app, &endpoint_id).await?;
-    let ep_id: EndpointId = ep.id;
-    state
-        .engine
-        .store()
-        .requeue(&app.id, &msg.id, &ep_id, now_ms())
-        .await?;
-    state.engine.wake_dispatcher();
+    state.engine.resend(&msg, &ep.id).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
 }

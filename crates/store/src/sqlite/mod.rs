@@ -841,7 +841,7 @@ impl Store for SqliteStore {
         msg: &MessageId,
         ep: &EndpointId,
         now_ms: u64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let (app, msg, ep) = (app.to_string(), msg.to_string(), ep.clone());
         self.write(move |conn| {
             conn.prepare_cached(
@@ -850,8 +850,9 @@ impl Store for SqliteStore {
                  ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = ?4, manual = 1, updated_at = ?4
                  WHERE status <> 3",
             )?
-            .execute(params![msg, ep.as_str(), app, now_ms as i64, partition_of(&ep)])?;
-            Ok(())
+            .execute(params![msg, ep.as_str(), app, now_ms as i64, partition_of(&ep)])
+            .map(|changed| changed > 0)
+            .map_err(StoreError::from)
         })
         .await
     }
