@@ -95,6 +95,22 @@ prefixed_id!(MessageId, "msg");
 prefixed_id!(AttemptId, "atmpt");
 prefixed_id!(TaskId, "qtask");
 
+/// Number of dispatch partitions; fixed for the life of a database because it
+/// is stored on every delivery row.
+pub const PARTITIONS: u16 = 256;
+
+/// The dispatch partition of an endpoint (FNV-1a of its id), so that one owner
+/// handles all deliveries of an endpoint.
+pub fn partition_of(endpoint: &EndpointId) -> u16 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in endpoint.as_str().bytes() {
+        hash ^= u32::from(b);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (hash % u32::from(PARTITIONS)) as u16
+}
+
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,19 +133,11 @@ mod tests {
         assert!(id_floor_for_time("msg", 1_001).as_str() <= b.as_str());
         assert!(id_floor_for_time("msg", 1_001).as_str() > a.as_str());
     }
-}
 
-/// Number of dispatch partitions; fixed for the life of a database because it
-/// is stored on every delivery row.
-pub const PARTITIONS: u16 = 256;
-
-/// The dispatch partition of an endpoint (FNV-1a of its id), so that one owner
-/// handles all deliveries of an endpoint.
-pub fn partition_of(endpoint: &EndpointId) -> u16 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in endpoint.as_str().bytes() {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
+    #[test]
+    fn partitions_are_stable_and_in_range() {
+        let id = EndpointId::generate();
+        assert_eq!(partition_of(&id), partition_of(&id.clone()));
+        assert!(partition_of(&id) < PARTITIONS);
     }
-    (hash % u32::from(PARTITIONS)) as u16
 }

@@ -1,0 +1,478 @@
+//! The storage conformance suite: every backend must pass each check here.
+//! Today it runs against SQLite; another backend plugs into `backends()`.
+
+use std::sync::Arc;
+use switchyard_core::{AppId, AttemptId, EndpointId, MessageId};
+use switchyard_store::sqlite::{Durability, SqliteStore};
+use switchyard_store::*;
+
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    _dir: tempfile::TempDir,
+}
+
+fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        SqliteStore::open(dir.path().join("t.db"), Durability::Normal).expect("open sqlite");
+    vec![Backend {
+        name: "sqlite",
+        store: Arc::new(store),
+        _dir: dir,
+    }]
+}
+
+fn app(uid: Option<&str>, at: u64) -> Application {
+    Application {
+        id: AppId::generate_at(at),
+        uid: uid.map(str::to_owned),
+        name: "app".into(),
+        rate_limit: None,
+        metadata: Default::default(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
+    Endpoint {
+        id: EndpointId::generate_at(at),
+        app_id: app.clone(),
+        uid: uid.map(str::to_owned),
+        url: "https://example.com/hook".into(),
+        description: String::new(),
+        disabled: false,
+        filter_types: None,
+        channels: None,
+        rate_limit: None,
+        metadata: Default::default(),
+        headers: Default::default(),
+        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        retired_secrets: vec![],
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn message(app: &AppId, at: u64, event_id: Option<&str>) -> Message {
+    Message {
+        id: MessageId::generate_at(at),
+        app_id: app.clone(),
+        event_type: "order.created".into(),
+        event_id: event_id.map(str::to_owned),
+        channels: Some(vec!["eu".into()]),
+        tags: None,
+        payload: Some(r#"{"a":1}"#.into()),
+        created_at: at,
+    }
+}
+
+fn page(limit: usize, iterator: Option<String>, order: Order) -> PageRequest {
+    PageRequest {
+        limit,
+        iterator,
+        order,
+    }
+}
+
+async fn accept(store: &dyn Store, m: Message, key: Option<&str>, eps: &[EndpointId]) -> Accepted {
+    store
+        .accept(NewMessage {
+            message: m,
+            idempotency_key: key.map(str::to_owned),
+            endpoints: eps.to_vec(),
+            dispatch_now: false,
+        })
+        .await
+        .expect("accept")
+}
+
+fn created(a: Accepted) -> Message {
+    match a {
+        Accepted::Created(m) => m,
+        other => panic!("expected a new message, got {other:?}"),
+    }
+}
+
+fn existing(a: Accepted) -> Message {
+    match a {
+        Accepted::Existing(m) => m,
+        other => panic!("expected the earlier message, got {other:?}"),
+    }
+}
+
+fn outcome(
+    task: &DeliveryTask,
+    status: DeliveryStatus,
+    code: i32,
+    next: Option<u64>,
+    at: u64,
+) -> Outcome {
+    Outcome {
+        attempt: Attempt {
+            id: AttemptId::generate_at(at),
+            app_id: task.app_id.clone(),
+            msg_id: task.msg_id.clone(),
+            endpoint_id: task.endpoint_id.clone(),
+            url: "https://example.com/hook".into(),
+            status: if code == 200 {
+                DeliveryStatus::Success
+            } else {
+                DeliveryStatus::Fail
+            },
+            response_status_code: code,
+            response: "ok".into(),
+            response_duration_ms: 3,
+            manual: task.manual,
+            created_at: at,
+        },
+        delivery_status: status,
+        next_attempt_at: next,
+    }
+}
+
+#[tokio::test]
+async fn applications_crud_uid_and_pagination() {
+    for b in backends() {
+        let s = b.store.as_ref();
+        let a = s.insert_app(app(Some("acme"), 1_000)).await.unwrap();
+        assert!(
+            matches!(
+                s.insert_app(app(Some("acme"), 1_001)).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{}",
+            b.name
+        );
+        assert_eq!(s.get_app("acme").await.unwrap().unwrap().id, a.id);
+        assert_eq!(
+            s.get_app(a.id.as_str())
+                .await
+                .unwrap()
+                .unwrap()
+                .uid
+                .as_deref(),
+            Some("acme")
+        );
+        for i in 0..4 {
+            s.insert_app(app(None, 2_000 + i)).await.unwrap();
+        }
+        let mut seen = Vec::new();
+        let mut it = None;
+        loop {
+            let p = s.list_apps(&page(2, it, Order::Ascending)).await.unwrap();
+            assert!(p.data.len() <= 2);
+            seen.extend(p.data.iter().map(|a| a.id.clone()));
+            if p.done {
+                break;
+            }
+            it = p.iterator;
+        }
+        assert_eq!(seen.len(), 5, "{}", b.name);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]));
+        let desc = s
+            .list_apps(&page(10, None, Order::Descending))
+            .await
+            .unwrap();
+        assert_eq!(desc.data.first().map(|a| &a.id), seen.last());
+        let mut changed = a.clone();
+        changed.name = "renamed".into();
+        s.update_app(changed).await.unwrap();
+        assert_eq!(s.get_app("acme").await.unwrap().unwrap().name, "renamed");
+        assert!(s.delete_app(&a.id).await.unwrap());
+        assert!(s.get_app("acme").await.unwrap().is_none());
+        assert!(!s.delete_app(&a.id).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn event_types_archive_and_list() {
+    for b in backends() {
+        let s = b.store.as_ref();
+        let et = EventType {
+            name: "user.created".into(),
+            description: "d".into(),
+            archived: false,
+            deprecated: false,
+            schemas: Some(serde_json::json!({"1": {"type": "object"}})),
+            feature_flags: None,
+            group_name: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        s.insert_event_type(et.clone()).await.unwrap();
+        assert!(matches!(
+            s.insert_event_type(et.clone()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let mut archived = et.clone();
+        archived.archived = true;
+        s.put_event_type(archived).await.unwrap();
+        let visible = s
+            .list_event_types(&page(10, None, Order::Ascending), false)
+            .await
+            .unwrap();
+        assert!(visible.data.is_empty(), "{}", b.name);
+        let all = s
+            .list_event_types(&page(10, None, Order::Ascending), true)
+            .await
+            .unwrap();
+        assert_eq!(all.data.len(), 1);
+        assert_eq!(
+            s.get_event_type("user.created")
+                .await
+                .unwrap()
+                .unwrap()
+                .schemas,
+            et.schemas
+        );
+        assert!(s.delete_event_type("user.created").await.unwrap());
+        assert!(s.get_event_type("user.created").await.unwrap().is_none());
+    }
+}
+
+#[tokio::test]
+async fn endpoints_are_scoped_to_their_app() {
+    for b in backends() {
+        let s = b.store.as_ref();
+        let a1 = s.insert_app(app(None, 1)).await.unwrap();
+        let a2 = s.insert_app(app(None, 2)).await.unwrap();
+        let e1 = s
+            .insert_endpoint(endpoint(&a1.id, Some("main"), 3))
+            .await
+            .unwrap();
+        s.insert_endpoint(endpoint(&a2.id, Some("main"), 4))
+            .await
+            .unwrap();
+        assert!(
+            matches!(
+                s.insert_endpoint(endpoint(&a1.id, Some("main"), 5)).await,
+                Err(StoreError::Conflict(_))
+            ),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.get_endpoint(&a1.id, "main").await.unwrap().unwrap().id,
+            e1.id
+        );
+        assert!(
+            s.get_endpoint(&a2.id, e1.id.as_str())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let listed = s
+            .list_endpoints(&a1.id, &page(10, None, Order::Ascending))
+            .await
+            .unwrap();
+        assert_eq!(listed.data.len(), 1);
+        assert_eq!(s.all_endpoints(None).await.unwrap().len(), 2);
+        let mut changed = e1.clone();
+        changed.headers.insert("X-A".into(), "1".into());
+        changed.retired_secrets.push(RetiredSecret {
+            secret: "whsec_x".into(),
+            expires_at: 99,
+        });
+        s.update_endpoint(changed.clone()).await.unwrap();
+        assert_eq!(
+            s.get_endpoint(&a1.id, e1.id.as_str())
+                .await
+                .unwrap()
+                .unwrap(),
+            changed
+        );
+        assert!(s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
+        assert!(!s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn accept_is_idempotent_by_key_and_event_id() {
+    for b in backends() {
+        let s = b.store.as_ref();
+        let a = s.insert_app(app(None, 1)).await.unwrap();
+        let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
+        let eps = [e.id.clone()];
+        let first = created(accept(s, message(&a.id, 10, None), Some("k"), &eps).await);
+        let again = existing(accept(s, message(&a.id, 11, None), Some("k"), &eps).await);
+        assert_eq!(again.id, first.id, "{}", b.name);
+        let by_event = created(accept(s, message(&a.id, 12, Some("evt")), None, &eps).await);
+        let repeat = existing(accept(s, message(&a.id, 13, Some("evt")), None, &eps).await);
+        assert_eq!(repeat.id, by_event.id);
+        assert_eq!(
+            s.get_message(&a.id, "evt").await.unwrap().unwrap().id,
+            by_event.id
+        );
+        let f = MessageFilter {
+            page: page(10, None, Order::Descending),
+            with_content: true,
+            ..Default::default()
+        };
+        let listed = s.list_messages(&a.id, &f).await.unwrap();
+        assert_eq!(listed.data.len(), 2);
+        assert_eq!(listed.data[0].id, by_event.id, "newest first");
+        assert_eq!(listed.data[0].payload.as_deref(), Some(r#"{"a":1}"#));
+        let other_channel = MessageFilter {
+            channel: Some("us".into()),
+            ..f.clone()
+        };
+        assert!(
+            s.list_messages(&a.id, &other_channel)
+                .await
+                .unwrap()
+                .data
+                .is_empty()
+        );
+        assert_eq!(s.endpoint_stats(&e.id).await.unwrap().pending, 2);
+        assert!(s.expunge_message_content(&a.id, &first.id).await.unwrap());
+        let expunged = s
+            .get_message(&a.id, first.id.as_str())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(expunged.payload, None);
+    }
+}
+
+#[tokio::test]
+async fn delivery_lifecycle_claims_retries_and_recovery() {
+    for b in backends() {
+        let s = b.store.as_ref();
+        let a = s.insert_app(app(None, 1)).await.unwrap();
+        let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
+        let now = switchyard_core::timefmt::now_ms();
+        let m = created(accept(s, message(&a.id, now - 10, None), None, std::slice::from_ref(&e.id)).await);
+        let claimed = s.claim_due(now, 10).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{}", b.name);
+        assert_eq!(&*claimed[0].payload, r#"{"a":1}"#);
+        assert!(
+            s.claim_due(now, 10).await.unwrap().is_empty(),
+            "a claimed delivery is not claimed twice"
+        );
+        assert_eq!(s.endpoint_stats(&e.id).await.unwrap().sending, 1);
+        // A process death leaves it sending; release makes it due again.
+        assert_eq!(s.release_inflight().await.unwrap(), 1);
+        let task = s.claim_due(now, 10).await.unwrap().remove(0);
+        s.record_outcomes(vec![outcome(
+            &task,
+            DeliveryStatus::Pending,
+            500,
+            Some(now + 60_000),
+            now,
+        )])
+        .await
+        .unwrap();
+        assert!(
+            s.claim_due(now, 10).await.unwrap().is_empty(),
+            "not due before its retry time"
+        );
+        let retry = s.claim_due(now + 60_000, 10).await.unwrap().remove(0);
+        assert_eq!(retry.attempts, 1);
+        s.record_outcomes(vec![outcome(
+            &retry,
+            DeliveryStatus::Fail,
+            503,
+            None,
+            now + 60_001,
+        )])
+        .await
+        .unwrap();
+        assert_eq!(s.endpoint_stats(&e.id).await.unwrap().fail, 1);
+        let attempts = s
+            .list_attempts(&AttemptFilter {
+                msg_id: Some(m.id.clone()),
+                page: page(10, None, Order::Descending),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let codes: Vec<i32> = attempts
+            .data
+            .iter()
+            .map(|a| a.response_status_code)
+            .collect();
+        assert_eq!(codes, vec![503, 500]);
+        let one = &attempts.data[0];
+        let fetched = s.get_attempt(&a.id, &m.id, &one.id).await.unwrap().unwrap();
+        assert_eq!(fetched.response_status_code, 503);
+        let only_fail = AttemptFilter {
+            endpoint_id: Some(e.id.clone()),
+            status: Some(2),
+            page: page(10, None, Order::Descending),
+            ..Default::default()
+        };
+        assert_eq!(s.list_attempts(&only_fail).await.unwrap().data.len(), 2);
+        // Recovery makes the failed delivery pending again with a fresh schedule.
+        assert_eq!(
+            s.recover(&e.id, now - 1_000, None, now + 70_000)
+                .await
+                .unwrap(),
+            1
+        );
+        let recovered = s.claim_due(now + 70_000, 10).await.unwrap().remove(0);
+        assert_eq!(recovered.attempts, 0);
+        s.record_outcomes(vec![outcome(
+            &recovered,
+            DeliveryStatus::Success,
+            200,
+            None,
+            now + 70_001,
+        )])
+        .await
+        .unwrap();
+        // A manual resend of a finished delivery is queued once, flagged manual.
+        assert!(s.requeue(&a.id, &m.id, &e.id, now + 80_000).await.unwrap());
+        let manual = s.claim_due(now + 80_000, 10).await.unwrap().remove(0);
+        assert!(manual.manual);
+        assert!(
+            !s.requeue(&a.id, &m.id, &e.id, now + 80_001).await.unwrap(),
+            "in flight: not requeued"
+        );
+        let views = s
+            .deliveries_of_message(&a.id, &m.id, &page(10, None, Order::Ascending))
+            .await
+            .unwrap();
+        assert_eq!(views.data[0].endpoint.as_ref().unwrap().id, e.id);
+        let f = MessageFilter {
+            page: page(10, None, Order::Descending),
+            ..Default::default()
+        };
+        let by_ep = s.deliveries_of_endpoint(&e.id, &f, None).await.unwrap();
+        assert_eq!(by_ep.data[0].message.as_ref().unwrap().id, m.id);
+    }
+}
+
+#[tokio::test]
+async fn settings_and_idempotency_records() {
+    for b in backends() {
+        let s = b.store.as_ref();
+        assert!(s.init_setting("k", "v1").await.unwrap());
+        assert!(!s.init_setting("k", "v2").await.unwrap(), "{}", b.name);
+        assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v1"));
+        s.replace_setting("k", "v3").await.unwrap();
+        assert_eq!(s.get_setting("k").await.unwrap().as_deref(), Some("v3"));
+        let r = StoredResponse {
+            status: 201,
+            body: "{}".into(),
+            created_at: 100,
+        };
+        s.save_idempotent_response("key", r.clone()).await.unwrap();
+        assert_eq!(s.idempotent_response("key").await.unwrap(), Some(r));
+        assert_eq!(s.purge_idempotency(101).await.unwrap(), 1);
+        assert_eq!(s.idempotent_response("key").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let app_id = {
+        let s = SqliteStore::open(&path, Durability::Normal).unwrap();
+        s.insert_app(app(Some("keep"), 1)).await.unwrap().id
+    };
+    let s = SqliteStore::open(&path, Durability::Full).unwrap();
+    assert_eq!(s.get_app("keep").await.unwrap().unwrap().id, app_id);
+}

@@ -1,0 +1,192 @@
+//! Starts the real `switchyard` binary and a real HTTP receiver for end-to-end tests.
+
+#![allow(dead_code)]
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const TOKEN: &str = "e2e-admin-token";
+
+pub struct Server {
+    pub child: Child,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchyard"));
+        cmd.arg("serve")
+            .env("SWITCHYARD_LISTEN", "127.0.0.1:0")
+            .env("SWITCHYARD_DATA_DIR", data_dir)
+            .env("SWITCHYARD_ADMIN_TOKEN", TOKEN)
+            .env("SWITCHYARD_ALLOWED_NETWORKS", "127.0.0.0/8")
+            .env("SWITCHYARD_RETRY_SCHEDULE", "1,1")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn switchyard");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("listening on ") => {
+                    break line
+                        .split("listening on ")
+                        .nth(1)
+                        .unwrap_or("")
+                        .trim()
+                        .to_owned();
+                }
+                Some(Ok(_)) => continue,
+                _ => panic!("switchyard exited before listening"),
+            }
+        };
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            url,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+
+    pub fn client(&self) -> Api {
+        Api {
+            http: reqwest::Client::new(),
+            base: self.url.clone(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Api {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.call(reqwest::Method::GET, path, None).await
+    }
+}
+
+/// Records deliveries by `webhook-id`.
+#[derive(Clone, Default)]
+pub struct Receiver {
+    pub seen: Arc<Mutex<HashMap<String, u32>>>,
+    pub bodies: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
+}
+
+async fn record(State(rx): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    *rx.seen.lock().unwrap().entry(id).or_default() += 1;
+    rx.bodies.lock().unwrap().push((headers, body));
+    StatusCode::OK
+}
+
+impl Receiver {
+    pub async fn start() -> (Receiver, String) {
+        let rx = Receiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new()
+            .route("/{*path}", axum::routing::post(record))
+            .with_state(rx.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (rx, base)
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    pub async fn wait_for(&self, ids: &[String], timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing: Vec<String> = {
+                let seen = self.seen.lock().unwrap();
+                ids.iter()
+                    .filter(|id| !seen.contains_key(*id))
+                    .cloned()
+                    .collect()
+            };
+            if missing.is_empty() || Instant::now() > deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub async fn app_with_endpoint(api: &Api, url: &str) -> String {
+    let (status, app) = api
+        .post("/api/v1/app", serde_json::json!({ "name": "e2e" }))
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let (status, ep) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            serde_json::json!({ "url": url }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    app_id
+}

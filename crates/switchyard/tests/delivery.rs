@@ -1,0 +1,120 @@
+//! Delivery behaviour seen from outside: the SSRF guard and attempt records.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+use std::time::Duration;
+
+async fn first_attempt(api: &Api, app_id: &str, msg_id: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{msg_id}"))
+            .await;
+        if let Some(first) = attempts["data"].as_array().and_then(|a| a.last()) {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no attempt recorded for {msg_id}");
+}
+
+#[tokio::test]
+async fn ssrf_guard_refuses_loopback_unless_allowed() {
+    let data = tempfile::tempdir().unwrap();
+    let (receiver, base) = Receiver::start().await;
+    // An empty allow-list: loopback is internal and must be refused.
+    let server = Server::start(
+        data.path(),
+        &[
+            ("SWITCHYARD_ALLOWED_NETWORKS", ""),
+            ("SWITCHYARD_RETRY_SCHEDULE", ""),
+        ],
+    );
+    let api = server.client();
+    for url in [
+        format!("{base}/blocked"),
+        base.replace("127.0.0.1", "localhost") + "/blocked",
+    ] {
+        let app_id = app_with_endpoint(&api, &url).await;
+        let (status, msg) = api
+            .post(
+                &format!("/api/v1/app/{app_id}/msg"),
+                json!({ "eventType": "a.b", "payload": {} }),
+            )
+            .await;
+        assert_eq!(status, 202);
+        let attempt = first_attempt(&api, &app_id, msg["id"].as_str().unwrap()).await;
+        assert_eq!(attempt["status"], 2, "{attempt}");
+        assert_eq!(attempt["responseStatusCode"], 0);
+        assert!(
+            attempt["response"].as_str().unwrap().contains("SSRF guard"),
+            "{attempt}"
+        );
+    }
+    assert_eq!(receiver.count(), 0, "nothing may reach a blocked address");
+}
+
+#[tokio::test]
+async fn redirects_count_as_failures_and_are_not_followed() {
+    use axum::http::{StatusCode, header};
+    let data = tempfile::tempdir().unwrap();
+    let (receiver, base) = Receiver::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirect_base = format!("http://{}", listener.local_addr().unwrap());
+    let target = format!("{base}/after-redirect");
+    let app = axum::Router::new().route(
+        "/hop",
+        axum::routing::post(move || {
+            let target = target.clone();
+            async move { (StatusCode::FOUND, [(header::LOCATION, target)]) }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let server = Server::start(data.path(), &[("SWITCHYARD_RETRY_SCHEDULE", "")]);
+    let api = server.client();
+    let app_id = app_with_endpoint(&api, &format!("{redirect_base}/hop")).await;
+    let (_, msg) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            json!({ "eventType": "a.b", "payload": {} }),
+        )
+        .await;
+    let attempt = first_attempt(&api, &app_id, msg["id"].as_str().unwrap()).await;
+    assert_eq!(attempt["responseStatusCode"], 302);
+    assert_eq!(attempt["status"], 2);
+    assert_eq!(receiver.count(), 0);
+}
+
+#[tokio::test]
+async fn generated_admin_token_is_printed_once_and_required() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"));
+    let out = cmd
+        .args(["rotate-token"])
+        .env("SWITCHYARD_DATA_DIR", data.path())
+        .env_remove("SWITCHYARD_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("sk_"));
+    let server = Server::start(data.path(), &[("SWITCHYARD_ADMIN_TOKEN", "")]);
+    let http = reqwest::Client::new();
+    let ok = http
+        .get(format!("{}/api/v1/app", server.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let denied = http
+        .get(format!("{}/api/v1/app", server.url))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+}
