@@ -24,7 +24,6 @@ from svix.api import (
 )
 from svix.api.message import MessageCreateOptions, MessageGetOptions
 
-WITH = MessageCreateOptions(with_content=True)
 from svix.exceptions import HttpError, HTTPValidationError
 
 from conftest import TOKEN
@@ -266,7 +265,7 @@ def test_endpoint_update_patch_headers_and_disable(svix, receiver):
     assert err.value.status_code == 404
 
 
-def test_message_list_filters_and_content(svix):
+def test_message_list_filters_and_content(server, svix):
     app = new_app(svix)
     svix.message.create(app.id, MessageIn(event_type="a.one", payload={"i": 1}, channels=["c1"]))
     svix.message.create(app.id, MessageIn(event_type="a.two", payload={"i": 2}))
@@ -281,7 +280,11 @@ def test_message_list_filters_and_content(svix):
     assert len(first.data) == 1 and not first.done
     rest = svix.message.list(app.id, MessageListOptions(limit=5, iterator=first.iterator, with_content=True))
     assert [m.payload["i"] for m in rest.data] == [2, 1] and rest.done
+    raw = httpx.get(f"{server.url}/api/v1/app/{app.id}/msg/{everything[0].id}/content", headers={"authorization": f"Bearer {TOKEN}"})
+    assert raw.status_code == 200 and raw.json() == {"i": 3}
     svix.message.expunge_content(app.id, everything[0].id)
+    raw = httpx.get(f"{server.url}/api/v1/app/{app.id}/msg/{everything[0].id}/content", headers={"authorization": f"Bearer {TOKEN}"})
+    assert raw.status_code == 410
     assert svix.message.get(app.id, everything[0].id, MessageGetOptions(with_content=True)).payload == {}
     assert svix.message.get(app.id, everything[1].id, MessageGetOptions(with_content=True)).payload == {"i": 2}
 

@@ -110,7 +110,6 @@ pub fn partition_of(endpoint: &EndpointId) -> u16 {
     (hash % u32::from(PARTITIONS)) as u16
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,8 @@ struct Inner {
     retry: RetrySchedule,
     queue: mpsc::UnboundedSender<DeliveryTask>,
     queued: AtomicUsize,
+    /// One permit per delivery being sent: the global in-flight cap.
+    slots: Arc<Semaphore>,
     wake: Notify,
     outcomes: mpsc::UnboundedSender<Outcome>,
     succeeded: AtomicU64,
@@ -76,12 +78,13 @@ impl Dispatcher {
             retry: config.retry_schedule.clone(),
             queue,
             queued: AtomicUsize::new(0),
+            slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             wake: Notify::new(),
             outcomes,
             succeeded: AtomicU64::new(0),
             failed_attempts: AtomicU64::new(0),
         });
-        tokio::spawn(run_senders(inner.clone(), queue_rx, config.max_in_flight));
+        tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
         tokio::spawn(run_recorder(inner.clone(), outcomes_rx));
         Ok(Self { inner })
@@ -92,6 +95,18 @@ impl Dispatcher {
     }
 
     pub fn submit(&self, task: DeliveryTask) {
+        // With a free slot and nothing waiting, send from here and skip the
+        // hop through the queue.
+        if self.inner.queued.load(Ordering::Relaxed) == 0
+            && let Ok(slot) = self.inner.slots.clone().try_acquire_owned()
+        {
+            let inner = self.inner.clone();
+            tokio::spawn(async move {
+                deliver(&inner, task).await;
+                drop(slot);
+            });
+            return;
+        }
         self.inner.queued.fetch_add(1, Ordering::Relaxed);
         if self.inner.queue.send(task).is_err() {
             self.inner.queued.fetch_sub(1, Ordering::Relaxed);
@@ -111,14 +126,9 @@ impl Dispatcher {
     }
 }
 
-async fn run_senders(
-    inner: Arc<Inner>,
-    mut queue: mpsc::UnboundedReceiver<DeliveryTask>,
-    max_in_flight: usize,
-) {
-    let slots = Arc::new(Semaphore::new(max_in_flight.max(1)));
+async fn run_senders(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<DeliveryTask>) {
     while let Some(task) = queue.recv().await {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        let Ok(slot) = inner.slots.clone().acquire_owned().await else {
             break;
         };
         inner.queued.fetch_sub(1, Ordering::Relaxed);

@@ -343,7 +343,15 @@ async fn delivery_lifecycle_claims_retries_and_recovery() {
         let a = s.insert_app(app(None, 1)).await.unwrap();
         let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
         let now = switchyard_core::timefmt::now_ms();
-        let m = created(accept(s, message(&a.id, now - 10, None), None, std::slice::from_ref(&e.id)).await);
+        let m = created(
+            accept(
+                s,
+                message(&a.id, now - 10, None),
+                None,
+                std::slice::from_ref(&e.id),
+            )
+            .await,
+        );
         let claimed = s.claim_due(now, 10).await.unwrap();
         assert_eq!(claimed.len(), 1, "{}", b.name);
         assert_eq!(&*claimed[0].payload, r#"{"a":1}"#);

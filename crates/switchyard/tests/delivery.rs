@@ -118,3 +118,98 @@ async fn generated_admin_token_is_printed_once_and_required() {
         .unwrap();
     assert_eq!(denied.status(), 401);
 }
+
+#[tokio::test]
+async fn retry_after_lengthens_the_wait_and_timeouts_fail_the_attempt() {
+    use axum::http::{StatusCode, header};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let data = tempfile::tempdir().unwrap();
+    let arrivals = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let seen = arrivals.clone();
+    let app = axum::Router::new()
+        .route(
+            "/busy",
+            axum::routing::post(move || {
+                let seen = seen.clone();
+                async move {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(("busy".into(), Instant::now()));
+                    if seen.iter().filter(|(p, _)| p == "busy").count() == 1 {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [(header::RETRY_AFTER, "3")],
+                        )
+                            .into_response()
+                    } else {
+                        StatusCode::OK.into_response()
+                    }
+                }
+            }),
+        )
+        .route(
+            "/slow",
+            axum::routing::post(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                StatusCode::OK
+            }),
+        );
+    use axum::response::IntoResponse;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let server = Server::start(
+        data.path(),
+        &[
+            ("SWITCHYARD_RETRY_SCHEDULE", "1"),
+            ("SWITCHYARD_REQUEST_TIMEOUT_SECS", "1"),
+        ],
+    );
+    let api = server.client();
+
+    let app_id = app_with_endpoint(&api, &format!("{base}/busy")).await;
+    let (_, msg) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            json!({ "eventType": "a.b", "payload": {} }),
+        )
+        .await;
+    let msg_id = msg["id"].as_str().unwrap().to_owned();
+    let mut codes = Vec::new();
+    for _ in 0..100 {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{msg_id}"))
+            .await;
+        codes = attempts["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["responseStatusCode"].as_i64().unwrap())
+            .collect();
+        if codes.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(codes, vec![200, 503]);
+    let times: Vec<Instant> = arrivals.lock().unwrap().iter().map(|(_, t)| *t).collect();
+    let gap = times[1] - times[0];
+    // The schedule says 1 s; Retry-After: 3 must hold the retry back.
+    assert!(gap >= Duration::from_millis(2_500), "retried after {gap:?}");
+
+    let app_id = app_with_endpoint(&api, &format!("{base}/slow")).await;
+    let (_, msg) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            json!({ "eventType": "a.b", "payload": {} }),
+        )
+        .await;
+    let attempt = first_attempt(&api, &app_id, msg["id"].as_str().unwrap()).await;
+    assert_eq!(attempt["responseStatusCode"], 0);
+    assert!(
+        attempt["response"].as_str().unwrap().contains("timed out"),
+        "{attempt}"
+    );
+}

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get};
+use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -22,7 +22,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/app/{app_id}/msg", get(list).post(create))
         .route("/api/v1/app/{app_id}/msg/{msg_id}", get(fetch))
-        .route("/api/v1/app/{app_id}/msg/{msg_id}/content", delete(expunge))
+        .route(
+            "/api/v1/app/{app_id}/msg/{msg_id}/content",
+            get(content).delete(expunge),
+        )
 }
 
 #[derive(Deserialize)]
@@ -265,6 +268,28 @@ async fn fetch(
         &find_message(&state, &app.id, &msg_id).await?,
         with_content,
     )))
+}
+
+/// The payload exactly as it was accepted (and as endpoints receive it).
+async fn content(
+    State(state): State<AppState>,
+    Path((app_id, msg_id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let app = find_app(&state, &app_id).await?;
+    let msg = find_message(&state, &app.id, &msg_id).await?;
+    let payload = msg.payload.ok_or_else(|| {
+        ApiError::http(
+            StatusCode::GONE,
+            "content_expunged",
+            "this message's payload was expunged",
+        )
+    })?;
+    let mut response = (StatusCode::OK, payload).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
 }
 
 async fn expunge(
