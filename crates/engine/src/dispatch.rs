@@ -17,7 +17,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 
 /// Above this many queued deliveries intake leaves new ones to the poller
 /// instead of queueing them in memory.
-const QUEUE_HIGH_WATER: usize = 50_000;
+const QUEUE_HIGH_WATER: usize = 10_000;
 const CLAIM_BATCH: usize = 1_000;
 const OUTCOME_BATCH: usize = 4_096;
 

@@ -37,7 +37,12 @@ struct Readers {
     permits: Semaphore,
 }
 
-fn open(path: &Path, durability: Durability) -> Result<Connection> {
+/// Page cache per connection, in KiB: the writer keeps the hot tail of every
+/// index; readers and the checkpointer need little.
+const WRITER_CACHE_KIB: u32 = 16_384;
+const READER_CACHE_KIB: u32 = 4_096;
+
+fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -51,7 +56,7 @@ fn open(path: &Path, durability: Durability) -> Result<Connection> {
     };
     conn.execute_batch(&format!(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=OFF;
-         PRAGMA cache_size=-32000; PRAGMA temp_store=MEMORY;"
+         PRAGMA cache_size=-{cache_kib}; PRAGMA temp_store=MEMORY;"
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -77,11 +82,11 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub fn open(path: impl Into<PathBuf>, durability: Durability) -> Result<Self> {
         let path = path.into();
-        let conn = open(&path, durability)?;
+        let conn = open(&path, durability, WRITER_CACHE_KIB)?;
         migrate(&conn)?;
         // Checkpoints run on their own thread so the writer never pays for them.
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-        start_checkpointer(open(&path, durability)?);
+        start_checkpointer(open(&path, durability, READER_CACHE_KIB)?);
         Ok(Self {
             writer: Writer::start(conn),
             readers: Arc::new(Readers {
@@ -107,7 +112,7 @@ impl SqliteStore {
         tokio::task::spawn_blocking(move || {
             let conn = match pool.idle.lock().map(|mut idle| idle.pop()) {
                 Ok(Some(conn)) => conn,
-                _ => open(&pool.path, Durability::Normal)?,
+                _ => open(&pool.path, Durability::Normal, READER_CACHE_KIB)?,
             };
             let result = work(&conn);
             if let Ok(mut idle) = pool.idle.lock() {
