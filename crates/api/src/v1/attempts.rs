@@ -176,11 +176,17 @@ async fn fetch(
     Ok(Json(attempt_out(&attempt, None)))
 }
 
-fn next_attempt(d: &DeliveryView) -> Option<String> {
-    match d.status {
+/// Adds a delivery's status and next attempt time to its endpoint or message.
+fn with_delivery_status(base: Option<Value>, d: &DeliveryView) -> Value {
+    let mut out = base.unwrap_or_else(|| json!({}));
+    let next_attempt = match d.status {
         DeliveryStatus::Pending => d.next_attempt_at.map(ts),
         _ => None,
-    }
+    };
+    out["status"] = json!(d.status as u8);
+    out["statusText"] = json!(d.status.text());
+    out["nextAttempt"] = json!(next_attempt);
+    out
 }
 
 async fn destinations(
@@ -196,15 +202,7 @@ async fn destinations(
         .deliveries_of_message(&app.id, &msg.id, &q.page(Order::Ascending)?)
         .await?;
     Ok(Json(list_out(page, |d| {
-        let mut out = d
-            .endpoint
-            .as_ref()
-            .map(message_endpoint_fields)
-            .unwrap_or_else(|| json!({}));
-        out["status"] = json!(d.status as u8);
-        out["statusText"] = json!(d.status.text());
-        out["nextAttempt"] = json!(next_attempt(d));
-        out
+        with_delivery_status(d.endpoint.as_ref().map(message_endpoint_fields), d)
     })))
 }
 
@@ -243,15 +241,11 @@ async fn attempted_messages(
         .deliveries_of_endpoint(&ep.id, &filter, status_param(&q.status)?)
         .await?;
     Ok(Json(list_out(page, |d| {
-        let mut out = d
+        let message = d
             .message
             .as_ref()
-            .map(|m| message_out(m, filter.with_content))
-            .unwrap_or_else(|| json!({}));
-        out["status"] = json!(d.status as u8);
-        out["statusText"] = json!(d.status.text());
-        out["nextAttempt"] = json!(next_attempt(d));
-        out
+            .map(|m| message_out(m, filter.with_content));
+        with_delivery_status(message, d)
     })))
 }
 

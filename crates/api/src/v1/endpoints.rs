@@ -224,9 +224,18 @@ async fn create(
     Body(input): Body<EndpointIn>,
 ) -> ApiResult<Response> {
     let app = find_app(&state, &app_id).await?;
-    let ep = new_endpoint(app.id.clone(), input, None)?;
+    insert(&state, app.id, input, None).await
+}
+
+async fn insert(
+    state: &AppState,
+    app_id: switchyard_core::AppId,
+    input: EndpointIn,
+    uid: Option<String>,
+) -> ApiResult<Response> {
+    let ep = new_endpoint(app_id, input, uid)?;
     let ep = state.engine.store().insert_endpoint(ep).await?;
-    state.engine.endpoints_changed(&app.id);
+    state.engine.endpoints_changed(&ep.app_id);
     Ok((StatusCode::CREATED, Json(endpoint_out(&ep))).into_response())
 }
 
@@ -275,12 +284,7 @@ async fn upsert(
             Ok(Json(endpoint_out(&save(&state, ep).await?)).into_response())
         }
         None if EndpointId::parse(&endpoint_id).is_some() => Err(ApiError::not_found("endpoint")),
-        None => {
-            let ep = new_endpoint(app.id.clone(), input, Some(endpoint_id))?;
-            let ep = state.engine.store().insert_endpoint(ep).await?;
-            state.engine.endpoints_changed(&app.id);
-            Ok((StatusCode::CREATED, Json(endpoint_out(&ep))).into_response())
-        }
+        None => insert(&state, app.id, input, Some(endpoint_id)).await,
     }
 }
 
