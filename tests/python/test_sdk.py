@@ -62,6 +62,15 @@ def test_application_crud(svix):
     assert err.value.status_code == 404
 
 
+def test_post_idempotency_key_replays_the_first_response(svix):
+    from svix.api.application import ApplicationCreateOptions
+
+    key = unique("create-app")
+    first = svix.application.create(ApplicationIn(name="once"), ApplicationCreateOptions(idempotency_key=key))
+    again = svix.application.create(ApplicationIn(name="twice"), ApplicationCreateOptions(idempotency_key=key))
+    assert again.id == first.id and again.name == "once"
+
+
 def test_application_pagination(svix):
     ids = {svix.application.create(ApplicationIn(name=f"p{i}")).id for i in range(5)}
     seen, iterator = [], None

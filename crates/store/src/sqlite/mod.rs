@@ -142,16 +142,35 @@ impl SqliteStore {
     }
 }
 
+/// WAL frames (pages) above which the checkpointer briefly holds writers back
+/// so the log can start over instead of growing under sustained load.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
 /// Copies committed WAL frames into the database file twice a second without
-/// blocking the writer (PASSIVE), so the WAL stays small.
+/// blocking the writer (PASSIVE). When the log has grown large because the
+/// writer never paused, a RESTART checkpoint lets the next commit rewind it.
 fn start_checkpointer(conn: Connection) {
     let spawned = std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
+            if let Err(e) = conn.execute_batch("PRAGMA journal_size_limit=67108864;") {
+                tracing::warn!(error = %e, "cannot limit the WAL size");
+            }
             loop {
                 std::thread::sleep(std::time::Duration::from_millis(500));
-                if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE);") {
-                    tracing::warn!(error = %e, "WAL checkpoint failed");
+                let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE);", [], |r| {
+                    r.get::<_, i64>(1)
+                });
+                match frames {
+                    Ok(log_frames) if log_frames > WAL_RESTART_PAGES => {
+                        if let Err(e) =
+                            conn.query_row("PRAGMA wal_checkpoint(RESTART);", [], |_| Ok(()))
+                        {
+                            tracing::warn!(error = %e, "WAL restart checkpoint failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
                 }
             }
         });
