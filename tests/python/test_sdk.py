@@ -321,6 +321,8 @@ def test_errors_are_clear(server, svix):
     raw = httpx.post(f"{server.url}/api/v1/app/{app.id}/msg", content=big, headers={"authorization": f"Bearer {TOKEN}"})
     assert raw.status_code == 413 and raw.json()["code"] == "payload_too_large"
     assert httpx.get(f"{server.url}/api/v1/health").status_code == 204
+    raw = httpx.delete(f"{server.url}/api/v1/app", headers={"authorization": f"Bearer {TOKEN}"})
+    assert raw.status_code == 405 and raw.json()["code"] == "method_not_allowed"
     spec = httpx.get(f"{server.url}/api/v1/openapi.json").json()
     assert "/api/v1/app/{app_id}/msg" in spec["paths"]
 

@@ -48,6 +48,13 @@ pub fn router(state: AppState) -> Router {
             axum::routing::get(openapi::document),
         )
         .merge(authed)
+        .method_not_allowed_fallback(|| async {
+            ApiError::http(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this method is not allowed on this path",
+            )
+        })
         .fallback(|| async { ApiError::not_found("route") })
         .with_state(state)
 }
