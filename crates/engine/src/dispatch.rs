@@ -7,7 +7,7 @@ use crate::client::{DeliveryClient, DeliveryClientConfig};
 use crate::{EngineConfig, EngineError};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchyard_core::AttemptId;
 use switchyard_core::retry::RetrySchedule;
@@ -21,13 +21,6 @@ const QUEUE_HIGH_WATER: usize = 10_000;
 const CLAIM_BATCH: usize = 1_000;
 const OUTCOME_BATCH: usize = 4_096;
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DispatchStats {
-    pub queued: usize,
-    pub succeeded: u64,
-    pub failed_attempts: u64,
-}
-
 struct Inner {
     store: Arc<dyn Store>,
     endpoints: EndpointCache,
@@ -39,8 +32,6 @@ struct Inner {
     slots: Arc<Semaphore>,
     wake: Notify,
     outcomes: mpsc::UnboundedSender<Outcome>,
-    succeeded: AtomicU64,
-    failed_attempts: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -81,8 +72,6 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             wake: Notify::new(),
             outcomes,
-            succeeded: AtomicU64::new(0),
-            failed_attempts: AtomicU64::new(0),
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
@@ -115,14 +104,6 @@ impl Dispatcher {
 
     pub fn wake(&self) {
         self.inner.wake.notify_one();
-    }
-
-    pub fn stats(&self) -> DispatchStats {
-        DispatchStats {
-            queued: self.inner.queued.load(Ordering::Relaxed),
-            succeeded: self.inner.succeeded.load(Ordering::Relaxed),
-            failed_attempts: self.inner.failed_attempts.load(Ordering::Relaxed),
-        }
     }
 }
 
@@ -258,7 +239,6 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         },
     };
     let outcome = if (200..300).contains(&result.status) {
-        inner.succeeded.fetch_add(1, Ordering::Relaxed);
         Outcome {
             attempt: attempt_of(
                 &task,
@@ -272,7 +252,6 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
             next_attempt_at: None,
         }
     } else {
-        inner.failed_attempts.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(endpoint = %task.endpoint_id, msg = %task.msg_id, status = result.status, reason = %result.body, "delivery attempt failed");
         retry_later(
             inner,

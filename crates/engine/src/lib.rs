@@ -9,7 +9,6 @@ mod schema;
 
 pub use accept::{AcceptInput, AcceptResult};
 pub use client::DeliveryClientConfig;
-pub use dispatch::DispatchStats;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,9 +137,5 @@ impl Engine {
     /// Wakes the poller so requeued deliveries go out without waiting.
     pub fn wake_dispatcher(&self) {
         self.dispatcher.wake();
-    }
-
-    pub fn dispatch_stats(&self) -> DispatchStats {
-        self.dispatcher.stats()
     }
 }

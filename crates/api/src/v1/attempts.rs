@@ -1,6 +1,6 @@
 //! Attempts and per-delivery views, plus manual resend.
 
-use super::endpoints::message_endpoint_fields;
+use super::endpoints::endpoint_out;
 use super::messages::{find_message, message_filter, message_out};
 use super::{find_app, find_endpoint, list_out, ts};
 use crate::AppState;
@@ -202,7 +202,7 @@ async fn destinations(
         .deliveries_of_message(&app.id, &msg.id, &q.page(Order::Ascending)?)
         .await?;
     Ok(Json(list_out(page, |d| {
-        with_delivery_status(d.endpoint.as_ref().map(message_endpoint_fields), d)
+        with_delivery_status(d.endpoint.as_ref().map(endpoint_out), d)
     })))
 }
 

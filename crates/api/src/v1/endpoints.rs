@@ -104,7 +104,7 @@ struct EndpointPatch {
     secret: Option<String>,
 }
 
-fn endpoint_out(ep: &Endpoint) -> Value {
+pub(crate) fn endpoint_out(ep: &Endpoint) -> Value {
     json!({
         "id": ep.id,
         "uid": ep.uid,
@@ -121,10 +121,6 @@ fn endpoint_out(ep: &Endpoint) -> Value {
         "createdAt": ts(ep.created_at),
         "updatedAt": ts(ep.updated_at),
     })
-}
-
-pub(crate) fn message_endpoint_fields(ep: &Endpoint) -> Value {
-    endpoint_out(ep)
 }
 
 fn parse_url(url: &str) -> ApiResult<String> {
