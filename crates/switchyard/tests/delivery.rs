@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use serde_json::json;
 use std::time::Duration;
 
 async fn first_attempt(api: &Api, app_id: &str, msg_id: &str) -> serde_json::Value {
@@ -37,14 +36,8 @@ async fn ssrf_guard_refuses_loopback_unless_allowed() {
         base.replace("127.0.0.1", "localhost") + "/blocked",
     ] {
         let app_id = app_with_endpoint(&api, &url).await;
-        let (status, msg) = api
-            .post(
-                &format!("/api/v1/app/{app_id}/msg"),
-                json!({ "eventType": "a.b", "payload": {} }),
-            )
-            .await;
-        assert_eq!(status, 202);
-        let attempt = first_attempt(&api, &app_id, msg["id"].as_str().unwrap()).await;
+        let msg_id = send_message(&api, &app_id).await;
+        let attempt = first_attempt(&api, &app_id, &msg_id).await;
         assert_eq!(attempt["status"], 2, "{attempt}");
         assert_eq!(attempt["responseStatusCode"], 0);
         assert!(
@@ -76,13 +69,8 @@ async fn redirects_count_as_failures_and_are_not_followed() {
     let server = Server::start(data.path(), &[("SWITCHYARD_RETRY_SCHEDULE", "")]);
     let api = server.client();
     let app_id = app_with_endpoint(&api, &format!("{redirect_base}/hop")).await;
-    let (_, msg) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/msg"),
-            json!({ "eventType": "a.b", "payload": {} }),
-        )
-        .await;
-    let attempt = first_attempt(&api, &app_id, msg["id"].as_str().unwrap()).await;
+    let msg_id = send_message(&api, &app_id).await;
+    let attempt = first_attempt(&api, &app_id, &msg_id).await;
     assert_eq!(attempt["responseStatusCode"], 302);
     assert_eq!(attempt["status"], 2);
     assert_eq!(receiver.count(), 0);
@@ -170,13 +158,7 @@ async fn retry_after_lengthens_the_wait_and_timeouts_fail_the_attempt() {
     let api = server.client();
 
     let app_id = app_with_endpoint(&api, &format!("{base}/busy")).await;
-    let (_, msg) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/msg"),
-            json!({ "eventType": "a.b", "payload": {} }),
-        )
-        .await;
-    let msg_id = msg["id"].as_str().unwrap().to_owned();
+    let msg_id = send_message(&api, &app_id).await;
     let mut codes = Vec::new();
     for _ in 0..100 {
         let (_, attempts) = api
@@ -200,13 +182,8 @@ async fn retry_after_lengthens_the_wait_and_timeouts_fail_the_attempt() {
     assert!(gap >= Duration::from_millis(2_500), "retried after {gap:?}");
 
     let app_id = app_with_endpoint(&api, &format!("{base}/slow")).await;
-    let (_, msg) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/msg"),
-            json!({ "eventType": "a.b", "payload": {} }),
-        )
-        .await;
-    let attempt = first_attempt(&api, &app_id, msg["id"].as_str().unwrap()).await;
+    let msg_id = send_message(&api, &app_id).await;
+    let attempt = first_attempt(&api, &app_id, &msg_id).await;
     assert_eq!(attempt["responseStatusCode"], 0);
     assert!(
         attempt["response"].as_str().unwrap().contains("timed out"),

@@ -1,11 +1,11 @@
 //! Attempts and per-delivery views, plus manual resend.
 
 use super::endpoints::endpoint_out;
-use super::messages::{find_message, message_filter, message_out};
+use super::messages::{MessageListQuery, find_message, message_out};
 use super::{find_app, find_endpoint, list_out, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{PageQuery, Query, bool_param, list_param, time_param};
+use crate::extract::{PageQuery, Query, bool_param};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
@@ -62,17 +62,10 @@ fn attempt_out(a: &Attempt, msg: Option<&Message>) -> Value {
 #[derive(Deserialize)]
 struct AttemptQuery {
     #[serde(flatten)]
-    page: PageQuery,
+    messages: MessageListQuery,
     status: Option<String>,
-    channel: Option<String>,
-    before: Option<String>,
-    after: Option<String>,
-    event_types: Option<String>,
     endpoint_id: Option<String>,
     with_msg: Option<String>,
-    with_content: Option<String>,
-    status_code_class: Option<String>,
-    tag: Option<String>,
 }
 
 fn status_param(value: &Option<String>) -> ApiResult<Option<u8>> {
@@ -93,14 +86,14 @@ fn status_param(value: &Option<String>) -> ApiResult<Option<u8>> {
 }
 
 fn attempt_filter(q: &AttemptQuery) -> ApiResult<AttemptFilter> {
-    let _ = (&q.with_content, &q.status_code_class, &q.tag);
+    let f = q.messages.filter()?;
     Ok(AttemptFilter {
         status: status_param(&q.status)?,
-        event_types: list_param(&q.event_types),
-        channel: q.channel.clone(),
-        before_ms: time_param("before", &q.before)?,
-        after_ms: time_param("after", &q.after)?,
-        page: q.page.page(Order::Descending)?,
+        event_types: f.event_types,
+        channel: f.channel,
+        before_ms: f.before_ms,
+        after_ms: f.after_ms,
+        page: f.page,
         ..Default::default()
     })
 }
@@ -209,14 +202,8 @@ async fn destinations(
 #[derive(Deserialize)]
 struct AttemptedMessagesQuery {
     #[serde(flatten)]
-    page: PageQuery,
+    messages: MessageListQuery,
     status: Option<String>,
-    channel: Option<String>,
-    before: Option<String>,
-    after: Option<String>,
-    with_content: Option<String>,
-    event_types: Option<String>,
-    tag: Option<String>,
 }
 
 async fn attempted_messages(
@@ -224,17 +211,9 @@ async fn attempted_messages(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Query(q): Query<AttemptedMessagesQuery>,
 ) -> ApiResult<Json<Value>> {
-    let _ = &q.tag;
     let app = find_app(&state, &app_id).await?;
     let ep = find_endpoint(&state, &app, &endpoint_id).await?;
-    let filter = message_filter(
-        &q.page,
-        &q.channel,
-        &q.before,
-        &q.after,
-        &q.with_content,
-        &q.event_types,
-    )?;
+    let filter = q.messages.filter()?;
     let page = state
         .engine
         .store()

@@ -412,12 +412,7 @@ async fn set_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<HeadersIn>,
 ) -> ApiResult<StatusCode> {
-    check_headers(&input.headers)?;
-    let app = find_app(&state, &app_id).await?;
-    let mut ep = find_endpoint(&state, &app, &endpoint_id).await?;
-    ep.headers = input.headers;
-    save(&state, ep).await?;
-    Ok(StatusCode::NO_CONTENT)
+    write_headers(&state, &app_id, &endpoint_id, input, true).await
 }
 
 async fn patch_headers(
@@ -425,14 +420,29 @@ async fn patch_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<HeadersIn>,
 ) -> ApiResult<StatusCode> {
+    write_headers(&state, &app_id, &endpoint_id, input, false).await
+}
+
+/// PUT replaces the custom headers; PATCH deletes `deleteHeaders`, then adds or changes the rest.
+async fn write_headers(
+    state: &AppState,
+    app_id: &str,
+    endpoint_id: &str,
+    input: HeadersIn,
+    replace: bool,
+) -> ApiResult<StatusCode> {
     check_headers(&input.headers)?;
-    let app = find_app(&state, &app_id).await?;
-    let mut ep = find_endpoint(&state, &app, &endpoint_id).await?;
-    for name in &input.delete_headers {
-        ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+    let app = find_app(state, app_id).await?;
+    let mut ep = find_endpoint(state, &app, endpoint_id).await?;
+    if replace {
+        ep.headers = input.headers;
+    } else {
+        for name in &input.delete_headers {
+            ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        }
+        ep.headers.extend(input.headers);
     }
-    ep.headers.extend(input.headers);
-    save(&state, ep).await?;
+    save(state, ep).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

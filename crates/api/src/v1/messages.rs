@@ -197,8 +197,11 @@ async fn create(
     Ok(response)
 }
 
+/// Query parameters of every message-shaped listing (messages, attempted
+/// messages, attempts). Parameters the SDKs send that Switchyard does not
+/// filter on (`tag`, `status_code_class`) are unknown fields, which serde ignores.
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct MessageListQuery {
     #[serde(flatten)]
     page: PageQuery,
     channel: Option<String>,
@@ -206,42 +209,29 @@ struct ListQuery {
     after: Option<String>,
     with_content: Option<String>,
     event_types: Option<String>,
-    tag: Option<String>,
 }
 
-pub(crate) fn message_filter(
-    page: &PageQuery,
-    channel: &Option<String>,
-    before: &Option<String>,
-    after: &Option<String>,
-    with_content: &Option<String>,
-    event_types: &Option<String>,
-) -> ApiResult<MessageFilter> {
-    Ok(MessageFilter {
-        page: page.page(Order::Descending)?,
-        event_types: list_param(event_types),
-        channel: channel.clone(),
-        before_ms: time_param("before", before)?,
-        after_ms: time_param("after", after)?,
-        with_content: bool_param("with_content", with_content, true)?,
-    })
+impl MessageListQuery {
+    /// Newest first unless `order` says otherwise.
+    pub(crate) fn filter(&self) -> ApiResult<MessageFilter> {
+        Ok(MessageFilter {
+            page: self.page.page(Order::Descending)?,
+            event_types: list_param(&self.event_types),
+            channel: self.channel.clone(),
+            before_ms: time_param("before", &self.before)?,
+            after_ms: time_param("after", &self.after)?,
+            with_content: bool_param("with_content", &self.with_content, true)?,
+        })
+    }
 }
 
 async fn list(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<MessageListQuery>,
 ) -> ApiResult<Json<Value>> {
     let app = find_app(&state, &app_id).await?;
-    let filter = message_filter(
-        &q.page,
-        &q.channel,
-        &q.before,
-        &q.after,
-        &q.with_content,
-        &q.event_types,
-    )?;
-    let _ = &q.tag;
+    let filter = q.filter()?;
     let page = state.engine.store().list_messages(&app.id, &filter).await?;
     Ok(Json(list_out(page, |m| {
         message_out(m, filter.with_content)

@@ -190,3 +190,15 @@ pub async fn app_with_endpoint(api: &Api, url: &str) -> String {
     assert_eq!(status, 201, "{ep}");
     app_id
 }
+
+/// Publishes an empty `a.b` message and returns its id.
+pub async fn send_message(api: &Api, app_id: &str) -> String {
+    let (status, msg) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            serde_json::json!({ "eventType": "a.b", "payload": {} }),
+        )
+        .await;
+    assert_eq!(status, 202, "{msg}");
+    msg["id"].as_str().unwrap_or_default().to_owned()
+}
