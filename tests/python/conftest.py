@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -129,11 +130,52 @@ class Receiver:
         self.httpd.shutdown()
 
 
-@pytest.fixture(scope="module")
-def server():
-    s = Server()
+POSTGRES_URL = os.environ.get("SWITCHYARD_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def scratch_database():
+    """Creates an empty database on the test PostgreSQL server and returns (name, url).
+
+    Under CI=true an unreachable server fails the test; otherwise it is skipped."""
+    name = f"switchyard_pytest_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        subprocess.run(
+            ["psql", POSTGRES_URL, "-v", "ON_ERROR_STOP=1", "-qc", f'CREATE DATABASE "{name}"'],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (subprocess.CalledProcessError, FileNotFoundError, subprocess.TimeoutExpired) as e:
+        reason = f"PostgreSQL at {POSTGRES_URL} unavailable: {getattr(e, 'stderr', '') or e}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    base = POSTGRES_URL.split("?")[0].rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+def drop_database(name):
+    subprocess.run(
+        ["psql", POSTGRES_URL, "-qc", f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'],
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(request):
+    """The whole suite runs once on the embedded default and once on PostgreSQL."""
+    if request.param == "sqlite":
+        s = Server()
+        yield s
+        s.stop()
+        return
+    name, url = scratch_database()
+    s = Server({"SWITCHYARD_DATABASE_URL": url})
     yield s
     s.stop()
+    drop_database(name)
 
 
 @pytest.fixture

@@ -60,8 +60,8 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match state.engine.store().get_setting("admin_token_sha256").await {
-        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+    match state.engine.store().ping().await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }

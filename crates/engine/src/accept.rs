@@ -7,7 +7,7 @@ use std::sync::Arc;
 use switchyard_core::matching::endpoint_matches;
 use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, MessageId};
-use switchyard_store::{Accepted, DeliveryTask, Message, NewMessage};
+use switchyard_store::{Accepted, DeliveryTask, Message, NewDelivery, NewMessage};
 
 pub struct AcceptInput {
     pub app_id: AppId,
@@ -57,41 +57,70 @@ impl Engine {
             payload: Some(payload.to_string()),
             created_at: now,
         };
-        let dispatch_now = self.dispatcher.has_room();
+        // Deliveries in partitions this node owns are sent from memory right
+        // after the commit; the rest are left pending for their owners.
+        let has_room = self.dispatcher.has_room();
+        let deliveries: Vec<NewDelivery> = matched
+            .into_iter()
+            .map(|endpoint_id| {
+                let send_now = has_room && self.partitions.owns(&endpoint_id);
+                if send_now {
+                    self.partitions.begin(&endpoint_id);
+                }
+                NewDelivery {
+                    endpoint_id,
+                    send_now,
+                }
+            })
+            .collect();
         let accepted = self
             .store
             .accept(NewMessage {
                 message,
                 idempotency_key: input.idempotency_key,
-                endpoints: matched.clone(),
-                dispatch_now,
+                deliveries: deliveries.clone(),
             })
-            .await?;
-        Ok(match accepted {
-            Accepted::Created(message) => {
-                if dispatch_now {
-                    for endpoint_id in matched {
-                        self.dispatcher.submit(DeliveryTask {
-                            app_id: message.app_id.clone(),
-                            msg_id: message.id.clone(),
-                            endpoint_id,
-                            attempts: 0,
-                            payload: payload.clone(),
-                            manual: false,
-                        });
-                    }
-                } else if !matched.is_empty() {
-                    self.dispatcher.wake();
-                }
-                AcceptResult {
-                    message,
-                    created: true,
-                }
+            .await;
+        let not_sent = || {
+            for d in deliveries.iter().filter(|d| d.send_now) {
+                self.partitions.end(&d.endpoint_id);
             }
-            Accepted::Existing(message) => AcceptResult {
-                message,
-                created: false,
-            },
+        };
+        let accepted = match accepted {
+            Ok(Accepted::Created(message)) => message,
+            Ok(Accepted::Existing(message)) => {
+                not_sent();
+                return Ok(AcceptResult {
+                    message,
+                    created: false,
+                });
+            }
+            Err(e) => {
+                not_sent();
+                return Err(e.into());
+            }
+        };
+        let mut left_pending = false;
+        for d in deliveries {
+            if d.send_now {
+                self.dispatcher.submit(DeliveryTask {
+                    app_id: accepted.app_id.clone(),
+                    msg_id: accepted.id.clone(),
+                    endpoint_id: d.endpoint_id,
+                    attempts: 0,
+                    payload: payload.clone(),
+                    manual: false,
+                });
+            } else {
+                left_pending = true;
+            }
+        }
+        if left_pending {
+            self.dispatcher.wake();
+        }
+        Ok(AcceptResult {
+            message: accepted,
+            created: true,
         })
     }
 

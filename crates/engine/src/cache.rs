@@ -106,6 +106,13 @@ impl EndpointCache {
             guard.1.remove(app);
         }
     }
+
+    pub fn invalidate_all(&self) {
+        if let Ok(mut guard) = self.inner.write() {
+            guard.0 += 1;
+            guard.1.clear();
+        }
+    }
 }
 
 /// Applications by id and by uid, for the message hot path. Cleared whole on

@@ -4,6 +4,7 @@
 
 use crate::cache::EndpointCache;
 use crate::client::{DeliveryClient, DeliveryClientConfig};
+use crate::cluster::Partitions;
 use crate::{EngineConfig, EngineError};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ struct Inner {
     slots: Arc<Semaphore>,
     wake: Notify,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    partitions: Arc<Partitions>,
 }
 
 #[derive(Clone)]
@@ -43,7 +45,8 @@ impl Dispatcher {
     pub async fn start(
         store: Arc<dyn Store>,
         endpoints: EndpointCache,
-        config: EngineConfig,
+        partitions: Arc<Partitions>,
+        config: &EngineConfig,
     ) -> Result<Self, EngineError> {
         let client = DeliveryClient::new(&DeliveryClientConfig {
             timeout: config.request_timeout,
@@ -54,12 +57,6 @@ impl Dispatcher {
             field: "http client".into(),
             message: e,
         })?;
-        // Whatever a previous process was sending when it stopped is sent again
-        // (at-least-once; same webhook-id).
-        let released = store.release_inflight().await?;
-        if released > 0 {
-            tracing::info!(deliveries = released, "resuming deliveries left in flight");
-        }
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -72,6 +69,7 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             wake: Notify::new(),
             outcomes,
+            partitions,
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
@@ -83,6 +81,8 @@ impl Dispatcher {
         self.inner.queued.load(Ordering::Relaxed) < QUEUE_HIGH_WATER
     }
 
+    /// Sends a delivery this node owns. The caller has counted it in flight
+    /// (`Partitions::begin`); the count ends once its outcome is stored.
     pub fn submit(&self, task: DeliveryTask) {
         // With a free slot and nothing waiting, send from here and skip the
         // hop through the queue.
@@ -97,8 +97,9 @@ impl Dispatcher {
             return;
         }
         self.inner.queued.fetch_add(1, Ordering::Relaxed);
-        if self.inner.queue.send(task).is_err() {
+        if let Err(unsent) = self.inner.queue.send(task) {
             self.inner.queued.fetch_sub(1, Ordering::Relaxed);
+            self.inner.partitions.end(&unsent.0.endpoint_id);
         }
     }
 
@@ -109,6 +110,14 @@ impl Dispatcher {
 
 async fn run_senders(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<DeliveryTask>) {
     while let Some(task) = queue.recv().await {
+        // A partition handed over (or lost) while this waited belongs to
+        // another node now; the row stays `sending` until the hand-over
+        // makes it pending for the new owner.
+        if !task.manual && !inner.partitions.owns(&task.endpoint_id) {
+            inner.queued.fetch_sub(1, Ordering::Relaxed);
+            inner.partitions.end(&task.endpoint_id);
+            continue;
+        }
         let Ok(slot) = inner.slots.clone().acquire_owned().await else {
             break;
         };
@@ -125,17 +134,25 @@ async fn run_poller(inner: Arc<Inner>, interval: Duration) {
     loop {
         let room = QUEUE_HIGH_WATER.saturating_sub(inner.queued.load(Ordering::Relaxed));
         let mut full_batch = false;
-        if room > 0 {
-            match inner.store.claim_due(now_ms(), room.min(CLAIM_BATCH)).await {
+        let owned = inner.partitions.owned();
+        if room > 0 && !owned.is_empty() {
+            let claim = inner.partitions.claiming();
+            match inner
+                .store
+                .claim_due(now_ms(), room.min(CLAIM_BATCH), &owned)
+                .await
+            {
                 Ok(tasks) => {
                     full_batch = tasks.len() == room.min(CLAIM_BATCH);
                     for task in tasks {
+                        inner.partitions.begin(&task.endpoint_id);
                         inner.queued.fetch_add(1, Ordering::Relaxed);
                         let _ = inner.queue.send(task);
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "polling for due deliveries failed"),
             }
+            drop(claim);
         }
         if !full_batch {
             tokio::select! {
@@ -157,7 +174,9 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        batch.clear();
+        for outcome in batch.drain(..) {
+            inner.partitions.end(&outcome.attempt.endpoint_id);
+        }
     }
 }
 
@@ -195,7 +214,10 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
     let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
         Ok(Some(e)) => e,
         // Deleted: its pending deliveries were removed with it.
-        Ok(None) => return,
+        Ok(None) => {
+            inner.partitions.end(&task.endpoint_id);
+            return;
+        }
         Err(e) => {
             tracing::warn!(endpoint = %task.endpoint_id, error = %e, "endpoint lookup failed; will retry");
             let outcome = retry_later(

@@ -4,17 +4,19 @@
 mod accept;
 mod cache;
 mod client;
+mod cluster;
 mod dispatch;
 mod schema;
 
 pub use accept::{AcceptInput, AcceptResult};
 pub use client::DeliveryClientConfig;
+pub use cluster::ClusterConfig;
 
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
-use switchyard_store::{Store, StoreError};
+use switchyard_store::{ClusterEvent, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -26,6 +28,7 @@ pub struct EngineConfig {
     pub max_in_flight: usize,
     /// How often the database is polled for due retries.
     pub poll_interval: Duration,
+    pub cluster: ClusterConfig,
 }
 
 impl Default for EngineConfig {
@@ -37,6 +40,7 @@ impl Default for EngineConfig {
             max_connections_per_host: 64,
             max_in_flight: 1024,
             poll_interval: Duration::from_millis(200),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -58,24 +62,61 @@ pub struct Engine {
     apps: cache::AppCache,
     schemas: schema::SchemaCache,
     dispatcher: dispatch::Dispatcher,
+    partitions: Arc<cluster::Partitions>,
+    cluster: ClusterConfig,
 }
 
 impl Engine {
-    /// Builds the engine and starts its dispatcher, poller and result writer.
+    /// Builds the engine and starts its dispatcher, poller, result writer
+    /// and lease keeper. Returns once the first lease round is done (or has
+    /// failed for a few seconds: dispatch then starts when the database is back).
     pub async fn start(
         store: Arc<dyn Store>,
         config: EngineConfig,
     ) -> Result<Arc<Self>, EngineError> {
         let endpoints = cache::EndpointCache::new(store.clone());
-        let dispatcher =
-            dispatch::Dispatcher::start(store.clone(), endpoints.clone(), config).await?;
-        Ok(Arc::new(Self {
+        let partitions = Arc::new(cluster::Partitions::new());
+        let dispatcher = dispatch::Dispatcher::start(
+            store.clone(),
+            endpoints.clone(),
+            partitions.clone(),
+            &config,
+        )
+        .await?;
+        let engine = Arc::new(Self {
             store: store.clone(),
             endpoints,
             apps: cache::AppCache::default(),
             schemas: schema::SchemaCache::default(),
-            dispatcher,
-        }))
+            dispatcher: dispatcher.clone(),
+            partitions: partitions.clone(),
+            cluster: config.cluster.clone(),
+        });
+        let (first_grant, granted) = tokio::sync::oneshot::channel();
+        let waker = dispatcher.clone();
+        tokio::spawn(cluster::run_leases(
+            store.clone(),
+            partitions,
+            config.cluster.clone(),
+            config.request_timeout + Duration::from_secs(5),
+            move || waker.wake(),
+            first_grant,
+        ));
+        if let Some(events) = store.subscribe() {
+            tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), granted).await;
+        Ok(engine)
+    }
+
+    /// This node's id and the lease time.
+    pub fn cluster_config(&self) -> &ClusterConfig {
+        &self.cluster
+    }
+
+    /// Partitions this node dispatches now.
+    pub fn owned_partitions(&self) -> Vec<u16> {
+        self.partitions.owned()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -94,16 +135,54 @@ impl Engine {
     pub fn app_changed(&self, app: &switchyard_core::AppId) {
         self.apps.clear();
         self.endpoints.invalidate(app);
+        self.tell_others(ClusterEvent::AppChanged(app.to_string()));
     }
 
     /// Must be called after any change to an application's endpoints.
     pub fn endpoints_changed(&self, app: &switchyard_core::AppId) {
         self.endpoints.invalidate(app);
+        self.tell_others(ClusterEvent::EndpointsChanged(app.to_string()));
     }
 
     /// Must be called after any change to an event type.
     pub fn event_type_changed(&self, name: &str) {
         self.schemas.invalidate(name);
+        self.tell_others(ClusterEvent::EventTypeChanged(name.to_owned()));
+    }
+
+    fn tell_others(&self, event: ClusterEvent) {
+        if self.store.subscribe().is_none() {
+            return;
+        }
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.publish(&event).await {
+                tracing::warn!(error = %e, ?event, "could not tell other nodes");
+            }
+        });
+    }
+
+    /// Applies another node's change to this node's caches.
+    fn apply(&self, event: ClusterEvent) {
+        match event {
+            ClusterEvent::Due => self.dispatcher.wake(),
+            ClusterEvent::AppChanged(app) => {
+                self.apps.clear();
+                self.endpoints
+                    .invalidate(&switchyard_core::AppId::from_trusted(app));
+            }
+            ClusterEvent::EndpointsChanged(app) => {
+                self.endpoints
+                    .invalidate(&switchyard_core::AppId::from_trusted(app));
+            }
+            ClusterEvent::EventTypeChanged(name) => self.schemas.invalidate(&name),
+            ClusterEvent::Resync => {
+                self.apps.clear();
+                self.endpoints.invalidate_all();
+                self.schemas.invalidate_all();
+                self.dispatcher.wake();
+            }
+        }
     }
 
     /// Sends a message to an endpoint once more, now, as a manual attempt.
@@ -120,8 +199,9 @@ impl Engine {
             .requeue(&message.app_id, &message.id, endpoint, now)
             .await?
         {
-            self.dispatcher.wake();
+            self.wake_dispatcher();
         } else {
+            self.partitions.begin(endpoint);
             self.dispatcher.submit(switchyard_store::DeliveryTask {
                 app_id: message.app_id.clone(),
                 msg_id: message.id.clone(),
@@ -134,8 +214,29 @@ impl Engine {
         Ok(())
     }
 
-    /// Wakes the poller so requeued deliveries go out without waiting.
+    /// Wakes the pollers (this node's and, through the database, the
+    /// others') so requeued deliveries go out without waiting.
     pub fn wake_dispatcher(&self) {
         self.dispatcher.wake();
+        self.tell_others(ClusterEvent::Due);
+    }
+}
+
+async fn follow_cluster_events(
+    engine: std::sync::Weak<Engine>,
+    mut events: tokio::sync::broadcast::Receiver<ClusterEvent>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            // Fell behind: some events are lost, so act as on a reconnect.
+            Err(RecvError::Lagged(_)) => ClusterEvent::Resync,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        engine.apply(event);
     }
 }

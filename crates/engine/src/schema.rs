@@ -24,6 +24,12 @@ impl SchemaCache {
             map.remove(name);
         }
     }
+
+    pub fn invalidate_all(&self) {
+        if let Ok(mut map) = self.compiled.write() {
+            map.clear();
+        }
+    }
 }
 
 /// The schema of the highest version in an event type's `schemas` map.

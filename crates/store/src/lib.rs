@@ -3,6 +3,7 @@
 
 mod error;
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use error::StoreError;
@@ -54,12 +55,16 @@ pub trait Store: Send + Sync + 'static {
     async fn expunge_message_content(&self, app: &AppId, id: &MessageId) -> Result<bool>;
 
     // Deliveries.
-    /// Marks up to `limit` due pending deliveries as sending and returns them.
-    async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Vec<DeliveryTask>>;
+    /// Marks up to `limit` due pending deliveries in the given partitions as
+    /// sending and returns them.
+    async fn claim_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        partitions: &[u16],
+    ) -> Result<Vec<DeliveryTask>>;
     /// Writes attempts and moves their deliveries on, all in one commit.
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
-    /// Puts deliveries left `sending` by a dead process back to pending.
-    async fn release_inflight(&self) -> Result<u64>;
     /// Makes the (message, endpoint) delivery pending again now, for a manual
     /// resend. Returns false when the delivery is being sent right now, in which
     /// case nothing changed.
@@ -110,4 +115,51 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()>;
     /// Deletes idempotency records older than `before_ms`.
     async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
+
+    // Cluster membership and partition leases.
+    /// Records the node's heartbeat, renews its leases and takes free or
+    /// expired partitions up to its fair share, all in one transaction.
+    async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGrant>;
+    /// Gives up partitions the node has drained: their deliveries still marked
+    /// `sending` become pending and the leases are freed for other nodes.
+    async fn release_partitions(&self, node_id: &str, partitions: &[u16]) -> Result<()>;
+    /// Known nodes, with the partitions whose leases are valid at `now_ms`.
+    async fn cluster(&self, now_ms: u64) -> Result<Vec<NodeInfo>>;
+    /// Tells every node (this one included, where the backend can).
+    async fn publish(&self, event: &ClusterEvent) -> Result<()>;
+    /// Events published by other nodes; `None` for a single-process backend.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>>;
+    /// Succeeds when the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Shared by the backends so that both pick partitions and surplus the same way.
+pub(crate) fn fair_share(live_nodes: u32) -> usize {
+    let live = live_nodes.max(1) as usize;
+    (switchyard_core::PARTITIONS as usize).div_ceil(live)
+}
+
+/// The highest-numbered partitions beyond the fair share.
+pub(crate) fn surplus_of(owned: &[u16], fair: usize) -> Vec<u16> {
+    let mut sorted = owned.to_vec();
+    sorted.sort_unstable();
+    sorted.split_off(fair.min(sorted.len()))
+}
+
+/// The status a new delivery is stored with.
+pub(crate) fn initial_status(d: &NewDelivery) -> DeliveryStatus {
+    if d.send_now {
+        DeliveryStatus::Sending
+    } else {
+        DeliveryStatus::Pending
+    }
+}
+
+/// Hands each valid lease to its node's entry.
+pub(crate) fn attach_leases(nodes: &mut [NodeInfo], leases: Vec<(u16, String)>) {
+    for (partition, owner) in leases {
+        if let Some(node) = nodes.iter_mut().find(|n| n.node_id == owner) {
+            node.partitions.push(partition);
+        }
+    }
 }

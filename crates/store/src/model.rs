@@ -73,10 +73,15 @@ pub struct NewMessage {
     pub message: Message,
     pub idempotency_key: Option<String>,
     /// Matched endpoints; one delivery each.
-    pub endpoints: Vec<EndpointId>,
-    /// Whether this node will send the deliveries straight away (stored as
-    /// `sending`) or leave them `pending` for the poller.
-    pub dispatch_now: bool,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub endpoint_id: EndpointId,
+    /// Whether this node will send it straight away (stored as `sending`) or
+    /// leave it `pending` for whichever node owns its partition.
+    pub send_now: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -224,4 +229,95 @@ pub struct StoredResponse {
     pub status: u16,
     pub body: String,
     pub created_at: u64,
+}
+
+/// One node's heartbeat and request for its share of the partitions.
+#[derive(Debug, Clone)]
+pub struct LeaseRequest {
+    pub node_id: String,
+    /// Where the node serves its API, for the cluster listing.
+    pub address: String,
+    pub now_ms: u64,
+    pub ttl_ms: u64,
+    /// Treat every partition granted as newly acquired: the node has no
+    /// deliveries of its own in flight (it has just started, or lost contact
+    /// long enough to drop them).
+    pub fresh: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// Every partition this node holds a lease on now, ascending.
+    pub owned: Vec<u16>,
+    /// Those new to it; their deliveries left `sending` by another owner were
+    /// made pending again.
+    pub acquired: Vec<u16>,
+    /// Partitions held beyond this node's fair share, which it should drain
+    /// and release so newer nodes get theirs.
+    pub surplus: Vec<u16>,
+    pub live_nodes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub node_id: String,
+    pub address: String,
+    pub started_at: u64,
+    pub heartbeat_at: u64,
+    /// Partitions whose lease has not expired.
+    pub partitions: Vec<u16>,
+}
+
+/// Changes other nodes must hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    /// Deliveries were stored pending; their owners should poll.
+    Due,
+    AppChanged(String),
+    EndpointsChanged(String),
+    EventTypeChanged(String),
+    /// Events may have been missed (the listener reconnected): drop caches.
+    Resync,
+}
+
+impl ClusterEvent {
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Due => "due".into(),
+            Self::AppChanged(id) => format!("app:{id}"),
+            Self::EndpointsChanged(app) => format!("endpoints:{app}"),
+            Self::EventTypeChanged(name) => format!("event_type:{name}"),
+            Self::Resync => "resync".into(),
+        }
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        Some(match text.split_once(':') {
+            None if text == "due" => Self::Due,
+            None if text == "resync" => Self::Resync,
+            Some(("app", id)) => Self::AppChanged(id.into()),
+            Some(("endpoints", app)) => Self::EndpointsChanged(app.into()),
+            Some(("event_type", name)) => Self::EventTypeChanged(name.into()),
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClusterEvent;
+
+    #[test]
+    fn cluster_events_round_trip() {
+        for e in [
+            ClusterEvent::Due,
+            ClusterEvent::Resync,
+            ClusterEvent::AppChanged("app_1".into()),
+            ClusterEvent::EndpointsChanged("app_2".into()),
+            ClusterEvent::EventTypeChanged("a:b.c".into()),
+        ] {
+            assert_eq!(ClusterEvent::decode(&e.encode()), Some(e));
+        }
+        assert_eq!(ClusterEvent::decode("nonsense"), None);
+    }
 }

@@ -1,5 +1,8 @@
 //! The storage conformance suite: every backend must pass each check here.
-//! Today it runs against SQLite; another backend plugs into `backends()`.
+//! Each test runs on SQLite and on PostgreSQL (a fresh database per test, on
+//! the server at `SWITCHYARD_TEST_POSTGRES_URL`, default the local one). An
+//! unreachable PostgreSQL fails the run under `CI=true` and is skipped with a
+//! printed reason otherwise.
 
 use std::sync::Arc;
 use switchyard_core::{AppId, AttemptId, EndpointId, MessageId};
@@ -12,15 +15,64 @@ struct Backend {
     _dir: tempfile::TempDir,
 }
 
-fn backends() -> Vec<Backend> {
+async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().expect("tempdir");
     let store =
         SqliteStore::open(dir.path().join("t.db"), Durability::Normal).expect("open sqlite");
-    vec![Backend {
+    let mut all = vec![Backend {
         name: "sqlite",
         store: Arc::new(store),
         _dir: dir,
-    }]
+    }];
+    if let Some(store) = postgres().await {
+        all.push(Backend {
+            name: "postgres",
+            store: Arc::new(store),
+            _dir: tempfile::tempdir().expect("tempdir"),
+        });
+    }
+    all
+}
+
+async fn postgres() -> Option<switchyard_store::postgres::PgStore> {
+    use switchyard_store::postgres::{PgOptions, PgStore, create_scratch_database};
+    let admin = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let url = match create_scratch_database(&admin).await {
+        Ok(url) => url,
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {admin} is required under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping the PostgreSQL backend: {admin} unreachable: {e}");
+            return None;
+        }
+    };
+    Some(
+        PgStore::connect(&PgOptions::new(url))
+            .await
+            .expect("connect to scratch database"),
+    )
+}
+
+const ALL: [u16; 256] = {
+    let mut all = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        all[i] = i as u16;
+        i += 1;
+    }
+    all
+};
+
+fn lease_request(node: &str, now: u64, fresh: bool) -> LeaseRequest {
+    LeaseRequest {
+        node_id: node.into(),
+        address: format!("{node}.local:8071"),
+        now_ms: now,
+        ttl_ms: 10_000,
+        fresh,
+    }
 }
 
 fn app(uid: Option<&str>, at: u64) -> Application {
@@ -81,8 +133,13 @@ async fn accept(store: &dyn Store, m: Message, key: Option<&str>, eps: &[Endpoin
         .accept(NewMessage {
             message: m,
             idempotency_key: key.map(str::to_owned),
-            endpoints: eps.to_vec(),
-            dispatch_now: false,
+            deliveries: eps
+                .iter()
+                .map(|e| NewDelivery {
+                    endpoint_id: e.clone(),
+                    send_now: false,
+                })
+                .collect(),
         })
         .await
         .expect("accept")
@@ -134,7 +191,7 @@ fn outcome(
 
 #[tokio::test]
 async fn applications_crud_uid_and_pagination() {
-    for b in backends() {
+    for b in backends().await {
         let s = b.store.as_ref();
         let a = s.insert_app(app(Some("acme"), 1_000)).await.unwrap();
         assert!(
@@ -188,7 +245,7 @@ async fn applications_crud_uid_and_pagination() {
 
 #[tokio::test]
 async fn event_types_archive_and_list() {
-    for b in backends() {
+    for b in backends().await {
         let s = b.store.as_ref();
         let et = EventType {
             name: "user.created".into(),
@@ -234,7 +291,7 @@ async fn event_types_archive_and_list() {
 
 #[tokio::test]
 async fn endpoints_are_scoped_to_their_app() {
-    for b in backends() {
+    for b in backends().await {
         let s = b.store.as_ref();
         let a1 = s.insert_app(app(None, 1)).await.unwrap();
         let a2 = s.insert_app(app(None, 2)).await.unwrap();
@@ -290,7 +347,7 @@ async fn endpoints_are_scoped_to_their_app() {
 
 #[tokio::test]
 async fn accept_is_idempotent_by_key_and_event_id() {
-    for b in backends() {
+    for b in backends().await {
         let s = b.store.as_ref();
         let a = s.insert_app(app(None, 1)).await.unwrap();
         let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
@@ -338,7 +395,7 @@ async fn accept_is_idempotent_by_key_and_event_id() {
 
 #[tokio::test]
 async fn delivery_lifecycle_claims_retries_and_recovery() {
-    for b in backends() {
+    for b in backends().await {
         let s = b.store.as_ref();
         let a = s.insert_app(app(None, 1)).await.unwrap();
         let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
@@ -352,17 +409,19 @@ async fn delivery_lifecycle_claims_retries_and_recovery() {
             )
             .await,
         );
-        let claimed = s.claim_due(now, 10).await.unwrap();
+        let claimed = s.claim_due(now, 10, &ALL).await.unwrap();
         assert_eq!(claimed.len(), 1, "{}", b.name);
         assert_eq!(&*claimed[0].payload, r#"{"a":1}"#);
         assert!(
-            s.claim_due(now, 10).await.unwrap().is_empty(),
+            s.claim_due(now, 10, &ALL).await.unwrap().is_empty(),
             "a claimed delivery is not claimed twice"
         );
         assert_eq!(s.endpoint_stats(&e.id).await.unwrap().sending, 1);
-        // A process death leaves it sending; release makes it due again.
-        assert_eq!(s.release_inflight().await.unwrap(), 1);
-        let task = s.claim_due(now, 10).await.unwrap().remove(0);
+        // A process death leaves it sending; the next owner's fresh lease
+        // makes it due again.
+        let grant = s.lease(&lease_request("n1", now, true)).await.unwrap();
+        assert_eq!(grant.acquired.len(), 256, "{}", b.name);
+        let task = s.claim_due(now, 10, &ALL).await.unwrap().remove(0);
         s.record_outcomes(vec![outcome(
             &task,
             DeliveryStatus::Pending,
@@ -373,10 +432,10 @@ async fn delivery_lifecycle_claims_retries_and_recovery() {
         .await
         .unwrap();
         assert!(
-            s.claim_due(now, 10).await.unwrap().is_empty(),
+            s.claim_due(now, 10, &ALL).await.unwrap().is_empty(),
             "not due before its retry time"
         );
-        let retry = s.claim_due(now + 60_000, 10).await.unwrap().remove(0);
+        let retry = s.claim_due(now + 60_000, 10, &ALL).await.unwrap().remove(0);
         assert_eq!(retry.attempts, 1);
         s.record_outcomes(vec![outcome(
             &retry,
@@ -419,7 +478,7 @@ async fn delivery_lifecycle_claims_retries_and_recovery() {
                 .unwrap(),
             1
         );
-        let recovered = s.claim_due(now + 70_000, 10).await.unwrap().remove(0);
+        let recovered = s.claim_due(now + 70_000, 10, &ALL).await.unwrap().remove(0);
         assert_eq!(recovered.attempts, 0);
         s.record_outcomes(vec![outcome(
             &recovered,
@@ -432,7 +491,7 @@ async fn delivery_lifecycle_claims_retries_and_recovery() {
         .unwrap();
         // A manual resend of a finished delivery is queued once, flagged manual.
         assert!(s.requeue(&a.id, &m.id, &e.id, now + 80_000).await.unwrap());
-        let manual = s.claim_due(now + 80_000, 10).await.unwrap().remove(0);
+        let manual = s.claim_due(now + 80_000, 10, &ALL).await.unwrap().remove(0);
         assert!(manual.manual);
         assert!(
             !s.requeue(&a.id, &m.id, &e.id, now + 80_001).await.unwrap(),
@@ -454,7 +513,7 @@ async fn delivery_lifecycle_claims_retries_and_recovery() {
 
 #[tokio::test]
 async fn settings_and_idempotency_records() {
-    for b in backends() {
+    for b in backends().await {
         let s = b.store.as_ref();
         assert!(s.init_setting("k", "v1").await.unwrap());
         assert!(!s.init_setting("k", "v2").await.unwrap(), "{}", b.name);
@@ -470,6 +529,136 @@ async fn settings_and_idempotency_records() {
         assert_eq!(s.idempotent_response("key").await.unwrap(), Some(r));
         assert_eq!(s.purge_idempotency(101).await.unwrap(), 1);
         assert_eq!(s.idempotent_response("key").await.unwrap(), None);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_accepts_with_one_key_store_one_message() {
+    for b in backends().await {
+        let a = b.store.insert_app(app(None, 1)).await.unwrap();
+        let e = b
+            .store
+            .insert_endpoint(endpoint(&a.id, None, 2))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20u64 {
+            let store = b.store.clone();
+            let (app_id, ep) = (a.id.clone(), e.id.clone());
+            tasks.push(tokio::spawn(async move {
+                let key = if i % 2 == 0 { Some("same-key") } else { None };
+                let m = message(&app_id, 1_000 + i, Some(&format!("evt-{}", i % 4)));
+                accept(store.as_ref(), m, key, &[ep]).await
+            }));
+        }
+        let mut created = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Accepted::Created(_)) {
+                created += 1;
+            }
+        }
+        // Ten share a key and all twenty share four event ids: at most four
+        // messages can exist, and at least one was created.
+        let listed = b
+            .store
+            .list_messages(
+                &a.id,
+                &MessageFilter {
+                    page: page(50, None, Order::Ascending),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.data.len(), created, "{}", b.name);
+        assert!((1..=4).contains(&created), "{}: {created}", b.name);
+        let claimed = b.store.claim_due(u64::MAX / 2, 100, &ALL).await.unwrap();
+        assert_eq!(claimed.len(), created, "one delivery per stored message");
+    }
+}
+
+#[tokio::test]
+async fn partition_leases_are_shared_renewed_and_taken_over() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let now = switchyard_core::timefmt::now_ms();
+        let a = s.insert_app(app(None, 1)).await.unwrap();
+        // An endpoint in the lower half, which n1 keeps when n2 joins.
+        let e = loop {
+            let candidate = endpoint(&a.id, None, 2);
+            if switchyard_core::partition_of(&candidate.id) < 128 {
+                break s.insert_endpoint(candidate).await.unwrap();
+            }
+        };
+        let first = s.lease(&lease_request("n1", now, true)).await.unwrap();
+        assert_eq!(first.owned.len(), 256, "{}: a lone node owns all", b.name);
+        assert!(first.surplus.is_empty());
+        // n1 sends a delivery itself.
+        let m = message(&a.id, now, None);
+        s.accept(NewMessage {
+            message: m,
+            idempotency_key: None,
+            deliveries: vec![NewDelivery {
+                endpoint_id: e.id.clone(),
+                send_now: true,
+            }],
+        })
+        .await
+        .unwrap();
+        assert!(
+            s.claim_due(now, 10, &ALL).await.unwrap().is_empty(),
+            "sending, not due"
+        );
+        // n2 joins: nothing is free yet, but n1 now holds a surplus.
+        let second = s.lease(&lease_request("n2", now + 1, true)).await.unwrap();
+        assert!(second.owned.is_empty(), "{}", b.name);
+        assert_eq!(second.live_nodes, 2);
+        let renewed = s.lease(&lease_request("n1", now + 2, false)).await.unwrap();
+        assert_eq!(renewed.owned.len(), 256);
+        assert!(renewed.acquired.is_empty(), "a renewal acquires nothing");
+        assert_eq!(renewed.surplus, (128..256).collect::<Vec<u16>>());
+        s.release_partitions("n1", &renewed.surplus).await.unwrap();
+        let second = s.lease(&lease_request("n2", now + 3, false)).await.unwrap();
+        assert_eq!(second.owned, (128..256).collect::<Vec<u16>>(), "{}", b.name);
+        assert_eq!(second.acquired, second.owned);
+        // Only n2 may claim in its partitions, only n1 in its own.
+        let mut m2 = message(&a.id, now + 4, None);
+        m2.payload = Some("{}".into());
+        accept(s, m2, None, std::slice::from_ref(&e.id)).await;
+        assert!(
+            s.claim_due(now + 5, 10, &second.owned)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let n1_owned: Vec<u16> = (0..128).collect();
+        assert_eq!(s.claim_due(now + 5, 10, &n1_owned).await.unwrap().len(), 1);
+        let nodes = s.cluster(now + 5).await.unwrap();
+        let counts: Vec<(String, usize)> = nodes
+            .iter()
+            .map(|n| (n.node_id.clone(), n.partitions.len()))
+            .collect();
+        assert_eq!(counts, vec![("n1".into(), 128), ("n2".into(), 128)]);
+        assert_eq!(nodes[1].address, "n2.local:8071");
+        // n1 dies: after the lease time n2 is alone and takes everything,
+        // and what n1 had in flight becomes due again.
+        let later = now + 10_000 + 100;
+        let takeover = s.lease(&lease_request("n2", later, false)).await.unwrap();
+        assert_eq!(takeover.live_nodes, 1, "{}", b.name);
+        assert_eq!(takeover.owned.len(), 256);
+        assert_eq!(takeover.acquired, (0..128).collect::<Vec<u16>>());
+        let due = s.claim_due(later, 10, &takeover.owned).await.unwrap();
+        assert!(
+            !due.is_empty(),
+            "{}: deliveries in flight at n1 are resent",
+            b.name
+        );
+        let stale = s.cluster(later).await.unwrap();
+        assert!(
+            stale
+                .iter()
+                .any(|n| n.node_id == "n1" && n.partitions.is_empty())
+        );
     }
 }
 

@@ -44,6 +44,19 @@ pub struct ServeArgs {
     /// "normal" (survives process crashes) or "full" (fsync every commit) [default: normal].
     #[arg(long, env = "SWITCHYARD_DURABILITY")]
     pub durability: Option<String>,
+    /// PostgreSQL URL (postgres://user@host:port/db); when set, used instead
+    /// of SQLite, and several nodes may share the database.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Connections this node keeps to PostgreSQL [default: 16].
+    #[arg(long, env = "SWITCHYARD_DATABASE_POOL_SIZE")]
+    pub database_pool_size: Option<usize>,
+    /// This node's id, stable across restarts [default: <hostname>-<port>].
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Seconds after which a silent node's partitions are taken over [default: 10].
+    #[arg(long, env = "SWITCHYARD_LEASE_TTL_SECS")]
+    pub lease_ttl_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +70,10 @@ pub struct Settings {
     pub max_payload_bytes: usize,
     pub max_connections_per_host: usize,
     pub durability: Durability,
+    pub database_url: Option<String>,
+    pub database_pool_size: usize,
+    pub node_id: Option<String>,
+    pub lease_ttl: Duration,
 }
 
 impl Settings {
@@ -95,7 +112,21 @@ impl Settings {
         if max_payload_bytes == 0 {
             bail!("max_payload_bytes must be positive");
         }
+        let lease_ttl_secs = pick!(lease_ttl_secs).unwrap_or(10);
+        if lease_ttl_secs == 0 {
+            bail!("lease_ttl_secs must be positive");
+        }
+        let node_id = pick!(node_id).filter(|n| !n.is_empty());
+        if let Some(id) = &node_id
+            && (id.len() > 128 || id.chars().any(|c| c.is_control() || c == ':'))
+        {
+            bail!("node_id must be at most 128 characters, without ':' or control characters");
+        }
         Ok(Self {
+            database_url: pick!(database_url).filter(|u| !u.is_empty()),
+            database_pool_size: pick!(database_pool_size).unwrap_or(16).max(2),
+            node_id,
+            lease_ttl: Duration::from_secs(lease_ttl_secs),
             listen: pick!(listen).unwrap_or_else(|| "127.0.0.1:8071".into()),
             data_dir: pick!(data_dir).unwrap_or_else(|| PathBuf::from("data")),
             admin_token: pick!(admin_token).filter(|t| !t.is_empty()),
@@ -110,5 +141,24 @@ impl Settings {
 
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("switchyard.db")
+    }
+
+    /// The database for messages, without any password in it.
+    pub fn database_name(&self) -> String {
+        match &self.database_url {
+            Some(url) => match url.parse::<tokio_postgres::Config>() {
+                Ok(c) => format!(
+                    "postgres {}/{}",
+                    match c.get_hosts().first() {
+                        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                        None => "localhost".into(),
+                    },
+                    c.get_dbname().unwrap_or("")
+                ),
+                Err(_) => "postgres (invalid URL)".into(),
+            },
+            None => self.database_path().display().to_string(),
+        }
     }
 }

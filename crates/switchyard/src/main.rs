@@ -12,8 +12,9 @@ use config::{ServeArgs, Settings};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::{AppState, generate_token, router, token_hash};
-use switchyard_engine::{Engine, EngineConfig};
+use switchyard_engine::{ClusterConfig, Engine, EngineConfig};
 use switchyard_store::Store;
+use switchyard_store::postgres::{PgOptions, PgStore};
 use switchyard_store::sqlite::SqliteStore;
 use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
@@ -55,18 +56,15 @@ fn main() -> anyhow::Result<()> {
             Command::Serve(args) => serve(Settings::load(args)?).await,
             Command::Migrate(args) => {
                 let settings = Settings::load(args)?;
-                open_store(&settings)?;
-                println!(
-                    "database at {} is up to date",
-                    settings.database_path().display()
-                );
+                open_store(&settings).await?;
+                println!("database at {} is up to date", settings.database_name());
                 Ok(())
             }
             Command::RotateToken(args) => {
                 let settings = Settings::load(args)?;
-                let store = open_store(&settings)?;
+                let store = open_store(&settings).await?;
                 let token = generate_token();
-                store_token_hash(&store, &token, true).await?;
+                store_token_hash(store.as_ref(), &token, true).await?;
                 println!("{token}");
                 Ok(())
             }
@@ -74,7 +72,18 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-fn open_store(settings: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
+/// PostgreSQL when a database URL is set, else the embedded SQLite file;
+/// either way migrated to this binary's schema.
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &settings.database_url {
+        let store = PgStore::connect(&PgOptions {
+            pool_size: settings.database_pool_size,
+            ..PgOptions::new(url.clone())
+        })
+        .await
+        .with_context(|| format!("opening {}", settings.database_name()))?;
+        return Ok(Arc::new(store));
+    }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(settings.database_path(), settings.durability)
@@ -82,7 +91,7 @@ fn open_store(settings: &Settings) -> anyhow::Result<Arc<SqliteStore>> {
     Ok(Arc::new(store))
 }
 
-async fn store_token_hash(store: &SqliteStore, token: &str, replace: bool) -> anyhow::Result<bool> {
+async fn store_token_hash(store: &dyn Store, token: &str, replace: bool) -> anyhow::Result<bool> {
     let hash = hex_string(&token_hash(token));
     if replace {
         store.replace_setting(ADMIN_TOKEN_KEY, &hash).await?;
@@ -108,7 +117,7 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 
 /// The admin token's hash: from the environment when given, else the stored
 /// one, else a new token printed once and stored hashed.
-async fn admin_token(settings: &Settings, store: &SqliteStore) -> anyhow::Result<[u8; 32]> {
+async fn admin_token(settings: &Settings, store: &dyn Store) -> anyhow::Result<[u8; 32]> {
     if let Some(token) = &settings.admin_token {
         return Ok(token_hash(token));
     }
@@ -130,15 +139,28 @@ async fn admin_token(settings: &Settings, store: &SqliteStore) -> anyhow::Result
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let store = open_store(&settings)?;
-    let admin_token_sha256 = admin_token(&settings, &store).await?;
+    let store = open_store(&settings).await?;
+    let admin_token_sha256 = admin_token(&settings, store.as_ref()).await?;
+    let listener = tokio::net::TcpListener::bind(&settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    let node_id = settings
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", hostname(), addr.port()));
     let engine = Engine::start(
-        store.clone() as Arc<dyn Store>,
+        store.clone(),
         EngineConfig {
             retry_schedule: settings.retry_schedule.clone(),
             network_policy: settings.network_policy.clone(),
             request_timeout: settings.request_timeout,
             max_connections_per_host: settings.max_connections_per_host,
+            cluster: ClusterConfig {
+                node_id: node_id.clone(),
+                address: addr.to_string(),
+                lease_ttl: settings.lease_ttl,
+            },
             ..EngineConfig::default()
         },
     )
@@ -150,12 +172,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         max_body_bytes: settings.max_payload_bytes,
     });
     let app = NormalizePathLayer::trim_trailing_slash().layer(app);
-    let listener = tokio::net::TcpListener::bind(&settings.listen)
-        .await
-        .with_context(|| format!("binding {}", settings.listen))?;
-    let addr = listener.local_addr()?;
     println!("switchyard listening on http://{addr}");
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "switchyard started");
+    tracing::info!(%addr, node = %node_id, database = %settings.database_name(), "switchyard started");
     axum::serve(
         listener,
         ServiceExt::<axum::extract::Request>::into_make_service(app),
@@ -165,7 +183,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn purge_idempotency(store: Arc<SqliteStore>) {
+/// The machine's name, for a node id that stays the same across restarts.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+async fn purge_idempotency(store: Arc<dyn Store>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;

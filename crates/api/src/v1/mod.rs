@@ -2,6 +2,7 @@
 
 mod applications;
 mod attempts;
+mod cluster;
 mod endpoints;
 mod event_types;
 mod messages;
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(endpoints::router())
         .merge(messages::router())
         .merge(attempts::router())
+        .merge(cluster::router())
 }
 
 pub(crate) async fn find_app(state: &AppState, key: &str) -> ApiResult<Application> {

@@ -12,7 +12,7 @@ use switchyard_core::{id_floor_for_time, partition_of};
 use tokio::sync::Semaphore;
 use writer::Writer;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const READERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +29,8 @@ pub enum Durability {
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    /// Held for the store's life: one process per database file.
+    _lock: Arc<std::fs::File>,
 }
 
 struct Readers {
@@ -75,6 +77,12 @@ fn migrate(conn: &Connection) -> Result<()> {
             include_str!("schema.sql")
         ))?;
     }
+    if version < 2 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 2; COMMIT;",
+            include_str!("schema2.sql")
+        ))?;
+    }
     Ok(())
 }
 
@@ -82,8 +90,12 @@ impl SqliteStore {
     /// Opens (creating and migrating if needed) the database file at `path`.
     pub fn open(path: impl Into<PathBuf>, durability: Durability) -> Result<Self> {
         let path = path.into();
+        let lock = lock_database(&path)?;
         let conn = open(&path, durability, WRITER_CACHE_KIB)?;
         migrate(&conn)?;
+        // Only this process uses the file, so leases left by an earlier one
+        // are void; the next lease call takes them all afresh.
+        conn.execute_batch("UPDATE leases SET node_id = NULL, expires_at = 0;")?;
         // Checkpoints run on their own thread so the writer never pays for them.
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
         start_checkpointer(open(&path, durability, READER_CACHE_KIB)?);
@@ -94,6 +106,7 @@ impl SqliteStore {
                 idle: Mutex::new(Vec::new()),
                 permits: Semaphore::new(READERS),
             }),
+            _lock: Arc::new(lock),
         })
     }
 
@@ -139,6 +152,32 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         self.writer.write_unisolated(work).await
+    }
+}
+
+/// Two processes writing one SQLite file would each believe they own every
+/// partition; the second is refused instead.
+fn lock_database(path: &Path) -> Result<std::fs::File> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", lock_path.display()))
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable(format!(
+            "{} is in use by another switchyard process (use PostgreSQL to run several nodes)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(StoreError::Unavailable(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
     }
 }
 
@@ -715,23 +754,18 @@ impl Store for SqliteStore {
                     .map(Accepted::Existing)
                     .ok_or_else(|| StoreError::Conflict("a message with this id".into()));
             }
-            let status = if new.dispatch_now {
-                DeliveryStatus::Sending
-            } else {
-                DeliveryStatus::Pending
-            } as u8;
             let mut stmt = conn.prepare_cached(
                 "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
                  VALUES (?1,?2,?3,?4,0,?5,?6,?5)",
             )?;
-            for ep in &new.endpoints {
+            for d in &new.deliveries {
                 stmt.execute(params![
                     m.id.as_str(),
-                    ep.as_str(),
+                    d.endpoint_id.as_str(),
                     m.app_id.as_str(),
-                    status,
+                    initial_status(d) as u8,
                     m.created_at as i64,
-                    partition_of(ep)
+                    partition_of(&d.endpoint_id)
                 ])?;
             }
             Ok(Accepted::Created(new.message))
@@ -777,15 +811,29 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn claim_due(&self, now_ms: u64, limit: usize) -> Result<Vec<DeliveryTask>> {
+    async fn claim_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        partitions: &[u16],
+    ) -> Result<Vec<DeliveryTask>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partitions = json_text(&partitions)?;
         self.write_fast(move |conn| {
             let due = query_all(
                 conn,
                 "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, m.payload
                  FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
                  WHERE d.status = 1 AND d.next_attempt_at <= ?
+                   AND d.partition IN (SELECT value FROM json_each(?))
                  ORDER BY d.next_attempt_at LIMIT ?",
-                vec![SqlValue::Integer(now_ms as i64), SqlValue::Integer(limit as i64)],
+                vec![
+                    SqlValue::Integer(now_ms as i64),
+                    SqlValue::Text(partitions),
+                    SqlValue::Integer(limit as i64),
+                ],
                 |row| {
                     let payload: Option<String> = row.get("payload")?;
                     Ok(DeliveryTask {
@@ -848,13 +896,6 @@ impl Store for SqliteStore {
                 ])?;
             }
             Ok(())
-        })
-        .await
-    }
-
-    async fn release_inflight(&self) -> Result<u64> {
-        self.write(|conn| {
-            Ok(conn.execute("UPDATE deliveries SET status = 1 WHERE status = 3", [])? as u64)
         })
         .await
     }
@@ -1132,4 +1173,131 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGrant> {
+        let r = request.clone();
+        self.write(move |conn| {
+            let now = r.now_ms as i64;
+            let expires = (r.now_ms + r.ttl_ms) as i64;
+            conn.prepare_cached(
+                "INSERT INTO nodes (node_id, address, started_at, heartbeat_at) VALUES (?1, ?2, ?3, ?3)
+                 ON CONFLICT (node_id) DO UPDATE SET address = ?2, heartbeat_at = ?3,
+                   started_at = CASE WHEN ?4 THEN ?3 ELSE started_at END",
+            )?
+            .execute(params![r.node_id, r.address, now, r.fresh])?;
+            let live_nodes: u32 = conn
+                .prepare_cached("SELECT COUNT(*) FROM nodes WHERE heartbeat_at >= ?")?
+                .query_row([now - r.ttl_ms as i64], |row| row.get(0))?;
+            let fair = fair_share(live_nodes);
+            let mut owned = column_u16(
+                conn,
+                "UPDATE leases SET expires_at = ?2 WHERE node_id = ?1 RETURNING partition",
+                params![r.node_id, expires],
+            )?;
+            let mut acquired = if r.fresh { owned.clone() } else { Vec::new() };
+            if owned.len() < fair {
+                let taken = column_u16(
+                    conn,
+                    "UPDATE leases SET node_id = ?1, expires_at = ?2 WHERE partition IN (
+                       SELECT partition FROM leases WHERE node_id IS NULL OR expires_at < ?3
+                       ORDER BY partition LIMIT ?4)
+                     RETURNING partition",
+                    params![r.node_id, expires, now, (fair - owned.len()) as i64],
+                )?;
+                owned.extend_from_slice(&taken);
+                acquired.extend(taken);
+            }
+            if !acquired.is_empty() {
+                conn.prepare_cached(
+                    "UPDATE deliveries SET status = 1 WHERE status = 3
+                     AND partition IN (SELECT value FROM json_each(?))",
+                )?
+                .execute([json_text(&acquired)?])?;
+            }
+            owned.sort_unstable();
+            acquired.sort_unstable();
+            Ok(LeaseGrant {
+                surplus: surplus_of(&owned, fair),
+                owned,
+                acquired,
+                live_nodes,
+            })
+        })
+        .await
+    }
+
+    async fn release_partitions(&self, node_id: &str, partitions: &[u16]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let (node_id, partitions) = (node_id.to_owned(), json_text(&partitions)?);
+        self.write(move |conn| {
+            let released = column_u16(
+                conn,
+                "UPDATE leases SET node_id = NULL, expires_at = 0
+                 WHERE node_id = ?1 AND partition IN (SELECT value FROM json_each(?2))
+                 RETURNING partition",
+                params![node_id, partitions],
+            )?;
+            conn.prepare_cached(
+                "UPDATE deliveries SET status = 1 WHERE status = 3
+                 AND partition IN (SELECT value FROM json_each(?))",
+            )?
+            .execute([json_text(&released)?])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn cluster(&self, now_ms: u64) -> Result<Vec<NodeInfo>> {
+        self.read(move |conn| {
+            let mut nodes = query_all(
+                conn,
+                "SELECT node_id, address, started_at, heartbeat_at FROM nodes ORDER BY node_id",
+                vec![],
+                |row| {
+                    Ok(NodeInfo {
+                        node_id: row.get("node_id")?,
+                        address: row.get("address")?,
+                        started_at: u64_col(row, "started_at")?,
+                        heartbeat_at: u64_col(row, "heartbeat_at")?,
+                        partitions: Vec::new(),
+                    })
+                },
+            )?;
+            let leases = query_all(
+                conn,
+                "SELECT partition, node_id FROM leases WHERE node_id IS NOT NULL AND expires_at >= ? ORDER BY partition",
+                vec![SqlValue::Integer(now_ms as i64)],
+                |row| Ok((row.get::<_, u16>(0)?, row.get::<_, String>(1)?)),
+            )?;
+            attach_leases(&mut nodes, leases);
+            Ok(nodes)
+        })
+        .await
+    }
+
+    async fn publish(&self, _event: &ClusterEvent) -> Result<()> {
+        // One process per file: the engine has already acted on its own change.
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
+        None
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+}
+
+fn column_u16(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<u16>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(row.get(0)?);
+    }
+    Ok(out)
 }

@@ -1,0 +1,1562 @@
+//! The shared backend: any number of stateless nodes on one PostgreSQL
+//! database. Message intake is group-committed like on SQLite (concurrent
+//! accepts share a transaction of multi-row inserts); wake-ups and cache
+//! invalidations travel between nodes with `LISTEN/NOTIFY`.
+
+mod listen;
+
+use crate::*;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::{id_floor_for_time, partition_of};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+const SCHEMA_VERSION: i32 = 1;
+/// Any constant shared by all nodes: serialises migrations across them.
+const MIGRATION_LOCK: i64 = 0x5357_5943_4844;
+/// The channel every node listens on.
+const CHANNEL: &str = "switchyard";
+/// Accept batches committing at once; more queue up and grow the next batch.
+const ACCEPT_PARALLELISM: usize = 4;
+const ACCEPT_BATCH: usize = 512;
+
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    pub url: String,
+    pub pool_size: usize,
+    /// How long a request waits for a connection (or to connect) before the
+    /// database counts as unavailable.
+    pub connect_timeout: Duration,
+}
+
+impl PgOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    accepts: mpsc::UnboundedSender<AcceptJob>,
+    events: broadcast::Sender<ClusterEvent>,
+    _listener: Arc<AbortOnDrop>,
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct AcceptJob {
+    new: NewMessage,
+    reply: oneshot::Sender<Result<Accepted>>,
+}
+
+impl PgStore {
+    /// Connects, migrates (once across concurrently starting nodes) and
+    /// starts listening for other nodes' events.
+    pub async fn connect(options: &PgOptions) -> Result<Self> {
+        let mut config: tokio_postgres::Config = options
+            .url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("switchyard");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(2))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.connect_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("database pool: {e}")))?;
+        migrate(&pool).await?;
+        let (events, _) = broadcast::channel(1024);
+        let listener = tokio::spawn(listen::run(config, events.clone()));
+        let (accepts, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(run_accepts(pool.clone(), jobs));
+        Ok(Self {
+            pool,
+            accepts,
+            events,
+            _listener: Arc::new(AbortOnDrop(listener.abort_handle())),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+async fn migrate(pool: &Pool) -> Result<()> {
+    let client = pool.get().await?;
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let result = async {
+        client
+            .batch_execute("CREATE TABLE IF NOT EXISTS switchyard_schema (version INTEGER NOT NULL)")
+            .await?;
+        let version: i32 = client
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM switchyard_schema",
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Database(format!(
+                "the database has schema version {version}, newer than this binary ({SCHEMA_VERSION})"
+            )));
+        }
+        if version < 1 {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (1); COMMIT;",
+                    include_str!("schema.sql")
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+    .await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    result
+}
+
+// ---- group-committed intake --------------------------------------------------
+
+async fn run_accepts(pool: Pool, mut jobs: mpsc::UnboundedReceiver<AcceptJob>) {
+    let permits = Arc::new(Semaphore::new(ACCEPT_PARALLELISM));
+    loop {
+        // Waiting for a free slot first lets jobs pile up into a larger batch.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = Vec::with_capacity(64);
+        if jobs.recv_many(&mut batch, ACCEPT_BATCH).await == 0 {
+            return;
+        }
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let messages: Vec<&NewMessage> = batch.iter().map(|j| &j.new).collect();
+            match accept_batch(&pool, &messages).await {
+                Ok(results) => {
+                    for (job, result) in batch.into_iter().zip(results) {
+                        let _ = job.reply.send(result);
+                    }
+                }
+                Err(e) => {
+                    let unavailable = matches!(e, StoreError::Unavailable(_));
+                    let reason = e.to_string();
+                    for job in batch {
+                        let _ = job.reply.send(Err(if unavailable {
+                            StoreError::Unavailable(reason.clone())
+                        } else {
+                            StoreError::Database(reason.clone())
+                        }));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Stores a batch of messages with their deliveries in one transaction.
+/// Messages that collide with an earlier idempotency key or event id are
+/// answered with the earlier message.
+async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<Accepted>>> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut apps = Vec::with_capacity(batch.len());
+    let mut types = Vec::with_capacity(batch.len());
+    let mut event_ids = Vec::with_capacity(batch.len());
+    let mut keys = Vec::with_capacity(batch.len());
+    let mut channels = Vec::with_capacity(batch.len());
+    let mut tags = Vec::with_capacity(batch.len());
+    let mut payloads = Vec::with_capacity(batch.len());
+    let mut created = Vec::with_capacity(batch.len());
+    for new in batch {
+        let m = &new.message;
+        ids.push(m.id.as_str());
+        apps.push(m.app_id.as_str());
+        types.push(m.event_type.as_str());
+        event_ids.push(m.event_id.as_deref());
+        keys.push(new.idempotency_key.as_deref());
+        channels.push(opt_json_text(&m.channels)?);
+        tags.push(opt_json_text(&m.tags)?);
+        payloads.push(m.payload.as_deref());
+        created.push(m.created_at as i64);
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[])
+             ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .await?;
+    let inserted: HashSet<String> = tx
+        .query(
+            &insert,
+            &[
+                &ids, &apps, &types, &event_ids, &keys, &channels, &tags, &payloads, &created,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<_, _>>()?;
+
+    let mut d_msgs = Vec::new();
+    let mut d_eps = Vec::new();
+    let mut d_apps = Vec::new();
+    let mut d_status = Vec::new();
+    let mut d_at = Vec::new();
+    let mut d_partition = Vec::new();
+    let mut results = Vec::with_capacity(batch.len());
+    for new in batch {
+        let m = &new.message;
+        if !inserted.contains(m.id.as_str()) {
+            results.push(find_earlier(&tx, new).await?);
+            continue;
+        }
+        for d in &new.deliveries {
+            d_msgs.push(m.id.as_str());
+            d_eps.push(d.endpoint_id.as_str());
+            d_apps.push(m.app_id.as_str());
+            d_status.push(initial_status(d) as i16);
+            d_at.push(m.created_at as i64);
+            d_partition.push(i32::from(partition_of(&d.endpoint_id)));
+        }
+        results.push(Ok(Accepted::Created(m.clone())));
+    }
+    if !d_msgs.is_empty() {
+        let insert = tx
+            .prepare_cached(
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
+                 SELECT m, e, a, s, 0, t, p, t
+                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int4[]) AS u(m, e, a, s, t, p)",
+            )
+            .await?;
+        tx.execute(
+            &insert,
+            &[&d_msgs, &d_eps, &d_apps, &d_status, &d_at, &d_partition],
+        )
+        .await?;
+        let pending = DeliveryStatus::Pending as i16;
+        if d_status.contains(&pending) {
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &ClusterEvent::Due.encode()],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(results)
+}
+
+async fn find_earlier(
+    tx: &deadpool_postgres::Transaction<'_>,
+    new: &NewMessage,
+) -> Result<Result<Accepted>> {
+    let m = &new.message;
+    let app = m.app_id.as_str();
+    if let Some(key) = &new.idempotency_key
+        && let Some(found) = find_message(tx, app, "idem_key", key).await?
+    {
+        return Ok(Ok(Accepted::Existing(found)));
+    }
+    if let Some(event_id) = &m.event_id
+        && let Some(found) = find_message(tx, app, "event_id", event_id).await?
+    {
+        return Ok(Ok(Accepted::Existing(found)));
+    }
+    Ok(Err(StoreError::Conflict("a message with this id".into())))
+}
+
+// ---- row mapping -----------------------------------------------------------
+
+fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+fn opt_json_text<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>> {
+    value.as_ref().map(json_text).transpose()
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(StoreError::from)
+}
+
+fn ms(row: &Row, column: &str) -> Result<u64> {
+    Ok(row.try_get::<_, i64>(column)?.max(0) as u64)
+}
+
+fn opt_ms(row: &Row, column: &str) -> Result<Option<u64>> {
+    Ok(row
+        .try_get::<_, Option<i64>>(column)?
+        .map(|t| t.max(0) as u64))
+}
+
+fn opt_u32(row: &Row, column: &str) -> Result<Option<u32>> {
+    Ok(row
+        .try_get::<_, Option<i64>>(column)?
+        .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32))
+}
+
+const APP_COLS: &str = "id, uid, name, rate_limit, metadata, created_at, updated_at";
+
+fn app_from_row(row: &Row) -> Result<Application> {
+    Ok(Application {
+        id: AppId::from_trusted(row.try_get("id")?),
+        uid: row.try_get("uid")?,
+        name: row.try_get("name")?,
+        rate_limit: opt_u32(row, "rate_limit")?,
+        metadata: parse_json(row.try_get("metadata")?)?.unwrap_or_default(),
+        created_at: ms(row, "created_at")?,
+        updated_at: ms(row, "updated_at")?,
+    })
+}
+
+const ET_COLS: &str = "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
+
+fn event_type_from_row(row: &Row) -> Result<EventType> {
+    Ok(EventType {
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        archived: row.try_get("archived")?,
+        deprecated: row.try_get("deprecated")?,
+        schemas: parse_json(row.try_get("schemas")?)?,
+        feature_flags: parse_json(row.try_get("feature_flags")?)?,
+        group_name: row.try_get("group_name")?,
+        created_at: ms(row, "created_at")?,
+        updated_at: ms(row, "updated_at")?,
+    })
+}
+
+const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at";
+
+fn endpoint_from_row(row: &Row) -> Result<Endpoint> {
+    Ok(Endpoint {
+        id: EndpointId::from_trusted(row.try_get("id")?),
+        app_id: AppId::from_trusted(row.try_get("app_id")?),
+        uid: row.try_get("uid")?,
+        url: row.try_get("url")?,
+        description: row.try_get("description")?,
+        disabled: row.try_get("disabled")?,
+        filter_types: parse_json(row.try_get("filter_types")?)?,
+        channels: parse_json(row.try_get("channels")?)?,
+        rate_limit: opt_u32(row, "rate_limit")?,
+        metadata: parse_json(row.try_get("metadata")?)?.unwrap_or_default(),
+        headers: parse_json(row.try_get("headers")?)?.unwrap_or_default(),
+        secret: row.try_get("secret")?,
+        retired_secrets: parse_json(row.try_get("retired_secrets")?)?.unwrap_or_default(),
+        created_at: ms(row, "created_at")?,
+        updated_at: ms(row, "updated_at")?,
+    })
+}
+
+const MSG_COLS: &str = "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.created_at";
+
+fn message_from_row(row: &Row, with_payload: bool) -> Result<Message> {
+    Ok(Message {
+        id: MessageId::from_trusted(row.try_get("id")?),
+        app_id: AppId::from_trusted(row.try_get("app_id")?),
+        event_type: row.try_get("event_type")?,
+        event_id: row.try_get("event_id")?,
+        channels: parse_json(row.try_get("channels")?)?,
+        tags: parse_json(row.try_get("tags")?)?,
+        payload: if with_payload {
+            row.try_get("payload")?
+        } else {
+            None
+        },
+        created_at: ms(row, "created_at")?,
+    })
+}
+
+const ATTEMPT_COLS: &str = "a.id, a.app_id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, a.response_duration_ms, a.manual, a.created_at";
+
+fn status_of(row: &Row, column: &str) -> Result<DeliveryStatus> {
+    let v: i16 = row.try_get(column)?;
+    u8::try_from(v)
+        .ok()
+        .and_then(DeliveryStatus::from_u8)
+        .ok_or_else(|| StoreError::Corrupt(format!("{column} {v}")))
+}
+
+fn attempt_from_row(row: &Row) -> Result<Attempt> {
+    Ok(Attempt {
+        id: AttemptId::from_trusted(row.try_get("id")?),
+        app_id: AppId::from_trusted(row.try_get("app_id")?),
+        msg_id: MessageId::from_trusted(row.try_get("msg_id")?),
+        endpoint_id: EndpointId::from_trusted(row.try_get("endpoint_id")?),
+        url: row.try_get("url")?,
+        status: status_of(row, "status")?,
+        response_status_code: row.try_get("response_status_code")?,
+        response: row.try_get("response")?,
+        response_duration_ms: ms(row, "response_duration_ms")?,
+        manual: row.try_get("manual")?,
+        created_at: ms(row, "created_at")?,
+    })
+}
+
+fn paginate<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let done = rows.len() <= limit;
+    rows.truncate(limit);
+    let iterator = rows.last().map(&key);
+    Page {
+        data: rows,
+        iterator,
+        done,
+    }
+}
+
+fn unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+fn conflict_or(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError + '_ {
+    move |e| {
+        if unique_violation(&e) {
+            StoreError::Conflict(what.into())
+        } else {
+            e.into()
+        }
+    }
+}
+
+/// A statement assembled from optional filters, with numbered parameters.
+#[derive(Default)]
+struct Query {
+    sql: String,
+    args: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Query {
+    fn new(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Adds a parameter and returns its placeholder.
+    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
+        self.args.push(Box::new(value));
+        format!("${}", self.args.len())
+    }
+
+    fn push(&mut self, sql: &str) {
+        self.sql.push_str(sql);
+    }
+
+    fn keyset(&mut self, column: &str, page: &PageRequest) {
+        if let Some(it) = &page.iterator {
+            let op = match page.order {
+                Order::Ascending => '>',
+                Order::Descending => '<',
+            };
+            let p = self.bind(it.clone());
+            self.push(&format!(" AND {column} {op} {p}"));
+        }
+        let dir = match page.order {
+            Order::Ascending => "ASC",
+            Order::Descending => "DESC",
+        };
+        let p = self.bind(page.limit as i64 + 1);
+        self.push(&format!(" ORDER BY {column} {dir} LIMIT {p}"));
+    }
+
+    fn message_filter(&mut self, f: &MessageFilter) {
+        if let Some(types) = &f.event_types
+            && !types.is_empty()
+        {
+            let p = self.bind(types.clone());
+            self.push(&format!(" AND m.event_type = ANY({p})"));
+        }
+        if let Some(channel) = &f.channel {
+            let p = self.bind(channel.clone());
+            self.push(&format!(" AND m.channels::jsonb ? {p}"));
+        }
+        if let Some(before) = f.before_ms {
+            let p = self.bind(before as i64);
+            self.push(&format!(" AND m.created_at < {p}"));
+        }
+        if let Some(after) = f.after_ms {
+            let p = self.bind(after as i64);
+            self.push(&format!(" AND m.created_at > {p}"));
+        }
+    }
+
+    async fn run<T>(
+        &self,
+        client: &deadpool_postgres::Object,
+        map: impl Fn(&Row) -> Result<T>,
+    ) -> Result<Vec<T>> {
+        let stmt = client.prepare_cached(&self.sql).await?;
+        let args: Vec<&(dyn ToSql + Sync)> = self
+            .args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        client.query(&stmt, &args).await?.iter().map(map).collect()
+    }
+}
+
+async fn find_message(
+    client: &impl deadpool_postgres::GenericClient,
+    app: &str,
+    column: &str,
+    value: &str,
+) -> Result<Option<Message>> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = $1 AND m.{column} = $2"
+        ))
+        .await?;
+    client
+        .query_opt(&stmt, &[&app, &value])
+        .await?
+        .map(|r| message_from_row(&r, true))
+        .transpose()
+}
+
+fn partitions_param(partitions: &[u16]) -> Vec<i32> {
+    partitions.iter().map(|&p| i32::from(p)).collect()
+}
+
+fn partitions_of(rows: &[Row]) -> Result<Vec<u16>> {
+    rows.iter()
+        .map(|r| {
+            let p: i32 = r.try_get(0)?;
+            u16::try_from(p).map_err(|_| StoreError::Corrupt(format!("partition {p}")))
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn insert_app(&self, app: Application) -> Result<Application> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "INSERT INTO applications ({APP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+            ))
+            .await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &app.id.as_str(),
+                    &app.uid,
+                    &app.name,
+                    &app.rate_limit.map(i64::from),
+                    &json_text(&app.metadata)?,
+                    &(app.created_at as i64),
+                    &(app.updated_at as i64),
+                ],
+            )
+            .await
+            .map_err(conflict_or("an application with this uid"))?;
+        Ok(app)
+    }
+
+    async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>> {
+        let column = if AppId::parse(id_or_uid).is_some() {
+            "id"
+        } else {
+            "uid"
+        };
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {APP_COLS} FROM applications WHERE {column} = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&id_or_uid])
+            .await?
+            .map(|r| app_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>> {
+        let mut q = Query::new(format!("SELECT {APP_COLS} FROM applications WHERE TRUE"));
+        q.keyset("id", page);
+        let rows = q.run(&self.client().await?, app_from_row).await?;
+        Ok(paginate(rows, page.limit, |a| a.id.to_string()))
+    }
+
+    async fn update_app(&self, app: Application) -> Result<Application> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE applications SET uid=$2, name=$3, rate_limit=$4, metadata=$5, updated_at=$6 WHERE id=$1",
+            )
+            .await?;
+        let changed = client
+            .execute(
+                &stmt,
+                &[
+                    &app.id.as_str(),
+                    &app.uid,
+                    &app.name,
+                    &app.rate_limit.map(i64::from),
+                    &json_text(&app.metadata)?,
+                    &(app.updated_at as i64),
+                ],
+            )
+            .await
+            .map_err(conflict_or("an application with this uid"))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("application".into()));
+        }
+        Ok(app)
+    }
+
+    async fn delete_app(&self, id: &AppId) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        for table in ["attempts", "deliveries", "messages", "endpoints"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE app_id = $1"),
+                &[&id.as_str()],
+            )
+            .await?;
+        }
+        let gone = tx
+            .execute("DELETE FROM applications WHERE id = $1", &[&id.as_str()])
+            .await?
+            > 0;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    async fn insert_event_type(&self, et: EventType) -> Result<EventType> {
+        self.write_event_type(&et, "").await?;
+        Ok(et)
+    }
+
+    async fn put_event_type(&self, et: EventType) -> Result<EventType> {
+        self.write_event_type(
+            &et,
+            " ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, archived = EXCLUDED.archived,
+              deprecated = EXCLUDED.deprecated, schemas = EXCLUDED.schemas, feature_flags = EXCLUDED.feature_flags,
+              group_name = EXCLUDED.group_name, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at",
+        )
+        .await?;
+        Ok(et)
+    }
+
+    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {ET_COLS} FROM event_types WHERE name = $1"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&name])
+            .await?
+            .map(|r| event_type_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<EventType>> {
+        let mut q = Query::new(format!("SELECT {ET_COLS} FROM event_types WHERE TRUE"));
+        if !include_archived {
+            q.push(" AND NOT archived");
+        }
+        q.keyset("name", page);
+        let rows = q.run(&self.client().await?, event_type_from_row).await?;
+        Ok(paginate(rows, page.limit, |e| e.name.clone()))
+    }
+
+    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+        let client = self.client().await?;
+        Ok(client
+            .execute("DELETE FROM event_types WHERE name = $1", &[&name])
+            .await?
+            > 0)
+    }
+
+    async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write_endpoint(&ep, true).await?;
+        Ok(ep)
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
+        let column = if EndpointId::parse(id_or_uid).is_some() {
+            "id"
+        } else {
+            "uid"
+        };
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {EP_COLS} FROM endpoints WHERE app_id = $1 AND {column} = $2"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&app.as_str(), &id_or_uid])
+            .await?
+            .map(|r| endpoint_from_row(&r))
+            .transpose()
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
+        let mut q = Query::new(format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = $1"));
+        q.args.push(Box::new(app.to_string()));
+        q.keyset("id", page);
+        let rows = q.run(&self.client().await?, endpoint_from_row).await?;
+        Ok(paginate(rows, page.limit, |e| e.id.to_string()))
+    }
+
+    async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
+        let mut q = Query::new(format!("SELECT {EP_COLS} FROM endpoints WHERE TRUE"));
+        if let Some(app) = app {
+            let p = q.bind(app.to_string());
+            q.push(&format!(" AND app_id = {p}"));
+        }
+        q.push(" ORDER BY id");
+        q.run(&self.client().await?, endpoint_from_row).await
+    }
+
+    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write_endpoint(&ep, false).await?;
+        Ok(ep)
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let gone = tx
+            .execute(
+                "DELETE FROM endpoints WHERE app_id = $1 AND id = $2",
+                &[&app.as_str(), &id.as_str()],
+            )
+            .await?
+            > 0;
+        // Undelivered work for a deleted endpoint has nowhere to go; the
+        // attempt log stays for inspection.
+        tx.execute(
+            "DELETE FROM deliveries WHERE endpoint_id = $1 AND status IN (1, 3)",
+            &[&id.as_str()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    async fn accept(&self, new: NewMessage) -> Result<Accepted> {
+        let (reply, answer) = oneshot::channel();
+        self.accepts
+            .send(AcceptJob { new, reply })
+            .map_err(|_| StoreError::Unavailable("intake stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("intake stopped".into()))?
+    }
+
+    async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> Result<Option<Message>> {
+        let column = if MessageId::parse(id_or_event_id).is_some() {
+            "id"
+        } else {
+            "event_id"
+        };
+        find_message(&self.client().await?, app.as_str(), column, id_or_event_id).await
+    }
+
+    async fn list_messages(&self, app: &AppId, filter: &MessageFilter) -> Result<Page<Message>> {
+        let mut q = Query::new(format!(
+            "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = $1"
+        ));
+        q.args.push(Box::new(app.to_string()));
+        q.message_filter(filter);
+        q.keyset("m.id", &filter.page);
+        let rows = q
+            .run(&self.client().await?, |r| {
+                message_from_row(r, filter.with_content)
+            })
+            .await?;
+        Ok(paginate(rows, filter.page.limit, |m| m.id.to_string()))
+    }
+
+    async fn expunge_message_content(&self, app: &AppId, id: &MessageId) -> Result<bool> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "UPDATE messages SET payload = NULL WHERE app_id = $1 AND id = $2",
+                &[&app.as_str(), &id.as_str()],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: u64,
+        limit: usize,
+        partitions: &[u16],
+    ) -> Result<Vec<DeliveryTask>> {
+        if partitions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "WITH due AS (
+                   SELECT msg_id, endpoint_id FROM deliveries
+                   WHERE status = 1 AND next_attempt_at <= $1 AND partition = ANY($3)
+                   ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED),
+                 claimed AS (
+                   UPDATE deliveries d SET status = 3, updated_at = $1 FROM due
+                   WHERE d.msg_id = due.msg_id AND d.endpoint_id = due.endpoint_id
+                   RETURNING d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual)
+                 SELECT c.msg_id, c.endpoint_id, c.app_id, c.attempts, c.manual, m.payload
+                 FROM claimed c JOIN messages m ON m.app_id = c.app_id AND m.id = c.msg_id",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &(now_ms as i64),
+                    &(limit as i64),
+                    &partitions_param(partitions),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let payload: Option<String> = row.try_get("payload")?;
+                Ok(DeliveryTask {
+                    msg_id: MessageId::from_trusted(row.try_get("msg_id")?),
+                    endpoint_id: EndpointId::from_trusted(row.try_get("endpoint_id")?),
+                    app_id: AppId::from_trusted(row.try_get("app_id")?),
+                    attempts: row.try_get::<_, i32>("attempts")?.max(0) as u32,
+                    manual: row.try_get("manual")?,
+                    payload: payload.unwrap_or_else(|| "{}".into()).into(),
+                })
+            })
+            .collect()
+    }
+
+    async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut a_ids = Vec::with_capacity(outcomes.len());
+        let mut a_apps = Vec::with_capacity(outcomes.len());
+        let mut a_msgs = Vec::with_capacity(outcomes.len());
+        let mut a_eps = Vec::with_capacity(outcomes.len());
+        let mut a_urls = Vec::with_capacity(outcomes.len());
+        let mut a_status = Vec::with_capacity(outcomes.len());
+        let mut a_codes = Vec::with_capacity(outcomes.len());
+        let mut a_responses = Vec::with_capacity(outcomes.len());
+        let mut a_durations = Vec::with_capacity(outcomes.len());
+        let mut a_manual = Vec::with_capacity(outcomes.len());
+        let mut a_at = Vec::with_capacity(outcomes.len());
+        // One update per delivery, as if the batch's outcomes were applied in
+        // order: the last decides the state, every scheduled one counts.
+        let mut updates: HashMap<(&str, &str), (i16, i32, Option<i64>, i64)> = HashMap::new();
+        for o in &outcomes {
+            let a = &o.attempt;
+            a_ids.push(a.id.as_str());
+            a_apps.push(a.app_id.as_str());
+            a_msgs.push(a.msg_id.as_str());
+            a_eps.push(a.endpoint_id.as_str());
+            a_urls.push(a.url.as_str());
+            a_status.push(a.status as i16);
+            a_codes.push(a.response_status_code);
+            a_responses.push(a.response.as_str());
+            a_durations.push(a.response_duration_ms as i64);
+            a_manual.push(a.manual);
+            a_at.push(a.created_at as i64);
+            let counted = if a.manual { 0 } else { 1 };
+            let entry = updates
+                .entry((a.msg_id.as_str(), a.endpoint_id.as_str()))
+                .or_insert((0, 0, None, 0));
+            *entry = (
+                o.delivery_status as i16,
+                entry.1 + counted,
+                o.next_attempt_at.map(|t| t as i64),
+                a.created_at as i64,
+            );
+        }
+        let mut u_msgs = Vec::with_capacity(updates.len());
+        let mut u_eps = Vec::with_capacity(updates.len());
+        let mut u_status = Vec::with_capacity(updates.len());
+        let mut u_counted = Vec::with_capacity(updates.len());
+        let mut u_next = Vec::with_capacity(updates.len());
+        let mut u_at = Vec::with_capacity(updates.len());
+        for ((msg, ep), (status, counted, next, at)) in updates {
+            u_msgs.push(msg);
+            u_eps.push(ep);
+            u_status.push(status);
+            u_counted.push(counted);
+            u_next.push(next);
+            u_at.push(at);
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO attempts ({})
+                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
+                                      $7::int4[], $8::text[], $9::int8[], $10::bool[], $11::int8[])",
+                ATTEMPT_COLS.replace("a.", "")
+            ))
+            .await?;
+        tx.execute(
+            &insert,
+            &[
+                &a_ids,
+                &a_apps,
+                &a_msgs,
+                &a_eps,
+                &a_urls,
+                &a_status,
+                &a_codes,
+                &a_responses,
+                &a_durations,
+                &a_manual,
+                &a_at,
+            ],
+        )
+        .await?;
+        let update = tx
+            .prepare_cached(
+                "UPDATE deliveries d SET status = u.s, attempts = d.attempts + u.c, next_attempt_at = u.n,
+                   manual = FALSE, updated_at = u.t
+                 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[]) AS u(m, e, s, c, n, t)
+                 WHERE d.msg_id = u.m AND d.endpoint_id = u.e",
+            )
+            .await?;
+        tx.execute(
+            &update,
+            &[&u_msgs, &u_eps, &u_status, &u_counted, &u_next, &u_at],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn requeue(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        ep: &EndpointId,
+        now_ms: u64,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at)
+                 VALUES ($1, $2, $3, 1, 0, $4, $5, TRUE, $4)
+                 ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = $4, manual = TRUE, updated_at = $4
+                 WHERE deliveries.status <> 3",
+            )
+            .await?;
+        Ok(client
+            .execute(
+                &stmt,
+                &[
+                    &msg.as_str(),
+                    &ep.as_str(),
+                    &app.as_str(),
+                    &(now_ms as i64),
+                    &i32::from(partition_of(ep)),
+                ],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn recover(
+        &self,
+        ep: &EndpointId,
+        since_ms: u64,
+        until_ms: Option<u64>,
+        now_ms: u64,
+    ) -> Result<u64> {
+        let low = id_floor_for_time(MessageId::PREFIX, since_ms);
+        let high = id_floor_for_time(MessageId::PREFIX, until_ms.unwrap_or(now_ms + 1));
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "UPDATE deliveries SET status = 1, attempts = 0, next_attempt_at = $4, updated_at = $4
+                 WHERE endpoint_id = $1 AND status = 2 AND msg_id >= $2 AND msg_id < $3",
+                &[&ep.as_str(), &low, &high, &(now_ms as i64)],
+            )
+            .await?)
+    }
+
+    async fn endpoint_stats(&self, ep: &EndpointId) -> Result<EndpointStats> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT status, COUNT(*) AS n FROM deliveries WHERE endpoint_id = $1 GROUP BY status",
+                &[&ep.as_str()],
+            )
+            .await?;
+        let mut stats = EndpointStats::default();
+        for row in rows {
+            let count = row.try_get::<_, i64>("n")?.max(0) as u64;
+            match status_of(&row, "status")? {
+                DeliveryStatus::Success => stats.success = count,
+                DeliveryStatus::Pending => stats.pending = count,
+                DeliveryStatus::Fail => stats.fail = count,
+                DeliveryStatus::Sending => stats.sending = count,
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn list_attempts(&self, f: &AttemptFilter) -> Result<Page<Attempt>> {
+        let needs_message = f.event_types.is_some() || f.channel.is_some();
+        let mut q = Query::new(format!("SELECT {ATTEMPT_COLS} FROM attempts a"));
+        if needs_message {
+            q.push(" JOIN messages m ON m.app_id = a.app_id AND m.id = a.msg_id");
+        }
+        q.push(" WHERE TRUE");
+        for (column, value) in [
+            ("a.app_id", f.app_id.as_ref().map(|v| v.to_string())),
+            (
+                "a.endpoint_id",
+                f.endpoint_id.as_ref().map(|v| v.to_string()),
+            ),
+            ("a.msg_id", f.msg_id.as_ref().map(|v| v.to_string())),
+        ] {
+            if let Some(v) = value {
+                let p = q.bind(v);
+                q.push(&format!(" AND {column} = {p}"));
+            }
+        }
+        if let Some(status) = f.status {
+            let p = q.bind(i16::from(status));
+            q.push(&format!(" AND a.status = {p}"));
+        }
+        if let Some(before) = f.before_ms {
+            let p = q.bind(before as i64);
+            q.push(&format!(" AND a.created_at < {p}"));
+        }
+        if let Some(after) = f.after_ms {
+            let p = q.bind(after as i64);
+            q.push(&format!(" AND a.created_at > {p}"));
+        }
+        if needs_message {
+            q.message_filter(&MessageFilter {
+                event_types: f.event_types.clone(),
+                channel: f.channel.clone(),
+                ..Default::default()
+            });
+        }
+        q.keyset("a.id", &f.page);
+        let rows = q.run(&self.client().await?, attempt_from_row).await?;
+        Ok(paginate(rows, f.page.limit, |a| a.id.to_string()))
+    }
+
+    async fn get_attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.app_id = $1 AND a.msg_id = $2 AND a.id = $3"
+            ))
+            .await?;
+        client
+            .query_opt(&stmt, &[&app.as_str(), &msg.as_str(), &id.as_str()])
+            .await?
+            .map(|r| attempt_from_row(&r))
+            .transpose()
+    }
+
+    async fn deliveries_of_message(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>> {
+        let cols = EP_COLS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut q = Query::new(format!(
+            "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols}
+             FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+             WHERE d.app_id = $1 AND d.msg_id = $2"
+        ));
+        q.args.push(Box::new(app.to_string()));
+        q.args.push(Box::new(msg.to_string()));
+        q.keyset("d.endpoint_id", page);
+        let rows = q
+            .run(&self.client().await?, |row| {
+                let endpoint = endpoint_from_row(row)?;
+                Ok(DeliveryView {
+                    msg_id: MessageId::from_trusted(row.try_get("msg_id")?),
+                    endpoint_id: endpoint.id.clone(),
+                    status: status_of(row, "delivery_status")?,
+                    next_attempt_at: opt_ms(row, "next_attempt_at")?,
+                    endpoint: Some(endpoint),
+                    message: None,
+                })
+            })
+            .await?;
+        Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
+    }
+
+    async fn deliveries_of_endpoint(
+        &self,
+        ep: &EndpointId,
+        filter: &MessageFilter,
+        status: Option<u8>,
+    ) -> Result<Page<DeliveryView>> {
+        let mut q = Query::new(format!(
+            "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload
+             FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
+             WHERE d.endpoint_id = $1"
+        ));
+        q.args.push(Box::new(ep.to_string()));
+        if let Some(status) = status {
+            let p = q.bind(i16::from(status));
+            q.push(&format!(" AND d.status = {p}"));
+        }
+        q.message_filter(filter);
+        q.keyset("d.msg_id", &filter.page);
+        let rows = q
+            .run(&self.client().await?, |row| {
+                let message = message_from_row(row, filter.with_content)?;
+                Ok(DeliveryView {
+                    msg_id: message.id.clone(),
+                    endpoint_id: EndpointId::from_trusted(row.try_get("endpoint_id")?),
+                    status: status_of(row, "delivery_status")?,
+                    next_attempt_at: opt_ms(row, "next_attempt_at")?,
+                    endpoint: None,
+                    message: Some(message),
+                })
+            })
+            .await?;
+        Ok(paginate(rows, filter.page.limit, |d| d.msg_id.to_string()))
+    }
+
+    async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                "SELECT status, body, created_at FROM idempotency WHERE key = $1",
+                &[&key],
+            )
+            .await?
+            .map(|r| {
+                Ok(StoredResponse {
+                    status: u16::try_from(r.try_get::<_, i32>("status")?)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    body: r.try_get("body")?,
+                    created_at: ms(&r, "created_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO idempotency (key, status, body, created_at) VALUES ($1,$2,$3,$4) ON CONFLICT DO NOTHING",
+                &[
+                    &key,
+                    &i32::from(response.status),
+                    &response.body,
+                    &(response.created_at as i64),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let client = self.client().await?;
+        Ok(client
+            .query_opt("SELECT value FROM settings WHERE key = $1", &[&key])
+            .await?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &value],
+            )
+            .await?
+            > 0)
+    }
+
+    async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = $2",
+                &[&key, &value],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM idempotency WHERE created_at < $1",
+                &[&(before_ms as i64)],
+            )
+            .await?)
+    }
+
+    async fn lease(&self, r: &LeaseRequest) -> Result<LeaseGrant> {
+        let now = r.now_ms as i64;
+        let expires = (r.now_ms + r.ttl_ms) as i64;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "INSERT INTO nodes (node_id, address, started_at, heartbeat_at) VALUES ($1, $2, $3, $3)
+             ON CONFLICT (node_id) DO UPDATE SET address = $2, heartbeat_at = $3,
+               started_at = CASE WHEN $4 THEN $3 ELSE nodes.started_at END",
+            &[&r.node_id, &r.address, &now, &r.fresh],
+        )
+        .await?;
+        let live: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM nodes WHERE heartbeat_at >= $1",
+                &[&(now - r.ttl_ms as i64)],
+            )
+            .await?
+            .try_get(0)?;
+        let live_nodes = u32::try_from(live).unwrap_or(u32::MAX);
+        let fair = fair_share(live_nodes);
+        let mut owned = partitions_of(
+            &tx.query(
+                "UPDATE leases SET expires_at = $2 WHERE node_id = $1 RETURNING partition",
+                &[&r.node_id, &expires],
+            )
+            .await?,
+        )?;
+        let mut acquired = if r.fresh { owned.clone() } else { Vec::new() };
+        if owned.len() < fair {
+            // SKIP LOCKED and the repeated condition make concurrent nodes
+            // take disjoint partitions.
+            let taken = partitions_of(
+                &tx.query(
+                    "UPDATE leases SET node_id = $1, expires_at = $2
+                     WHERE partition IN (
+                       SELECT partition FROM leases WHERE node_id IS NULL OR expires_at < $3
+                       ORDER BY partition LIMIT $4 FOR UPDATE SKIP LOCKED)
+                     AND (node_id IS NULL OR expires_at < $3)
+                     RETURNING partition",
+                    &[&r.node_id, &expires, &now, &((fair - owned.len()) as i64)],
+                )
+                .await?,
+            )?;
+            owned.extend_from_slice(&taken);
+            acquired.extend(taken);
+        }
+        if !acquired.is_empty() {
+            tx.execute(
+                "UPDATE deliveries SET status = 1 WHERE status = 3 AND partition = ANY($1)",
+                &[&partitions_param(&acquired)],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        owned.sort_unstable();
+        acquired.sort_unstable();
+        Ok(LeaseGrant {
+            surplus: surplus_of(&owned, fair),
+            owned,
+            acquired,
+            live_nodes,
+        })
+    }
+
+    async fn release_partitions(&self, node_id: &str, partitions: &[u16]) -> Result<()> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let released = partitions_of(
+            &tx.query(
+                "UPDATE leases SET node_id = NULL, expires_at = 0
+                 WHERE node_id = $1 AND partition = ANY($2) RETURNING partition",
+                &[&node_id, &partitions_param(partitions)],
+            )
+            .await?,
+        )?;
+        tx.execute(
+            "UPDATE deliveries SET status = 1 WHERE status = 3 AND partition = ANY($1)",
+            &[&partitions_param(&released)],
+        )
+        .await?;
+        tx.execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &ClusterEvent::Due.encode()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn cluster(&self, now_ms: u64) -> Result<Vec<NodeInfo>> {
+        let client = self.client().await?;
+        let mut nodes = client
+            .query(
+                "SELECT node_id, address, started_at, heartbeat_at FROM nodes ORDER BY node_id",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(NodeInfo {
+                    node_id: row.try_get("node_id")?,
+                    address: row.try_get("address")?,
+                    started_at: ms(row, "started_at")?,
+                    heartbeat_at: ms(row, "heartbeat_at")?,
+                    partitions: Vec::new(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = client
+            .query(
+                "SELECT partition, node_id FROM leases WHERE node_id IS NOT NULL AND expires_at >= $1 ORDER BY partition",
+                &[&(now_ms as i64)],
+            )
+            .await?;
+        let leases = partitions_of(&rows)?
+            .into_iter()
+            .zip(rows.iter())
+            .map(|(p, row)| Ok((p, row.try_get::<_, String>(1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        attach_leases(&mut nodes, leases);
+        Ok(nodes)
+    }
+
+    async fn publish(&self, event: &ClusterEvent) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &event.encode()])
+            .await?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<ClusterEvent>> {
+        Some(self.events.subscribe())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.client().await?.execute("SELECT 1", &[]).await?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    async fn write_event_type(&self, et: &EventType, on_conflict: &str) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "INSERT INTO event_types ({ET_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9){on_conflict}"
+            ))
+            .await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &et.name,
+                    &et.description,
+                    &et.archived,
+                    &et.deprecated,
+                    &opt_json_text(&et.schemas)?,
+                    &opt_json_text(&et.feature_flags)?,
+                    &et.group_name,
+                    &(et.created_at as i64),
+                    &(et.updated_at as i64),
+                ],
+            )
+            .await
+            .map_err(|e| {
+                if unique_violation(&e) {
+                    StoreError::Conflict(format!("event type '{}'", et.name))
+                } else {
+                    e.into()
+                }
+            })?;
+        Ok(())
+    }
+
+    async fn write_endpoint(&self, ep: &Endpoint, insert: bool) -> Result<()> {
+        let sql = if insert {
+            format!(
+                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+            )
+        } else {
+            "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=$6, filter_types=$7, channels=$8,
+               rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15
+             WHERE id=$1"
+                .to_string()
+        };
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await?;
+        let changed = client
+            .execute(
+                &stmt,
+                &[
+                    &ep.id.as_str(),
+                    &ep.app_id.as_str(),
+                    &ep.uid,
+                    &ep.url,
+                    &ep.description,
+                    &ep.disabled,
+                    &opt_json_text(&ep.filter_types)?,
+                    &opt_json_text(&ep.channels)?,
+                    &ep.rate_limit.map(i64::from),
+                    &json_text(&ep.metadata)?,
+                    &json_text(&ep.headers)?,
+                    &ep.secret,
+                    &json_text(&ep.retired_secrets)?,
+                    &(ep.created_at as i64),
+                    &(ep.updated_at as i64),
+                ],
+            )
+            .await
+            .map_err(conflict_or("an endpoint with this uid"))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("endpoint".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Creates an empty, uniquely named database next to the one `admin_url`
+/// points at and returns its URL; the test suites give each test its own.
+/// Scratch databases left by earlier runs (older than an hour) are dropped.
+pub async fn create_scratch_database(admin_url: &str) -> Result<String> {
+    let mut config: tokio_postgres::Config = admin_url
+        .parse()
+        .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+    config.connect_timeout(Duration::from_secs(3));
+    let (client, connection) = config.connect(NoTls).await?;
+    let driver = tokio::spawn(connection);
+    let now = switchyard_core::timefmt::now_ms() / 1000;
+    let stale = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'switchyard_scratch_%'",
+            &[],
+        )
+        .await?;
+    for row in stale {
+        let name: String = row.try_get(0)?;
+        let born = name
+            .split('_')
+            .nth(2)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        if born + 3_600 < now {
+            let _ = client
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await;
+        }
+    }
+    let name = format!("switchyard_scratch_{now}_{:08x}", rand_suffix());
+    client
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    driver.abort();
+    Ok(with_database(admin_url, &name))
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish() as u32
+}
+
+/// The same connection URL with another database name.
+pub fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{database}?{q}"),
+        None => format!("{base}/{database}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_name_is_replaced_or_added() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(with_database("postgres://u@h", "x"), "postgres://u@h/x");
+        assert_eq!(
+            with_database("postgresql://h/db?sslmode=disable", "y"),
+            "postgresql://h/y?sslmode=disable"
+        );
+    }
+}
