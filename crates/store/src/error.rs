@@ -65,9 +65,8 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        match e {
-            deadpool_postgres::PoolError::Backend(e) => e.into(),
-            other => StoreError::Unavailable(other.to_string()),
-        }
+        // Every pool error means no usable connection: the server is down,
+        // refusing connections, or too slow to hand one out.
+        StoreError::Unavailable(e.to_string())
     }
 }

@@ -121,19 +121,35 @@ impl Api {
     }
 }
 
-/// Records deliveries by `webhook-id`.
+/// Arrival times per (request path, `webhook-id`).
+pub type Arrivals = HashMap<(String, String), Vec<Instant>>;
+
+/// Records deliveries by `webhook-id`, and by path and `webhook-id` with
+/// their arrival times.
 #[derive(Clone, Default)]
 pub struct Receiver {
     pub seen: Arc<Mutex<HashMap<String, u32>>>,
+    pub arrivals: Arc<Mutex<Arrivals>>,
     pub bodies: Arc<Mutex<Vec<(HeaderMap, Bytes)>>>,
 }
 
-async fn record(State(rx): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn record(
+    State(rx): State<Receiver>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let id = headers
         .get("webhook-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    rx.arrivals
+        .lock()
+        .unwrap()
+        .entry((uri.path().to_owned(), id.clone()))
+        .or_default()
+        .push(Instant::now());
     *rx.seen.lock().unwrap().entry(id).or_default() += 1;
     rx.bodies.lock().unwrap().push((headers, body));
     StatusCode::OK
@@ -173,6 +189,115 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+impl Receiver {
+    /// Waits until every message id has reached every path; returns the
+    /// (path, id) pairs still missing at the deadline.
+    pub async fn wait_for_each(
+        &self,
+        paths: &[String],
+        ids: &[String],
+        timeout: Duration,
+    ) -> Vec<(String, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let missing: Vec<(String, String)> = {
+                let arrivals = self.arrivals.lock().unwrap();
+                paths
+                    .iter()
+                    .flat_map(|p| ids.iter().map(move |id| (p.clone(), id.clone())))
+                    .filter(|key| !arrivals.contains_key(key))
+                    .collect()
+            };
+            if missing.is_empty() || Instant::now() > deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Producers posting messages as fast as they can, spread over the given
+/// nodes, remembering which messages were acknowledged with a 2xx.
+pub struct Producers {
+    acked: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Producers {
+    pub fn start(apis: &[Api], app_id: &str, count: usize) -> Producers {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..count)
+            .map(|p| {
+                let api = apis[p % apis.len()].clone();
+                let (app_id, acked, stop) = (app_id.to_owned(), acked.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        n += 1;
+                        let sent = api
+                            .http
+                            .post(format!("{}/api/v1/app/{app_id}/msg", api.base))
+                            .bearer_auth(TOKEN)
+                            .json(&serde_json::json!({ "eventType": "load.test", "payload": { "p": p, "n": n } }))
+                            .timeout(Duration::from_secs(10))
+                            .send()
+                            .await;
+                        // Only a 2xx is a promise; errors (a dead node, a
+                        // 503 while the database is away) are not.
+                        match sent {
+                            Ok(resp) if resp.status().is_success() => {
+                                if let Ok(body) = resp.json::<serde_json::Value>().await
+                                    && let Some(id) = body["id"].as_str()
+                                {
+                                    acked.lock().unwrap().push(id.to_owned());
+                                }
+                            }
+                            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        Producers { acked, stop, tasks }
+    }
+
+    pub fn acked_so_far(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub async fn stop(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// A fresh, empty database on the test PostgreSQL server
+/// (`SWITCHYARD_TEST_POSTGRES_URL`). Under `CI=true` an unreachable server
+/// fails the test; otherwise the test is skipped with a printed reason.
+pub async fn scratch_postgres() -> Option<String> {
+    let admin = postgres_admin_url();
+    match switchyard_store::postgres::create_scratch_database(&admin).await {
+        Ok(url) => Some(url),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {admin} is required under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping: PostgreSQL at {admin} unreachable: {e}");
+            None
+        }
+    }
+}
+
+pub fn postgres_admin_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub async fn app_with_endpoint(api: &Api, url: &str) -> String {
