@@ -22,7 +22,8 @@ use switchyard_core::signing::EndpointSecret;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "End-to-end benchmark for Svix-compatible webhook servers")]
 struct Args {
-    /// Base URL of the server under test.
+    /// Base URL of the server under test; several comma-separated URLs
+    /// (nodes sharing one database) spread the producers over them.
     #[arg(long, default_value = "http://127.0.0.1:8071")]
     url: String,
     /// Bearer token for its API.
@@ -43,9 +44,10 @@ struct Args {
     /// Target total send rate in messages/s (0 = as fast as possible).
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// PID of the server, to report its peak RSS (Linux VmHWM).
-    #[arg(long)]
-    server_pid: Option<u32>,
+    /// PIDs of the server's processes (comma-separated), to report their
+    /// CPU time and peak RSS (Linux VmHWM).
+    #[arg(long, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Give up waiting for deliveries after this many seconds.
     #[arg(long, default_value_t = 120)]
     timeout_secs: u64,
@@ -147,7 +149,7 @@ async fn api(
     body: serde_json::Value,
 ) -> anyhow::Result<serde_json::Value> {
     let resp = client
-        .post(format!("{}{path}", args.url))
+        .post(format!("{}{path}", node_urls(args)[0]))
         .bearer_auth(&args.token)
         .json(&body)
         .send()
@@ -410,15 +412,20 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
     }
-    let cpu_before = args.server_pid.and_then(cpu_secs);
-    let msg_url = format!("{}/api/v1/app/{app_id}/msg?with_content=false", args.url);
+    let cpu_before: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
+    let msg_urls: Arc<Vec<String>> = Arc::new(
+        node_urls(&args)
+            .iter()
+            .map(|u| format!("{u}/api/v1/app/{app_id}/msg?with_content=false"))
+            .collect(),
+    );
     let auth = format!("Bearer {}", args.token);
     let size = args.payload_bytes;
     let fail_logged = Arc::new(AtomicBool::new(false));
     let prod = produce(&args, started, move |seq, sent_ns| {
         let (client, url, auth, fail_logged) = (
             client.clone(),
-            msg_url.clone(),
+            msg_urls[seq as usize % msg_urls.len()].clone(),
             auth.clone(),
             fail_logged.clone(),
         );
@@ -448,8 +455,9 @@ async fn main() -> anyhow::Result<()> {
     let expected = prod.accepted * args.endpoints;
     wait_for(&rx, expected, Duration::from_secs(args.timeout_secs)).await;
     report(&format!("server {}", args.url), &args, &rx, &prod, expected);
-    if let (Some(pid), Some(before)) = (args.server_pid, cpu_before)
-        && let Some(after) = cpu_secs(pid)
+    let cpu_after: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
+    if let (Some(before), Some(after)) = (cpu_before, cpu_after)
+        && !args.server_pid.is_empty()
     {
         println!(
             "server_cpu={:.2}s ({:.0} us per message)",
@@ -457,11 +465,25 @@ async fn main() -> anyhow::Result<()> {
             (after - before) * 1e6 / prod.accepted.max(1) as f64
         );
     }
-    if let Some(pid) = args.server_pid {
+    for &pid in &args.server_pid {
         match peak_rss_kib(pid) {
-            Some(kib) => println!("server_peak_rss={:.1} MiB", kib as f64 / 1024.0),
+            Some(kib) => println!("server_peak_rss={:.1} MiB (pid {pid})", kib as f64 / 1024.0),
             None => println!("server_peak_rss=unknown (no /proc/{pid}/status)"),
         }
     }
     Ok(())
+}
+
+fn node_urls(args: &Args) -> Vec<&str> {
+    let urls: Vec<&str> = args
+        .url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/'))
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        vec!["http://127.0.0.1:8071"]
+    } else {
+        urls
+    }
 }

@@ -20,6 +20,7 @@ use tokio::sync::{Notify, Semaphore, mpsc};
 /// instead of queueing them in memory.
 const QUEUE_HIGH_WATER: usize = 10_000;
 const CLAIM_BATCH: usize = 1_000;
+const CLAIM_GATHER: Duration = Duration::from_millis(10);
 const OUTCOME_BATCH: usize = 4_096;
 
 struct Inner {
@@ -155,6 +156,9 @@ async fn run_poller(inner: Arc<Inner>, interval: Duration) {
             drop(claim);
         }
         if !full_batch {
+            // Wake-ups arrive per commit on every node; a short pause lets
+            // them gather into one claim instead of many tiny ones.
+            tokio::time::sleep(CLAIM_GATHER).await;
             tokio::select! {
                 _ = tokio::time::sleep(interval) => {}
                 _ = inner.wake.notified() => {}

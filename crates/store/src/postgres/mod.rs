@@ -21,7 +21,7 @@ const MIGRATION_LOCK: i64 = 0x5357_5943_4844;
 /// The channel every node listens on.
 const CHANNEL: &str = "switchyard";
 /// Accept batches committing at once; more queue up and grow the next batch.
-const ACCEPT_PARALLELISM: usize = 4;
+const ACCEPT_PARALLELISM: usize = 2;
 const ACCEPT_BATCH: usize = 512;
 
 #[derive(Debug, Clone)]
