@@ -56,6 +56,11 @@ impl Partitions {
         }
     }
 
+    /// Stops dispatching everything (the node is leaving).
+    pub fn stop_all(&self) {
+        self.set_owned(&[]);
+    }
+
     pub fn begin(&self, endpoint: &EndpointId) {
         self.in_flight[usize::from(partition_of(endpoint))].fetch_add(1, Ordering::AcqRel);
     }
@@ -116,6 +121,7 @@ pub(crate) async fn run_leases(
     drain_limit: Duration,
     wake: impl Fn(),
     first_grant: tokio::sync::oneshot::Sender<()>,
+    lease_round: Arc<tokio::sync::Notify>,
 ) {
     let mut first_grant = Some(first_grant);
     let ttl_ms = config.lease_ttl.as_millis().max(1) as u64;
@@ -192,6 +198,9 @@ pub(crate) async fn run_leases(
                 }
             }
         }
-        tokio::time::sleep(renew_every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(renew_every) => {}
+            _ = lease_round.notified() => {}
+        }
     }
 }

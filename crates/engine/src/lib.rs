@@ -64,6 +64,7 @@ pub struct Engine {
     dispatcher: dispatch::Dispatcher,
     partitions: Arc<cluster::Partitions>,
     cluster: ClusterConfig,
+    lease_round: Arc<tokio::sync::Notify>,
 }
 
 impl Engine {
@@ -91,6 +92,7 @@ impl Engine {
             dispatcher: dispatcher.clone(),
             partitions: partitions.clone(),
             cluster: config.cluster.clone(),
+            lease_round: Arc::new(tokio::sync::Notify::new()),
         });
         let (first_grant, granted) = tokio::sync::oneshot::channel();
         let waker = dispatcher.clone();
@@ -101,6 +103,7 @@ impl Engine {
             config.request_timeout + Duration::from_secs(5),
             move || waker.wake(),
             first_grant,
+            engine.lease_round.clone(),
         ));
         if let Some(events) = store.subscribe() {
             tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
@@ -112,6 +115,15 @@ impl Engine {
     /// This node's id and the lease time.
     pub fn cluster_config(&self) -> &ClusterConfig {
         &self.cluster
+    }
+
+    /// Hands every partition back before the process exits, so the other
+    /// nodes take over at once instead of after the lease time. Deliveries
+    /// still in flight here are sent again by their new owners.
+    pub async fn leave(&self) -> Result<(), EngineError> {
+        self.partitions.stop_all();
+        self.store.leave(&self.cluster.node_id).await?;
+        Ok(())
     }
 
     /// Partitions this node dispatches now.
@@ -166,6 +178,7 @@ impl Engine {
     fn apply(&self, event: ClusterEvent) {
         match event {
             ClusterEvent::Due => self.dispatcher.wake(),
+            ClusterEvent::Leases => self.lease_round.notify_one(),
             ClusterEvent::AppChanged(app) => {
                 self.apps.clear();
                 self.endpoints

@@ -123,6 +123,9 @@ pub trait Store: Send + Sync + 'static {
     /// Gives up partitions the node has drained: their deliveries still marked
     /// `sending` become pending and the leases are freed for other nodes.
     async fn release_partitions(&self, node_id: &str, partitions: &[u16]) -> Result<()>;
+    /// The node is shutting down: all its partitions are released as above
+    /// and it no longer counts as live, so the others take over at once.
+    async fn leave(&self, node_id: &str) -> Result<()>;
     /// Known nodes, with the partitions whose leases are valid at `now_ms`.
     async fn cluster(&self, now_ms: u64) -> Result<Vec<NodeInfo>>;
     /// Tells every node (this one included, where the backend can).

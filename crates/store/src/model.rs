@@ -273,6 +273,9 @@ pub struct NodeInfo {
 pub enum ClusterEvent {
     /// Deliveries were stored pending; their owners should poll.
     Due,
+    /// A node joined or handed partitions back: every node should run its
+    /// lease round now rather than at its next renewal.
+    Leases,
     AppChanged(String),
     EndpointsChanged(String),
     EventTypeChanged(String),
@@ -284,6 +287,7 @@ impl ClusterEvent {
     pub fn encode(&self) -> String {
         match self {
             Self::Due => "due".into(),
+            Self::Leases => "leases".into(),
             Self::AppChanged(id) => format!("app:{id}"),
             Self::EndpointsChanged(app) => format!("endpoints:{app}"),
             Self::EventTypeChanged(name) => format!("event_type:{name}"),
@@ -294,6 +298,7 @@ impl ClusterEvent {
     pub fn decode(text: &str) -> Option<Self> {
         Some(match text.split_once(':') {
             None if text == "due" => Self::Due,
+            None if text == "leases" => Self::Leases,
             None if text == "resync" => Self::Resync,
             Some(("app", id)) => Self::AppChanged(id.into()),
             Some(("endpoints", app)) => Self::EndpointsChanged(app.into()),
@@ -311,6 +316,7 @@ mod tests {
     fn cluster_events_round_trip() {
         for e in [
             ClusterEvent::Due,
+            ClusterEvent::Leases,
             ClusterEvent::Resync,
             ClusterEvent::AppChanged("app_1".into()),
             ClusterEvent::EndpointsChanged("app_2".into()),

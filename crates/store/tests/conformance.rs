@@ -659,6 +659,17 @@ async fn partition_leases_are_shared_renewed_and_taken_over() {
                 .iter()
                 .any(|n| n.node_id == "n1" && n.partitions.is_empty())
         );
+        // n3 joins, then n2 leaves gracefully: n3 is alone at once.
+        s.lease(&lease_request("n3", later + 1, true))
+            .await
+            .unwrap();
+        s.leave("n2").await.unwrap();
+        let alone = s
+            .lease(&lease_request("n3", later + 2, false))
+            .await
+            .unwrap();
+        assert_eq!(alone.live_nodes, 1, "{}", b.name);
+        assert_eq!(alone.owned.len(), 256);
     }
 }
 

@@ -167,7 +167,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await?;
     tokio::spawn(purge_idempotency(store.clone()));
     let app = router(AppState {
-        engine,
+        engine: engine.clone(),
         admin_token_sha256,
         max_body_bytes: settings.max_payload_bytes,
     });
@@ -180,6 +180,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    if let Err(e) = engine.leave().await {
+        tracing::warn!(error = %e, "could not hand partitions over; others take them when the leases expire");
+    }
     Ok(())
 }
 

@@ -299,3 +299,66 @@ async fn database_outage_answers_503_and_recovers_without_restart() {
         all.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_migrations_are_safe_and_idempotent() {
+    let Some(url) = scratch_postgres().await else {
+        return;
+    };
+    for round in 0..2 {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_switchyard"))
+                    .arg("migrate")
+                    .env("SWITCHYARD_DATABASE_URL", &url)
+                    .env("RUST_LOG", "warn")
+                    .output()
+            })
+            .collect();
+        for run in runs {
+            let out = run.expect("run switchyard migrate");
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_stopped_gracefully_hands_its_partitions_over_at_once() {
+    let Some(url) = scratch_postgres().await else {
+        return;
+    };
+    // A long lease time: only an explicit hand-over can be this quick.
+    let mut env = node_env(&url);
+    env.retain(|(k, _)| *k != "SWITCHYARD_LEASE_TTL_SECS");
+    env.push(("SWITCHYARD_LEASE_TTL_SECS", "60".into()));
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let first = start_node(&dirs[0], &env);
+    let api = first.client();
+    let mut second = start_node(&dirs[1], &env);
+    wait_until(
+        "both nodes hold partitions",
+        Duration::from_secs(60),
+        async || {
+            let live = live_partitions(&cluster(&api).await);
+            live.len() == 2 && live.iter().all(|(_, n)| *n > 0)
+        },
+    )
+    .await;
+    unsafe {
+        libc::kill(second.child.id() as i32, libc::SIGTERM);
+    }
+    let _ = second.child.wait();
+    wait_until(
+        "the first node owns everything again",
+        Duration::from_secs(10),
+        async || {
+            let view = cluster(&api).await;
+            view["ownedPartitions"] == json!(256)
+        },
+    )
+    .await;
+}

@@ -1308,6 +1308,14 @@ impl Store for PgStore {
             )
             .await?;
         }
+        if r.fresh && owned.len() < fair {
+            // A newcomer short of its share: the others should shed theirs now.
+            tx.execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &ClusterEvent::Leases.encode()],
+            )
+            .await?;
+        }
         tx.commit().await?;
         owned.sort_unstable();
         acquired.sort_unstable();
@@ -1338,13 +1346,24 @@ impl Store for PgStore {
             &[&partitions_param(&released)],
         )
         .await?;
-        tx.execute(
-            "SELECT pg_notify($1, $2)",
-            &[&CHANNEL, &ClusterEvent::Due.encode()],
-        )
-        .await?;
+        for event in [ClusterEvent::Due, ClusterEvent::Leases] {
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &event.encode()])
+                .await?;
+        }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn leave(&self, node_id: &str) -> Result<()> {
+        let all: Vec<u16> = (0..switchyard_core::PARTITIONS).collect();
+        self.client()
+            .await?
+            .execute(
+                "UPDATE nodes SET heartbeat_at = 0 WHERE node_id = $1",
+                &[&node_id],
+            )
+            .await?;
+        self.release_partitions(node_id, &all).await
     }
 
     async fn cluster(&self, now_ms: u64) -> Result<Vec<NodeInfo>> {

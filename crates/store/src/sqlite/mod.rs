@@ -1249,6 +1249,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn leave(&self, node_id: &str) -> Result<()> {
+        let all: Vec<u16> = (0..switchyard_core::PARTITIONS).collect();
+        let id = node_id.to_owned();
+        self.write(move |conn| {
+            conn.execute("UPDATE nodes SET heartbeat_at = 0 WHERE node_id = ?", [id])?;
+            Ok(())
+        })
+        .await?;
+        self.release_partitions(node_id, &all).await
+    }
+
     async fn cluster(&self, now_ms: u64) -> Result<Vec<NodeInfo>> {
         self.read(move |conn| {
             let mut nodes = query_all(
