@@ -23,6 +23,14 @@ const CHANNEL: &str = "switchyard";
 /// Accept batches committing at once; more queue up and grow the next batch.
 const ACCEPT_PARALLELISM: usize = 2;
 const ACCEPT_BATCH: usize = 512;
+/// Batched statements join a few hundred keys against tables of millions of
+/// rows. Before statistics exist (a new database) or when they are stale, the
+/// planner may pick a hash join over a full scan, whose cost grows with the
+/// table; per-key index lookups are always right here, for every statement
+/// of ours, so this is set for the whole session. JIT is off: short statements gain nothing from it, and the cost penalty of
+/// a disabled plan type would otherwise make every such plan look worth compiling.
+const INDEX_JOINS_ONLY: &str =
+    "-c enable_hashjoin=off -c enable_mergejoin=off -c enable_seqscan=off -c jit=off";
 
 #[derive(Debug, Clone)]
 pub struct PgOptions {
@@ -76,6 +84,11 @@ impl PgStore {
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
         }
+        let session = match config.get_options() {
+            Some(own) => format!("{own} {INDEX_JOINS_ONLY}"),
+            None => INDEX_JOINS_ONLY.to_owned(),
+        };
+        config.options(&session);
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -190,8 +203,7 @@ async fn run_accepts(pool: Pool, mut jobs: mpsc::UnboundedReceiver<AcceptJob>) {
 /// Messages that collide with an earlier idempotency key or event id are
 /// answered with the earlier message.
 async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<Accepted>>> {
-    let mut client = pool.get().await?;
-    let tx = client.transaction().await?;
+    let client = pool.get().await?;
     let mut ids = Vec::with_capacity(batch.len());
     let mut apps = Vec::with_capacity(batch.len());
     let mut types = Vec::with_capacity(batch.len());
@@ -201,6 +213,12 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
     let mut tags = Vec::with_capacity(batch.len());
     let mut payloads = Vec::with_capacity(batch.len());
     let mut created = Vec::with_capacity(batch.len());
+    let mut d_msgs = Vec::new();
+    let mut d_eps = Vec::new();
+    let mut d_apps = Vec::new();
+    let mut d_status = Vec::new();
+    let mut d_at = Vec::new();
+    let mut d_partition = Vec::new();
     for new in batch {
         let m = &new.message;
         ids.push(m.id.as_str());
@@ -212,39 +230,6 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
         tags.push(opt_json_text(&m.tags)?);
         payloads.push(m.payload.as_deref());
         created.push(m.created_at as i64);
-    }
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at)
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[])
-             ON CONFLICT DO NOTHING RETURNING id",
-        )
-        .await?;
-    let inserted: HashSet<String> = tx
-        .query(
-            &insert,
-            &[
-                &ids, &apps, &types, &event_ids, &keys, &channels, &tags, &payloads, &created,
-            ],
-        )
-        .await?
-        .iter()
-        .map(|r| r.try_get::<_, String>(0))
-        .collect::<Result<_, _>>()?;
-
-    let mut d_msgs = Vec::new();
-    let mut d_eps = Vec::new();
-    let mut d_apps = Vec::new();
-    let mut d_status = Vec::new();
-    let mut d_at = Vec::new();
-    let mut d_partition = Vec::new();
-    let mut results = Vec::with_capacity(batch.len());
-    for new in batch {
-        let m = &new.message;
-        if !inserted.contains(m.id.as_str()) {
-            results.push(find_earlier(&tx, new).await?);
-            continue;
-        }
         for d in &new.deliveries {
             d_msgs.push(m.id.as_str());
             d_eps.push(d.endpoint_id.as_str());
@@ -253,47 +238,88 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
             d_at.push(m.created_at as i64);
             d_partition.push(i32::from(partition_of(&d.endpoint_id)));
         }
-        results.push(Ok(Accepted::Created(m.clone())));
     }
-    if !d_msgs.is_empty() {
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
-                 SELECT m, e, a, s, 0, t, p, t
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int4[]) AS u(m, e, a, s, t, p)",
-            )
-            .await?;
-        tx.execute(
-            &insert,
-            &[&d_msgs, &d_eps, &d_apps, &d_status, &d_at, &d_partition],
+    // One statement, so one round trip and one commit: the messages that
+    // did not collide are inserted, and their deliveries with them.
+    let insert = client
+        .prepare_cached(
+            "WITH ins AS (
+               INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at)
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[])
+               ON CONFLICT DO NOTHING RETURNING id),
+             dl AS (
+               INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
+               SELECT u.m, u.e, u.a, u.s, 0, u.t, u.p, u.t
+               FROM UNNEST($10::text[], $11::text[], $12::text[], $13::int2[], $14::int8[], $15::int4[]) AS u(m, e, a, s, t, p)
+               WHERE u.m COLLATE \"C\" IN (SELECT id FROM ins))
+             SELECT id FROM ins",
         )
         .await?;
-        let pending = DeliveryStatus::Pending as i16;
-        if d_status.contains(&pending) {
-            tx.execute(
+    let inserted: HashSet<String> = client
+        .query(
+            &insert,
+            &[
+                &ids,
+                &apps,
+                &types,
+                &event_ids,
+                &keys,
+                &channels,
+                &tags,
+                &payloads,
+                &created,
+                &d_msgs,
+                &d_eps,
+                &d_apps,
+                &d_status,
+                &d_at,
+                &d_partition,
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<_, _>>()?;
+    let mut results = Vec::with_capacity(batch.len());
+    let mut left_pending = false;
+    for new in batch {
+        let m = &new.message;
+        if inserted.contains(m.id.as_str()) {
+            left_pending |= new.deliveries.iter().any(|d| !d.send_now);
+            results.push(Ok(Accepted::Created(m.clone())));
+        } else {
+            results.push(find_earlier(&client, new).await?);
+        }
+    }
+    if left_pending {
+        // After the commit: the owners find the deliveries when they look.
+        // The slow poll finds them if this is lost.
+        if let Err(e) = client
+            .execute(
                 "SELECT pg_notify($1, $2)",
                 &[&CHANNEL, &ClusterEvent::Due.encode()],
             )
-            .await?;
+            .await
+        {
+            tracing::warn!(error = %e, "could not wake the other nodes");
         }
     }
-    tx.commit().await?;
     Ok(results)
 }
 
 async fn find_earlier(
-    tx: &deadpool_postgres::Transaction<'_>,
+    client: &impl deadpool_postgres::GenericClient,
     new: &NewMessage,
 ) -> Result<Result<Accepted>> {
     let m = &new.message;
     let app = m.app_id.as_str();
     if let Some(key) = &new.idempotency_key
-        && let Some(found) = find_message(tx, app, "idem_key", key).await?
+        && let Some(found) = find_message(client, app, "idem_key", key).await?
     {
         return Ok(Ok(Accepted::Existing(found)));
     }
     if let Some(event_id) = &m.event_id
-        && let Some(found) = find_message(tx, app, "event_id", event_id).await?
+        && let Some(found) = find_message(client, app, "event_id", event_id).await?
     {
         return Ok(Ok(Accepted::Existing(found)));
     }
@@ -846,8 +872,9 @@ impl Store for PgStore {
                    UPDATE deliveries d SET status = 3, updated_at = $1 FROM due
                    WHERE d.msg_id = due.msg_id AND d.endpoint_id = due.endpoint_id
                    RETURNING d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual)
-                 SELECT c.msg_id, c.endpoint_id, c.app_id, c.attempts, c.manual, m.payload
-                 FROM claimed c JOIN messages m ON m.app_id = c.app_id AND m.id = c.msg_id",
+                 SELECT c.msg_id, c.endpoint_id, c.app_id, c.attempts, c.manual,
+                   (SELECT m.payload FROM messages m WHERE m.app_id = c.app_id AND m.id = c.msg_id) AS payload
+                 FROM claimed c",
             )
             .await?;
         let rows = client
@@ -931,47 +958,45 @@ impl Store for PgStore {
             u_next.push(next);
             u_at.push(at);
         }
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let insert = tx
+        // One statement: one round trip, one commit.
+        let client = self.client().await?;
+        let stmt = client
             .prepare_cached(&format!(
-                "INSERT INTO attempts ({})
-                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
-                                      $7::int4[], $8::text[], $9::int8[], $10::bool[], $11::int8[])",
+                "WITH a AS (
+                   INSERT INTO attempts ({})
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
+                                        $7::int4[], $8::text[], $9::int8[], $10::bool[], $11::int8[]))
+                 UPDATE deliveries d SET status = u.s, attempts = d.attempts + u.c, next_attempt_at = u.n,
+                   manual = FALSE, updated_at = u.t
+                 FROM UNNEST($12::text[], $13::text[], $14::int2[], $15::int4[], $16::int8[], $17::int8[]) AS u(m, e, s, c, n, t)
+                 WHERE d.msg_id = u.m AND d.endpoint_id = u.e",
                 ATTEMPT_COLS.replace("a.", "")
             ))
             .await?;
-        tx.execute(
-            &insert,
-            &[
-                &a_ids,
-                &a_apps,
-                &a_msgs,
-                &a_eps,
-                &a_urls,
-                &a_status,
-                &a_codes,
-                &a_responses,
-                &a_durations,
-                &a_manual,
-                &a_at,
-            ],
-        )
-        .await?;
-        let update = tx
-            .prepare_cached(
-                "UPDATE deliveries d SET status = u.s, attempts = d.attempts + u.c, next_attempt_at = u.n,
-                   manual = FALSE, updated_at = u.t
-                 FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[]) AS u(m, e, s, c, n, t)
-                 WHERE d.msg_id = u.m AND d.endpoint_id = u.e",
+        client
+            .execute(
+                &stmt,
+                &[
+                    &a_ids,
+                    &a_apps,
+                    &a_msgs,
+                    &a_eps,
+                    &a_urls,
+                    &a_status,
+                    &a_codes,
+                    &a_responses,
+                    &a_durations,
+                    &a_manual,
+                    &a_at,
+                    &u_msgs,
+                    &u_eps,
+                    &u_status,
+                    &u_counted,
+                    &u_next,
+                    &u_at,
+                ],
             )
             .await?;
-        tx.execute(
-            &update,
-            &[&u_msgs, &u_eps, &u_status, &u_counted, &u_next, &u_at],
-        )
-        .await?;
-        tx.commit().await?;
         Ok(())
     }
 
