@@ -1,0 +1,449 @@
+//! Signature checks for webhooks that third-party providers send to
+//! Switchyard (the incoming side). Each scheme is the provider's published
+//! algorithm; every check accepts a list of secrets, so a rotation can keep
+//! the old one valid for a while. Pure functions: the caller supplies the
+//! headers, the raw body, the URL the provider posted to and the clock.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use hmac::{Hmac, Mac};
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
+
+/// Why a request was refused; short, safe to show to the sender and to log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    MissingHeader(&'static str),
+    Malformed(&'static str),
+    Stale,
+    Mismatch,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MissingHeader(h) => write!(f, "missing {h} header"),
+            Self::Malformed(what) => write!(f, "malformed {what}"),
+            Self::Stale => f.write_str("timestamp outside the tolerance"),
+            Self::Mismatch => f.write_str("no signature matches"),
+        }
+    }
+}
+
+/// The provider schemes with a signature over the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// `webhook-id/-timestamp/-signature` (Standard Webhooks).
+    StandardWebhooks,
+    /// The same, under `svix-*` header names (falling back to `webhook-*`).
+    Svix,
+    Stripe,
+    Github,
+    Shopify,
+    Slack,
+    Twilio,
+    Paddle,
+    Linear,
+    Zoom,
+}
+
+/// What the provider sent.
+pub struct Incoming<'a> {
+    /// Header names and values as received (names match case-insensitively).
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// The full public URL the provider posted to (Twilio signs it).
+    pub url: &'a str,
+    pub now_secs: i64,
+}
+
+impl<'a> Incoming<'a> {
+    fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| *v)
+    }
+}
+
+/// Checks `incoming` against any of `secrets`. `tolerance_secs` bounds the
+/// age of a signed timestamp where the scheme has one (`None`: no clock check).
+pub fn verify(
+    scheme: Scheme,
+    secrets: &[&str],
+    incoming: &Incoming<'_>,
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    match scheme {
+        Scheme::StandardWebhooks => standard(incoming, "webhook", secrets, tolerance_secs),
+        Scheme::Svix => standard(incoming, "svix", secrets, tolerance_secs),
+        Scheme::Stripe => stripe(incoming, secrets, tolerance_secs),
+        Scheme::Github => {
+            let given = required(incoming, "X-Hub-Signature-256")?;
+            let hex_sig = given
+                .strip_prefix("sha256=")
+                .ok_or(Rejection::Malformed("X-Hub-Signature-256"))?;
+            let sig = hex_decode(hex_sig).ok_or(Rejection::Malformed("X-Hub-Signature-256"))?;
+            any_sha256(secrets, &[incoming.body], &[sig])
+        }
+        Scheme::Shopify => {
+            let given = required(incoming, "X-Shopify-Hmac-Sha256")?;
+            let sig = BASE64
+                .decode(given.trim())
+                .map_err(|_| Rejection::Malformed("X-Shopify-Hmac-Sha256"))?;
+            any_sha256(secrets, &[incoming.body], &[sig])
+        }
+        Scheme::Slack => v0(
+            incoming,
+            "X-Slack-Request-Timestamp",
+            "X-Slack-Signature",
+            secrets,
+            tolerance_secs,
+        ),
+        Scheme::Zoom => v0(
+            incoming,
+            "x-zm-request-timestamp",
+            "x-zm-signature",
+            secrets,
+            tolerance_secs,
+        ),
+        Scheme::Twilio => twilio(incoming, secrets),
+        Scheme::Paddle => paddle(incoming, secrets, tolerance_secs),
+        Scheme::Linear => linear(incoming, secrets, tolerance_secs),
+    }
+}
+
+/// Zoom's `endpoint.url_validation` answer: hex HMAC-SHA256 of the plain token.
+pub fn zoom_encrypted_token(secret: &str, plain_token: &str) -> String {
+    hex_encode(&hmac_sha256(secret.as_bytes(), &[plain_token.as_bytes()]))
+}
+
+fn required<'a>(incoming: &Incoming<'a>, name: &'static str) -> Result<&'a str, Rejection> {
+    incoming
+        .header(name)
+        .filter(|v| !v.is_empty())
+        .ok_or(Rejection::MissingHeader(name))
+}
+
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    for part in parts {
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Whether any secret's HMAC-SHA256 over `parts` equals any given signature,
+/// compared in constant time.
+fn any_sha256(secrets: &[&str], parts: &[&[u8]], given: &[Vec<u8>]) -> Result<(), Rejection> {
+    for secret in secrets {
+        for sig in given {
+            let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes any key length");
+            for part in parts {
+                mac.update(part);
+            }
+            if mac.verify_slice(sig).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(Rejection::Mismatch)
+}
+
+fn parse_secs(text: &str, header: &'static str) -> Result<i64, Rejection> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| Rejection::Malformed(header))
+}
+
+fn standard(
+    incoming: &Incoming<'_>,
+    prefix: &str,
+    secrets: &[&str],
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    let find = |suffix: &'static str, fallback: &'static str| {
+        incoming
+            .header(&format!("{prefix}-{suffix}"))
+            .or_else(|| incoming.header(fallback))
+            .filter(|v| !v.is_empty())
+            .ok_or(Rejection::MissingHeader(fallback))
+    };
+    let id = find("id", "webhook-id")?;
+    let timestamp = find("timestamp", "webhook-timestamp")?;
+    let signatures = find("signature", "webhook-signature")?;
+    let keys: Vec<crate::signing::EndpointSecret> = secrets
+        .iter()
+        .filter_map(|s| crate::signing::EndpointSecret::parse_any_length(s).ok())
+        .collect();
+    crate::signing::verify(
+        &keys,
+        id,
+        timestamp,
+        signatures,
+        incoming.body,
+        incoming.now_secs,
+        tolerance_secs.unwrap_or(i64::MAX / 4),
+    )
+    .map_err(|e| match e {
+        crate::signing::VerifyError::Stale => Rejection::Stale,
+        crate::signing::VerifyError::BadTimestamp => Rejection::Malformed("webhook-timestamp"),
+        _ => Rejection::Mismatch,
+    })
+}
+
+/// A header of `key=value` pairs holding one timestamp and one or more hex
+/// signatures (Stripe's `t=…,v1=…`, Paddle's `ts=…;h1=…`): the timestamp as
+/// sent and parsed, and the decoded signatures.
+fn timestamp_and_signatures<'a>(
+    incoming: &Incoming<'a>,
+    header: &'static str,
+    separator: char,
+    timestamp_key: &str,
+    signature_key: &str,
+) -> Result<(&'a str, i64, Vec<Vec<u8>>), Rejection> {
+    let value = required(incoming, header)?;
+    let mut timestamp = None;
+    let mut signatures = Vec::new();
+    for part in value.split(separator) {
+        match part.trim().split_once('=') {
+            Some((k, t)) if k == timestamp_key => timestamp = Some((t, parse_secs(t, header)?)),
+            Some((k, sig)) if k == signature_key => signatures.extend(hex_decode(sig)),
+            _ => {}
+        }
+    }
+    match timestamp {
+        Some((raw, t)) if !signatures.is_empty() => Ok((raw, t, signatures)),
+        _ => Err(Rejection::Malformed(header)),
+    }
+}
+
+fn stripe(
+    incoming: &Incoming<'_>,
+    secrets: &[&str],
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    let (raw, t, signatures) =
+        timestamp_and_signatures(incoming, "Stripe-Signature", ',', "t", "v1")?;
+    // Stripe's own libraries refuse only timestamps that are too old.
+    if tolerance_secs.is_some_and(|tol| incoming.now_secs - t > tol) {
+        return Err(Rejection::Stale);
+    }
+    let prefix = format!("{raw}.");
+    any_sha256(secrets, &[prefix.as_bytes(), incoming.body], &signatures)
+}
+
+fn v0(
+    incoming: &Incoming<'_>,
+    timestamp_header: &'static str,
+    signature_header: &'static str,
+    secrets: &[&str],
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    let timestamp = required(incoming, timestamp_header)?;
+    let t = parse_secs(timestamp, timestamp_header)?;
+    if tolerance_secs.is_some_and(|tol| (incoming.now_secs - t).abs() > tol) {
+        return Err(Rejection::Stale);
+    }
+    let given = required(incoming, signature_header)?;
+    let sig = given
+        .strip_prefix("v0=")
+        .and_then(hex_decode)
+        .ok_or(Rejection::Malformed(signature_header))?;
+    let prefix = format!("v0:{}:", timestamp.trim());
+    any_sha256(secrets, &[prefix.as_bytes(), incoming.body], &[sig])
+}
+
+fn paddle(
+    incoming: &Incoming<'_>,
+    secrets: &[&str],
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    let (raw, t, signatures) =
+        timestamp_and_signatures(incoming, "Paddle-Signature", ';', "ts", "h1")?;
+    if tolerance_secs.is_some_and(|tol| incoming.now_secs > t + tol) {
+        return Err(Rejection::Stale);
+    }
+    let prefix = format!("{raw}:");
+    any_sha256(secrets, &[prefix.as_bytes(), incoming.body], &signatures)
+}
+
+fn linear(
+    incoming: &Incoming<'_>,
+    secrets: &[&str],
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    let given = required(incoming, "Linear-Signature")?;
+    let sig = hex_decode(given).ok_or(Rejection::Malformed("Linear-Signature"))?;
+    any_sha256(secrets, &[incoming.body], &[sig])?;
+    // The signed body carries the send time in milliseconds.
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        #[serde(rename = "webhookTimestamp")]
+        webhook_timestamp: Option<i64>,
+    }
+    if let Some(tol) = tolerance_secs
+        && let Ok(Stamp {
+            webhook_timestamp: Some(ms),
+        }) = serde_json::from_slice::<Stamp>(incoming.body)
+        && (incoming.now_secs.saturating_mul(1000) - ms).abs() > tol.saturating_mul(1000)
+    {
+        return Err(Rejection::Stale);
+    }
+    Ok(())
+}
+
+/// Twilio signs the full URL followed by every form parameter (name, then
+/// value, sorted); JSON bodies are covered instead by a `bodySHA256` query
+/// parameter. The URL is tried with and without its default port, as
+/// Twilio's own validators do.
+fn twilio(incoming: &Incoming<'_>, secrets: &[&str]) -> Result<(), Rejection> {
+    let given = required(incoming, "X-Twilio-Signature")?;
+    let sig = BASE64
+        .decode(given.trim())
+        .map_err(|_| Rejection::Malformed("X-Twilio-Signature"))?;
+    let query = incoming.url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let body_hash = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "bodySHA256")
+        .map(|(_, v)| v.into_owned());
+    let mut params: Vec<(String, String)> = Vec::new();
+    match body_hash {
+        Some(expected) => {
+            let actual = hex_encode(&Sha256::digest(incoming.body));
+            let Some(expected) = hex_decode(&expected) else {
+                return Err(Rejection::Malformed("bodySHA256"));
+            };
+            let actual = hex_decode(&actual).unwrap_or_default();
+            if !constant_time_eq(&actual, &expected) {
+                return Err(Rejection::Mismatch);
+            }
+        }
+        None => {
+            params = form_urlencoded::parse(incoming.body)
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            params.sort();
+            params.dedup();
+        }
+    }
+    let mut signed_params = String::new();
+    for (k, v) in &params {
+        signed_params.push_str(k);
+        signed_params.push_str(v);
+    }
+    for url in url_port_variants(incoming.url) {
+        for secret in secrets {
+            let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(secret.as_bytes())
+                .expect("HMAC takes any key length");
+            mac.update(url.as_bytes());
+            mac.update(signed_params.as_bytes());
+            if mac.verify_slice(&sig).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(Rejection::Mismatch)
+}
+
+/// The URL without an explicit port, and with the scheme's default port
+/// added when none is given.
+fn url_port_variants(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_owned()];
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (format!("{u}@"), h),
+        None => (String::new(), authority),
+    };
+    // An IPv6 literal is bracketed; its port follows the closing bracket.
+    let port_colon = if hostport.starts_with('[') {
+        hostport.find("]:").map(|i| i + 1)
+    } else {
+        hostport.rfind(':')
+    };
+    let has_port = port_colon.is_some();
+    let host = match port_colon {
+        Some(i) => &hostport[..i],
+        None => hostport,
+    };
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    };
+    let without = format!("{scheme}://{userinfo}{host}{tail}");
+    let with = if has_port {
+        url.to_owned()
+    } else {
+        format!("{scheme}://{userinfo}{host}:{default_port}{tail}")
+    };
+    vec![url.to_owned(), without, with]
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim();
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_variants_cover_default_ports() {
+        assert_eq!(
+            url_port_variants("https://a.com/x?y=1"),
+            vec![
+                "https://a.com/x?y=1".to_string(),
+                "https://a.com/x?y=1".to_string(),
+                "https://a.com:443/x?y=1".to_string()
+            ]
+        );
+        assert_eq!(
+            url_port_variants("http://a.com:1234/x")[1],
+            "http://a.com/x".to_string()
+        );
+    }
+
+    #[test]
+    fn hex_round_trip_and_rejects_odd_input() {
+        assert_eq!(
+            hex_decode(&hex_encode(&[0, 255, 16])),
+            Some(vec![0, 255, 16])
+        );
+        assert_eq!(hex_decode("abc"), None);
+        assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn a_missing_header_is_named() {
+        let incoming = Incoming {
+            headers: &[("content-type", "application/json")],
+            body: b"{}",
+            url: "https://x/",
+            now_secs: 0,
+        };
+        assert_eq!(
+            verify(Scheme::Github, &["s"], &incoming, None),
+            Err(Rejection::MissingHeader("X-Hub-Signature-256"))
+        );
+    }
+}
