@@ -3,6 +3,7 @@
 //! the network guard, and provider signature checks for incoming webhooks. Nothing here performs I/O, so all of it is unit- and
 //! property-testable.
 
+pub mod filter;
 pub mod ids;
 pub mod matching;
 pub mod names;
