@@ -113,16 +113,182 @@ pub fn verify(
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+/// An HMAC scheme for providers without a preset: which header carries the
+/// signature, how it is computed and written, and what is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenericHmac {
+    pub header: String,
+    pub algorithm: HashAlgorithm,
+    pub encoding: Encoding,
+    /// Text before the signature in the header, e.g. `sha256=`.
+    pub prefix: String,
+    /// What is signed: `{body}` is the raw body, `{url}` the URL posted to
+    /// and `{header:Name}` a header's value; anything else is literal.
+    /// The default is `{body}`.
+    pub template: String,
+}
+
+impl GenericHmac {
+    /// Checks the template's placeholders, so a source is refused when it is
+    /// configured rather than on every request.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.header.trim().is_empty() {
+            return Err("header: must name the header carrying the signature".into());
+        }
+        render_template(
+            &self.template,
+            &Incoming {
+                headers: &[],
+                body: b"",
+                url: "",
+                now_secs: 0,
+            },
+        )
+        .map(|_| ())
+        .or_else(|e| match e {
+            Rejection::MissingHeader(_) => Ok(()),
+            _ => Err("template: unknown placeholder (use {body}, {url} or {header:Name})".into()),
+        })
+    }
+}
+
+/// Checks a request signed as `config` describes with any of `secrets`.
+pub fn verify_generic(
+    config: &GenericHmac,
+    secrets: &[&str],
+    incoming: &Incoming<'_>,
+) -> Result<(), Rejection> {
+    let value = present(incoming, &config.header, "signature")?;
+    let encoded = value
+        .trim()
+        .strip_prefix(config.prefix.as_str())
+        .ok_or(Rejection::Malformed("signature prefix"))?;
+    let given = match config.encoding {
+        Encoding::Hex => hex_decode(encoded),
+        Encoding::Base64 => BASE64.decode(encoded).ok(),
+    }
+    .ok_or(Rejection::Malformed("signature encoding"))?;
+    let signed = render_template(&config.template, incoming)?;
+    let matches = |secret: &&str| match config.algorithm {
+        HashAlgorithm::Sha1 => mac_matches::<Hmac<Sha1>>(secret, &signed, &given),
+        HashAlgorithm::Sha256 => mac_matches::<Hmac<Sha256>>(secret, &signed, &given),
+        HashAlgorithm::Sha512 => mac_matches::<Hmac<sha2::Sha512>>(secret, &signed, &given),
+    };
+    if secrets.iter().any(matches) {
+        Ok(())
+    } else {
+        Err(Rejection::Mismatch)
+    }
+}
+
+fn mac_matches<M: Mac + hmac::digest::KeyInit>(secret: &str, signed: &[u8], given: &[u8]) -> bool {
+    let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(signed);
+    mac.verify_slice(given).is_ok()
+}
+
+fn render_template(template: &str, incoming: &Incoming<'_>) -> Result<Vec<u8>, Rejection> {
+    let template = if template.is_empty() {
+        "{body}"
+    } else {
+        template
+    };
+    let mut out = Vec::with_capacity(incoming.body.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.extend_from_slice(&rest.as_bytes()[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}').ok_or(Rejection::Malformed("template"))?;
+        match &after[..close] {
+            "body" => out.extend_from_slice(incoming.body),
+            "url" => out.extend_from_slice(incoming.url.as_bytes()),
+            name => {
+                let header = name
+                    .strip_prefix("header:")
+                    .ok_or(Rejection::Malformed("template"))?;
+                let value = incoming
+                    .header(header)
+                    .ok_or(Rejection::MissingHeader("signed header"))?;
+                out.extend_from_slice(value.as_bytes());
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.extend_from_slice(rest.as_bytes());
+    Ok(out)
+}
+
+/// `Authorization: Basic …` with any of the accepted `user:password` pairs.
+pub fn verify_basic_auth(credentials: &[&str], incoming: &Incoming<'_>) -> Result<(), Rejection> {
+    let value = required(incoming, "Authorization")?;
+    let encoded = value
+        .trim()
+        .strip_prefix("Basic ")
+        .ok_or(Rejection::Malformed("Authorization"))?;
+    let given = BASE64
+        .decode(encoded.trim())
+        .map_err(|_| Rejection::Malformed("Authorization"))?;
+    if credentials
+        .iter()
+        .any(|c| constant_time_eq(c.as_bytes(), &given))
+    {
+        Ok(())
+    } else {
+        Err(Rejection::Mismatch)
+    }
+}
+
+/// A fixed key in a named header, any of `keys` accepted.
+pub fn verify_api_key(
+    header: &str,
+    keys: &[&str],
+    incoming: &Incoming<'_>,
+) -> Result<(), Rejection> {
+    let given = present(incoming, header, "API key")?;
+    if keys
+        .iter()
+        .any(|k| constant_time_eq(k.as_bytes(), given.trim().as_bytes()))
+    {
+        Ok(())
+    } else {
+        Err(Rejection::Mismatch)
+    }
+}
+
 /// Zoom's `endpoint.url_validation` answer: hex HMAC-SHA256 of the plain token.
 pub fn zoom_encrypted_token(secret: &str, plain_token: &str) -> String {
     hex_encode(&hmac_sha256(secret.as_bytes(), &[plain_token.as_bytes()]))
 }
 
 fn required<'a>(incoming: &Incoming<'a>, name: &'static str) -> Result<&'a str, Rejection> {
+    present(incoming, name, name)
+}
+
+/// A non-empty header; `label` names it in the rejection.
+fn present<'a>(
+    incoming: &Incoming<'a>,
+    name: &str,
+    label: &'static str,
+) -> Result<&'a str, Rejection> {
     incoming
         .header(name)
         .filter(|v| !v.is_empty())
-        .ok_or(Rejection::MissingHeader(name))
+        .ok_or(Rejection::MissingHeader(label))
 }
 
 fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -431,6 +597,71 @@ mod tests {
         );
         assert_eq!(hex_decode("abc"), None);
         assert_eq!(hex_decode("zz"), None);
+    }
+
+    #[test]
+    fn generic_hmac_follows_its_configuration() {
+        let signed = b"1700000000.{\"a\":1}";
+        let mut mac = <Hmac<sha2::Sha512> as Mac>::new_from_slice(b"k").unwrap();
+        mac.update(signed);
+        let sig = BASE64.encode(mac.finalize().into_bytes());
+        let header = format!("sig={sig}");
+        let headers = [("X-Sig", header.as_str()), ("X-Ts", "1700000000")];
+        let incoming = Incoming {
+            headers: &headers,
+            body: br#"{"a":1}"#,
+            url: "https://x/",
+            now_secs: 0,
+        };
+        let config = GenericHmac {
+            header: "x-sig".into(),
+            algorithm: HashAlgorithm::Sha512,
+            encoding: Encoding::Base64,
+            prefix: "sig=".into(),
+            template: "{header:X-Ts}.{body}".into(),
+        };
+        assert!(config.validate().is_ok());
+        assert_eq!(verify_generic(&config, &["old", "k"], &incoming), Ok(()));
+        assert_eq!(
+            verify_generic(&config, &["old"], &incoming),
+            Err(Rejection::Mismatch)
+        );
+        let sha256 = GenericHmac {
+            algorithm: HashAlgorithm::Sha256,
+            ..config.clone()
+        };
+        assert_eq!(
+            verify_generic(&sha256, &["k"], &incoming),
+            Err(Rejection::Mismatch)
+        );
+        let bad = GenericHmac {
+            template: "{nope}".into(),
+            ..config
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn basic_auth_and_api_keys() {
+        let auth = format!("Basic {}", BASE64.encode("user:pw"));
+        let headers = [("authorization", auth.as_str()), ("X-Api-Key", "k2")];
+        let incoming = Incoming {
+            headers: &headers,
+            body: b"",
+            url: "",
+            now_secs: 0,
+        };
+        assert!(verify_basic_auth(&["user:pw"], &incoming).is_ok());
+        assert_eq!(
+            verify_basic_auth(&["user:other"], &incoming),
+            Err(Rejection::Mismatch)
+        );
+        assert!(verify_api_key("x-api-key", &["k1", "k2"], &incoming).is_ok());
+        assert!(verify_api_key("x-api-key", &["k1"], &incoming).is_err());
+        assert_eq!(
+            verify_api_key("x-other", &["k1"], &incoming),
+            Err(Rejection::MissingHeader("API key"))
+        );
     }
 
     #[test]
