@@ -4,6 +4,7 @@
 mod error;
 mod model;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 pub use error::StoreError;

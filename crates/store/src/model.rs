@@ -166,6 +166,17 @@ pub struct EndpointStats {
     pub fail: u64,
 }
 
+impl EndpointStats {
+    pub(crate) fn set(&mut self, status: DeliveryStatus, count: u64) {
+        match status {
+            DeliveryStatus::Success => self.success = count,
+            DeliveryStatus::Pending => self.pending = count,
+            DeliveryStatus::Fail => self.fail = count,
+            DeliveryStatus::Sending => self.sending = count,
+        }
+    }
+}
+
 /// A delivery joined with its endpoint or its message, for the
 /// "attempted destinations" and "attempted messages" listings.
 #[derive(Debug, Clone)]

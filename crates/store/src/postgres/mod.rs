@@ -5,6 +5,7 @@
 
 mod listen;
 
+use crate::rows::*;
 use crate::*;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::collections::{HashMap, HashSet};
@@ -330,141 +331,28 @@ async fn find_earlier(
 
 // ---- row mapping -----------------------------------------------------------
 
-fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
-    Ok(serde_json::to_string(value)?)
-}
+impl Columns for Row {
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.try_get(column)?)
+    }
 
-fn opt_json_text<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>> {
-    value.as_ref().map(json_text).transpose()
-}
+    fn flag(&self, column: &str) -> Result<bool> {
+        Ok(self.try_get(column)?)
+    }
 
-fn parse_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
-    text.map(|t| serde_json::from_str(&t))
-        .transpose()
-        .map_err(StoreError::from)
-}
-
-fn ms(row: &Row, column: &str) -> Result<u64> {
-    Ok(row.try_get::<_, i64>(column)?.max(0) as u64)
-}
-
-fn opt_ms(row: &Row, column: &str) -> Result<Option<u64>> {
-    Ok(row
-        .try_get::<_, Option<i64>>(column)?
-        .map(|t| t.max(0) as u64))
-}
-
-fn opt_u32(row: &Row, column: &str) -> Result<Option<u32>> {
-    Ok(row
-        .try_get::<_, Option<i64>>(column)?
-        .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32))
-}
-
-const APP_COLS: &str = "id, uid, name, rate_limit, metadata, created_at, updated_at";
-
-fn app_from_row(row: &Row) -> Result<Application> {
-    Ok(Application {
-        id: AppId::from_trusted(row.try_get("id")?),
-        uid: row.try_get("uid")?,
-        name: row.try_get("name")?,
-        rate_limit: opt_u32(row, "rate_limit")?,
-        metadata: parse_json(row.try_get("metadata")?)?.unwrap_or_default(),
-        created_at: ms(row, "created_at")?,
-        updated_at: ms(row, "updated_at")?,
-    })
-}
-
-const ET_COLS: &str = "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
-
-fn event_type_from_row(row: &Row) -> Result<EventType> {
-    Ok(EventType {
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        archived: row.try_get("archived")?,
-        deprecated: row.try_get("deprecated")?,
-        schemas: parse_json(row.try_get("schemas")?)?,
-        feature_flags: parse_json(row.try_get("feature_flags")?)?,
-        group_name: row.try_get("group_name")?,
-        created_at: ms(row, "created_at")?,
-        updated_at: ms(row, "updated_at")?,
-    })
-}
-
-const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at";
-
-fn endpoint_from_row(row: &Row) -> Result<Endpoint> {
-    Ok(Endpoint {
-        id: EndpointId::from_trusted(row.try_get("id")?),
-        app_id: AppId::from_trusted(row.try_get("app_id")?),
-        uid: row.try_get("uid")?,
-        url: row.try_get("url")?,
-        description: row.try_get("description")?,
-        disabled: row.try_get("disabled")?,
-        filter_types: parse_json(row.try_get("filter_types")?)?,
-        channels: parse_json(row.try_get("channels")?)?,
-        rate_limit: opt_u32(row, "rate_limit")?,
-        metadata: parse_json(row.try_get("metadata")?)?.unwrap_or_default(),
-        headers: parse_json(row.try_get("headers")?)?.unwrap_or_default(),
-        secret: row.try_get("secret")?,
-        retired_secrets: parse_json(row.try_get("retired_secrets")?)?.unwrap_or_default(),
-        created_at: ms(row, "created_at")?,
-        updated_at: ms(row, "updated_at")?,
-    })
-}
-
-const MSG_COLS: &str = "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.created_at";
-
-fn message_from_row(row: &Row, with_payload: bool) -> Result<Message> {
-    Ok(Message {
-        id: MessageId::from_trusted(row.try_get("id")?),
-        app_id: AppId::from_trusted(row.try_get("app_id")?),
-        event_type: row.try_get("event_type")?,
-        event_id: row.try_get("event_id")?,
-        channels: parse_json(row.try_get("channels")?)?,
-        tags: parse_json(row.try_get("tags")?)?,
-        payload: if with_payload {
-            row.try_get("payload")?
-        } else {
-            None
-        },
-        created_at: ms(row, "created_at")?,
-    })
-}
-
-const ATTEMPT_COLS: &str = "a.id, a.app_id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, a.response_duration_ms, a.manual, a.created_at";
-
-fn status_of(row: &Row, column: &str) -> Result<DeliveryStatus> {
-    let v: i16 = row.try_get(column)?;
-    u8::try_from(v)
-        .ok()
-        .and_then(DeliveryStatus::from_u8)
-        .ok_or_else(|| StoreError::Corrupt(format!("{column} {v}")))
-}
-
-fn attempt_from_row(row: &Row) -> Result<Attempt> {
-    Ok(Attempt {
-        id: AttemptId::from_trusted(row.try_get("id")?),
-        app_id: AppId::from_trusted(row.try_get("app_id")?),
-        msg_id: MessageId::from_trusted(row.try_get("msg_id")?),
-        endpoint_id: EndpointId::from_trusted(row.try_get("endpoint_id")?),
-        url: row.try_get("url")?,
-        status: status_of(row, "status")?,
-        response_status_code: row.try_get("response_status_code")?,
-        response: row.try_get("response")?,
-        response_duration_ms: ms(row, "response_duration_ms")?,
-        manual: row.try_get("manual")?,
-        created_at: ms(row, "created_at")?,
-    })
-}
-
-fn paginate<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    let done = rows.len() <= limit;
-    rows.truncate(limit);
-    let iterator = rows.last().map(&key);
-    Page {
-        data: rows,
-        iterator,
-        done,
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        use tokio_postgres::types::Type;
+        let kind = self
+            .columns()
+            .iter()
+            .find(|c| c.name() == column)
+            .map(|c| c.type_().clone())
+            .ok_or_else(|| StoreError::Corrupt(format!("no column {column}")))?;
+        Ok(match kind {
+            Type::INT2 => self.try_get::<_, Option<i16>>(column)?.map(i64::from),
+            Type::INT4 => self.try_get::<_, Option<i32>>(column)?.map(i64::from),
+            _ => self.try_get::<_, Option<i64>>(column)?,
+        })
     }
 }
 
@@ -889,19 +777,7 @@ impl Store for PgStore {
                 ],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                let payload: Option<String> = row.try_get("payload")?;
-                Ok(DeliveryTask {
-                    msg_id: MessageId::from_trusted(row.try_get("msg_id")?),
-                    endpoint_id: EndpointId::from_trusted(row.try_get("endpoint_id")?),
-                    app_id: AppId::from_trusted(row.try_get("app_id")?),
-                    attempts: row.try_get::<_, i32>("attempts")?.max(0) as u32,
-                    manual: row.try_get("manual")?,
-                    payload: payload.unwrap_or_else(|| "{}".into()).into(),
-                })
-            })
-            .collect()
+        rows.iter().map(task_from_row).collect()
     }
 
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {
@@ -1062,13 +938,7 @@ impl Store for PgStore {
             .await?;
         let mut stats = EndpointStats::default();
         for row in rows {
-            let count = row.try_get::<_, i64>("n")?.max(0) as u64;
-            match status_of(&row, "status")? {
-                DeliveryStatus::Success => stats.success = count,
-                DeliveryStatus::Pending => stats.pending = count,
-                DeliveryStatus::Fail => stats.fail = count,
-                DeliveryStatus::Sending => stats.sending = count,
-            }
+            stats.set(row.status("status")?, row.ms("n")?);
         }
         Ok(stats)
     }
@@ -1142,11 +1012,7 @@ impl Store for PgStore {
         msg: &MessageId,
         page: &PageRequest,
     ) -> Result<Page<DeliveryView>> {
-        let cols = EP_COLS
-            .split(", ")
-            .map(|c| format!("e.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = endpoint_cols_of_e();
         let mut q = Query::new(format!(
             "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols}
              FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
@@ -1155,19 +1021,7 @@ impl Store for PgStore {
         q.args.push(Box::new(app.to_string()));
         q.args.push(Box::new(msg.to_string()));
         q.keyset("d.endpoint_id", page);
-        let rows = q
-            .run(&self.client().await?, |row| {
-                let endpoint = endpoint_from_row(row)?;
-                Ok(DeliveryView {
-                    msg_id: MessageId::from_trusted(row.try_get("msg_id")?),
-                    endpoint_id: endpoint.id.clone(),
-                    status: status_of(row, "delivery_status")?,
-                    next_attempt_at: opt_ms(row, "next_attempt_at")?,
-                    endpoint: Some(endpoint),
-                    message: None,
-                })
-            })
-            .await?;
+        let rows = q.run(&self.client().await?, destination_from_row).await?;
         Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
     }
 
@@ -1191,15 +1045,7 @@ impl Store for PgStore {
         q.keyset("d.msg_id", &filter.page);
         let rows = q
             .run(&self.client().await?, |row| {
-                let message = message_from_row(row, filter.with_content)?;
-                Ok(DeliveryView {
-                    msg_id: message.id.clone(),
-                    endpoint_id: EndpointId::from_trusted(row.try_get("endpoint_id")?),
-                    status: status_of(row, "delivery_status")?,
-                    next_attempt_at: opt_ms(row, "next_attempt_at")?,
-                    endpoint: None,
-                    message: Some(message),
-                })
+                attempted_message_from_row(row, filter.with_content)
             })
             .await?;
         Ok(paginate(rows, filter.page.limit, |d| d.msg_id.to_string()))
@@ -1213,14 +1059,7 @@ impl Store for PgStore {
                 &[&key],
             )
             .await?
-            .map(|r| {
-                Ok(StoredResponse {
-                    status: u16::try_from(r.try_get::<_, i32>("status")?)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    body: r.try_get("body")?,
-                    created_at: ms(&r, "created_at")?,
-                })
-            })
+            .map(|r| stored_response_from_row(&r))
             .transpose()
     }
 
@@ -1402,15 +1241,7 @@ impl Store for PgStore {
             )
             .await?
             .iter()
-            .map(|row| {
-                Ok(NodeInfo {
-                    node_id: row.try_get("node_id")?,
-                    address: row.try_get("address")?,
-                    started_at: ms(row, "started_at")?,
-                    heartbeat_at: ms(row, "heartbeat_at")?,
-                    partitions: Vec::new(),
-                })
-            })
+            .map(node_from_row)
             .collect::<Result<Vec<_>>>()?;
         let rows = client
             .query(

@@ -3,6 +3,7 @@
 
 mod writer;
 
+use crate::rows::*;
 use crate::*;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
@@ -220,128 +221,17 @@ fn start_checkpointer(conn: Connection) {
 
 // ---- row mapping -----------------------------------------------------------
 
-fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
-    Ok(serde_json::to_string(value)?)
-}
+impl Columns for Row<'_> {
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        Ok(self.get(column)?)
+    }
 
-fn opt_json_text<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>> {
-    value.as_ref().map(json_text).transpose()
-}
+    fn flag(&self, column: &str) -> Result<bool> {
+        Ok(self.get(column)?)
+    }
 
-fn parse_json<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
-    text.map(|t| serde_json::from_str(&t))
-        .transpose()
-        .map_err(StoreError::from)
-}
-
-fn u64_col(row: &Row, idx: &str) -> rusqlite::Result<u64> {
-    Ok(row.get::<_, i64>(idx)?.max(0) as u64)
-}
-
-const APP_COLS: &str = "id, uid, name, rate_limit, metadata, created_at, updated_at";
-
-fn app_from_row(row: &Row) -> Result<Application> {
-    Ok(Application {
-        id: AppId::from_trusted(row.get("id")?),
-        uid: row.get("uid")?,
-        name: row.get("name")?,
-        rate_limit: row.get("rate_limit")?,
-        metadata: parse_json(row.get("metadata")?)?.unwrap_or_default(),
-        created_at: u64_col(row, "created_at")?,
-        updated_at: u64_col(row, "updated_at")?,
-    })
-}
-
-const ET_COLS: &str = "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
-
-fn event_type_from_row(row: &Row) -> Result<EventType> {
-    Ok(EventType {
-        name: row.get("name")?,
-        description: row.get("description")?,
-        archived: row.get("archived")?,
-        deprecated: row.get("deprecated")?,
-        schemas: parse_json(row.get("schemas")?)?,
-        feature_flags: parse_json(row.get("feature_flags")?)?,
-        group_name: row.get("group_name")?,
-        created_at: u64_col(row, "created_at")?,
-        updated_at: u64_col(row, "updated_at")?,
-    })
-}
-
-const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at";
-
-fn endpoint_from_row(row: &Row) -> Result<Endpoint> {
-    Ok(Endpoint {
-        id: EndpointId::from_trusted(row.get("id")?),
-        app_id: AppId::from_trusted(row.get("app_id")?),
-        uid: row.get("uid")?,
-        url: row.get("url")?,
-        description: row.get("description")?,
-        disabled: row.get("disabled")?,
-        filter_types: parse_json(row.get("filter_types")?)?,
-        channels: parse_json(row.get("channels")?)?,
-        rate_limit: row.get("rate_limit")?,
-        metadata: parse_json(row.get("metadata")?)?.unwrap_or_default(),
-        headers: parse_json(row.get("headers")?)?.unwrap_or_default(),
-        secret: row.get("secret")?,
-        retired_secrets: parse_json(row.get("retired_secrets")?)?.unwrap_or_default(),
-        created_at: u64_col(row, "created_at")?,
-        updated_at: u64_col(row, "updated_at")?,
-    })
-}
-
-const MSG_COLS: &str = "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.created_at";
-
-fn message_from_row(row: &Row, with_payload: bool) -> Result<Message> {
-    Ok(Message {
-        id: MessageId::from_trusted(row.get("id")?),
-        app_id: AppId::from_trusted(row.get("app_id")?),
-        event_type: row.get("event_type")?,
-        event_id: row.get("event_id")?,
-        channels: parse_json(row.get("channels")?)?,
-        tags: parse_json(row.get("tags")?)?,
-        payload: if with_payload {
-            row.get("payload")?
-        } else {
-            None
-        },
-        created_at: u64_col(row, "created_at")?,
-    })
-}
-
-const ATTEMPT_COLS: &str = "a.id, a.app_id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, a.response_duration_ms, a.manual, a.created_at";
-
-fn attempt_from_row(row: &Row) -> Result<Attempt> {
-    let status: u8 = row.get("status")?;
-    Ok(Attempt {
-        id: AttemptId::from_trusted(row.get("id")?),
-        app_id: AppId::from_trusted(row.get("app_id")?),
-        msg_id: MessageId::from_trusted(row.get("msg_id")?),
-        endpoint_id: EndpointId::from_trusted(row.get("endpoint_id")?),
-        url: row.get("url")?,
-        status: DeliveryStatus::from_u8(status)
-            .ok_or_else(|| StoreError::Corrupt(format!("attempt status {status}")))?,
-        response_status_code: row.get("response_status_code")?,
-        response: row.get("response")?,
-        response_duration_ms: u64_col(row, "response_duration_ms")?,
-        manual: row.get("manual")?,
-        created_at: u64_col(row, "created_at")?,
-    })
-}
-
-fn delivery_status(v: u8) -> Result<DeliveryStatus> {
-    DeliveryStatus::from_u8(v).ok_or_else(|| StoreError::Corrupt(format!("delivery status {v}")))
-}
-
-/// Runs a listing query that fetched `limit + 1` rows and turns it into a page.
-fn paginate<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
-    let done = rows.len() <= limit;
-    rows.truncate(limit);
-    let iterator = rows.last().map(&key);
-    Page {
-        data: rows,
-        iterator,
-        done,
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        Ok(self.get(column)?)
     }
 }
 
@@ -549,7 +439,7 @@ impl Store for SqliteStore {
             let mut sql = format!("SELECT {APP_COLS} FROM applications WHERE 1=1");
             let mut args = Vec::new();
             keyset(&mut sql, &mut args, "id", &page);
-            let rows = query_all(conn, &sql, args, app_from_row)?;
+            let rows = query_all(conn, &sql, args, |r| app_from_row(r))?;
             Ok(paginate(rows, page.limit, |a| a.id.to_string()))
         })
         .await
@@ -635,7 +525,7 @@ impl Store for SqliteStore {
             }
             let mut args = Vec::new();
             keyset(&mut sql, &mut args, "name", &page);
-            let rows = query_all(conn, &sql, args, event_type_from_row)?;
+            let rows = query_all(conn, &sql, args, |r| event_type_from_row(r))?;
             Ok(paginate(rows, page.limit, |e| e.name.clone()))
         })
         .await
@@ -669,7 +559,7 @@ impl Store for SqliteStore {
             let mut sql = format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ?");
             let mut args = vec![SqlValue::Text(app)];
             keyset(&mut sql, &mut args, "id", &page);
-            let rows = query_all(conn, &sql, args, endpoint_from_row)?;
+            let rows = query_all(conn, &sql, args, |r| endpoint_from_row(r))?;
             Ok(paginate(rows, page.limit, |e| e.id.to_string()))
         })
         .await
@@ -682,13 +572,13 @@ impl Store for SqliteStore {
                 conn,
                 &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ? ORDER BY id"),
                 vec![SqlValue::Text(app)],
-                endpoint_from_row,
+                |r| endpoint_from_row(r),
             ),
             None => query_all(
                 conn,
                 &format!("SELECT {EP_COLS} FROM endpoints ORDER BY id"),
                 vec![],
-                endpoint_from_row,
+                |r| endpoint_from_row(r),
             ),
         })
         .await
@@ -834,17 +724,7 @@ impl Store for SqliteStore {
                     SqlValue::Text(partitions),
                     SqlValue::Integer(limit as i64),
                 ],
-                |row| {
-                    let payload: Option<String> = row.get("payload")?;
-                    Ok(DeliveryTask {
-                        msg_id: MessageId::from_trusted(row.get("msg_id")?),
-                        endpoint_id: EndpointId::from_trusted(row.get("endpoint_id")?),
-                        app_id: AppId::from_trusted(row.get("app_id")?),
-                        attempts: row.get("attempts")?,
-                        manual: row.get("manual")?,
-                        payload: payload.unwrap_or_else(|| "{}".into()).into(),
-                    })
-                },
+                |r| task_from_row(r),
             )?;
             let mut mark = conn.prepare_cached(
                 "UPDATE deliveries SET status = 3, updated_at = ? WHERE msg_id = ? AND endpoint_id = ?",
@@ -951,13 +831,7 @@ impl Store for SqliteStore {
             let mut rows = stmt.query([ep])?;
             let mut stats = EndpointStats::default();
             while let Some(row) = rows.next()? {
-                let count = row.get::<_, i64>(1)?.max(0) as u64;
-                match delivery_status(row.get(0)?)? {
-                    DeliveryStatus::Success => stats.success = count,
-                    DeliveryStatus::Pending => stats.pending = count,
-                    DeliveryStatus::Fail => stats.fail = count,
-                    DeliveryStatus::Sending => stats.sending = count,
-                }
+                stats.set(row.status("status")?, row.get::<_, i64>(1)?.max(0) as u64);
             }
             Ok(stats)
         })
@@ -1008,7 +882,7 @@ impl Store for SqliteStore {
                 message_filter_sql(&mut sql, &mut args, &mf);
             }
             keyset(&mut sql, &mut args, "a.id", &f.page);
-            let rows = query_all(conn, &sql, args, attempt_from_row)?;
+            let rows = query_all(conn, &sql, args, |r| attempt_from_row(r))?;
             Ok(paginate(rows, f.page.limit, |a| a.id.to_string()))
         })
         .await
@@ -1039,24 +913,14 @@ impl Store for SqliteStore {
     ) -> Result<Page<DeliveryView>> {
         let (app, msg, page) = (app.to_string(), msg.to_string(), page.clone());
         self.read(move |conn| {
-            let cols = EP_COLS.split(", ").map(|c| format!("e.{c}")).collect::<Vec<_>>().join(", ");
+            let cols = endpoint_cols_of_e();
             let mut sql = format!(
-                "SELECT d.msg_id, d.status, d.next_attempt_at, {cols} FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+                "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols} FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
                  WHERE d.app_id = ? AND d.msg_id = ?"
             );
             let mut args = vec![SqlValue::Text(app), SqlValue::Text(msg)];
             keyset(&mut sql, &mut args, "d.endpoint_id", &page);
-            let rows = query_all(conn, &sql, args, |row| {
-                let endpoint = endpoint_from_row(row)?;
-                Ok(DeliveryView {
-                    msg_id: MessageId::from_trusted(row.get("msg_id")?),
-                    endpoint_id: endpoint.id.clone(),
-                    status: delivery_status(row.get("status")?)?,
-                    next_attempt_at: row.get::<_, Option<i64>>("next_attempt_at")?.map(|t| t.max(0) as u64),
-                    endpoint: Some(endpoint),
-                    message: None,
-                })
-            })?;
+            let rows = query_all(conn, &sql, args, |r| destination_from_row(r))?;
             Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
         })
         .await
@@ -1071,7 +935,7 @@ impl Store for SqliteStore {
         let (ep, f) = (ep.to_string(), filter.clone());
         self.read(move |conn| {
             let mut sql = format!(
-                "SELECT d.endpoint_id, d.status, d.next_attempt_at, {MSG_COLS}, m.payload FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
+                "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
                  WHERE d.endpoint_id = ?"
             );
             let mut args = vec![SqlValue::Text(ep)];
@@ -1082,15 +946,7 @@ impl Store for SqliteStore {
             message_filter_sql(&mut sql, &mut args, &f);
             keyset(&mut sql, &mut args, "d.msg_id", &f.page);
             let rows = query_all(conn, &sql, args, |row| {
-                let message = message_from_row(row, f.with_content)?;
-                Ok(DeliveryView {
-                    msg_id: message.id.clone(),
-                    endpoint_id: EndpointId::from_trusted(row.get("endpoint_id")?),
-                    status: delivery_status(row.get("status")?)?,
-                    next_attempt_at: row.get::<_, Option<i64>>("next_attempt_at")?.map(|t| t.max(0) as u64),
-                    endpoint: None,
-                    message: Some(message),
-                })
+                attempted_message_from_row(row, f.with_content)
             })?;
             Ok(paginate(rows, f.page.limit, |d| d.msg_id.to_string()))
         })
@@ -1100,19 +956,10 @@ impl Store for SqliteStore {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
         let key = key.to_owned();
         self.read(move |conn| {
-            Ok(conn
-                .query_row(
-                    "SELECT status, body, created_at FROM idempotency WHERE key = ?",
-                    [key],
-                    |r| {
-                        Ok(StoredResponse {
-                            status: r.get(0)?,
-                            body: r.get(1)?,
-                            created_at: r.get::<_, i64>(2)?.max(0) as u64,
-                        })
-                    },
-                )
-                .optional()?)
+            let mut stmt = conn
+                .prepare_cached("SELECT status, body, created_at FROM idempotency WHERE key = ?")?;
+            let mut rows = stmt.query([key])?;
+            rows.next()?.map(stored_response_from_row).transpose()
         })
         .await
     }
@@ -1266,15 +1113,7 @@ impl Store for SqliteStore {
                 conn,
                 "SELECT node_id, address, started_at, heartbeat_at FROM nodes ORDER BY node_id",
                 vec![],
-                |row| {
-                    Ok(NodeInfo {
-                        node_id: row.get("node_id")?,
-                        address: row.get("address")?,
-                        started_at: u64_col(row, "started_at")?,
-                        heartbeat_at: u64_col(row, "heartbeat_at")?,
-                        partitions: Vec::new(),
-                    })
-                },
+                |r| node_from_row(r),
             )?;
             let leases = query_all(
                 conn,

@@ -1,0 +1,239 @@
+//! Rows to records, once for both backends: each backend only says how to
+//! read one column, so a record reads the same whichever database it came from.
+
+use crate::*;
+
+/// Reading one column of a result row by name.
+pub(crate) trait Columns {
+    fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    fn flag(&self, column: &str) -> Result<bool>;
+    /// Any integer column, whatever its width; `None` for NULL.
+    fn opt_int(&self, column: &str) -> Result<Option<i64>>;
+
+    fn text(&self, column: &str) -> Result<String> {
+        self.opt_text(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+
+    fn int(&self, column: &str) -> Result<i64> {
+        self.opt_int(column)?
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} is NULL")))
+    }
+
+    /// A Unix-milliseconds column.
+    fn ms(&self, column: &str) -> Result<u64> {
+        Ok(self.int(column)?.max(0) as u64)
+    }
+
+    fn opt_ms(&self, column: &str) -> Result<Option<u64>> {
+        Ok(self.opt_int(column)?.map(|t| t.max(0) as u64))
+    }
+
+    fn opt_u32(&self, column: &str) -> Result<Option<u32>> {
+        Ok(self
+            .opt_int(column)?
+            .map(|v| v.clamp(0, i64::from(u32::MAX)) as u32))
+    }
+
+    fn status(&self, column: &str) -> Result<DeliveryStatus> {
+        let v = self.int(column)?;
+        u8::try_from(v)
+            .ok()
+            .and_then(DeliveryStatus::from_u8)
+            .ok_or_else(|| StoreError::Corrupt(format!("{column} {v}")))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, column: &str) -> Result<Option<T>> {
+        self.opt_text(column)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(StoreError::from)
+    }
+}
+
+pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
+    Ok(serde_json::to_string(value)?)
+}
+
+pub(crate) fn opt_json_text<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>> {
+    value.as_ref().map(json_text).transpose()
+}
+
+/// Turns the `limit + 1` rows a listing fetched into a page.
+pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: usize, key: impl Fn(&T) -> String) -> Page<T> {
+    let done = rows.len() <= limit;
+    rows.truncate(limit);
+    let iterator = rows.last().map(&key);
+    Page {
+        data: rows,
+        iterator,
+        done,
+    }
+}
+
+pub(crate) const APP_COLS: &str = "id, uid, name, rate_limit, metadata, created_at, updated_at";
+
+pub(crate) fn app_from_row(row: &impl Columns) -> Result<Application> {
+    Ok(Application {
+        id: AppId::from_trusted(row.text("id")?),
+        uid: row.opt_text("uid")?,
+        name: row.text("name")?,
+        rate_limit: row.opt_u32("rate_limit")?,
+        metadata: row.json("metadata")?.unwrap_or_default(),
+        created_at: row.ms("created_at")?,
+        updated_at: row.ms("updated_at")?,
+    })
+}
+
+pub(crate) const ET_COLS: &str = "name, description, archived, deprecated, schemas, feature_flags, group_name, created_at, updated_at";
+
+pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
+    Ok(EventType {
+        name: row.text("name")?,
+        description: row.text("description")?,
+        archived: row.flag("archived")?,
+        deprecated: row.flag("deprecated")?,
+        schemas: row.json("schemas")?,
+        feature_flags: row.json("feature_flags")?,
+        group_name: row.opt_text("group_name")?,
+        created_at: row.ms("created_at")?,
+        updated_at: row.ms("updated_at")?,
+    })
+}
+
+pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at";
+
+pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
+    Ok(Endpoint {
+        id: EndpointId::from_trusted(row.text("id")?),
+        app_id: AppId::from_trusted(row.text("app_id")?),
+        uid: row.opt_text("uid")?,
+        url: row.text("url")?,
+        description: row.text("description")?,
+        disabled: row.flag("disabled")?,
+        filter_types: row.json("filter_types")?,
+        channels: row.json("channels")?,
+        rate_limit: row.opt_u32("rate_limit")?,
+        metadata: row.json("metadata")?.unwrap_or_default(),
+        headers: row.json("headers")?.unwrap_or_default(),
+        secret: row.text("secret")?,
+        retired_secrets: row.json("retired_secrets")?.unwrap_or_default(),
+        created_at: row.ms("created_at")?,
+        updated_at: row.ms("updated_at")?,
+    })
+}
+
+/// The endpoint columns qualified with the `e.` alias, for joins.
+pub(crate) fn endpoint_cols_of_e() -> String {
+    EP_COLS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(crate) const MSG_COLS: &str =
+    "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.created_at";
+
+pub(crate) fn message_from_row(row: &impl Columns, with_payload: bool) -> Result<Message> {
+    Ok(Message {
+        id: MessageId::from_trusted(row.text("id")?),
+        app_id: AppId::from_trusted(row.text("app_id")?),
+        event_type: row.text("event_type")?,
+        event_id: row.opt_text("event_id")?,
+        channels: row.json("channels")?,
+        tags: row.json("tags")?,
+        payload: if with_payload {
+            row.opt_text("payload")?
+        } else {
+            None
+        },
+        created_at: row.ms("created_at")?,
+    })
+}
+
+pub(crate) const ATTEMPT_COLS: &str = "a.id, a.app_id, a.msg_id, a.endpoint_id, a.url, a.status, a.response_status_code, a.response, a.response_duration_ms, a.manual, a.created_at";
+
+pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<Attempt> {
+    let code = row.int("response_status_code")?;
+    Ok(Attempt {
+        id: AttemptId::from_trusted(row.text("id")?),
+        app_id: AppId::from_trusted(row.text("app_id")?),
+        msg_id: MessageId::from_trusted(row.text("msg_id")?),
+        endpoint_id: EndpointId::from_trusted(row.text("endpoint_id")?),
+        url: row.text("url")?,
+        status: row.status("status")?,
+        response_status_code: i32::try_from(code)
+            .map_err(|_| StoreError::Corrupt(format!("response_status_code {code}")))?,
+        response: row.text("response")?,
+        response_duration_ms: row.ms("response_duration_ms")?,
+        manual: row.flag("manual")?,
+        created_at: row.ms("created_at")?,
+    })
+}
+
+/// A row of a delivery joined with its endpoint (`d.msg_id`,
+/// `d.status AS delivery_status`, `d.next_attempt_at`, then the endpoint).
+pub(crate) fn destination_from_row(row: &impl Columns) -> Result<DeliveryView> {
+    let endpoint = endpoint_from_row(row)?;
+    Ok(DeliveryView {
+        msg_id: MessageId::from_trusted(row.text("msg_id")?),
+        endpoint_id: endpoint.id.clone(),
+        status: row.status("delivery_status")?,
+        next_attempt_at: row.opt_ms("next_attempt_at")?,
+        endpoint: Some(endpoint),
+        message: None,
+    })
+}
+
+/// A row of a delivery joined with its message (`d.endpoint_id`,
+/// `d.status AS delivery_status`, `d.next_attempt_at`, then the message).
+pub(crate) fn attempted_message_from_row(
+    row: &impl Columns,
+    with_payload: bool,
+) -> Result<DeliveryView> {
+    let message = message_from_row(row, with_payload)?;
+    Ok(DeliveryView {
+        msg_id: message.id.clone(),
+        endpoint_id: EndpointId::from_trusted(row.text("endpoint_id")?),
+        status: row.status("delivery_status")?,
+        next_attempt_at: row.opt_ms("next_attempt_at")?,
+        endpoint: None,
+        message: Some(message),
+    })
+}
+
+pub(crate) fn node_from_row(row: &impl Columns) -> Result<NodeInfo> {
+    Ok(NodeInfo {
+        node_id: row.text("node_id")?,
+        address: row.text("address")?,
+        started_at: row.ms("started_at")?,
+        heartbeat_at: row.ms("heartbeat_at")?,
+        partitions: Vec::new(),
+    })
+}
+
+/// A claimed delivery with its message's payload (`msg_id`, `endpoint_id`,
+/// `app_id`, `attempts`, `manual`, `payload`).
+pub(crate) fn task_from_row(row: &impl Columns) -> Result<DeliveryTask> {
+    let payload = row.opt_text("payload")?;
+    Ok(DeliveryTask {
+        msg_id: MessageId::from_trusted(row.text("msg_id")?),
+        endpoint_id: EndpointId::from_trusted(row.text("endpoint_id")?),
+        app_id: AppId::from_trusted(row.text("app_id")?),
+        attempts: row.int("attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
+        manual: row.flag("manual")?,
+        // An expunged message is still delivered, with an empty object.
+        payload: payload.unwrap_or_else(|| "{}".into()).into(),
+    })
+}
+
+pub(crate) fn stored_response_from_row(row: &impl Columns) -> Result<StoredResponse> {
+    let status = row.int("status")?;
+    Ok(StoredResponse {
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("stored status {status}")))?,
+        body: row.text("body")?,
+        created_at: row.ms("created_at")?,
+    })
+}
