@@ -65,6 +65,8 @@ pub struct Engine {
     partitions: Arc<cluster::Partitions>,
     cluster: ClusterConfig,
     lease_round: Arc<tokio::sync::Notify>,
+    /// Whether other processes share the database and must hear of changes.
+    shared: bool,
 }
 
 impl Engine {
@@ -84,6 +86,7 @@ impl Engine {
             &config,
         )
         .await?;
+        let events = store.subscribe();
         let engine = Arc::new(Self {
             store: store.clone(),
             endpoints,
@@ -93,6 +96,7 @@ impl Engine {
             partitions: partitions.clone(),
             cluster: config.cluster.clone(),
             lease_round: Arc::new(tokio::sync::Notify::new()),
+            shared: events.is_some(),
         });
         let (first_grant, granted) = tokio::sync::oneshot::channel();
         let waker = dispatcher.clone();
@@ -105,7 +109,7 @@ impl Engine {
             first_grant,
             engine.lease_round.clone(),
         ));
-        if let Some(events) = store.subscribe() {
+        if let Some(events) = events {
             tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), granted).await;
@@ -163,7 +167,7 @@ impl Engine {
     }
 
     fn tell_others(&self, event: ClusterEvent) {
-        if self.store.subscribe().is_none() {
+        if !self.shared {
             return;
         }
         let store = self.store.clone();
