@@ -35,19 +35,8 @@ async fn backends() -> Vec<Backend> {
 }
 
 async fn postgres() -> Option<switchyard_store::postgres::PgStore> {
-    use switchyard_store::postgres::{PgOptions, PgStore, create_scratch_database};
-    let admin = std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let url = match create_scratch_database(&admin).await {
-        Ok(url) => url,
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL at {admin} is required under CI=true: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping the PostgreSQL backend: {admin} unreachable: {e}");
-            return None;
-        }
-    };
+    use switchyard_store::postgres::{PgOptions, PgStore, test_database};
+    let url = test_database().await?;
     Some(
         PgStore::connect(&PgOptions::new(url))
             .await

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+use switchyard_store::postgres::test_database;
 
 async fn sigkill_under_load(env: &[(&str, &str)]) {
     let data = tempfile::tempdir().unwrap();
@@ -25,14 +26,9 @@ async fn sigkill_under_load(env: &[(&str, &str)]) {
     );
 
     let restarted = Server::start(data.path(), env);
-    let missing = receiver.wait_for(&acked, Duration::from_secs(60)).await;
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged messages never arrived, e.g. {:?}",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(5)]
-    );
+    receiver
+        .assert_all_arrive(&["/crash".to_owned()], &acked, Duration::from_secs(60))
+        .await;
     let duplicates: u32 = receiver.seen.lock().unwrap().values().map(|n| n - 1).sum();
     println!(
         "acknowledged={} delivered={} duplicates_after_kill={duplicates}",
@@ -49,7 +45,7 @@ async fn sigkill_under_load_loses_no_accepted_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_under_load_loses_no_accepted_message_on_postgres() {
-    let Some(url) = scratch_postgres().await else {
+    let Some(url) = test_database().await else {
         return;
     };
     // The restarted node has the same id, so it takes its partitions back at

@@ -1353,6 +1353,31 @@ impl PgStore {
     }
 }
 
+/// The PostgreSQL server the test suites use: `SWITCHYARD_TEST_POSTGRES_URL`,
+/// by default the local one.
+pub fn test_server_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh scratch database on the test server, for one test. When the
+/// server cannot be reached this panics under `CI=true` (a required service
+/// is missing) and otherwise prints why and returns `None`, so the caller
+/// skips.
+pub async fn test_database() -> Option<String> {
+    let admin = test_server_url();
+    match create_scratch_database(&admin).await {
+        Ok(url) => Some(url),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("PostgreSQL at {admin} is required under CI=true: {e}")
+        }
+        Err(e) => {
+            eprintln!("skipping the PostgreSQL part: {admin} unreachable: {e}");
+            None
+        }
+    }
+}
+
 /// Creates an empty, uniquely named database next to the one `admin_url`
 /// points at and returns its URL; the test suites give each test its own.
 /// Scratch databases left by earlier runs (older than an hour) are dropped.

@@ -173,33 +173,8 @@ impl Receiver {
         self.seen.lock().unwrap().len()
     }
 
-    pub async fn wait_for(&self, ids: &[String], timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let missing: Vec<String> = {
-                let seen = self.seen.lock().unwrap();
-                ids.iter()
-                    .filter(|id| !seen.contains_key(*id))
-                    .cloned()
-                    .collect()
-            };
-            if missing.is_empty() || Instant::now() > deadline {
-                return missing;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Receiver {
-    /// Waits until every message id has reached every path; returns the
-    /// (path, id) pairs still missing at the deadline.
-    pub async fn wait_for_each(
-        &self,
-        paths: &[String],
-        ids: &[String],
-        timeout: Duration,
-    ) -> Vec<(String, String)> {
+    /// Asserts that every message id reaches every path within `timeout`.
+    pub async fn assert_all_arrive(&self, paths: &[String], ids: &[String], timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
             let missing: Vec<(String, String)> = {
@@ -210,9 +185,16 @@ impl Receiver {
                     .filter(|key| !arrivals.contains_key(key))
                     .collect()
             };
-            if missing.is_empty() || Instant::now() > deadline {
-                return missing;
+            if missing.is_empty() {
+                return;
             }
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} acknowledged deliveries never arrived, e.g. {:?}",
+                missing.len(),
+                ids.len() * paths.len(),
+                &missing[..missing.len().min(5)]
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -276,28 +258,6 @@ impl Producers {
         }
         self.acked.lock().unwrap().clone()
     }
-}
-
-/// A fresh, empty database on the test PostgreSQL server
-/// (`SWITCHYARD_TEST_POSTGRES_URL`). Under `CI=true` an unreachable server
-/// fails the test; otherwise the test is skipped with a printed reason.
-pub async fn scratch_postgres() -> Option<String> {
-    let admin = postgres_admin_url();
-    match switchyard_store::postgres::create_scratch_database(&admin).await {
-        Ok(url) => Some(url),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL at {admin} is required under CI=true: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping: PostgreSQL at {admin} unreachable: {e}");
-            None
-        }
-    }
-}
-
-pub fn postgres_admin_url() -> String {
-    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub async fn app_with_endpoint(api: &Api, url: &str) -> String {
