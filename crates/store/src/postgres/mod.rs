@@ -448,22 +448,36 @@ impl Query {
     }
 }
 
+/// At most one row of a cached statement, as a record.
+async fn fetch_one<T>(
+    client: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    map: impl Fn(&Row) -> Result<T>,
+) -> Result<Option<T>> {
+    let stmt = client.prepare_cached(sql).await?;
+    client
+        .query_opt(&stmt, params)
+        .await?
+        .map(|r| map(&r))
+        .transpose()
+}
+
 async fn find_message(
     client: &impl deadpool_postgres::GenericClient,
     app: &str,
     column: &str,
     value: &str,
 ) -> Result<Option<Message>> {
-    let stmt = client
-        .prepare_cached(&format!(
+    fetch_one(
+        client,
+        &format!(
             "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = $1 AND m.{column} = $2"
-        ))
-        .await?;
-    client
-        .query_opt(&stmt, &[&app, &value])
-        .await?
-        .map(|r| message_from_row(&r, true))
-        .transpose()
+        ),
+        &[&app, &value],
+        |r| message_from_row(r, true),
+    )
+    .await
 }
 
 fn partitions_param(partitions: &[u16]) -> Vec<i32> {
@@ -513,16 +527,13 @@ impl Store for PgStore {
             "uid"
         };
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {APP_COLS} FROM applications WHERE {column} = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&id_or_uid])
-            .await?
-            .map(|r| app_from_row(&r))
-            .transpose()
+        fetch_one(
+            &client,
+            &format!("SELECT {APP_COLS} FROM applications WHERE {column} = $1"),
+            &[&id_or_uid],
+            app_from_row,
+        )
+        .await
     }
 
     async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>> {
@@ -595,16 +606,13 @@ impl Store for PgStore {
 
     async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {ET_COLS} FROM event_types WHERE name = $1"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&name])
-            .await?
-            .map(|r| event_type_from_row(&r))
-            .transpose()
+        fetch_one(
+            &client,
+            &format!("SELECT {ET_COLS} FROM event_types WHERE name = $1"),
+            &[&name],
+            event_type_from_row,
+        )
+        .await
     }
 
     async fn list_event_types(
@@ -641,16 +649,13 @@ impl Store for PgStore {
             "uid"
         };
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {EP_COLS} FROM endpoints WHERE app_id = $1 AND {column} = $2"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&app.as_str(), &id_or_uid])
-            .await?
-            .map(|r| endpoint_from_row(&r))
-            .transpose()
+        fetch_one(
+            &client,
+            &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = $1 AND {column} = $2"),
+            &[&app.as_str(), &id_or_uid],
+            endpoint_from_row,
+        )
+        .await
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
@@ -994,16 +999,13 @@ impl Store for PgStore {
         id: &AttemptId,
     ) -> Result<Option<Attempt>> {
         let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.app_id = $1 AND a.msg_id = $2 AND a.id = $3"
-            ))
-            .await?;
-        client
-            .query_opt(&stmt, &[&app.as_str(), &msg.as_str(), &id.as_str()])
-            .await?
-            .map(|r| attempt_from_row(&r))
-            .transpose()
+        fetch_one(
+            &client,
+            &format!("SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.app_id = $1 AND a.msg_id = $2 AND a.id = $3"),
+            &[&app.as_str(), &msg.as_str(), &id.as_str()],
+            attempt_from_row,
+        )
+        .await
     }
 
     async fn deliveries_of_message(
@@ -1052,15 +1054,13 @@ impl Store for PgStore {
     }
 
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
-        let client = self.client().await?;
-        client
-            .query_opt(
-                "SELECT status, body, created_at FROM idempotency WHERE key = $1",
-                &[&key],
-            )
-            .await?
-            .map(|r| stored_response_from_row(&r))
-            .transpose()
+        fetch_one(
+            &self.client().await?,
+            "SELECT status, body, created_at FROM idempotency WHERE key = $1",
+            &[&key],
+            stored_response_from_row,
+        )
+        .await
     }
 
     async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()> {
