@@ -3,8 +3,9 @@
 
 mod error;
 mod extract;
+mod ingest;
 mod openapi;
-mod v1;
+pub(crate) mod v1;
 
 pub use error::{ApiError, ApiResult};
 
@@ -25,6 +26,11 @@ pub struct AppState {
     /// SHA-256 of the admin token; the token itself is never stored.
     pub admin_token_sha256: [u8; 32],
     pub max_body_bytes: usize,
+    /// Where providers reach this server (`https://hooks.example.com`);
+    /// `None`: the address the request was sent to.
+    pub public_url: Option<Arc<str>>,
+    /// Unix milliseconds; replaceable so signature tests can pin the clock.
+    pub clock: fn() -> u64,
 }
 
 pub fn token_hash(token: &str) -> [u8; 32] {
@@ -39,6 +45,7 @@ pub fn generate_token() -> String {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let authed = v1::router()
+        .merge(ingest::api_router())
         .layer(middleware::from_fn_with_state(state.clone(), idempotency))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
@@ -47,6 +54,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/openapi.json",
             axum::routing::get(openapi::document),
         )
+        .merge(ingest::public_router())
         .merge(authed)
         .method_not_allowed_fallback(|| async {
             ApiError::http(

@@ -94,6 +94,7 @@ prefixed_id!(EndpointId, "ep");
 prefixed_id!(MessageId, "msg");
 prefixed_id!(AttemptId, "atmpt");
 prefixed_id!(TaskId, "qtask");
+prefixed_id!(SourceId, "src");
 
 /// Number of dispatch partitions; fixed for the life of a database because it
 /// is stored on every delivery row.

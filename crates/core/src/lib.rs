@@ -10,6 +10,7 @@ pub mod names;
 pub mod netguard;
 pub mod retry;
 pub mod signing;
+pub mod source;
 pub mod timefmt;
 pub mod verify;
 

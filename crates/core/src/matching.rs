@@ -1,7 +1,7 @@
 //! Which endpoints a message goes to.
 
 /// An endpoint receives a message when it is enabled, its event-type filter (if
-/// any) names the message's type, and — when the endpoint lists channels — the
+/// any) names the message's type (patterns may use `*` wildcards), and — when the endpoint lists channels — the
 /// message carries at least one of them.
 pub fn endpoint_matches(
     disabled: bool,
@@ -14,7 +14,9 @@ pub fn endpoint_matches(
         return false;
     }
     if let Some(types) = filter_types
-        && !types.iter().any(|t| t == event_type)
+        && !types
+            .iter()
+            .any(|t| crate::filter::event_type_matches(t, event_type))
     {
         return false;
     }

@@ -75,7 +75,7 @@ impl Uid {
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         check_token("uid", s, 256)?;
         if let Some((prefix, _)) = s.split_once('_')
-            && matches!(prefix, "app" | "ep" | "msg" | "atmpt")
+            && matches!(prefix, "app" | "ep" | "msg" | "atmpt" | "src")
         {
             return Err(InvalidName(format!(
                 "uid must not start with the reserved prefix '{prefix}_'"

@@ -2,12 +2,12 @@
 //! with its deliveries; then hand the deliveries to the dispatcher.
 
 use crate::{Engine, EngineError, schema};
-use serde_json::value::RawValue;
+use serde_json::Value;
 use std::sync::Arc;
 use switchyard_core::matching::endpoint_matches;
 use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, MessageId};
-use switchyard_store::{Accepted, DeliveryTask, Message, NewDelivery, NewMessage};
+use switchyard_store::{Accepted, DeliveryTask, Forward, Message, NewDelivery, NewMessage};
 
 pub struct AcceptInput {
     pub app_id: AppId,
@@ -16,8 +16,16 @@ pub struct AcceptInput {
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
     /// The payload exactly as the producer sent it; this text is what endpoints receive.
-    pub payload: Box<RawValue>,
+    pub payload: Arc<str>,
     pub idempotency_key: Option<String>,
+    /// For ingested webhooks: provider headers and path passed on.
+    pub forward: Option<Forward>,
+    /// The payload as a document for payload filters, when the caller has
+    /// already parsed it; otherwise a JSON payload is parsed if a filter needs it.
+    pub document: Option<Value>,
+    /// Checks the payload against its event type's schema (API messages;
+    /// ingested events are the provider's and are taken as they come).
+    pub check_schema: bool,
 }
 
 pub struct AcceptResult {
@@ -28,25 +36,36 @@ pub struct AcceptResult {
 
 impl Engine {
     pub async fn accept(&self, input: AcceptInput) -> Result<AcceptResult, EngineError> {
-        self.check_schema(&input.event_type, input.payload.get())
-            .await?;
+        if input.check_schema {
+            self.check_schema(&input.event_type, &input.payload).await?;
+        }
         let endpoints = self.endpoints.for_app(&input.app_id).await?;
         let channels = input.channels.clone().unwrap_or_default();
-        let matched: Vec<_> = endpoints
-            .iter()
-            .filter(|e| {
-                endpoint_matches(
-                    e.endpoint.disabled,
-                    e.endpoint.filter_types.as_deref(),
-                    e.endpoint.channels.as_deref(),
-                    &input.event_type,
-                    &channels,
-                )
-            })
-            .map(|e| e.endpoint.id.clone())
-            .collect();
+        let mut document = input.document;
+        let mut matched = Vec::new();
+        for e in endpoints.iter() {
+            if !endpoint_matches(
+                e.endpoint.disabled,
+                e.endpoint.filter_types.as_deref(),
+                e.endpoint.channels.as_deref(),
+                &input.event_type,
+                &channels,
+            ) {
+                continue;
+            }
+            if let Some(filter) = &e.payload_filter {
+                let doc = document.get_or_insert_with(|| {
+                    serde_json::from_str(&input.payload).unwrap_or(Value::Null)
+                });
+                if !filter.matches(doc) {
+                    continue;
+                }
+            }
+            matched.push(e.endpoint.id.clone());
+        }
         let now = now_ms();
-        let payload: Arc<str> = Arc::from(input.payload.get());
+        let payload = input.payload;
+        let forward = input.forward.map(Arc::new);
         let message = Message {
             id: MessageId::generate_at(now),
             app_id: input.app_id.clone(),
@@ -55,6 +74,7 @@ impl Engine {
             channels: input.channels,
             tags: input.tags,
             payload: Some(payload.to_string()),
+            forward: forward.as_deref().cloned(),
             created_at: now,
         };
         // Deliveries in partitions this node owns are sent from memory right
@@ -109,6 +129,7 @@ impl Engine {
                     endpoint_id: d.endpoint_id,
                     attempts: 0,
                     payload: payload.clone(),
+                    forward: forward.clone(),
                     manual: false,
                 });
             } else {

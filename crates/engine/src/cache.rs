@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
 use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, EndpointId};
@@ -13,6 +14,7 @@ pub(crate) struct CachedEndpoint {
     /// The current secret, then retired ones still inside their grace period
     /// at load time (expiry is re-checked when signing).
     pub secrets: Vec<(EndpointSecret, Option<u64>)>,
+    pub payload_filter: Option<Filter>,
 }
 
 impl CachedEndpoint {
@@ -32,7 +34,24 @@ impl CachedEndpoint {
                 secrets.push((s, Some(retired.expires_at)));
             }
         }
-        Self { endpoint, secrets }
+        // The API checks filters before storing them; one that no longer
+        // parses is ignored (the endpoint gets everything) rather than
+        // silently dropping events.
+        let payload_filter = endpoint
+            .payload_filter
+            .as_ref()
+            .and_then(|f| match Filter::parse(f) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::error!(endpoint = %endpoint.id, error = %e, "stored payload filter does not parse");
+                    None
+                }
+            });
+        Self {
+            endpoint,
+            secrets,
+            payload_filter,
+        }
     }
 
     pub fn live_secrets(&self, now: u64) -> impl Iterator<Item = &EndpointSecret> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use switchyard_core::AttemptId;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_core::timefmt::now_ms;
-use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Outcome, Store};
+use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
 /// Above this many queued deliveries intake leaves new ones to the poller
@@ -188,6 +188,7 @@ fn signed_headers(
     endpoint: &crate::cache::CachedEndpoint,
     msg_id: &str,
     body: &[u8],
+    forward: Option<&Forward>,
 ) -> Result<HeaderMap, String> {
     let now = now_ms();
     let timestamp = (now / 1000) as i64;
@@ -197,6 +198,21 @@ fn signed_headers(
         .collect::<Vec<_>>()
         .join(" ");
     let mut headers = HeaderMap::with_capacity(8 + endpoint.endpoint.headers.len());
+    let mut content_type = HeaderValue::from_static("application/json");
+    // The provider's headers first, so the endpoint's own custom headers win.
+    for (name, value) in forward.map(|f| f.headers.as_slice()).unwrap_or_default() {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        if name == CONTENT_TYPE {
+            content_type = value;
+        } else {
+            headers.append(name, value);
+        }
+    }
     for (name, value) in &endpoint.endpoint.headers {
         let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
@@ -206,7 +222,7 @@ fn signed_headers(
         };
         headers.insert(name, value);
     }
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, content_type);
     let text = |s: &str| HeaderValue::from_str(s).map_err(|e| e.to_string());
     headers.insert("webhook-id", text(msg_id)?);
     headers.insert("webhook-timestamp", text(&timestamp.to_string())?);
@@ -237,7 +253,10 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
             return;
         }
     };
-    let url = endpoint.endpoint.url.clone();
+    let url = match task.forward.as_deref() {
+        Some(f) if !f.path.is_empty() => with_path(&endpoint.endpoint.url, &f.path),
+        _ => endpoint.endpoint.url.clone(),
+    };
     if endpoint.endpoint.disabled {
         let attempt = attempt_of(
             &task,
@@ -255,7 +274,12 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         return;
     }
     let body = bytes::Bytes::copy_from_slice(task.payload.as_bytes());
-    let result = match signed_headers(&endpoint, task.msg_id.as_str(), &body) {
+    let result = match signed_headers(
+        &endpoint,
+        task.msg_id.as_str(),
+        &body,
+        task.forward.as_deref(),
+    ) {
         Ok(headers) => inner.client.send(&url, headers, body).await,
         Err(reason) => crate::client::SendResult {
             status: 0,
@@ -290,6 +314,34 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         )
     };
     let _ = inner.outcomes.send(outcome);
+}
+
+/// The destination URL with an ingested request's path suffix appended and
+/// its query string added to any the destination already has.
+fn with_path(base: &str, path: &str) -> String {
+    let (suffix, query) = match path.split_once('?') {
+        Some((s, q)) => (s, Some(q)),
+        None => (path, None),
+    };
+    let (base_path, base_query) = match base.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (base, None),
+    };
+    let mut url = if suffix.is_empty() || suffix == "/" {
+        base_path.to_owned()
+    } else {
+        format!("{}{}", base_path.trim_end_matches('/'), suffix)
+    };
+    let queries: Vec<&str> = [base_query, query]
+        .into_iter()
+        .flatten()
+        .filter(|q| !q.is_empty())
+        .collect();
+    if !queries.is_empty() {
+        url.push('?');
+        url.push_str(&queries.join("&"));
+    }
+    url
 }
 
 fn attempt_of(
@@ -346,5 +398,24 @@ fn retry_later(
             delivery_status: DeliveryStatus::Fail,
             next_attempt_at: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_path;
+
+    #[test]
+    fn ingested_paths_extend_the_destination() {
+        assert_eq!(
+            with_path("http://svc/hook", "/a/b?x=1"),
+            "http://svc/hook/a/b?x=1"
+        );
+        assert_eq!(with_path("http://svc/hook/", "/a"), "http://svc/hook/a");
+        assert_eq!(
+            with_path("http://svc/hook?k=v", "?x=1"),
+            "http://svc/hook?k=v&x=1"
+        );
+        assert_eq!(with_path("http://svc/hook?k=v", "/"), "http://svc/hook?k=v");
     }
 }

@@ -7,10 +7,12 @@ mod client;
 mod cluster;
 mod dispatch;
 mod schema;
+mod sources;
 
 pub use accept::{AcceptInput, AcceptResult};
 pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
+pub use sources::{IngestOutcome, IngestSource};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +63,7 @@ pub struct Engine {
     endpoints: cache::EndpointCache,
     apps: cache::AppCache,
     schemas: schema::SchemaCache,
+    sources: sources::SourceCache,
     dispatcher: dispatch::Dispatcher,
     partitions: Arc<cluster::Partitions>,
     cluster: ClusterConfig,
@@ -92,6 +95,7 @@ impl Engine {
             endpoints,
             apps: cache::AppCache::default(),
             schemas: schema::SchemaCache::default(),
+            sources: sources::SourceCache::new(store.clone()),
             dispatcher: dispatcher.clone(),
             partitions: partitions.clone(),
             cluster: config.cluster.clone(),
@@ -112,6 +116,7 @@ impl Engine {
         if let Some(events) = events {
             tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
         }
+        tokio::spawn(sources::run_flusher(Arc::downgrade(&engine)));
         let _ = tokio::time::timeout(Duration::from_secs(5), granted).await;
         Ok(engine)
     }
@@ -166,6 +171,38 @@ impl Engine {
         self.tell_others(ClusterEvent::EventTypeChanged(name.to_owned()));
     }
 
+    /// Must be called after any change to a source.
+    pub fn sources_changed(&self) {
+        self.sources.invalidate();
+        self.tell_others(ClusterEvent::SourcesChanged);
+    }
+
+    /// The source a request to `/ingest/{key}` is for: by live token or id.
+    pub async fn find_source(&self, key: &str) -> Result<Option<Arc<IngestSource>>, EngineError> {
+        Ok(self.sources.find(key).await?)
+    }
+
+    pub fn count_ingest(&self, source_id: &str, outcome: IngestOutcome<'_>) {
+        self.sources.count(source_id, outcome);
+    }
+
+    /// A source's counters, including those not yet written.
+    pub async fn source_stats(
+        &self,
+        source_id: &str,
+    ) -> Result<Option<switchyard_store::SourceStats>, EngineError> {
+        let Some(mut stats) = self.store.source_stats(source_id).await? else {
+            return Ok(None);
+        };
+        sources::merge(&mut stats, &self.sources.unflushed(source_id));
+        Ok(Some(stats))
+    }
+
+    /// Writes pending source counters now (on shutdown).
+    pub async fn flush_counters(&self) {
+        self.sources.flush().await;
+    }
+
     fn tell_others(&self, event: ClusterEvent) {
         if !self.shared {
             return;
@@ -193,10 +230,12 @@ impl Engine {
                     .invalidate(&switchyard_core::AppId::from_trusted(app));
             }
             ClusterEvent::EventTypeChanged(name) => self.schemas.invalidate(&name),
+            ClusterEvent::SourcesChanged => self.sources.invalidate(),
             ClusterEvent::Resync => {
                 self.apps.clear();
                 self.endpoints.invalidate_all();
                 self.schemas.invalidate_all();
+                self.sources.invalidate();
                 self.dispatcher.wake();
             }
         }
@@ -225,6 +264,7 @@ impl Engine {
                 endpoint_id: endpoint.clone(),
                 attempts: 0,
                 payload: message.payload.as_deref().unwrap_or("{}").into(),
+                forward: message.forward.clone().map(Arc::new),
                 manual: true,
             });
         }

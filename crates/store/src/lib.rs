@@ -117,6 +117,21 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes idempotency records older than `before_ms`.
     async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
 
+    // Incoming-webhook sources.
+    /// Stores a source together with the application its destinations live in.
+    async fn insert_source(&self, source: Source, app: Application) -> Result<Source>;
+    /// By id (`src_…`) or uid.
+    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>>;
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>>;
+    /// Every source, for the ingest route's token lookup.
+    async fn all_sources(&self) -> Result<Vec<Source>>;
+    async fn update_source(&self, source: Source) -> Result<Source>;
+    /// Removes the source and its application (destinations, messages, attempts).
+    async fn delete_source(&self, id: &str) -> Result<bool>;
+    /// Adds counted requests to the sources' totals.
+    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()>;
+    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>>;
+
     // Cluster membership and partition leases.
     /// Records the node's heartbeat, renews its leases and takes free or
     /// expired partitions up to its fair share, all in one transaction.

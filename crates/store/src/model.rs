@@ -48,6 +48,8 @@ pub struct Endpoint {
     pub rate_limit: Option<u32>,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
+    /// A payload filter (see `switchyard_core::filter`), as written by the user.
+    pub payload_filter: Option<serde_json::Value>,
     /// `whsec_…`
     pub secret: String,
     pub retired_secrets: Vec<RetiredSecret>,
@@ -63,9 +65,23 @@ pub struct Message {
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
-    /// The payload JSON text as received; `None` once expunged.
+    /// The payload text as received (JSON for the API; any UTF-8 body for
+    /// ingested webhooks); `None` once expunged.
     pub payload: Option<String>,
+    /// For ingested webhooks: what to pass on besides the body.
+    pub forward: Option<Forward>,
     pub created_at: u64,
+}
+
+/// What an ingested webhook carries to its destinations besides the body:
+/// the provider's headers that pass the source's allow-list, and the path
+/// suffix and query string it was posted with.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Forward {
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub path: String,
 }
 
 #[derive(Debug, Clone)]
@@ -131,6 +147,7 @@ pub struct DeliveryTask {
     /// Attempts made so far.
     pub attempts: u32,
     pub payload: std::sync::Arc<str>,
+    pub forward: Option<std::sync::Arc<Forward>>,
     pub manual: bool,
 }
 
@@ -279,6 +296,39 @@ pub struct NodeInfo {
     pub partitions: Vec<u16>,
 }
 
+/// An incoming-webhook source: where a provider posts, how its requests are
+/// verified, and the application whose endpoints are its destinations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub id: String,
+    pub uid: Option<String>,
+    pub name: String,
+    /// The verifier type (`stripe`, `github`, `generic-webhook`, ...).
+    pub kind: String,
+    /// The type's settings, secrets included, as the user wrote them.
+    pub config: serde_json::Value,
+    /// Switchyard's own options (event type, dedupe, forwarding, limits, response).
+    pub settings: serde_json::Value,
+    pub metadata: Metadata,
+    pub app_id: AppId,
+    /// The secret part of the ingest URL.
+    pub token: String,
+    /// Earlier tokens still accepted until they expire.
+    pub retired_tokens: Vec<RetiredSecret>,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// Counters of what a source received, added to in batches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStats {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub rejected: u64,
+    pub last_rejection: Option<String>,
+    pub last_rejection_at: Option<u64>,
+}
+
 /// Changes other nodes must hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterEvent {
@@ -290,6 +340,7 @@ pub enum ClusterEvent {
     AppChanged(String),
     EndpointsChanged(String),
     EventTypeChanged(String),
+    SourcesChanged,
     /// Events may have been missed (the listener reconnected): drop caches.
     Resync,
 }
@@ -302,6 +353,7 @@ impl ClusterEvent {
             Self::AppChanged(id) => format!("app:{id}"),
             Self::EndpointsChanged(app) => format!("endpoints:{app}"),
             Self::EventTypeChanged(name) => format!("event_type:{name}"),
+            Self::SourcesChanged => "sources".into(),
             Self::Resync => "resync".into(),
         }
     }
@@ -311,6 +363,7 @@ impl ClusterEvent {
             None if text == "due" => Self::Due,
             None if text == "leases" => Self::Leases,
             None if text == "resync" => Self::Resync,
+            None if text == "sources" => Self::SourcesChanged,
             Some(("app", id)) => Self::AppChanged(id.into()),
             Some(("endpoints", app)) => Self::EndpointsChanged(app.into()),
             Some(("event_type", name)) => Self::EventTypeChanged(name.into()),
@@ -327,6 +380,7 @@ mod tests {
     fn cluster_events_round_trip() {
         for e in [
             ClusterEvent::Due,
+            ClusterEvent::SourcesChanged,
             ClusterEvent::Leases,
             ClusterEvent::Resync,
             ClusterEvent::AppChanged("app_1".into()),

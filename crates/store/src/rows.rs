@@ -101,7 +101,7 @@ pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
     })
 }
 
-pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at";
+pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter";
 
 pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
     Ok(Endpoint {
@@ -116,6 +116,7 @@ pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
         rate_limit: row.opt_u32("rate_limit")?,
         metadata: row.json("metadata")?.unwrap_or_default(),
         headers: row.json("headers")?.unwrap_or_default(),
+        payload_filter: row.json("payload_filter")?,
         secret: row.text("secret")?,
         retired_secrets: row.json("retired_secrets")?.unwrap_or_default(),
         created_at: row.ms("created_at")?,
@@ -133,7 +134,7 @@ pub(crate) fn endpoint_cols_of_e() -> String {
 }
 
 pub(crate) const MSG_COLS: &str =
-    "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.created_at";
+    "m.id, m.app_id, m.event_type, m.event_id, m.channels, m.tags, m.forward, m.created_at";
 
 pub(crate) fn message_from_row(row: &impl Columns, with_payload: bool) -> Result<Message> {
     Ok(Message {
@@ -148,6 +149,7 @@ pub(crate) fn message_from_row(row: &impl Columns, with_payload: bool) -> Result
         } else {
             None
         },
+        forward: row.json("forward")?,
         created_at: row.ms("created_at")?,
     })
 }
@@ -214,7 +216,7 @@ pub(crate) fn node_from_row(row: &impl Columns) -> Result<NodeInfo> {
 }
 
 /// A claimed delivery with its message's payload (`msg_id`, `endpoint_id`,
-/// `app_id`, `attempts`, `manual`, `payload`).
+/// `app_id`, `attempts`, `manual`, `payload`, `forward`).
 pub(crate) fn task_from_row(row: &impl Columns) -> Result<DeliveryTask> {
     let payload = row.opt_text("payload")?;
     Ok(DeliveryTask {
@@ -225,7 +227,49 @@ pub(crate) fn task_from_row(row: &impl Columns) -> Result<DeliveryTask> {
         manual: row.flag("manual")?,
         // An expunged message is still delivered, with an empty object.
         payload: payload.unwrap_or_else(|| "{}".into()).into(),
+        forward: row.json("forward")?.map(std::sync::Arc::new),
     })
+}
+
+pub(crate) const SOURCE_COLS: &str = "id, uid, name, kind, config, settings, metadata, app_id, token, retired_tokens, created_at, updated_at";
+
+pub(crate) fn source_from_row(row: &impl Columns) -> Result<Source> {
+    Ok(Source {
+        id: row.text("id")?,
+        uid: row.opt_text("uid")?,
+        name: row.text("name")?,
+        kind: row.text("kind")?,
+        config: row.json("config")?.unwrap_or_default(),
+        settings: row.json("settings")?.unwrap_or_default(),
+        metadata: row.json("metadata")?.unwrap_or_default(),
+        app_id: AppId::from_trusted(row.text("app_id")?),
+        token: row.text("token")?,
+        retired_tokens: row.json("retired_tokens")?.unwrap_or_default(),
+        created_at: row.ms("created_at")?,
+        updated_at: row.ms("updated_at")?,
+    })
+}
+
+pub(crate) const SOURCE_STATS_COLS: &str =
+    "accepted, duplicates, rejected, last_rejection, last_rejection_at";
+
+pub(crate) fn source_stats_from_row(row: &impl Columns) -> Result<SourceStats> {
+    Ok(SourceStats {
+        accepted: row.int("accepted")?.max(0) as u64,
+        duplicates: row.int("duplicates")?.max(0) as u64,
+        rejected: row.int("rejected")?.max(0) as u64,
+        last_rejection: row.opt_text("last_rejection")?,
+        last_rejection_at: row.opt_ms("last_rejection_at")?,
+    })
+}
+
+/// A source is found by its id (`src_…`) or, failing that, its uid.
+pub(crate) fn source_key_column(id_or_uid: &str) -> &'static str {
+    if id_or_uid.starts_with("src_") {
+        "id"
+    } else {
+        "uid"
+    }
 }
 
 pub(crate) fn stored_response_from_row(row: &impl Columns) -> Result<StoredResponse> {

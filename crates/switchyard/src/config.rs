@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Seconds after which a silent node's partitions are taken over [default: 10].
     #[arg(long, env = "SWITCHYARD_LEASE_TTL_SECS")]
     pub lease_ttl_secs: Option<u64>,
+    /// The URL providers reach this server at, for ingest URLs and for
+    /// schemes that sign the URL (Twilio) [default: http://<listen>].
+    #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
+    pub public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +78,8 @@ pub struct Settings {
     pub database_pool_size: usize,
     pub node_id: Option<String>,
     pub lease_ttl: Duration,
+    /// Without a trailing slash.
+    pub public_url: Option<String>,
 }
 
 impl Settings {
@@ -122,7 +128,16 @@ impl Settings {
         {
             bail!("node_id must be at most 128 characters, without ':' or control characters");
         }
+        let public_url = pick!(public_url)
+            .filter(|u| !u.is_empty())
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url
+            && !(u.starts_with("http://") || u.starts_with("https://"))
+        {
+            bail!("public_url must start with http:// or https://");
+        }
         Ok(Self {
+            public_url,
             database_url: pick!(database_url).filter(|u| !u.is_empty()),
             database_pool_size: pick!(database_pool_size).unwrap_or(16).max(2),
             node_id,

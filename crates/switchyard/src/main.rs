@@ -170,6 +170,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         engine: engine.clone(),
         admin_token_sha256,
         max_body_bytes: settings.max_payload_bytes,
+        public_url: settings.public_url.clone().map(Into::into),
+        clock: switchyard_core::timefmt::now_ms,
     });
     let app = NormalizePathLayer::trim_trailing_slash().layer(app);
     println!("switchyard listening on http://{addr}");
@@ -180,6 +182,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(shutdown_signal())
     .await?;
+    engine.flush_counters().await;
     if let Err(e) = engine.leave().await {
         tracing::warn!(error = %e, "could not hand partitions over; others take them when the leases expire");
     }

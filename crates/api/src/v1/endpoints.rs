@@ -13,9 +13,10 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
 use switchyard_core::timefmt::{now_ms, parse_rfc3339_ms};
-use switchyard_core::{EndpointId, EndpointUrl, EventTypeName, TaskId};
+use switchyard_core::{EndpointId, EndpointUrl, TaskId};
 use switchyard_store::{Endpoint, Metadata, Order, RetiredSecret};
 
 pub fn router() -> Router<AppState> {
@@ -69,7 +70,7 @@ const RESERVED_HEADERS: &[&str] = &[
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EndpointIn {
+pub(crate) struct EndpointIn {
     url: String,
     #[serde(default)]
     description: String,
@@ -84,11 +85,12 @@ struct EndpointIn {
     secret: Option<String>,
     metadata: Option<Metadata>,
     headers: Option<BTreeMap<String, String>>,
+    payload_filter: Option<Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EndpointPatch {
+pub(crate) struct EndpointPatch {
     url: Option<String>,
     description: Option<String>,
     #[serde(default, alias = "throttleRate", deserialize_with = "double_option")]
@@ -102,6 +104,8 @@ struct EndpointPatch {
     channels: Option<Option<Vec<String>>>,
     metadata: Option<Metadata>,
     secret: Option<String>,
+    #[serde(default, deserialize_with = "double_option")]
+    payload_filter: Option<Option<Value>>,
 }
 
 pub(crate) fn endpoint_out(ep: &Endpoint) -> Value {
@@ -118,6 +122,7 @@ pub(crate) fn endpoint_out(ep: &Endpoint) -> Value {
         "rateLimit": ep.rate_limit,
         "throttleRate": ep.rate_limit,
         "metadata": ep.metadata,
+        "payloadFilter": ep.payload_filter,
         "createdAt": ts(ep.created_at),
         "updatedAt": ts(ep.updated_at),
     })
@@ -129,6 +134,9 @@ fn parse_url(url: &str) -> ApiResult<String> {
         .map_err(|e| ApiError::field("url", e.to_string()))
 }
 
+/// Event types or patterns with `*` wildcards (`invoice.*`). Ingested
+/// events keep their provider's names, which may hold characters such as
+/// `/` (Shopify topics), so any visible text without commas is allowed.
 fn parse_filter_types(types: Option<Vec<String>>) -> ApiResult<Option<Vec<String>>> {
     let Some(types) = types else {
         return Ok(None);
@@ -140,9 +148,24 @@ fn parse_filter_types(types: Option<Vec<String>>) -> ApiResult<Option<Vec<String
         ));
     }
     for t in &types {
-        EventTypeName::parse(t).map_err(|e| ApiError::field("filterTypes", e.to_string()))?;
+        if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            return Err(ApiError::field(
+                "filterTypes",
+                format!("'{t}' must be 1 to 256 visible characters without commas"),
+            ));
+        }
     }
     Ok(Some(types))
+}
+
+fn parse_payload_filter(filter: Option<Value>) -> ApiResult<Option<Value>> {
+    match filter {
+        None | Some(Value::Null) => Ok(None),
+        Some(f) => match Filter::parse(&f) {
+            Ok(_) => Ok(Some(f)),
+            Err(e) => Err(ApiError::field("payloadFilter", e)),
+        },
+    }
 }
 
 fn parse_secret(field: &str, secret: Option<String>) -> ApiResult<String> {
@@ -173,7 +196,7 @@ fn check_headers(headers: &BTreeMap<String, String>) -> ApiResult<()> {
     Ok(())
 }
 
-async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
     Query(q): Query<PageQuery>,
@@ -207,6 +230,7 @@ fn new_endpoint(
         rate_limit: check_rate_limit("rateLimit", input.rate_limit)?,
         metadata: input.metadata.unwrap_or_default(),
         headers,
+        payload_filter: parse_payload_filter(input.payload_filter)?,
         secret: parse_secret("secret", input.secret)?,
         retired_secrets: Vec::new(),
         created_at: now,
@@ -214,7 +238,7 @@ fn new_endpoint(
     })
 }
 
-async fn create(
+pub(crate) async fn create(
     State(state): State<AppState>,
     Path(app_id): Path<String>,
     Body(input): Body<EndpointIn>,
@@ -235,7 +259,7 @@ async fn insert(
     Ok((StatusCode::CREATED, Json(endpoint_out(&ep))).into_response())
 }
 
-async fn fetch(
+pub(crate) async fn fetch(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -252,7 +276,7 @@ async fn save(state: &AppState, mut ep: Endpoint) -> ApiResult<Endpoint> {
     Ok(ep)
 }
 
-async fn upsert(
+pub(crate) async fn upsert(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<EndpointIn>,
@@ -273,6 +297,7 @@ async fn upsert(
             ep.filter_types = parse_filter_types(input.filter_types)?;
             ep.channels = parse_channels("channels", input.channels)?;
             ep.metadata = input.metadata.unwrap_or_default();
+            ep.payload_filter = parse_payload_filter(input.payload_filter)?;
             if let Some(headers) = input.headers {
                 check_headers(&headers)?;
                 ep.headers = headers;
@@ -284,7 +309,7 @@ async fn upsert(
     }
 }
 
-async fn patch(
+pub(crate) async fn patch(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<EndpointPatch>,
@@ -318,10 +343,13 @@ async fn patch(
     if let Some(secret) = input.secret {
         ep.secret = parse_secret("secret", Some(secret))?;
     }
+    if let Some(f) = input.payload_filter {
+        ep.payload_filter = parse_payload_filter(f)?;
+    }
     Ok(Json(endpoint_out(&save(&state, ep).await?)))
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -336,7 +364,7 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn secret(
+pub(crate) async fn secret(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -347,13 +375,13 @@ async fn secret(
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct RotateIn {
+pub(crate) struct RotateIn {
     key: Option<String>,
     grace_period_seconds: Option<u64>,
 }
 
 /// Issues a new secret; the old one keeps signing alongside it for the grace period.
-async fn rotate_secret(
+pub(crate) async fn rotate_secret(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<Option<RotateIn>>,
@@ -383,7 +411,7 @@ async fn rotate_secret(
     Ok(Json(json!({ "key": ep.secret })))
 }
 
-async fn headers(
+pub(crate) async fn headers(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
@@ -401,13 +429,13 @@ async fn headers(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct HeadersIn {
+pub(crate) struct HeadersIn {
     headers: BTreeMap<String, String>,
     #[serde(default)]
     delete_headers: Vec<String>,
 }
 
-async fn set_headers(
+pub(crate) async fn set_headers(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<HeadersIn>,
@@ -415,7 +443,7 @@ async fn set_headers(
     write_headers(&state, &app_id, &endpoint_id, input, true).await
 }
 
-async fn patch_headers(
+pub(crate) async fn patch_headers(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<HeadersIn>,
@@ -447,13 +475,13 @@ async fn write_headers(
 }
 
 #[derive(Deserialize)]
-struct RecoverIn {
+pub(crate) struct RecoverIn {
     since: String,
     until: Option<String>,
 }
 
 /// Makes every failed delivery to this endpoint in the window pending again.
-async fn recover(
+pub(crate) async fn recover(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<RecoverIn>,
@@ -491,7 +519,7 @@ async fn recover(
         .into_response())
 }
 
-async fn stats(
+pub(crate) async fn stats(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {

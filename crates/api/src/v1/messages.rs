@@ -175,8 +175,11 @@ async fn create(
             event_id: input.event_id,
             channels,
             tags: input.tags,
-            payload: input.payload,
+            payload: std::sync::Arc::from(Box::<str>::from(input.payload)),
             idempotency_key,
+            forward: None,
+            document: None,
+            check_schema: true,
         })
         .await?;
     let mut raw = None;

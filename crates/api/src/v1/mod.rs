@@ -3,7 +3,7 @@
 mod applications;
 mod attempts;
 mod cluster;
-mod endpoints;
+pub(crate) mod endpoints;
 mod event_types;
 mod messages;
 

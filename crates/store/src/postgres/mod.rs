@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 /// Any constant shared by all nodes: serialises migrations across them.
 const MIGRATION_LOCK: i64 = 0x5357_5943_4844;
 /// The channel every node listens on.
@@ -154,6 +154,14 @@ async fn migrate(pool: &Pool) -> Result<()> {
                 ))
                 .await?;
         }
+        if version < 2 {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (2); COMMIT;",
+                    include_str!("schema2.sql")
+                ))
+                .await?;
+        }
         Ok(())
     }
     .await;
@@ -216,6 +224,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
     let mut tags = Vec::with_capacity(batch.len());
     let mut payloads = Vec::with_capacity(batch.len());
     let mut created = Vec::with_capacity(batch.len());
+    let mut forwards = Vec::with_capacity(batch.len());
     let mut d_msgs = Vec::new();
     let mut d_eps = Vec::new();
     let mut d_apps = Vec::new();
@@ -233,6 +242,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
         tags.push(opt_json_text(&m.tags)?);
         payloads.push(m.payload.as_deref());
         created.push(m.created_at as i64);
+        forwards.push(opt_json_text(&m.forward)?);
         for d in &new.deliveries {
             d_msgs.push(m.id.as_str());
             d_eps.push(d.endpoint_id.as_str());
@@ -247,8 +257,8 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
     let insert = client
         .prepare_cached(
             "WITH ins AS (
-               INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at)
-               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[])
+               INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at, forward)
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $16::text[])
                ON CONFLICT DO NOTHING RETURNING id),
              dl AS (
                INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
@@ -277,6 +287,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
                 &d_status,
                 &d_at,
                 &d_partition,
+                &forwards,
             ],
         )
         .await?
@@ -478,6 +489,47 @@ async fn find_message(
         |r| message_from_row(r, true),
     )
     .await
+}
+
+async fn write_source(
+    client: &impl deadpool_postgres::GenericClient,
+    s: &Source,
+    insert: bool,
+) -> Result<()> {
+    let sql = if insert {
+        format!(
+            "INSERT INTO sources ({SOURCE_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
+        )
+    } else {
+        "UPDATE sources SET uid=$2, name=$3, kind=$4, config=$5, settings=$6, metadata=$7, app_id=$8,
+           token=$9, retired_tokens=$10, created_at=$11, updated_at=$12 WHERE id=$1"
+            .to_string()
+    };
+    let stmt = client.prepare_cached(&sql).await?;
+    let changed = client
+        .execute(
+            &stmt,
+            &[
+                &s.id,
+                &s.uid,
+                &s.name,
+                &s.kind,
+                &json_text(&s.config)?,
+                &json_text(&s.settings)?,
+                &json_text(&s.metadata)?,
+                &s.app_id.as_str(),
+                &s.token,
+                &json_text(&s.retired_tokens)?,
+                &(s.created_at as i64),
+                &(s.updated_at as i64),
+            ],
+        )
+        .await
+        .map_err(conflict_or("a source with this uid"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("source".into()));
+    }
+    Ok(())
 }
 
 fn partitions_param(partitions: &[u16]) -> Vec<i32> {
@@ -768,8 +820,8 @@ impl Store for PgStore {
                    WHERE d.msg_id = due.msg_id AND d.endpoint_id = due.endpoint_id
                    RETURNING d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual)
                  SELECT c.msg_id, c.endpoint_id, c.app_id, c.attempts, c.manual,
-                   (SELECT m.payload FROM messages m WHERE m.app_id = c.app_id AND m.id = c.msg_id) AS payload
-                 FROM claimed c",
+                   m.payload, m.forward
+                 FROM claimed c LEFT JOIN messages m ON m.app_id = c.app_id AND m.id = c.msg_id",
             )
             .await?;
         let rows = client
@@ -1270,6 +1322,125 @@ impl Store for PgStore {
         Some(self.events.subscribe())
     }
 
+    async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            &format!("INSERT INTO applications ({APP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"),
+            &[
+                &app.id.as_str(),
+                &app.uid,
+                &app.name,
+                &app.rate_limit.map(i64::from),
+                &json_text(&app.metadata)?,
+                &(app.created_at as i64),
+                &(app.updated_at as i64),
+            ],
+        )
+        .await
+        .map_err(conflict_or("an application with this source's id"))?;
+        write_source(&tx, &source, true).await?;
+        tx.commit().await?;
+        Ok(source)
+    }
+
+    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
+        let client = self.client().await?;
+        fetch_one(
+            &client,
+            &format!(
+                "SELECT {SOURCE_COLS} FROM sources WHERE {} = $1",
+                source_key_column(id_or_uid)
+            ),
+            &[&id_or_uid],
+            source_from_row,
+        )
+        .await
+    }
+
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
+        let mut q = Query::new(format!("SELECT {SOURCE_COLS} FROM sources WHERE TRUE"));
+        q.keyset("id", page);
+        let rows = q.run(&self.client().await?, source_from_row).await?;
+        Ok(paginate(rows, page.limit, |s| s.id.clone()))
+    }
+
+    async fn all_sources(&self) -> Result<Vec<Source>> {
+        Query::new(format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"))
+            .run(&self.client().await?, source_from_row)
+            .await
+    }
+
+    async fn update_source(&self, source: Source) -> Result<Source> {
+        write_source(&self.client().await?, &source, false).await?;
+        Ok(source)
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT app_id FROM sources WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let app: String = row.try_get(0)?;
+        for table in ["attempts", "deliveries", "messages", "endpoints"] {
+            tx.execute(&format!("DELETE FROM {table} WHERE app_id = $1"), &[&app])
+                .await?;
+        }
+        tx.execute("DELETE FROM applications WHERE id = $1", &[&app])
+            .await?;
+        tx.execute("DELETE FROM sources WHERE id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE sources SET accepted = accepted + $2, duplicates = duplicates + $3,
+                   rejected = rejected + $4,
+                   last_rejection = COALESCE($5, last_rejection),
+                   last_rejection_at = COALESCE($6, last_rejection_at)
+                 WHERE id = $1",
+            )
+            .await?;
+        for (id, d) in &deltas {
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        id,
+                        &(d.accepted as i64),
+                        &(d.duplicates as i64),
+                        &(d.rejected as i64),
+                        &d.last_rejection,
+                        &d.last_rejection_at.map(|t| t as i64),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
+        let client = self.client().await?;
+        fetch_one(
+            &client,
+            &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = $1"),
+            &[&id],
+            source_stats_from_row,
+        )
+        .await
+    }
+
     async fn ping(&self) -> Result<()> {
         self.client().await?.execute("SELECT 1", &[]).await?;
         Ok(())
@@ -1313,11 +1484,12 @@ impl PgStore {
     async fn write_endpoint(&self, ep: &Endpoint, insert: bool) -> Result<()> {
         let sql = if insert {
             format!(
-                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)"
+                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
             )
         } else {
             "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=$6, filter_types=$7, channels=$8,
-               rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15
+               rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
+               payload_filter=$16
              WHERE id=$1"
                 .to_string()
         };
@@ -1342,6 +1514,7 @@ impl PgStore {
                     &json_text(&ep.retired_secrets)?,
                     &(ep.created_at as i64),
                     &(ep.updated_at as i64),
+                    &opt_json_text(&ep.payload_filter)?,
                 ],
             )
             .await

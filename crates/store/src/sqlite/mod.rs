@@ -13,7 +13,7 @@ use switchyard_core::{id_floor_for_time, partition_of};
 use tokio::sync::Semaphore;
 use writer::Writer;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const READERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -82,6 +82,12 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 2; COMMIT;",
             include_str!("schema2.sql")
+        ))?;
+    }
+    if version < 3 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 3; COMMIT;",
+            include_str!("schema3.sql")
         ))?;
     }
     Ok(())
@@ -311,13 +317,54 @@ fn find_message_sync(
     rows.next()?.map(|r| message_from_row(r, true)).transpose()
 }
 
+fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
+    if unique_violation(&e) {
+        StoreError::Conflict(what.into())
+    } else {
+        e.into()
+    }
+}
+
+fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
+    let sql = if insert {
+        format!(
+            "INSERT INTO sources ({SOURCE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+        )
+    } else {
+        "UPDATE sources SET uid=?2, name=?3, kind=?4, config=?5, settings=?6, metadata=?7, app_id=?8,
+           token=?9, retired_tokens=?10, created_at=?11, updated_at=?12 WHERE id=?1"
+            .to_string()
+    };
+    let changed = conn
+        .prepare_cached(&sql)?
+        .execute(params![
+            s.id,
+            s.uid,
+            s.name,
+            s.kind,
+            json_text(&s.config)?,
+            json_text(&s.settings)?,
+            json_text(&s.metadata)?,
+            s.app_id.as_str(),
+            s.token,
+            json_text(&s.retired_tokens)?,
+            s.created_at as i64,
+            s.updated_at as i64,
+        ])
+        .map_err(|e| conflict_or(e, "a source with this uid"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("source".into()));
+    }
+    Ok(())
+}
+
 fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)"
+            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16 WHERE id=?1".to_string()
     };
     let changed = conn
         .prepare_cached(&sql)?
@@ -337,6 +384,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
             json_text(&ep.retired_secrets)?,
             ep.created_at as i64,
             ep.updated_at as i64,
+            opt_json_text(&ep.payload_filter)?,
         ])
         .map_err(|e| {
             if unique_violation(&e) {
@@ -615,8 +663,8 @@ impl Store for SqliteStore {
             let m = &new.message;
             let inserted = conn
                 .prepare_cached(
-                    "INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at)
-                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9) ON CONFLICT DO NOTHING",
+                    "INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at, forward)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10) ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![
                     m.id.as_str(),
@@ -627,7 +675,8 @@ impl Store for SqliteStore {
                     opt_json_text(&m.channels)?,
                     opt_json_text(&m.tags)?,
                     m.payload,
-                    m.created_at as i64
+                    m.created_at as i64,
+                    opt_json_text(&m.forward)?
                 ])?;
             if inserted == 0 {
                 let app = m.app_id.as_str();
@@ -714,7 +763,7 @@ impl Store for SqliteStore {
         self.write_fast(move |conn| {
             let due = query_all(
                 conn,
-                "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, m.payload
+                "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, m.payload, m.forward
                  FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
                  WHERE d.status = 1 AND d.next_attempt_at <= ?
                    AND d.partition IN (SELECT value FROM json_each(?))
@@ -1134,6 +1183,129 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
         None
+    }
+
+    async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO applications ({APP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+            ))?
+            .execute(params![
+                app.id.as_str(),
+                app.uid,
+                app.name,
+                app.rate_limit,
+                json_text(&app.metadata)?,
+                app.created_at as i64,
+                app.updated_at as i64
+            ])
+            .map_err(|e| conflict_or(e, "an application with this source's id"))?;
+            write_source(conn, &source, true)?;
+            Ok(source)
+        })
+        .await
+    }
+
+    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
+        let key = id_or_uid.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SOURCE_COLS} FROM sources WHERE {} = ?",
+                source_key_column(&key)
+            ))?;
+            let mut rows = stmt.query([&key])?;
+            rows.next()?.map(source_from_row).transpose()
+        })
+        .await
+    }
+
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
+        let page = page.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {SOURCE_COLS} FROM sources WHERE 1");
+            let mut args = Vec::new();
+            keyset(&mut sql, &mut args, "id", &page);
+            let rows = query_all(conn, &sql, args, |r| source_from_row(r))?;
+            Ok(paginate(rows, page.limit, |s| s.id.clone()))
+        })
+        .await
+    }
+
+    async fn all_sources(&self) -> Result<Vec<Source>> {
+        self.read(move |conn| {
+            query_all(
+                conn,
+                &format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"),
+                vec![],
+                |r| source_from_row(r),
+            )
+        })
+        .await
+    }
+
+    async fn update_source(&self, source: Source) -> Result<Source> {
+        self.write(move |conn| {
+            write_source(conn, &source, false)?;
+            Ok(source)
+        })
+        .await
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let app: Option<String> = conn
+                .query_row("SELECT app_id FROM sources WHERE id = ?", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(app) = app else {
+                return Ok(false);
+            };
+            for table in ["attempts", "deliveries", "messages", "endpoints"] {
+                conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?"), [&app])?;
+            }
+            conn.execute("DELETE FROM applications WHERE id = ?", [&app])?;
+            conn.execute("DELETE FROM sources WHERE id = ?", [&id])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE sources SET accepted = accepted + ?2, duplicates = duplicates + ?3,
+                   rejected = rejected + ?4,
+                   last_rejection = COALESCE(?5, last_rejection),
+                   last_rejection_at = COALESCE(?6, last_rejection_at)
+                 WHERE id = ?1",
+            )?;
+            for (id, d) in &deltas {
+                stmt.execute(params![
+                    id,
+                    d.accepted as i64,
+                    d.duplicates as i64,
+                    d.rejected as i64,
+                    d.last_rejection,
+                    d.last_rejection_at.map(|t| t as i64)
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(&format!(
+                "SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = ?"
+            ))?;
+            let mut rows = stmt.query([&id])?;
+            rows.next()?.map(source_stats_from_row).transpose()
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {
