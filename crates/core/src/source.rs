@@ -146,6 +146,10 @@ pub struct Plan {
     /// `None`: the server's limit.
     pub max_body_bytes: Option<usize>,
     pub reply: Option<Reply>,
+    /// The URL as configured at the provider, for schemes that sign it
+    /// (Twilio) when a proxy in front of Switchyard changes scheme, host or
+    /// path; the request's query string is appended to it.
+    pub signed_url: Option<String>,
 }
 
 impl Plan {
@@ -465,6 +469,7 @@ pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, Str
     let mut forward_path = true;
     let mut max_body_bytes = None;
     let mut reply = None;
+    let mut signed_url = None;
     for (key, value) in settings {
         let field = format!("settings.{key}");
         match key.as_str() {
@@ -516,6 +521,22 @@ pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, Str
                 )
             }
             "response" => reply = Some(parse_reply(&field, value)?),
+            "signedUrl" => {
+                signed_url = match value {
+                    Value::Null => None,
+                    Value::String(u)
+                        if (u.starts_with("https://") || u.starts_with("http://"))
+                            && !u.contains('?') =>
+                    {
+                        Some(u.clone())
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{field}: must be an http(s) URL without a query string"
+                        ));
+                    }
+                }
+            }
             _ => return Err(format!("{field}: unknown setting")),
         }
     }
@@ -530,6 +551,7 @@ pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, Str
         forward_path,
         max_body_bytes,
         reply,
+        signed_url,
     })
 }
 
@@ -593,6 +615,7 @@ impl Plan {
             "forwardPath": self.forward_path,
             "toleranceSeconds": self.tolerance_secs,
             "maxBodyBytes": self.max_body_bytes.unwrap_or(server_max_body),
+            "signedUrl": self.signed_url,
             "response": self.reply.as_ref().map(|r| json!({
                 "status": r.status, "body": r.body, "contentType": r.content_type,
             })),

@@ -93,7 +93,13 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         .iter()
         .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
         .collect();
-    let url = public_url_of(&state, &parts.headers, &parts.uri);
+    let url = match &source.plan.signed_url {
+        Some(base) => match parts.uri.query() {
+            Some(q) => format!("{base}?{q}"),
+            None => base.clone(),
+        },
+        None => public_url_of(&state, &parts.headers, &parts.uri),
+    };
     let now_ms = (state.clock)();
     let incoming = Incoming {
         headers: &headers,

@@ -69,7 +69,11 @@ fn message_view<'a>(
     } else {
         EMPTY_OBJECT
     };
-    *raw = RawValue::from_string(text.to_owned()).ok();
+    // Ingested webhooks may carry form data, XML or other text: shown as a
+    // JSON object holding the text, since the API's payload is an object.
+    *raw = RawValue::from_string(text.to_owned())
+        .or_else(|_| serde_json::value::to_raw_value(&serde_json::json!({ "$rawBody": text })))
+        .ok();
     MessageOut {
         id: &m.id,
         event_type: &m.event_type,
