@@ -13,7 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use hmac::{Hmac, Mac};
 use serde_json::json;
+use sha2::Sha256;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +60,11 @@ struct Args {
     /// the receiver, with no gateway in between.
     #[arg(long)]
     baseline: bool,
+    /// Incoming-webhook mode: a Stripe source whose K destinations are the
+    /// receiver's endpoints; producers post Stripe-signed events to its
+    /// ingest URL, as Stripe would.
+    #[arg(long)]
+    ingest: bool,
 }
 
 struct Receiver {
@@ -394,6 +401,9 @@ async fn main() -> anyhow::Result<()> {
         .map(|_| EndpointSecret::generate())
         .collect();
     let (rx, base, started) = start_receiver(&args, secrets.clone(), true).await?;
+    if args.ingest {
+        return run_ingest(args, client, rx, base, started, secrets).await;
+    }
     let app_uid = format!("bench-{}", now_unix_ms());
     let app = api(
         &client,
@@ -452,9 +462,15 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
+    finish(&args, &rx, &prod, cpu_before).await;
+    Ok(())
+}
+
+/// Waits for the deliveries, then prints the report and the server's CPU and memory.
+async fn finish(args: &Args, rx: &Receiver, prod: &ProducerReport, cpu_before: Option<f64>) {
     let expected = prod.accepted * args.endpoints;
-    wait_for(&rx, expected, Duration::from_secs(args.timeout_secs)).await;
-    report(&format!("server {}", args.url), &args, &rx, &prod, expected);
+    wait_for(rx, expected, Duration::from_secs(args.timeout_secs)).await;
+    report(&format!("server {}", args.url), args, rx, prod, expected);
     let cpu_after: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
     if let (Some(before), Some(after)) = (cpu_before, cpu_after)
         && !args.server_pid.is_empty()
@@ -471,6 +487,98 @@ async fn main() -> anyhow::Result<()> {
             None => println!("server_peak_rss=unknown (no /proc/{pid}/status)"),
         }
     }
+}
+
+const STRIPE_SECRET: &str = "whsec_benchmarksecret0123456789";
+
+/// A Stripe-shaped event carrying the receiver's probe fields, signed as
+/// Stripe signs (`t=…,v1=hex(HMAC-SHA256(secret, "t.body"))`).
+fn stripe_event(seq: u64, sent_ns: u64, size: usize, run: u64) -> (Vec<u8>, String) {
+    let head = format!(
+        r#"{{"id":"evt_{run}_{seq}","object":"event","type":"invoice.paid","seq":{seq},"sent_ns":{sent_ns},"pad":""#
+    );
+    let pad = size.saturating_sub(head.len() + 2);
+    let mut body = Vec::with_capacity(size);
+    body.extend_from_slice(head.as_bytes());
+    body.resize(head.len() + pad, b'x');
+    body.extend_from_slice(b"\"}");
+    let t = now_unix_ms() / 1000;
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(STRIPE_SECRET.as_bytes())
+        .expect("HMAC takes any key length");
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&body);
+    let signature = format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()));
+    (body, signature)
+}
+
+async fn run_ingest(
+    args: Args,
+    client: reqwest::Client,
+    rx: Arc<Receiver>,
+    base: String,
+    started: Instant,
+    secrets: Vec<EndpointSecret>,
+) -> anyhow::Result<()> {
+    let run = now_unix_ms();
+    let source = api(
+        &client,
+        &args,
+        "/ingest/api/v1/source",
+        json!({ "name": format!("bench-{run}"), "type": "stripe", "config": { "secret": STRIPE_SECRET } }),
+    )
+    .await?;
+    let source_id = source["id"].as_str().context("source id")?.to_owned();
+    let token = source["ingestUrl"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .context("ingest token")?
+        .to_owned();
+    for (i, secret) in secrets.iter().enumerate() {
+        api(
+            &client,
+            &args,
+            &format!("/ingest/api/v1/source/{source_id}/endpoint"),
+            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec() }),
+        )
+        .await?;
+    }
+    let cpu_before: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
+    let urls: Arc<Vec<String>> = Arc::new(
+        node_urls(&args)
+            .iter()
+            .map(|u| format!("{u}/ingest/{token}"))
+            .collect(),
+    );
+    let size = args.payload_bytes;
+    let fail_logged = Arc::new(AtomicBool::new(false));
+    let prod = produce(&args, started, move |seq, sent_ns| {
+        let (client, url, fail_logged) = (
+            client.clone(),
+            urls[seq as usize % urls.len()].clone(),
+            fail_logged.clone(),
+        );
+        async move {
+            let (body, signature) = stripe_event(seq, sent_ns, size, run);
+            match client
+                .post(&url)
+                .header("stripe-signature", signature)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => true,
+                other => {
+                    if !fail_logged.swap(true, Ordering::Relaxed) {
+                        eprintln!("first rejected ingest: {other:?}");
+                    }
+                    false
+                }
+            }
+        }
+    })
+    .await;
+    finish(&args, &rx, &prod, cpu_before).await;
     Ok(())
 }
 
