@@ -1,4 +1,4 @@
-//! The OpenAPI 3.1 document of the v1 API, served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 document of the v1 and ingest APIs, served at `/api/v1/openapi.json`.
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -257,6 +257,139 @@ const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
         "202",
         "Send a message to an endpoint again now",
     ),
+    (
+        "post",
+        "/ingest/{token}",
+        "ingest.receive",
+        "200",
+        "Provider posts a webhook (verified by the source's scheme; any path suffix and query are passed on)",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source",
+        "ingest.source.list",
+        "200",
+        "List sources",
+    ),
+    (
+        "post",
+        "/ingest/api/v1/source",
+        "ingest.source.create",
+        "201",
+        "Create a source (type, config, Switchyard settings)",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source/{source_id}",
+        "ingest.source.get",
+        "200",
+        "Get a source by id or uid",
+    ),
+    (
+        "put",
+        "/ingest/api/v1/source/{source_id}",
+        "ingest.source.upsert",
+        "200",
+        "Create or replace a source",
+    ),
+    (
+        "delete",
+        "/ingest/api/v1/source/{source_id}",
+        "ingest.source.delete",
+        "204",
+        "Delete a source with its destinations and events",
+    ),
+    (
+        "post",
+        "/ingest/api/v1/source/{source_id}/token/rotate",
+        "ingest.source.rotate-token",
+        "200",
+        "New ingest URL; the old one works for 48 hours",
+    ),
+    (
+        "post",
+        "/ingest/api/v1/source/{source_id}/secret/rotate",
+        "ingest.source.rotate-secret",
+        "200",
+        "New verification secret; the old one verifies for the grace period",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source/{source_id}/stats",
+        "ingest.source.stats",
+        "200",
+        "Accepted, duplicate and rejected requests, with the last rejection reason",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source/{source_id}/endpoint",
+        "ingest.endpoint.list",
+        "200",
+        "List a source's destinations",
+    ),
+    (
+        "post",
+        "/ingest/api/v1/source/{source_id}/endpoint",
+        "ingest.endpoint.create",
+        "201",
+        "Add a destination (url, filterTypes with wildcards, payloadFilter, headers, secret)",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
+        "ingest.endpoint.get",
+        "200",
+        "Get a destination",
+    ),
+    (
+        "put",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
+        "ingest.endpoint.upsert",
+        "200",
+        "Create or replace a destination",
+    ),
+    (
+        "patch",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
+        "ingest.endpoint.patch",
+        "200",
+        "Change some fields of a destination",
+    ),
+    (
+        "delete",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
+        "ingest.endpoint.delete",
+        "204",
+        "Delete a destination",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/secret",
+        "ingest.endpoint.get-secret",
+        "200",
+        "A destination's signing secret",
+    ),
+    (
+        "post",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/secret/rotate",
+        "ingest.endpoint.rotate-secret",
+        "200",
+        "Rotate a destination's signing secret",
+    ),
+    (
+        "get",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers",
+        "ingest.endpoint.get-headers",
+        "200",
+        "A destination's custom headers",
+    ),
+    (
+        "put",
+        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers",
+        "ingest.endpoint.update-headers",
+        "204",
+        "Replace a destination's custom headers",
+    ),
 ];
 
 fn path_params(path: &str) -> Vec<Value> {
@@ -282,7 +415,8 @@ pub async fn document() -> Json<Value> {
                 "422": { "description": "Validation error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HTTPValidationError" } } } },
             },
         });
-        if *path != "/api/v1/health" {
+        // The ingest route is authenticated by each source's own verifier.
+        if *path != "/api/v1/health" && *path != "/ingest/{token}" {
             op["security"] = json!([{ "HTTPBearer": [] }]);
         }
         entry[*method] = op;
