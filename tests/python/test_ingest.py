@@ -391,3 +391,33 @@ def test_sigkill_after_the_provider_got_2xx_loses_nothing(backend):
         receiver.stop()
         if db:
             drop_database(db)
+
+
+def test_payload_filters_and_wildcards_on_outgoing_endpoints(server, svix, receiver):
+    from svix.api import ApplicationIn, MessageIn
+
+    app = svix.application.create(ApplicationIn(name="filters"))
+    with admin(server) as c:
+        for path, extra in [
+            ("/eu-orders", {"filterTypes": ["order.*"], "payloadFilter": {"path": "/region", "in": ["eu", "uk"]}}),
+            ("/no-test", {"payloadFilter": {"not": {"path": "/test", "exists": True}}}),
+        ]:
+            r = c.post(f"/api/v1/app/{app.id}/endpoint", json={"url": receiver.base + path, **extra})
+            assert r.status_code == 201, r.text
+            assert r.json()["payloadFilter"] == extra["payloadFilter"]
+        deep = {"not": {}}
+        node = deep
+        for _ in range(40):
+            node["not"] = {"not": {}}
+            node = node["not"]
+        bad = c.post(f"/api/v1/app/{app.id}/endpoint", json={"url": receiver.base, "payloadFilter": deep})
+        assert bad.status_code == 422, "over-deep filters are refused"
+    for event_type, payload in [
+        ("order.created", {"region": "eu"}),
+        ("order.created", {"region": "us"}),
+        ("invoice.paid", {"region": "eu", "test": True}),
+    ]:
+        svix.message.create(app.id, MessageIn(event_type=event_type, payload=payload))
+    got = receiver.wait(3, timeout=4)
+    routed = sorted((g["path"], json.loads(g["body"]).get("region")) for g in got)
+    assert routed == [("/eu-orders", "eu"), ("/no-test", "eu"), ("/no-test", "us")]
