@@ -232,6 +232,8 @@ impl Engine {
             ClusterEvent::EventTypeChanged(name) => self.schemas.invalidate(&name),
             ClusterEvent::SourcesChanged => self.sources.invalidate(),
             ClusterEvent::Resync => {
+                // A missed `Leases` would otherwise wait for the next renewal.
+                self.lease_round.notify_one();
                 self.apps.clear();
                 self.endpoints.invalidate_all();
                 self.schemas.invalidate_all();

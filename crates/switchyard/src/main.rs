@@ -139,6 +139,9 @@ async fn admin_token(settings: &Settings, store: &dyn Store) -> anyhow::Result<[
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
+    // Signals are caught from the start: a SIGTERM while the engine starts
+    // (it already holds leases by then) still ends with a hand-over.
+    let stop = shutdown_signal()?;
     let store = open_store(&settings).await?;
     let admin_token_sha256 = admin_token(&settings, store.as_ref()).await?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
@@ -180,7 +183,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         listener,
         ServiceExt::<axum::extract::Request>::into_make_service(app),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(stop)
     .await?;
     engine.flush_counters().await;
     if let Err(e) = engine.leave().await {
@@ -211,22 +214,28 @@ async fn purge_idempotency(store: Arc<dyn Store>) {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call,
+/// not when the future is first polled.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = terminate => {},
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
+            }
+            tracing::info!("shutting down");
+        })
     }
-    tracing::info!("shutting down");
+    #[cfg(not(unix))]
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+        })
+    }
 }
