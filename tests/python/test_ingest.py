@@ -315,6 +315,9 @@ def test_path_suffix_query_and_custom_response(server, receiver):
     assert httpx.post(src["ingestUrl"], content=b"x", headers={"X-Partner-Key": "nope"}).status_code == 401
     got = receiver.wait(1, path="/partner/orders/7?full=1")
     assert got and got[0]["body"] == b"<order id='7'/>"
+    trailing = httpx.post(src["ingestUrl"] + "/orders/", content=b"<x/>", headers={"X-Partner-Key": "k-123"})
+    assert trailing.status_code == 202
+    assert receiver.wait(1, path="/partner/orders/"), "a trailing slash is passed on as sent"
     assert got[0]["headers"]["content-type"] == "application/xml"
     assert "x-partner-key" not in got[0]["headers"], "credentials are not passed on"
 

@@ -42,6 +42,27 @@ pub fn generate_token() -> String {
     format!("sk_{}", hex::encode(rand::random::<[u8; 32]>()))
 }
 
+/// Trims a trailing slash so `/api/v1/app/` routes like `/api/v1/app`, except
+/// on the provider-facing ingest route, whose path suffix is passed on to
+/// destinations exactly as the provider sent it. Applied before routing.
+pub fn normalize_path(mut req: Request) -> Request {
+    let path = req.uri().path();
+    let provider_path = path.starts_with("/ingest/") && !path.starts_with("/ingest/api/");
+    if path.len() <= 1 || !path.ends_with('/') || provider_path {
+        return req;
+    }
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+    let rebuilt = match req.uri().query() {
+        Some(q) => format!("{trimmed}?{q}"),
+        None => trimmed.to_owned(),
+    };
+    if let Ok(uri) = rebuilt.parse() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let authed = v1::router()

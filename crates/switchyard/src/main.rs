@@ -11,13 +11,12 @@ use clap::{Parser, Subcommand};
 use config::{ServeArgs, Settings};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_api::{AppState, generate_token, router, token_hash};
+use switchyard_api::{AppState, generate_token, normalize_path, router, token_hash};
 use switchyard_engine::{ClusterConfig, Engine, EngineConfig};
 use switchyard_store::Store;
 use switchyard_store::postgres::{PgOptions, PgStore};
 use switchyard_store::sqlite::SqliteStore;
 use tower::Layer;
-use tower_http::normalize_path::NormalizePathLayer;
 
 #[derive(Parser)]
 #[command(name = "switchyard", version, about = "Webhook gateway")]
@@ -43,8 +42,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -176,7 +174,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         public_url: settings.public_url.clone().map(Into::into),
         clock: switchyard_core::timefmt::now_ms,
     });
-    let app = NormalizePathLayer::trim_trailing_slash().layer(app);
+    let app = tower::util::MapRequestLayer::new(normalize_path).layer(app);
     println!("switchyard listening on http://{addr}");
     tracing::info!(%addr, node = %node_id, database = %settings.database_name(), "switchyard started");
     axum::serve(
