@@ -22,8 +22,9 @@ struct Index {
 }
 
 /// A lookup that misses reloads at most this often, so requests with made-up
-/// tokens cannot turn into a database query each.
-const MISS_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// tokens cannot turn into a database query each, while a source just made
+/// on another node (whose change notice may still be on its way) is found.
+const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 pub(crate) struct SourceCache {
     store: Arc<dyn Store>,

@@ -339,3 +339,88 @@ async fn a_node_stopped_gracefully_hands_its_partitions_over_at_once() {
     )
     .await;
 }
+
+/// A source created, re-keyed or deleted through one node is seen the same
+/// way by the others (their source caches are dropped on every change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_node_serves_the_same_sources() {
+    let Some(url) = test_database().await else {
+        return;
+    };
+    let env = node_env(&url);
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let (a, b) = (start_node(&dirs[0], &env), start_node(&dirs[1], &env));
+    let api = a.client();
+    let (receiver, base) = Receiver::start().await;
+    let (status, source) = api
+        .post(
+            "/ingest/api/v1/source",
+            json!({"name": "shared", "type": "api-key", "config": {"header": "X-Key", "key": "k1"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let id = source["id"].as_str().unwrap_or_default().to_owned();
+    let token = source["ingestUrl"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap_or_default()
+        .to_owned();
+    let (status, _) = api
+        .post(
+            &format!("/ingest/api/v1/source/{id}/endpoint"),
+            json!({ "url": format!("{base}/shared") }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let http = reqwest::Client::new();
+    let post_to_b = async |key: &str| {
+        http.post(format!("{}/ingest/{token}", b.url))
+            .header("X-Key", key)
+            .header("content-type", "application/json")
+            .body(r#"{"type":"thing.happened"}"#)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_until(
+        "the other node accepts the new source",
+        Duration::from_secs(5),
+        async || post_to_b("k1").await == 200,
+    )
+    .await;
+    let (status, rotated) = api
+        .post(
+            &format!("/ingest/api/v1/source/{id}/secret/rotate"),
+            json!({"secret": "k2", "gracePeriodSeconds": 0}),
+        )
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    wait_until(
+        "the other node checks the new key",
+        Duration::from_secs(5),
+        async || post_to_b("k2").await == 200,
+    )
+    .await;
+    assert_eq!(post_to_b("k1").await, 401, "the old key is gone everywhere");
+    wait_until(
+        "accepted events are delivered",
+        Duration::from_secs(10),
+        async || receiver.count() >= 2,
+    )
+    .await;
+    let (status, _) = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/ingest/api/v1/source/{id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    wait_until(
+        "the other node forgets the source",
+        Duration::from_secs(5),
+        async || post_to_b("k2").await == 404,
+    )
+    .await;
+}
