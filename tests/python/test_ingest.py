@@ -171,11 +171,16 @@ def test_slack_sdk_signatures_and_url_verification(svix, receiver):
     assert post(event, "application/json").status_code == 200
     command = "token=x&team_id=T1&command=%2Fdeploy&text=now&trigger_id=13345224609.738474920.8088930838d88f008e0"
     assert post(command, "application/x-www-form-urlencoded").status_code == 200
-    got = receiver.wait(2, path="/slack")
+    from urllib.parse import urlencode
+
+    interaction = urlencode({"payload": json.dumps({"type": "block_actions", "trigger_id": "t-1", "actions": [{"action_id": "approve"}]})})
+    assert post(interaction, "application/x-www-form-urlencoded").status_code == 200
+    assert post(interaction, "application/x-www-form-urlencoded").json()["duplicate"] is True
+    got = receiver.wait(3, path="/slack")
     bodies = sorted(g["body"] for g in got)
-    assert bodies == sorted([event.encode(), command.encode()])
+    assert bodies == sorted([event.encode(), command.encode(), interaction.encode()])
     types = sorted(m.event_type for m in svix.message.list(src.id).data)
-    assert types == ["/deploy", "app_mention"], "challenges are answered, not stored"
+    assert types == ["/deploy", "app_mention", "block_actions"], "challenges are answered, not stored"
     form = next(g for g in got if g["body"] == command.encode())
     assert form["headers"]["content-type"] == "application/x-www-form-urlencoded"
 

@@ -239,8 +239,13 @@ fn defaults(kind: &str) -> (Vec<Location>, Vec<Location>, &'static [&'static str
             ],
         ),
         "slack" => (
-            vec![p("/event/type"), p("/type"), p("/command")],
-            vec![p("/event_id"), p("/trigger_id")],
+            vec![
+                p("/event/type"),
+                p("/type"),
+                p("/command"),
+                p("/payload/type"),
+            ],
+            vec![p("/event_id"), p("/trigger_id"), p("/payload/trigger_id")],
             &[
                 "x-slack-signature",
                 "x-slack-request-timestamp",
@@ -637,6 +642,8 @@ pub fn public_config(kind: &str, config: &Value) -> Value {
     )
 }
 
+const FORM_PAYLOAD_FIELD: &str = "payload";
+
 /// The body as a JSON document for event-type and dedupe pointers and for
 /// payload filters: JSON bodies as they are, form bodies as an object of
 /// their fields, anything else not at all.
@@ -647,8 +654,13 @@ pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
     if media.as_deref() == Some("application/x-www-form-urlencoded") {
         let mut map = Map::new();
         for (k, v) in form_urlencoded::parse(body) {
-            map.entry(k.into_owned())
-                .or_insert_with(|| Value::String(v.into_owned()));
+            // Slack interactivity and GitHub's form-encoded deliveries put the
+            // event, as JSON, in a `payload` field: read it as a document too.
+            let value = match serde_json::from_str::<Value>(&v) {
+                Ok(doc @ Value::Object(_)) if k == FORM_PAYLOAD_FIELD => doc,
+                _ => Value::String(v.into_owned()),
+            };
+            map.entry(k.into_owned()).or_insert(value);
         }
         return Some(Value::Object(map));
     }
@@ -772,6 +784,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc, json!({"EventType": "call", "To": "+1"}));
+        let interaction = document_of(
+            Some("application/x-www-form-urlencoded"),
+            b"payload=%7B%22type%22%3A%22block_actions%22%7D&other=%7B%7D",
+        )
+        .unwrap();
+        assert_eq!(
+            interaction,
+            json!({"payload": {"type": "block_actions"}, "other": "{}"}),
+            "only the payload field is read as JSON"
+        );
+        let plan = compile("slack", &json!({"secret": "s"}), &json!({})).unwrap();
+        assert_eq!(
+            plan.event_type(&request(&[], b""), Some(&interaction)),
+            "block_actions"
+        );
         assert!(document_of(Some("text/plain"), b"not json").is_none());
         assert_eq!(
             clean_event_type("products/create\n"),
