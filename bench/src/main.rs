@@ -170,7 +170,15 @@ async fn api(
 }
 
 fn payload(seq: u64, sent_ns: u64, size: usize) -> Vec<u8> {
-    let head = format!(r#"{{"seq":{seq},"sent_ns":{sent_ns},"pad":""#);
+    padded(
+        format!(r#"{{"seq":{seq},"sent_ns":{sent_ns},"pad":""#),
+        size,
+    )
+}
+
+/// `head` (a JSON object opened up to a string value) closed after enough
+/// padding to make the document `size` bytes.
+fn padded(head: String, size: usize) -> Vec<u8> {
     let pad = size.saturating_sub(head.len() + 2);
     let mut body = Vec::with_capacity(size);
     body.extend_from_slice(head.as_bytes());
@@ -443,22 +451,12 @@ async fn main() -> anyhow::Result<()> {
             let mut body = br#"{"eventType":"bench.event","payload":"#.to_vec();
             body.extend_from_slice(&payload(seq, sent_ns, size));
             body.push(b'}');
-            match client
+            let request = client
                 .post(&url)
                 .header("authorization", &auth)
                 .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => true,
-                other => {
-                    if !fail_logged.swap(true, Ordering::Relaxed) {
-                        eprintln!("first rejected send: {other:?}");
-                    }
-                    false
-                }
-            }
+                .body(body);
+            send_counted(request, &fail_logged).await
         }
     })
     .await;
@@ -494,14 +492,12 @@ const STRIPE_SECRET: &str = "whsec_benchmarksecret0123456789";
 /// A Stripe-shaped event carrying the receiver's probe fields, signed as
 /// Stripe signs (`t=…,v1=hex(HMAC-SHA256(secret, "t.body"))`).
 fn stripe_event(seq: u64, sent_ns: u64, size: usize, run: u64) -> (Vec<u8>, String) {
-    let head = format!(
-        r#"{{"id":"evt_{run}_{seq}","object":"event","type":"invoice.paid","seq":{seq},"sent_ns":{sent_ns},"pad":""#
+    let body = padded(
+        format!(
+            r#"{{"id":"evt_{run}_{seq}","object":"event","type":"invoice.paid","seq":{seq},"sent_ns":{sent_ns},"pad":""#
+        ),
+        size,
     );
-    let pad = size.saturating_sub(head.len() + 2);
-    let mut body = Vec::with_capacity(size);
-    body.extend_from_slice(head.as_bytes());
-    body.resize(head.len() + pad, b'x');
-    body.extend_from_slice(b"\"}");
     let t = now_unix_ms() / 1000;
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(STRIPE_SECRET.as_bytes())
         .expect("HMAC takes any key length");
@@ -559,27 +555,31 @@ async fn run_ingest(
         );
         async move {
             let (body, signature) = stripe_event(seq, sent_ns, size, run);
-            match client
+            let request = client
                 .post(&url)
                 .header("stripe-signature", signature)
                 .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => true,
-                other => {
-                    if !fail_logged.swap(true, Ordering::Relaxed) {
-                        eprintln!("first rejected ingest: {other:?}");
-                    }
-                    false
-                }
-            }
+                .body(body);
+            send_counted(request, &fail_logged).await
         }
     })
     .await;
     finish(&args, &rx, &prod, cpu_before).await;
     Ok(())
+}
+
+/// Sends one producer request; the first refusal is printed, so a run that
+/// fails wholesale says why.
+async fn send_counted(request: reqwest::RequestBuilder, fail_logged: &AtomicBool) -> bool {
+    match request.send().await {
+        Ok(r) if r.status().is_success() => true,
+        other => {
+            if !fail_logged.swap(true, Ordering::Relaxed) {
+                eprintln!("first rejected send: {other:?}");
+            }
+            false
+        }
+    }
 }
 
 fn node_urls(args: &Args) -> Vec<&str> {

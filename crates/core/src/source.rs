@@ -92,11 +92,9 @@ impl Location {
         match self {
             Location::Value(v) => Some(v.clone()),
             Location::Header(h) => request
-                .headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(h))
-                .map(|(_, v)| v.to_string())
-                .filter(|v| !v.is_empty()),
+                .header(h)
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
             Location::Pointer(p) => match document?.pointer(p)? {
                 Value::String(s) if !s.is_empty() => Some(s.clone()),
                 Value::Number(n) => Some(n.to_string()),

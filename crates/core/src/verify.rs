@@ -58,7 +58,8 @@ pub struct Incoming<'a> {
 }
 
 impl<'a> Incoming<'a> {
-    fn header(&self, name: &str) -> Option<&'a str> {
+    /// A header's value, the name matched case-insensitively.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))

@@ -148,11 +148,15 @@ fn check(input: &SourceIn) -> ApiResult<()> {
     if !input.config.is_object() && !input.config.is_null() {
         return Err(ApiError::field("config", "must be an object"));
     }
-    compile(&input.kind, &input.config, &input.settings).map_err(|e| {
-        let (field, msg) = e.split_once(": ").unwrap_or(("config", &e));
-        ApiError::field(field, msg.to_owned())
-    })?;
+    compile(&input.kind, &input.config, &input.settings)
+        .map_err(|e| compile_error(&e, "config"))?;
     Ok(())
+}
+
+/// A compile error (`field: problem`) as a 422 naming the field.
+fn compile_error(e: &str, fallback_field: &str) -> ApiError {
+    let (field, msg) = e.split_once(": ").unwrap_or((fallback_field, e));
+    ApiError::field(field, msg.to_owned())
 }
 
 async fn find_source(state: &AppState, key: &str) -> ApiResult<Source> {
@@ -224,8 +228,8 @@ async fn insert(
         uid: parse_uid("uid", uid.or(input.uid))?,
         name: input.name,
         kind: input.kind,
-        config: normalise(input.config),
-        settings: normalise(input.settings),
+        config: object_or_empty(input.config),
+        settings: object_or_empty(input.settings),
         metadata: input.metadata.unwrap_or_default(),
         app_id: app.id.clone(),
         token: new_token(),
@@ -238,7 +242,7 @@ async fn insert(
     Ok((StatusCode::CREATED, Json(source_out(state, host, &source))).into_response())
 }
 
-fn normalise(v: Value) -> Value {
+fn object_or_empty(v: Value) -> Value {
     if v.is_null() { json!({}) } else { v }
 }
 
@@ -279,7 +283,7 @@ async fn upsert(
         return insert(&state, host.as_deref(), input, Some(source_id)).await;
     };
     check(&input)?;
-    let mut config = normalise(input.config);
+    let mut config = object_or_empty(input.config);
     if source.kind == input.kind
         && let (Some(retired), Some(obj)) = (
             source.config.get(RETIRED_SECRETS_KEY).cloned(),
@@ -292,7 +296,7 @@ async fn upsert(
     source.name = input.name;
     source.kind = input.kind;
     source.config = config;
-    source.settings = normalise(input.settings);
+    source.settings = object_or_empty(input.settings);
     source.metadata = input.metadata.unwrap_or_default();
     let source = save(&state, source).await?;
     Ok(Json(source_out(&state, host.as_deref(), &source)).into_response())
@@ -391,14 +395,9 @@ async fn rotate_secret(
         retired.push(json!({ "secret": old, "expiresAt": now + grace * 1000 }));
     }
     config.insert(RETIRED_SECRETS_KEY.into(), Value::Array(retired));
-    let mut check_input = source.config.clone();
-    if let Some(obj) = check_input.as_object_mut() {
-        obj.remove(RETIRED_SECRETS_KEY);
-    }
-    compile(&source.kind, &check_input, &source.settings).map_err(|e| {
-        let (field, msg) = e.split_once(": ").unwrap_or(("secret", &e));
-        ApiError::field(field.trim_start_matches("config."), msg.to_owned())
-    })?;
+    // The new secret is the request's `secret` field, not `config.secret`.
+    compile(&source.kind, &source.config, &source.settings)
+        .map_err(|e| compile_error(e.strip_prefix("config.").unwrap_or(&e), "secret"))?;
     save(&state, source).await?;
     Ok(Json(json!({ key: new_secret })))
 }

@@ -491,6 +491,50 @@ async fn find_message(
     .await
 }
 
+async fn insert_app_row(
+    client: &impl deadpool_postgres::GenericClient,
+    app: &Application,
+) -> Result<()> {
+    let stmt = client
+        .prepare_cached(&format!(
+            "INSERT INTO applications ({APP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"
+        ))
+        .await?;
+    client
+        .execute(
+            &stmt,
+            &[
+                &app.id.as_str(),
+                &app.uid,
+                &app.name,
+                &app.rate_limit.map(i64::from),
+                &json_text(&app.metadata)?,
+                &(app.created_at as i64),
+                &(app.updated_at as i64),
+            ],
+        )
+        .await
+        .map_err(conflict_or("an application with this uid"))?;
+    Ok(())
+}
+
+/// Removes an application with its endpoints, messages, deliveries and
+/// attempts; true when the application existed.
+async fn delete_app_rows(
+    client: &impl deadpool_postgres::GenericClient,
+    app: &str,
+) -> Result<bool> {
+    for table in ["attempts", "deliveries", "messages", "endpoints"] {
+        client
+            .execute(&format!("DELETE FROM {table} WHERE app_id = $1"), &[&app])
+            .await?;
+    }
+    Ok(client
+        .execute("DELETE FROM applications WHERE id = $1", &[&app])
+        .await?
+        > 0)
+}
+
 async fn write_source(
     client: &impl deadpool_postgres::GenericClient,
     s: &Source,
@@ -548,27 +592,7 @@ fn partitions_of(rows: &[Row]) -> Result<Vec<u16>> {
 #[async_trait]
 impl Store for PgStore {
     async fn insert_app(&self, app: Application) -> Result<Application> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "INSERT INTO applications ({APP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"
-            ))
-            .await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &app.id.as_str(),
-                    &app.uid,
-                    &app.name,
-                    &app.rate_limit.map(i64::from),
-                    &json_text(&app.metadata)?,
-                    &(app.created_at as i64),
-                    &(app.updated_at as i64),
-                ],
-            )
-            .await
-            .map_err(conflict_or("an application with this uid"))?;
+        insert_app_row(&self.client().await?, &app).await?;
         Ok(app)
     }
 
@@ -625,17 +649,7 @@ impl Store for PgStore {
     async fn delete_app(&self, id: &AppId) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        for table in ["attempts", "deliveries", "messages", "endpoints"] {
-            tx.execute(
-                &format!("DELETE FROM {table} WHERE app_id = $1"),
-                &[&id.as_str()],
-            )
-            .await?;
-        }
-        let gone = tx
-            .execute("DELETE FROM applications WHERE id = $1", &[&id.as_str()])
-            .await?
-            > 0;
+        let gone = delete_app_rows(&tx, id.as_str()).await?;
         tx.commit().await?;
         Ok(gone)
     }
@@ -1325,20 +1339,7 @@ impl Store for PgStore {
     async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        tx.execute(
-            &format!("INSERT INTO applications ({APP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7)"),
-            &[
-                &app.id.as_str(),
-                &app.uid,
-                &app.name,
-                &app.rate_limit.map(i64::from),
-                &json_text(&app.metadata)?,
-                &(app.created_at as i64),
-                &(app.updated_at as i64),
-            ],
-        )
-        .await
-        .map_err(conflict_or("an application with this source's id"))?;
+        insert_app_row(&tx, &app).await?;
         write_source(&tx, &source, true).await?;
         tx.commit().await?;
         Ok(source)
@@ -1389,12 +1390,7 @@ impl Store for PgStore {
             return Ok(false);
         };
         let app: String = row.try_get(0)?;
-        for table in ["attempts", "deliveries", "messages", "endpoints"] {
-            tx.execute(&format!("DELETE FROM {table} WHERE app_id = $1"), &[&app])
-                .await?;
-        }
-        tx.execute("DELETE FROM applications WHERE id = $1", &[&app])
-            .await?;
+        delete_app_rows(&tx, &app).await?;
         tx.execute("DELETE FROM sources WHERE id = $1", &[&id])
             .await?;
         tx.commit().await?;
@@ -1471,13 +1467,7 @@ impl PgStore {
                 ],
             )
             .await
-            .map_err(|e| {
-                if unique_violation(&e) {
-                    StoreError::Conflict(format!("event type '{}'", et.name))
-                } else {
-                    e.into()
-                }
-            })?;
+            .map_err(conflict_or(&format!("event type '{}'", et.name)))?;
         Ok(())
     }
 

@@ -317,6 +317,32 @@ fn find_message_sync(
     rows.next()?.map(|r| message_from_row(r, true)).transpose()
 }
 
+fn insert_app_row(conn: &Connection, app: &Application) -> Result<()> {
+    conn.prepare_cached(&format!(
+        "INSERT INTO applications ({APP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
+    ))?
+    .execute(params![
+        app.id.as_str(),
+        app.uid,
+        app.name,
+        app.rate_limit,
+        json_text(&app.metadata)?,
+        app.created_at as i64,
+        app.updated_at as i64
+    ])
+    .map_err(|e| conflict_or(e, "an application with this uid"))?;
+    Ok(())
+}
+
+/// Removes an application with its endpoints, messages, deliveries and
+/// attempts; true when the application existed.
+fn delete_app_rows(conn: &Connection, app: &str) -> Result<bool> {
+    for table in ["attempts", "deliveries", "messages", "endpoints"] {
+        conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?"), [app])?;
+    }
+    Ok(conn.execute("DELETE FROM applications WHERE id = ?", [app])? > 0)
+}
+
 fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
     if unique_violation(&e) {
         StoreError::Conflict(what.into())
@@ -386,13 +412,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
             ep.updated_at as i64,
             opt_json_text(&ep.payload_filter)?,
         ])
-        .map_err(|e| {
-            if unique_violation(&e) {
-                StoreError::Conflict("an endpoint with this uid".into())
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {
         return Err(StoreError::NotFound("endpoint".into()));
     }
@@ -414,13 +434,7 @@ fn write_event_type(conn: &Connection, et: &EventType, mode: &str) -> Result<()>
         et.created_at as i64,
         et.updated_at as i64,
     ])
-    .map_err(|e| {
-        if unique_violation(&e) {
-            StoreError::Conflict(format!("event type '{}'", et.name))
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(|e| conflict_or(e, &format!("event type '{}'", et.name)))?;
     Ok(())
 }
 
@@ -452,25 +466,7 @@ fn message_filter_sql(sql: &mut String, args: &mut Vec<SqlValue>, f: &MessageFil
 impl Store for SqliteStore {
     async fn insert_app(&self, app: Application) -> Result<Application> {
         self.write(move |conn| {
-            conn.prepare_cached(&format!(
-                "INSERT INTO applications ({APP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
-            ))?
-            .execute(params![
-                app.id.as_str(),
-                app.uid,
-                app.name,
-                app.rate_limit,
-                json_text(&app.metadata)?,
-                app.created_at as i64,
-                app.updated_at as i64
-            ])
-            .map_err(|e| {
-                if unique_violation(&e) {
-                    StoreError::Conflict("an application with this uid".into())
-                } else {
-                    StoreError::from(e)
-                }
-            })?;
+            insert_app_row(conn, &app)?;
             Ok(app)
         })
         .await
@@ -507,13 +503,7 @@ impl Store for SqliteStore {
                     json_text(&app.metadata)?,
                     app.updated_at as i64
                 ])
-                .map_err(|e| {
-                    if unique_violation(&e) {
-                        StoreError::Conflict("an application with this uid".into())
-                    } else {
-                        StoreError::from(e)
-                    }
-                })?;
+                .map_err(|e| conflict_or(e, "an application with this uid"))?;
             if changed == 0 {
                 return Err(StoreError::NotFound("application".into()));
             }
@@ -524,13 +514,7 @@ impl Store for SqliteStore {
 
     async fn delete_app(&self, id: &AppId) -> Result<bool> {
         let id = id.to_string();
-        self.write(move |conn| {
-            for table in ["attempts", "deliveries", "messages", "endpoints"] {
-                conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?"), [&id])?;
-            }
-            Ok(conn.execute("DELETE FROM applications WHERE id = ?", [&id])? > 0)
-        })
-        .await
+        self.write(move |conn| delete_app_rows(conn, &id)).await
     }
 
     async fn insert_event_type(&self, et: EventType) -> Result<EventType> {
@@ -1187,19 +1171,7 @@ impl Store for SqliteStore {
 
     async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
         self.write(move |conn| {
-            conn.prepare_cached(&format!(
-                "INSERT INTO applications ({APP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7)"
-            ))?
-            .execute(params![
-                app.id.as_str(),
-                app.uid,
-                app.name,
-                app.rate_limit,
-                json_text(&app.metadata)?,
-                app.created_at as i64,
-                app.updated_at as i64
-            ])
-            .map_err(|e| conflict_or(e, "an application with this source's id"))?;
+            insert_app_row(conn, &app)?;
             write_source(conn, &source, true)?;
             Ok(source)
         })
@@ -1262,10 +1234,7 @@ impl Store for SqliteStore {
             let Some(app) = app else {
                 return Ok(false);
             };
-            for table in ["attempts", "deliveries", "messages", "endpoints"] {
-                conn.execute(&format!("DELETE FROM {table} WHERE app_id = ?"), [&app])?;
-            }
-            conn.execute("DELETE FROM applications WHERE id = ?", [&app])?;
+            delete_app_rows(conn, &app)?;
             conn.execute("DELETE FROM sources WHERE id = ?", [&id])?;
             Ok(true)
         })
