@@ -230,6 +230,16 @@ fn signed_headers(
     Ok(headers)
 }
 
+/// A message body lent to the HTTP client without copying it: every delivery
+/// of a fan-out sends the one payload the message was stored with.
+struct SharedBody(Arc<str>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 async fn deliver(inner: &Inner, task: DeliveryTask) {
     let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
         Ok(Some(e)) => e,
@@ -273,7 +283,7 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         });
         return;
     }
-    let body = bytes::Bytes::copy_from_slice(task.payload.as_bytes());
+    let body = bytes::Bytes::from_owner(SharedBody(task.payload.clone()));
     let result = match signed_headers(
         &endpoint,
         task.msg_id.as_str(),

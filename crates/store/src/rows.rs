@@ -215,20 +215,44 @@ pub(crate) fn node_from_row(row: &impl Columns) -> Result<NodeInfo> {
     })
 }
 
-/// A claimed delivery with its message's payload (`msg_id`, `endpoint_id`,
-/// `app_id`, `attempts`, `manual`, `payload`, `forward`).
-pub(crate) fn task_from_row(row: &impl Columns) -> Result<DeliveryTask> {
-    let payload = row.opt_text("payload")?;
-    Ok(DeliveryTask {
-        msg_id: MessageId::from_trusted(row.text("msg_id")?),
-        endpoint_id: EndpointId::from_trusted(row.text("endpoint_id")?),
-        app_id: AppId::from_trusted(row.text("app_id")?),
-        attempts: row.int("attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
-        manual: row.flag("manual")?,
-        // An expunged message is still delivered, with an empty object.
-        payload: payload.unwrap_or_else(|| "{}".into()).into(),
-        forward: row.json("forward")?.map(std::sync::Arc::new),
-    })
+/// Reads claimed deliveries (`msg_id`, `endpoint_id`, `app_id`, `attempts`,
+/// `manual`, `payload`, `forward`). The deliveries of one message share one
+/// copy of its payload: a claim of K-way fan-out would otherwise hold K copies
+/// of every body until they are sent.
+#[derive(Default)]
+pub(crate) struct TaskReader {
+    contents: std::collections::HashMap<String, MessageContent>,
+}
+
+type MessageContent = (std::sync::Arc<str>, Option<std::sync::Arc<Forward>>);
+
+impl TaskReader {
+    pub(crate) fn read(&mut self, row: &impl Columns) -> Result<DeliveryTask> {
+        let msg_id = row.text("msg_id")?;
+        let (payload, forward) = match self.contents.get(&msg_id) {
+            Some(content) => content.clone(),
+            None => {
+                // An expunged message is still delivered, with an empty object.
+                let payload: std::sync::Arc<str> = row
+                    .opt_text("payload")?
+                    .unwrap_or_else(|| "{}".into())
+                    .into();
+                let forward = row.json("forward")?.map(std::sync::Arc::new);
+                self.contents
+                    .insert(msg_id.clone(), (payload.clone(), forward.clone()));
+                (payload, forward)
+            }
+        };
+        Ok(DeliveryTask {
+            msg_id: MessageId::from_trusted(msg_id),
+            endpoint_id: EndpointId::from_trusted(row.text("endpoint_id")?),
+            app_id: AppId::from_trusted(row.text("app_id")?),
+            attempts: row.int("attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
+            manual: row.flag("manual")?,
+            payload,
+            forward,
+        })
+    }
 }
 
 pub(crate) const SOURCE_COLS: &str = "id, uid, name, kind, config, settings, metadata, app_id, token, retired_tokens, created_at, updated_at";

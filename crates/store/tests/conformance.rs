@@ -524,6 +524,43 @@ async fn settings_and_idempotency_records() {
 }
 
 #[tokio::test]
+async fn claimed_fan_out_carries_each_message_payload_once() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let a = s.insert_app(app(None, 1)).await.unwrap();
+        let mut eps = Vec::new();
+        for at in 2..5 {
+            eps.push(
+                s.insert_endpoint(endpoint(&a.id, None, at))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let now = switchyard_core::timefmt::now_ms();
+        let mut payloads = std::collections::HashMap::new();
+        for i in 0..2u64 {
+            let mut m = message(&a.id, now - 10 + i, None);
+            let payload = format!(r#"{{"n":{i}}}"#);
+            m.payload = Some(payload.clone());
+            payloads.insert(m.id.clone(), payload);
+            created(accept(s, m, None, &eps).await);
+        }
+        let claimed = s.claim_due(now, 100, &ALL).await.unwrap();
+        assert_eq!(claimed.len(), 6, "{}", b.name);
+        for task in &claimed {
+            assert_eq!(&*task.payload, payloads[&task.msg_id], "{}", b.name);
+            let first = claimed.iter().find(|t| t.msg_id == task.msg_id).unwrap();
+            assert!(
+                Arc::ptr_eq(&first.payload, &task.payload),
+                "{}: deliveries of one message share its payload",
+                b.name
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn concurrent_accepts_with_one_key_store_one_message() {
     for b in backends().await {
         let a = b.store.insert_app(app(None, 1)).await.unwrap();

@@ -848,7 +848,8 @@ impl Store for PgStore {
                 ],
             )
             .await?;
-        rows.iter().map(task_from_row).collect()
+        let mut tasks = TaskReader::default();
+        rows.iter().map(|r| tasks.read(r)).collect()
     }
 
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()> {

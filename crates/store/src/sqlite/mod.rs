@@ -263,7 +263,7 @@ fn query_all<T>(
     conn: &Connection,
     sql: &str,
     args: Vec<SqlValue>,
-    map: impl Fn(&Row) -> Result<T>,
+    mut map: impl FnMut(&Row) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
@@ -745,6 +745,7 @@ impl Store for SqliteStore {
         }
         let partitions = json_text(&partitions)?;
         self.write_fast(move |conn| {
+            let mut tasks = TaskReader::default();
             let due = query_all(
                 conn,
                 "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, m.payload, m.forward
@@ -757,7 +758,7 @@ impl Store for SqliteStore {
                     SqlValue::Text(partitions),
                     SqlValue::Integer(limit as i64),
                 ],
-                |r| task_from_row(r),
+                |r| tasks.read(r),
             )?;
             let mut mark = conn.prepare_cached(
                 "UPDATE deliveries SET status = 3, updated_at = ? WHERE msg_id = ? AND endpoint_id = ?",
