@@ -1,6 +1,7 @@
 //! The embedded backend: one SQLite file in WAL mode, one group-committing
 //! writer thread and a small pool of reader connections.
 
+mod checkpoint;
 mod writer;
 
 use crate::rows::*;
@@ -105,9 +106,10 @@ impl SqliteStore {
         conn.execute_batch("UPDATE leases SET node_id = NULL, expires_at = 0;")?;
         // Checkpoints run on their own thread so the writer never pays for them.
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
-        start_checkpointer(open(&path, durability, READER_CACHE_KIB)?);
+        let rewind = checkpoint::RewindRequest::default();
+        checkpoint::start(open(&path, durability, READER_CACHE_KIB)?, rewind.clone());
         Ok(Self {
-            writer: Writer::start(conn),
+            writer: Writer::start(conn, rewind),
             readers: Arc::new(Readers {
                 path,
                 idle: Mutex::new(Vec::new()),
@@ -185,43 +187,6 @@ fn lock_database(path: &Path) -> Result<std::fs::File> {
             "cannot lock {}: {e}",
             lock_path.display()
         ))),
-    }
-}
-
-/// WAL frames (pages) above which the checkpointer briefly holds writers back
-/// so the log can start over instead of growing under sustained load.
-const WAL_RESTART_PAGES: i64 = 16_384;
-
-/// Copies committed WAL frames into the database file twice a second without
-/// blocking the writer (PASSIVE). When the log has grown large because the
-/// writer never paused, a RESTART checkpoint lets the next commit rewind it.
-fn start_checkpointer(conn: Connection) {
-    let spawned = std::thread::Builder::new()
-        .name("sqlite-checkpoint".into())
-        .spawn(move || {
-            if let Err(e) = conn.execute_batch("PRAGMA journal_size_limit=67108864;") {
-                tracing::warn!(error = %e, "cannot limit the WAL size");
-            }
-            loop {
-                std::thread::sleep(std::time::Duration::from_millis(500));
-                let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE);", [], |r| {
-                    r.get::<_, i64>(1)
-                });
-                match frames {
-                    Ok(log_frames) if log_frames > WAL_RESTART_PAGES => {
-                        if let Err(e) =
-                            conn.query_row("PRAGMA wal_checkpoint(RESTART);", [], |_| Ok(()))
-                        {
-                            tracing::warn!(error = %e, "WAL restart checkpoint failed");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
-                }
-            }
-        });
-    if let Err(e) = spawned {
-        tracing::error!(error = %e, "could not start the checkpoint thread");
     }
 }
 

@@ -3,6 +3,7 @@
 //! transaction. Each job runs in its own savepoint, so one failing job never
 //! undoes its neighbours, and each caller hears back only after the commit.
 
+use super::checkpoint::RewindRequest;
 use crate::{Result, StoreError};
 use rusqlite::Connection;
 use std::sync::mpsc;
@@ -76,11 +77,11 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
-    pub(crate) fn start(conn: Connection) -> Self {
+    pub(crate) fn start(conn: Connection, rewind: RewindRequest) -> Self {
         let (jobs, queue) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || commit_loop(conn, queue))
+            .spawn(move || commit_loop(conn, queue, rewind))
             .expect("spawning the sqlite writer thread");
         Self { jobs }
     }
@@ -124,7 +125,7 @@ impl Writer {
     }
 }
 
-fn commit_loop(conn: Connection, queue: mpsc::Receiver<Box<dyn WriteJob>>) {
+fn commit_loop(conn: Connection, queue: mpsc::Receiver<Box<dyn WriteJob>>, rewind: RewindRequest) {
     while let Ok(first) = queue.recv() {
         // Everything that queued while the previous batch committed joins this
         // one. No waiting for stragglers: measured, a gather window only added
@@ -164,5 +165,6 @@ fn commit_loop(conn: Connection, queue: mpsc::Receiver<Box<dyn WriteJob>>) {
         for complete in completions {
             complete(commit.clone());
         }
+        rewind.serve(&conn);
     }
 }
