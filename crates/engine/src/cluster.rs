@@ -128,7 +128,7 @@ pub(crate) async fn run_leases(
     // Renew well before expiry, and stop dispatching a little before the
     // leases could have lapsed in the database's eyes.
     let renew_every = Duration::from_millis((ttl_ms / 4).max(100));
-    let safety_ms = ttl_ms / 5;
+    let safety_ms = switchyard_store::lease_margin_ms(ttl_ms);
     let mut fresh = true;
     let mut valid_until = 0u64;
     let mut draining: HashMap<u16, u64> = HashMap::new();
@@ -162,7 +162,13 @@ pub(crate) async fn run_leases(
                     .filter(|p| !draining.contains_key(p))
                     .collect();
                 partitions.set_owned(&keep);
-                if !grant.acquired.is_empty() {
+                if grant.stranded > 0 {
+                    tracing::warn!(
+                        deliveries = grant.stranded,
+                        "deliveries committed by a node after it lost their partition are pending again"
+                    );
+                }
+                if !grant.acquired.is_empty() || grant.stranded > 0 {
                     tracing::debug!(acquired = ?grant.acquired, "took over partitions");
                     wake();
                 }

@@ -135,6 +135,12 @@ pub trait Store: Send + Sync + 'static {
     // Cluster membership and partition leases.
     /// Records the node's heartbeat, renews its leases and takes free or
     /// expired partitions up to its fair share, all in one transaction.
+    ///
+    /// It also makes pending again any `sending` delivery in the node's
+    /// partitions that was last written more than `lease_margin_ms` before the
+    /// node took the partition. Only the previous holder can have written it:
+    /// one that decided to send while its lease was valid but whose commit
+    /// landed after the takeover had already reset the partition.
     async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGrant>;
     /// Gives up partitions the node has drained: their deliveries still marked
     /// `sending` become pending and the leases are freed for other nodes.
@@ -150,6 +156,12 @@ pub trait Store: Send + Sync + 'static {
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>>;
     /// Succeeds when the database answers.
     async fn ping(&self) -> Result<()>;
+}
+
+/// How long before its lease expires a node stops dispatching, so that what it
+/// decided to send was decided at least this long before any takeover.
+pub fn lease_margin_ms(ttl_ms: u64) -> u64 {
+    ttl_ms / 5
 }
 
 /// Shared by the backends so that both pick partitions and surplus the same way.

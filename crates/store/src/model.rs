@@ -280,6 +280,9 @@ pub struct LeaseGrant {
     /// Those new to it; their deliveries left `sending` by another owner were
     /// made pending again.
     pub acquired: Vec<u16>,
+    /// Deliveries made pending again because a node committed them as
+    /// `sending` after it had lost their partition to this one.
+    pub stranded: usize,
     /// Partitions held beyond this node's fair share, which it should drain
     /// and release so newer nodes get theirs.
     pub surplus: Vec<u16>,

@@ -701,6 +701,75 @@ async fn partition_leases_are_shared_renewed_and_taken_over() {
     }
 }
 
+fn sent_by_its_node(app: &AppId, at: u64, endpoint: &EndpointId) -> NewMessage {
+    NewMessage {
+        message: message(app, at, None),
+        idempotency_key: None,
+        deliveries: vec![NewDelivery {
+            endpoint_id: endpoint.clone(),
+            send_now: true,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn a_send_committed_after_its_partition_was_taken_over_becomes_due_again() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let now = switchyard_core::timefmt::now_ms();
+        let a = s.insert_app(app(None, 1)).await.unwrap();
+        let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
+        let first = s.lease(&lease_request("n1", now, true)).await.unwrap();
+        assert_eq!(first.owned.len(), 256, "{}", b.name);
+        // n1 stops renewing; n2 takes everything over once the lease lapsed.
+        let takeover_at = now + 10_000 + 100;
+        let takeover = s
+            .lease(&lease_request("n2", takeover_at, true))
+            .await
+            .unwrap();
+        assert_eq!(takeover.owned.len(), 256, "{}", b.name);
+        assert_eq!(takeover.stranded, 0);
+        // n1 decided to send while its lease was valid; the commit lands only
+        // now, after the takeover reset the partition.
+        let late = sent_by_its_node(&a.id, now + 5_000, &e.id);
+        let late_id = late.message.id.clone();
+        s.accept(late).await.unwrap();
+        // n2 sends one itself.
+        s.accept(sent_by_its_node(&a.id, takeover_at + 500, &e.id))
+            .await
+            .unwrap();
+        assert!(
+            s.claim_due(takeover_at + 1_000, 10, &ALL)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: both are sending",
+            b.name
+        );
+        let renewed = s
+            .lease(&lease_request("n2", takeover_at + 2_500, false))
+            .await
+            .unwrap();
+        assert_eq!(renewed.stranded, 1, "{}", b.name);
+        let due = s
+            .claim_due(takeover_at + 2_500, 10, &renewed.owned)
+            .await
+            .unwrap();
+        let due: Vec<MessageId> = due.into_iter().map(|t| t.msg_id).collect();
+        assert_eq!(
+            due,
+            vec![late_id],
+            "{}: only the stranded send is due again, not n2's own",
+            b.name
+        );
+        let again = s
+            .lease(&lease_request("n2", takeover_at + 5_000, false))
+            .await
+            .unwrap();
+        assert_eq!(again.stranded, 0, "{}", b.name);
+    }
+}
+
 #[tokio::test]
 async fn data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();

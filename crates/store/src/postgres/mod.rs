@@ -16,7 +16,7 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 /// Any constant shared by all nodes: serialises migrations across them.
 const MIGRATION_LOCK: i64 = 0x5357_5943_4844;
 /// The channel every node listens on.
@@ -159,6 +159,14 @@ async fn migrate(pool: &Pool) -> Result<()> {
                 .batch_execute(&format!(
                     "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (2); COMMIT;",
                     include_str!("schema2.sql")
+                ))
+                .await?;
+        }
+        if version < 3 {
+            client
+                .batch_execute(&format!(
+                    "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (3); COMMIT;",
+                    include_str!("schema3.sql")
                 ))
                 .await?;
         }
@@ -1210,8 +1218,10 @@ impl Store for PgStore {
         let fair = fair_share(live_nodes);
         let mut owned = partitions_of(
             &tx.query(
-                "UPDATE leases SET expires_at = $2 WHERE node_id = $1 RETURNING partition",
-                &[&r.node_id, &expires],
+                "UPDATE leases SET expires_at = $2,
+                   acquired_at = CASE WHEN $3 THEN $4 ELSE acquired_at END
+                 WHERE node_id = $1 RETURNING partition",
+                &[&r.node_id, &expires, &r.fresh, &now],
             )
             .await?,
         )?;
@@ -1221,7 +1231,7 @@ impl Store for PgStore {
             // take disjoint partitions.
             let taken = partitions_of(
                 &tx.query(
-                    "UPDATE leases SET node_id = $1, expires_at = $2
+                    "UPDATE leases SET node_id = $1, expires_at = $2, acquired_at = $3
                      WHERE partition IN (
                        SELECT partition FROM leases WHERE node_id IS NULL OR expires_at < $3
                        ORDER BY partition LIMIT $4 FOR UPDATE SKIP LOCKED)
@@ -1241,6 +1251,14 @@ impl Store for PgStore {
             )
             .await?;
         }
+        let stranded = tx
+            .execute(
+                "UPDATE deliveries d SET status = 1 FROM leases l
+                 WHERE d.status = 3 AND d.partition = l.partition AND l.node_id = $1
+                   AND d.updated_at < l.acquired_at - $2",
+                &[&r.node_id, &(lease_margin_ms(r.ttl_ms) as i64)],
+            )
+            .await? as usize;
         if r.fresh && owned.len() < fair {
             // A newcomer short of its share: the others should shed theirs now.
             tx.execute(
@@ -1256,6 +1274,7 @@ impl Store for PgStore {
             surplus: surplus_of(&owned, fair),
             owned,
             acquired,
+            stranded,
             live_nodes,
         })
     }

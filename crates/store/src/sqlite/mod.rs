@@ -14,7 +14,7 @@ use switchyard_core::{id_floor_for_time, partition_of};
 use tokio::sync::Semaphore;
 use writer::Writer;
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const READERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +89,12 @@ fn migrate(conn: &Connection) -> Result<()> {
         conn.execute_batch(&format!(
             "BEGIN; {} PRAGMA user_version = 3; COMMIT;",
             include_str!("schema3.sql")
+        ))?;
+    }
+    if version < 4 {
+        conn.execute_batch(&format!(
+            "BEGIN; {} PRAGMA user_version = 4; COMMIT;",
+            include_str!("schema4.sql")
         ))?;
     }
     Ok(())
@@ -1037,14 +1043,17 @@ impl Store for SqliteStore {
             let fair = fair_share(live_nodes);
             let mut owned = column_u16(
                 conn,
-                "UPDATE leases SET expires_at = ?2 WHERE node_id = ?1 RETURNING partition",
-                params![r.node_id, expires],
+                "UPDATE leases SET expires_at = ?2,
+                   acquired_at = CASE WHEN ?3 THEN ?4 ELSE acquired_at END
+                 WHERE node_id = ?1 RETURNING partition",
+                params![r.node_id, expires, r.fresh, now],
             )?;
             let mut acquired = if r.fresh { owned.clone() } else { Vec::new() };
             if owned.len() < fair {
                 let taken = column_u16(
                     conn,
-                    "UPDATE leases SET node_id = ?1, expires_at = ?2 WHERE partition IN (
+                    "UPDATE leases SET node_id = ?1, expires_at = ?2, acquired_at = ?3
+                     WHERE partition IN (
                        SELECT partition FROM leases WHERE node_id IS NULL OR expires_at < ?3
                        ORDER BY partition LIMIT ?4)
                      RETURNING partition",
@@ -1060,12 +1069,21 @@ impl Store for SqliteStore {
                 )?
                 .execute([json_text(&acquired)?])?;
             }
+            let stranded = conn
+                .prepare_cached(
+                    "UPDATE deliveries SET status = 1 WHERE status = 3
+                     AND partition IN (SELECT partition FROM leases WHERE node_id = ?1)
+                     AND updated_at < (SELECT l.acquired_at FROM leases l
+                                       WHERE l.partition = deliveries.partition) - ?2",
+                )?
+                .execute(params![r.node_id, lease_margin_ms(r.ttl_ms) as i64])?;
             owned.sort_unstable();
             acquired.sort_unstable();
             Ok(LeaseGrant {
                 surplus: surplus_of(&owned, fair),
                 owned,
                 acquired,
+                stranded,
                 live_nodes,
             })
         })
