@@ -87,10 +87,17 @@ fn parse_duration(part: &str) -> Result<Duration, String> {
     Ok(Duration::from_millis(ms))
 }
 
-/// Reads a `Retry-After` value given in seconds (HTTP dates are ignored: the
-/// receivers that send them are rare and a clock-skewed date is worse than none).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// Reads a `Retry-After` value, given in seconds or as an HTTP date (RFC 9110
+/// §10.2.3); a date already past asks for no wait. A receiver's skewed clock
+/// can do no harm beyond `MAX_RETRY_AFTER`, because the value is capped there
+/// and can only lengthen the scheduled wait.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 #[cfg(test)]
@@ -140,8 +147,22 @@ mod tests {
             s.next_delay(1, 0.0, Some(Duration::from_secs(10 * 24 * 3600))),
             Some(MAX_RETRY_AFTER)
         );
-        assert_eq!(parse_retry_after(" 120 "), Some(Duration::from_secs(120)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_400);
+        assert_eq!(
+            parse_retry_after(" 120 ", now),
+            Some(Duration::from_secs(120))
+        );
+        // 2015-10-21 07:26:40 UTC is `now`: the date is 80 s later.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now),
+            Some(Duration::from_secs(80))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:20:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 
     proptest! {

@@ -180,7 +180,7 @@ impl DeliveryClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let mut response = response;
         let mut kept: Vec<u8> = Vec::new();
         loop {
