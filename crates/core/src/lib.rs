@@ -16,3 +16,20 @@ pub mod verify;
 
 pub use ids::*;
 pub use names::*;
+
+/// An error's message followed by those of its causes that the message
+/// leaves out ("error performing TLS handshake" alone does not say that the
+/// certificate was the problem).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let s = inner.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = inner.source();
+    }
+    text
+}

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_core::error_chain;
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::parse_retry_after;
 use tokio::sync::Semaphore;
@@ -69,20 +70,6 @@ pub(crate) struct DeliveryClient {
     policy: NetworkPolicy,
     per_host: usize,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let s = inner.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 impl DeliveryClient {

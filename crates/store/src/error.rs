@@ -56,9 +56,9 @@ impl From<tokio_postgres::Error> for StoreError {
             }
         };
         if unavailable {
-            StoreError::Unavailable(e.to_string())
+            StoreError::Unavailable(switchyard_core::error_chain(&e))
         } else {
-            StoreError::Database(e.to_string())
+            StoreError::Database(switchyard_core::error_chain(&e))
         }
     }
 }
@@ -67,6 +67,6 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         // Every pool error means no usable connection: the server is down,
         // refusing connections, or too slow to hand one out.
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(switchyard_core::error_chain(&e))
     }
 }

@@ -161,18 +161,7 @@ impl Settings {
     /// The database for messages, without any password in it.
     pub fn database_name(&self) -> String {
         match &self.database_url {
-            Some(url) => match url.parse::<tokio_postgres::Config>() {
-                Ok(c) => format!(
-                    "postgres {}/{}",
-                    match c.get_hosts().first() {
-                        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
-                        Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
-                        None => "localhost".into(),
-                    },
-                    c.get_dbname().unwrap_or("")
-                ),
-                Err(_) => "postgres (invalid URL)".into(),
-            },
+            Some(url) => switchyard_store::postgres::describe_url(url),
             None => self.database_path().display().to_string(),
         }
     }

@@ -7,13 +7,18 @@ use crate::ClusterEvent;
 use futures_util::StreamExt;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub(super) async fn run(config: tokio_postgres::Config, events: broadcast::Sender<ClusterEvent>) {
+pub(super) async fn run(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    events: broadcast::Sender<ClusterEvent>,
+) {
     let mut connected_before = false;
     let mut backoff = Duration::from_millis(250);
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let (payloads, mut received) = mpsc::unbounded_channel();
                 let driver = tokio::spawn(async move {

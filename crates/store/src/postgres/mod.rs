@@ -4,6 +4,7 @@
 //! invalidations travel between nodes with `LISTEN/NOTIFY`.
 
 mod listen;
+mod tls;
 
 use crate::rows::*;
 use crate::*;
@@ -13,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::{id_floor_for_time, partition_of};
 use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
+use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{NoTls, Row};
 
 const SCHEMA_VERSION: i32 = 3;
 /// Any constant shared by all nodes: serialises migrations across them.
@@ -79,10 +80,7 @@ impl PgStore {
     /// Connects, migrates (once across concurrently starting nodes) and
     /// starts listening for other nodes' events.
     pub async fn connect(options: &PgOptions) -> Result<Self> {
-        let mut config: tokio_postgres::Config = options
-            .url
-            .parse()
-            .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+        let (mut config, tls) = tls::parse(&options.url)?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("switchyard");
@@ -94,7 +92,7 @@ impl PgStore {
         config.options(&session);
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -109,7 +107,7 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable(format!("database pool: {e}")))?;
         migrate(&pool).await?;
         let (events, _) = broadcast::channel(1024);
-        let listener = tokio::spawn(listen::run(config, events.clone()));
+        let listener = tokio::spawn(listen::run(config, tls, events.clone()));
         let (accepts, jobs) = mpsc::unbounded_channel();
         tokio::spawn(run_accepts(pool.clone(), jobs));
         Ok(Self {
@@ -1561,15 +1559,30 @@ pub async fn test_database() -> Option<String> {
     }
 }
 
+/// `postgres host/dbname` for a database URL, without credentials, for logs
+/// and error messages.
+pub fn describe_url(url: &str) -> String {
+    match tls::settings(url) {
+        Ok((config, _, _)) => format!(
+            "postgres {}/{}",
+            match config.get_hosts().first() {
+                Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                None => "localhost".into(),
+            },
+            config.get_dbname().unwrap_or("")
+        ),
+        Err(_) => "postgres (invalid URL)".into(),
+    }
+}
+
 /// Creates an empty, uniquely named database next to the one `admin_url`
 /// points at and returns its URL; the test suites give each test its own.
 /// Scratch databases left by earlier runs (older than an hour) are dropped.
 pub async fn create_scratch_database(admin_url: &str) -> Result<String> {
-    let mut config: tokio_postgres::Config = admin_url
-        .parse()
-        .map_err(|e| StoreError::Unavailable(format!("invalid database URL: {e}")))?;
+    let (mut config, tls) = tls::parse(admin_url)?;
     config.connect_timeout(Duration::from_secs(3));
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(tls).await?;
     let driver = tokio::spawn(connection);
     let now = switchyard_core::timefmt::now_ms() / 1000;
     let stale = client
