@@ -116,6 +116,10 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()>;
     /// Deletes idempotency records older than `before_ms`.
     async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
+    /// Deletes up to `limit` messages created before `before_ms`, with their
+    /// deliveries and attempts, and returns how many went. A message with a
+    /// delivery still pending or being sent is kept until it is finished.
+    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64>;
 
     // Incoming-webhook sources.
     /// Stores a source together with the application its destinations live in.

@@ -771,6 +771,77 @@ async fn a_send_committed_after_its_partition_was_taken_over_becomes_due_again()
 }
 
 #[tokio::test]
+async fn messages_past_retention_go_with_their_deliveries_and_attempts() {
+    const DAY: u64 = 86_400_000;
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let now = switchyard_core::timefmt::now_ms();
+        let a = s.insert_app(app(None, 1)).await.unwrap();
+        let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
+        let eps = std::slice::from_ref(&e.id);
+        let delivered = created(accept(s, message(&a.id, now - 100 * DAY, None), None, eps).await);
+        let task = s.claim_due(now, 10, &ALL).await.unwrap().remove(0);
+        s.record_outcomes(vec![outcome(
+            &task,
+            DeliveryStatus::Success,
+            200,
+            None,
+            now,
+        )])
+        .await
+        .unwrap();
+        let unmatched = created(accept(s, message(&a.id, now - 99 * DAY, None), None, &[]).await);
+        let retrying = created(accept(s, message(&a.id, now - 98 * DAY, None), None, eps).await);
+        let recent = created(accept(s, message(&a.id, now - DAY, None), None, eps).await);
+
+        let cutoff = now - 90 * DAY;
+        assert_eq!(
+            s.purge_messages(cutoff, 1).await.unwrap(),
+            1,
+            "{}: at most the limit",
+            b.name
+        );
+        assert_eq!(
+            s.purge_messages(cutoff, 100).await.unwrap(),
+            1,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.purge_messages(cutoff, 100).await.unwrap(),
+            0,
+            "{}",
+            b.name
+        );
+        for (m, kept) in [
+            (&delivered, false),
+            (&unmatched, false),
+            (&retrying, true),
+            (&recent, true),
+        ] {
+            let found = s.get_message(&a.id, m.id.as_str()).await.unwrap();
+            assert_eq!(found.is_some(), kept, "{}: {}", b.name, m.id);
+        }
+        let attempts = s
+            .list_attempts(&AttemptFilter {
+                msg_id: Some(delivered.id.clone()),
+                page: page(10, None, Order::Descending),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            attempts.data.is_empty(),
+            "{}: its attempts went too",
+            b.name
+        );
+        let stats = s.endpoint_stats(&e.id).await.unwrap();
+        assert_eq!(stats.success, 0, "{}: and its delivery", b.name);
+        assert_eq!(stats.pending, 2, "{}: the unfinished ones stay", b.name);
+    }
+}
+
+#[tokio::test]
 async fn data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// schemes that sign the URL (Twilio) [default: http://<listen>].
     #[arg(long, env = "SWITCHYARD_PUBLIC_URL")]
     pub public_url: Option<String>,
+    /// Days messages, their attempts and their event-id deduplication are
+    /// kept once delivered or failed; 0 keeps them forever [default: 90].
+    #[arg(long, env = "SWITCHYARD_RETENTION_DAYS")]
+    pub retention_days: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,6 +84,8 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// Without a trailing slash.
     pub public_url: Option<String>,
+    /// `None` keeps messages forever.
+    pub retention: Option<Duration>,
 }
 
 impl Settings {
@@ -136,7 +142,15 @@ impl Settings {
         {
             bail!("public_url must start with http:// or https://");
         }
+        let retention = match pick!(retention_days).unwrap_or(90) {
+            0 => None,
+            days if days > 100 * 365 => {
+                bail!("retention_days must be at most 36500 (0 keeps forever)")
+            }
+            days => Some(Duration::from_secs(days * 86_400)),
+        };
         Ok(Self {
+            retention,
             public_url,
             database_url: pick!(database_url).filter(|u| !u.is_empty()),
             database_pool_size: pick!(database_pool_size).unwrap_or(16).max(2),
@@ -164,5 +178,26 @@ impl Settings {
             Some(url) => switchyard_store::postgres::describe_url(url),
             None => self.database_path().display().to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_retention(days: Option<u64>) -> anyhow::Result<Settings> {
+        Settings::load(ServeArgs {
+            retention_days: days,
+            ..ServeArgs::default()
+        })
+    }
+
+    #[test]
+    fn retention_defaults_to_ninety_days_and_zero_keeps_everything() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(with_retention(None).unwrap().retention, Some(90 * day));
+        assert_eq!(with_retention(Some(7)).unwrap().retention, Some(7 * day));
+        assert_eq!(with_retention(Some(0)).unwrap().retention, None);
+        assert!(with_retention(Some(u64::MAX)).is_err());
     }
 }

@@ -166,7 +166,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     )
     .await?;
-    tokio::spawn(purge_idempotency(store.clone()));
+    tokio::spawn(housekeeping(store.clone(), settings.retention));
     let app = router(AppState {
         engine: engine.clone(),
         admin_token_sha256,
@@ -200,14 +200,43 @@ fn hostname() -> String {
         .unwrap_or_else(|| "node".into())
 }
 
-async fn purge_idempotency(store: Arc<dyn Store>) {
+/// Messages deleted per transaction when purging: small enough that intake
+/// sharing the writer waits milliseconds, not seconds.
+const PURGE_BATCH: usize = 1_000;
+
+/// Every ten minutes: forgets expired idempotency keys and deletes messages
+/// past retention.
+async fn housekeeping(store: Arc<dyn Store>, retention: Option<Duration>) {
     let mut tick = tokio::time::interval(Duration::from_secs(600));
     loop {
         tick.tick().await;
-        let cutoff = switchyard_core::timefmt::now_ms()
-            .saturating_sub(IDEMPOTENCY_WINDOW.as_millis() as u64);
+        let now = switchyard_core::timefmt::now_ms();
+        let cutoff = now.saturating_sub(IDEMPOTENCY_WINDOW.as_millis() as u64);
         if let Err(e) = store.purge_idempotency(cutoff).await {
             tracing::warn!(error = %e, "purging idempotency records failed");
+        }
+        let Some(retention) = retention else {
+            continue;
+        };
+        let cutoff = now.saturating_sub(retention.as_millis() as u64);
+        let mut purged = 0;
+        loop {
+            match store.purge_messages(cutoff, PURGE_BATCH).await {
+                Ok(n) => {
+                    purged += n;
+                    if n < PURGE_BATCH as u64 {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "purging messages past retention failed");
+                    break;
+                }
+            }
+        }
+        if purged > 0 {
+            tracing::info!(messages = purged, "purged messages past retention");
         }
     }
 }

@@ -1193,6 +1193,43 @@ impl Store for PgStore {
             .await?)
     }
 
+    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
+        let floor = switchyard_core::id_floor_for_time("msg", before_ms);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Ids sort by time, so each application's old messages are a range of
+        // the (app_id, id) key: no scan of the whole table.
+        let old = tx
+            .query(
+                "SELECT m.app_id, m.id FROM applications a
+                 JOIN messages m ON m.app_id = a.id AND m.id < $1
+                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.msg_id = m.id AND d.status IN (1, 3))
+                 LIMIT $2
+                 FOR UPDATE OF m SKIP LOCKED",
+                &[&floor, &(limit as i64)],
+            )
+            .await?;
+        let mut apps = Vec::with_capacity(old.len());
+        let mut ids = Vec::with_capacity(old.len());
+        for row in &old {
+            apps.push(row.try_get::<_, String>(0)?);
+            ids.push(row.try_get::<_, String>(1)?);
+        }
+        tx.execute("DELETE FROM attempts WHERE msg_id = ANY($1)", &[&ids])
+            .await?;
+        tx.execute("DELETE FROM deliveries WHERE msg_id = ANY($1)", &[&ids])
+            .await?;
+        tx.execute(
+            "DELETE FROM messages m USING UNNEST($1::text[], $2::text[]) AS old(app_id, id)
+             WHERE m.app_id = old.app_id AND m.id = old.id",
+            &[&apps, &ids],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
     async fn lease(&self, r: &LeaseRequest) -> Result<LeaseGrant> {
         let now = r.now_ms as i64;
         let expires = (r.now_ms + r.ttl_ms) as i64;

@@ -1026,6 +1026,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
+        let floor = switchyard_core::id_floor_for_time("msg", before_ms);
+        self.write(move |conn| {
+            // Ids sort by time, so each application's old messages are a
+            // range of the (app_id, id) index: no scan of the whole table.
+            let old = query_all(
+                conn,
+                "SELECT m.app_id, m.id FROM applications a
+                 JOIN messages m ON m.app_id = a.id AND m.id < ?1
+                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.msg_id = m.id AND d.status IN (1, 3))
+                 LIMIT ?2",
+                vec![SqlValue::Text(floor), SqlValue::Integer(limit as i64)],
+                |r| Ok((r.text("app_id")?, r.text("id")?)),
+            )?;
+            let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE msg_id = ?")?;
+            let mut deliveries = conn.prepare_cached("DELETE FROM deliveries WHERE msg_id = ?")?;
+            let mut messages =
+                conn.prepare_cached("DELETE FROM messages WHERE app_id = ? AND id = ?")?;
+            for (app_id, id) in &old {
+                attempts.execute([id])?;
+                deliveries.execute([id])?;
+                messages.execute([app_id, id])?;
+            }
+            Ok(old.len() as u64)
+        })
+        .await
+    }
+
     async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGrant> {
         let r = request.clone();
         self.write(move |conn| {
