@@ -19,9 +19,26 @@ fn encode_base62(mut value: u128) -> String {
     out.iter().map(|&b| b as char).collect()
 }
 
+/// The last id value this process made, so that ids made within one
+/// millisecond still sort in the order they were made: a client that creates
+/// two messages in a row lists them newest first.
+static LAST: std::sync::Mutex<u128> = std::sync::Mutex::new(0);
+
 fn new_body(unix_ms: u64) -> String {
+    let time = (unix_ms as u128 & ((1u128 << 48) - 1)) << 80;
     let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
-    encode_base62(((unix_ms as u128 & ((1u128 << 48) - 1)) << 80) | random)
+    let mut last = LAST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let value = if *last >> 80 == time >> 80 {
+        // Same millisecond: step past the previous id by a random amount, so
+        // the order holds and the next id still can't be guessed.
+        *last + 1 + (random & 0xFFFF_FFFF)
+    } else {
+        time | random
+    };
+    // Ids made for an earlier time (imports, tests) don't move the mark back.
+    *last = (*last).max(value);
+    drop(last);
+    encode_base62(value)
 }
 
 /// The smallest id body created at `unix_ms`; used to turn a time bound into an id bound.
@@ -114,6 +131,20 @@ pub fn partition_of(endpoint: &EndpointId) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_made_in_one_millisecond_sort_in_the_order_they_were_made() {
+        // Far in the future, so tests running beside this one in the same
+        // process (making ids for now) can't move the mark past it.
+        let at = 200_000_000_000_000;
+        let made: Vec<MessageId> = (0..1_000).map(|_| MessageId::generate_at(at)).collect();
+        let mut sorted = made.clone();
+        sorted.sort();
+        assert_eq!(made, sorted);
+        // A later millisecond still sorts after, an earlier one before.
+        assert!(MessageId::generate_at(at + 1) > made[999]);
+        assert!(MessageId::generate_at(at - 1) < made[0]);
+    }
 
     #[test]
     fn ids_round_trip_and_reject_other_kinds() {
