@@ -44,14 +44,16 @@ for i in $(seq 0 $((nodes - 1))); do
     sleep 0.1
   done
 done
-# Wait until every node holds its share of the partitions.
+# Wait until every node holds its fair share of the partitions and no
+# hand-over is still draining.
 if [ "$nodes" != 1 ]; then
   for _ in $(seq 300); do
     balanced=$(curl -sf -H 'authorization: Bearer bench-token' "${urls[0]}/api/v1/cluster" | python3 -c "
 import json, sys
 c = json.load(sys.stdin)
 live = [n for n in c['nodes'] if n['live']]
-print(int(len(live) == $nodes and all(n['partitionCount'] > 0 for n in live) and sum(n['partitionCount'] for n in live) == 256))")
+fair = -(-256 // $nodes)
+print(int(len(live) == $nodes and all(0 < n['partitionCount'] <= fair for n in live) and sum(n['partitionCount'] for n in live) == 256))")
     [ "$balanced" = 1 ] && break
     sleep 0.2
   done

@@ -113,6 +113,8 @@ impl Default for ClusterConfig {
     }
 }
 
+const DRAIN_CHECK: Duration = Duration::from_millis(100);
+
 /// Keeps this node's leases and its local partition view up to date.
 pub(crate) async fn run_leases(
     store: Arc<dyn Store>,
@@ -204,8 +206,15 @@ pub(crate) async fn run_leases(
                 }
             }
         }
+        // A draining partition is dispatched by nobody until it is released,
+        // so its idleness is checked often rather than once per renewal.
+        let pause = if draining.is_empty() {
+            renew_every
+        } else {
+            renew_every.min(DRAIN_CHECK)
+        };
         tokio::select! {
-            _ = tokio::time::sleep(renew_every) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = lease_round.notified() => {}
         }
     }
