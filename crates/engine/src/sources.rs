@@ -172,11 +172,11 @@ pub fn merge(total: &mut SourceStats, delta: &SourceStats) {
     }
 }
 
-pub(crate) async fn run_flusher(cache: std::sync::Weak<crate::Engine>) {
+pub(crate) async fn run_flusher(engine: std::sync::Weak<crate::Engine>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let Some(engine) = cache.upgrade() else {
+        let Some(engine) = engine.upgrade() else {
             return;
         };
         engine.sources.flush().await;

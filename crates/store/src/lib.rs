@@ -11,7 +11,7 @@ pub use error::StoreError;
 pub use model::*;
 
 use async_trait::async_trait;
-use switchyard_core::{AppId, AttemptId, EndpointId, MessageId};
+use switchyard_core::{AppId, AttemptId, EndpointId, MessageId, SourceId};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

@@ -287,13 +287,10 @@ pub(crate) fn source_stats_from_row(row: &impl Columns) -> Result<SourceStats> {
     })
 }
 
-/// A source is found by its id (`src_…`) or, failing that, its uid.
-pub(crate) fn source_key_column(id_or_uid: &str) -> &'static str {
-    if id_or_uid.starts_with("src_") {
-        "id"
-    } else {
-        "uid"
-    }
+/// Records found by id or uid: the column to look in, `id` when the key is
+/// a well-formed id of the record's kind (uids may not take id prefixes).
+pub(crate) fn key_column(is_id: bool) -> &'static str {
+    if is_id { "id" } else { "uid" }
 }
 
 pub(crate) fn stored_response_from_row(row: &impl Columns) -> Result<StoredResponse> {

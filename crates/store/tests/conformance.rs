@@ -119,19 +119,25 @@ fn page(limit: usize, iterator: Option<String>, order: Order) -> PageRequest {
     }
 }
 
+/// `send_now`: the accepting node sends the deliveries itself (they are
+/// stored as sending, not due).
+fn new_message(m: Message, key: Option<&str>, eps: &[EndpointId], send_now: bool) -> NewMessage {
+    NewMessage {
+        message: m,
+        idempotency_key: key.map(str::to_owned),
+        deliveries: eps
+            .iter()
+            .map(|e| NewDelivery {
+                endpoint_id: e.clone(),
+                send_now,
+            })
+            .collect(),
+    }
+}
+
 async fn accept(store: &dyn Store, m: Message, key: Option<&str>, eps: &[EndpointId]) -> Accepted {
     store
-        .accept(NewMessage {
-            message: m,
-            idempotency_key: key.map(str::to_owned),
-            deliveries: eps
-                .iter()
-                .map(|e| NewDelivery {
-                    endpoint_id: e.clone(),
-                    send_now: false,
-                })
-                .collect(),
-        })
+        .accept(new_message(m, key, eps, false))
         .await
         .expect("accept")
 }
@@ -623,16 +629,9 @@ async fn partition_leases_are_shared_renewed_and_taken_over() {
         assert!(first.surplus.is_empty());
         // n1 sends a delivery itself.
         let m = message(&a.id, now, None);
-        s.accept(NewMessage {
-            message: m,
-            idempotency_key: None,
-            deliveries: vec![NewDelivery {
-                endpoint_id: e.id.clone(),
-                send_now: true,
-            }],
-        })
-        .await
-        .unwrap();
+        s.accept(new_message(m, None, std::slice::from_ref(&e.id), true))
+            .await
+            .unwrap();
         assert!(
             s.claim_due(now, 10, &ALL).await.unwrap().is_empty(),
             "sending, not due"
@@ -701,17 +700,6 @@ async fn partition_leases_are_shared_renewed_and_taken_over() {
     }
 }
 
-fn sent_by_its_node(app: &AppId, at: u64, endpoint: &EndpointId) -> NewMessage {
-    NewMessage {
-        message: message(app, at, None),
-        idempotency_key: None,
-        deliveries: vec![NewDelivery {
-            endpoint_id: endpoint.clone(),
-            send_now: true,
-        }],
-    }
-}
-
 #[tokio::test]
 async fn a_send_committed_after_its_partition_was_taken_over_becomes_due_again() {
     for b in backends().await {
@@ -731,13 +719,13 @@ async fn a_send_committed_after_its_partition_was_taken_over_becomes_due_again()
         assert_eq!(takeover.stranded, 0);
         // n1 decided to send while its lease was valid; the commit lands only
         // now, after the takeover reset the partition.
-        let late = sent_by_its_node(&a.id, now + 5_000, &e.id);
-        let late_id = late.message.id.clone();
-        s.accept(late).await.unwrap();
+        let eps = std::slice::from_ref(&e.id);
+        let late = message(&a.id, now + 5_000, None);
+        let late_id = late.id.clone();
+        s.accept(new_message(late, None, eps, true)).await.unwrap();
         // n2 sends one itself.
-        s.accept(sent_by_its_node(&a.id, takeover_at + 500, &e.id))
-            .await
-            .unwrap();
+        let own = message(&a.id, takeover_at + 500, None);
+        s.accept(new_message(own, None, eps, true)).await.unwrap();
         assert!(
             s.claim_due(takeover_at + 1_000, 10, &ALL)
                 .await

@@ -17,7 +17,13 @@ use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-const SCHEMA_VERSION: i32 = 3;
+/// Schema steps in order; `switchyard_schema` records those applied.
+const MIGRATIONS: [&str; 3] = [
+    include_str!("schema.sql"),
+    include_str!("schema2.sql"),
+    include_str!("schema3.sql"),
+];
+const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Any constant shared by all nodes: serialises migrations across them.
 const MIGRATION_LOCK: i64 = 0x5357_5943_4844;
 /// The channel every node listens on.
@@ -144,27 +150,10 @@ async fn migrate(pool: &Pool) -> Result<()> {
                 "the database has schema version {version}, newer than this binary ({SCHEMA_VERSION})"
             )));
         }
-        if version < 1 {
+        for (done, step) in (1..).zip(MIGRATIONS).skip(usize::try_from(version).unwrap_or(0)) {
             client
                 .batch_execute(&format!(
-                    "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (1); COMMIT;",
-                    include_str!("schema.sql")
-                ))
-                .await?;
-        }
-        if version < 2 {
-            client
-                .batch_execute(&format!(
-                    "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (2); COMMIT;",
-                    include_str!("schema2.sql")
-                ))
-                .await?;
-        }
-        if version < 3 {
-            client
-                .batch_execute(&format!(
-                    "BEGIN; {} INSERT INTO switchyard_schema (version) VALUES (3); COMMIT;",
-                    include_str!("schema3.sql")
+                    "BEGIN; {step} INSERT INTO switchyard_schema (version) VALUES ({done}); COMMIT;"
                 ))
                 .await?;
         }
@@ -603,11 +592,7 @@ impl Store for PgStore {
     }
 
     async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>> {
-        let column = if AppId::parse(id_or_uid).is_some() {
-            "id"
-        } else {
-            "uid"
-        };
+        let column = key_column(AppId::parse(id_or_uid).is_some());
         let client = self.client().await?;
         fetch_one(
             &client,
@@ -715,11 +700,7 @@ impl Store for PgStore {
     }
 
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
-        let column = if EndpointId::parse(id_or_uid).is_some() {
-            "id"
-        } else {
-            "uid"
-        };
+        let column = key_column(EndpointId::parse(id_or_uid).is_some());
         let client = self.client().await?;
         fetch_one(
             &client,
@@ -1194,7 +1175,7 @@ impl Store for PgStore {
     }
 
     async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
-        let floor = switchyard_core::id_floor_for_time("msg", before_ms);
+        let floor = id_floor_for_time(MessageId::PREFIX, before_ms);
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         // Ids sort by time, so each application's old messages are a range of
@@ -1406,7 +1387,7 @@ impl Store for PgStore {
             &client,
             &format!(
                 "SELECT {SOURCE_COLS} FROM sources WHERE {} = $1",
-                source_key_column(id_or_uid)
+                key_column(SourceId::parse(id_or_uid).is_some())
             ),
             &[&id_or_uid],
             source_from_row,

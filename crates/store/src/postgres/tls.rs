@@ -42,15 +42,13 @@ pub(crate) fn parse(url: &str) -> Result<(tokio_postgres::Config, MakeRustlsConn
 
 /// The connection settings alone, with the two libpq-only settings apart.
 pub(crate) fn settings(url: &str) -> Result<(tokio_postgres::Config, Check, Option<String>)> {
-    let (mut rest, taken) = take_params(url, &["sslmode", "sslrootcert"]);
+    let (rest, taken) = take_libpq_only(url);
     let mut check = Check::Nothing;
     let mut root_file = None;
     for (key, value) in taken {
         match (key.as_str(), value.as_str()) {
             ("sslmode", "verify-ca") => check = Check::Chain,
             ("sslmode", "verify-full") => check = Check::ChainAndHost,
-            // The modes tokio-postgres knows go back to it.
-            ("sslmode", mode) => rest = with_param(&rest, "sslmode", mode),
             ("sslrootcert", path) => root_file = Some(path.to_owned()),
             _ => {}
         }
@@ -113,45 +111,34 @@ fn roots(root_file: Option<&str>) -> Result<RootCertStore> {
     Ok(roots)
 }
 
-/// Splits `keys` out of a URL's query or a key=value string.
-fn take_params(url: &str, keys: &[&str]) -> (String, Vec<(String, String)>) {
-    let mut taken = Vec::new();
+/// Takes the settings tokio-postgres would refuse (`sslmode=verify-ca`,
+/// `sslmode=verify-full`, `sslrootcert`) out of a URL's query string or a
+/// key=value string; everything else stays for tokio-postgres to read.
+fn take_libpq_only(url: &str) -> (String, Vec<(String, String)>) {
+    let libpq_only = |key: &str, value: &str| {
+        key == "sslrootcert" || (key == "sslmode" && matches!(value, "verify-ca" | "verify-full"))
+    };
     let is_url = url.starts_with("postgres://") || url.starts_with("postgresql://");
-    if is_url {
-        let Some((base, query)) = url.split_once('?') else {
-            return (url.to_owned(), taken);
-        };
-        let mut kept = Vec::new();
-        for pair in query.split('&') {
-            match pair.split_once('=') {
-                Some((k, v)) if keys.contains(&k) => taken.push((k.to_owned(), v.to_owned())),
-                _ => kept.push(pair),
-            }
-        }
-        let rest = if kept.is_empty() {
-            base.to_owned()
-        } else {
-            format!("{base}?{}", kept.join("&"))
-        };
-        return (rest, taken);
-    }
+    let (base, params) = match (is_url, url.split_once('?')) {
+        (true, Some((base, query))) => (Some(base), query),
+        (true, None) => return (url.to_owned(), Vec::new()),
+        (false, _) => (None, url),
+    };
+    let separator = |c: char| if is_url { c == '&' } else { c.is_whitespace() };
+    let mut taken = Vec::new();
     let mut kept = Vec::new();
-    for token in url.split_whitespace() {
-        match token.split_once('=') {
-            Some((k, v)) if keys.contains(&k) => taken.push((k.to_owned(), v.to_owned())),
-            _ => kept.push(token),
+    for param in params.split(separator).filter(|p| !p.is_empty()) {
+        match param.split_once('=') {
+            Some((k, v)) if libpq_only(k, v) => taken.push((k.to_owned(), v.to_owned())),
+            _ => kept.push(param),
         }
     }
-    (kept.join(" "), taken)
-}
-
-fn with_param(url: &str, key: &str, value: &str) -> String {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let joint = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{joint}{key}={value}")
-    } else {
-        format!("{url} {key}={value}")
-    }
+    let rest = match base {
+        Some(base) if kept.is_empty() => base.to_owned(),
+        Some(base) => format!("{base}?{}", kept.join("&")),
+        None => kept.join(" "),
+    };
+    (rest, taken)
 }
 
 /// What `sslmode` asks of the server's certificate: nothing (libpq's `prefer`
@@ -215,9 +202,8 @@ mod tests {
 
     #[test]
     fn libpq_only_modes_and_root_files_are_taken_out_of_the_url() {
-        let (rest, taken) = take_params(
+        let (rest, taken) = take_libpq_only(
             "postgres://u@h:5432/db?application_name=x&sslmode=verify-full&sslrootcert=/ca.pem",
-            &["sslmode", "sslrootcert"],
         );
         assert_eq!(rest, "postgres://u@h:5432/db?application_name=x");
         assert_eq!(
@@ -227,13 +213,23 @@ mod tests {
                 ("sslrootcert".into(), "/ca.pem".into())
             ]
         );
-        let (rest, taken) = take_params("host=h sslmode=require dbname=d", &["sslmode"]);
+        let (rest, taken) =
+            take_libpq_only("host=h sslmode=verify-ca sslrootcert=/ca.pem dbname=d");
         assert_eq!(rest, "host=h dbname=d");
-        assert_eq!(taken, vec![("sslmode".into(), "require".into())]);
         assert_eq!(
-            with_param("postgres://h/d", "sslmode", "require"),
-            "postgres://h/d?sslmode=require"
+            taken,
+            vec![
+                ("sslmode".into(), "verify-ca".into()),
+                ("sslrootcert".into(), "/ca.pem".into())
+            ]
         );
+        // The modes tokio-postgres knows stay where they are.
+        let (rest, taken) = take_libpq_only("postgres://h/d?sslmode=require");
+        assert_eq!(rest, "postgres://h/d?sslmode=require");
+        assert!(taken.is_empty());
+        let (rest, taken) = take_libpq_only("host=h sslmode=require dbname=d");
+        assert_eq!(rest, "host=h sslmode=require dbname=d");
+        assert!(taken.is_empty());
     }
 
     #[test]

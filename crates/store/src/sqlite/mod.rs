@@ -14,7 +14,6 @@ use switchyard_core::{id_floor_for_time, partition_of};
 use tokio::sync::Semaphore;
 use writer::Writer;
 
-const SCHEMA_VERSION: i64 = 4;
 const READERS: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -66,6 +65,15 @@ fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connectio
     Ok(conn)
 }
 
+/// Schema steps in order; the database's `user_version` counts those applied.
+const MIGRATIONS: [&str; 4] = [
+    include_str!("schema.sql"),
+    include_str!("schema2.sql"),
+    include_str!("schema3.sql"),
+    include_str!("schema4.sql"),
+];
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
 fn migrate(conn: &Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
@@ -73,28 +81,12 @@ fn migrate(conn: &Connection) -> Result<()> {
             "the database has schema version {version}, newer than this binary ({SCHEMA_VERSION})"
         )));
     }
-    if version < 1 {
+    for (done, step) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
         conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 1; COMMIT;",
-            include_str!("schema.sql")
-        ))?;
-    }
-    if version < 2 {
-        conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 2; COMMIT;",
-            include_str!("schema2.sql")
-        ))?;
-    }
-    if version < 3 {
-        conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 3; COMMIT;",
-            include_str!("schema3.sql")
-        ))?;
-    }
-    if version < 4 {
-        conn.execute_batch(&format!(
-            "BEGIN; {} PRAGMA user_version = 4; COMMIT;",
-            include_str!("schema4.sql")
+            "BEGIN; {step} PRAGMA user_version = {done}; COMMIT;"
         ))?;
     }
     Ok(())
@@ -110,7 +102,8 @@ impl SqliteStore {
         // Only this process uses the file, so leases left by an earlier one
         // are void; the next lease call takes them all afresh.
         conn.execute_batch("UPDATE leases SET node_id = NULL, expires_at = 0;")?;
-        // Checkpoints run on their own thread so the writer never pays for them.
+        // Checkpoints run on their own thread; the writer only copies the
+        // last frames when the log must rewind (see `checkpoint`).
         conn.execute_batch("PRAGMA wal_autocheckpoint=0;")?;
         let rewind = checkpoint::RewindRequest::default();
         checkpoint::start(open(&path, durability, READER_CACHE_KIB)?, rewind.clone());
@@ -245,34 +238,40 @@ fn query_all<T>(
     Ok(out)
 }
 
+/// The first row of a query, if any (the twin of the PostgreSQL `fetch_one`).
+fn query_first<T>(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+    map: impl FnOnce(&Row) -> Result<T>,
+) -> Result<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    rows.next()?.map(map).transpose()
+}
+
 fn unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
 }
 
 fn get_app_sync(conn: &Connection, id_or_uid: &str) -> Result<Option<Application>> {
-    let column = if AppId::parse(id_or_uid).is_some() {
-        "id"
-    } else {
-        "uid"
-    };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {APP_COLS} FROM applications WHERE {column} = ?"
-    ))?;
-    let mut rows = stmt.query([id_or_uid])?;
-    rows.next()?.map(app_from_row).transpose()
+    let column = key_column(AppId::parse(id_or_uid).is_some());
+    query_first(
+        conn,
+        &format!("SELECT {APP_COLS} FROM applications WHERE {column} = ?"),
+        [id_or_uid],
+        |r| app_from_row(r),
+    )
 }
 
 fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Option<Endpoint>> {
-    let column = if EndpointId::parse(id_or_uid).is_some() {
-        "id"
-    } else {
-        "uid"
-    };
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {EP_COLS} FROM endpoints WHERE app_id = ? AND {column} = ?"
-    ))?;
-    let mut rows = stmt.query([app, id_or_uid])?;
-    rows.next()?.map(endpoint_from_row).transpose()
+    let column = key_column(EndpointId::parse(id_or_uid).is_some());
+    query_first(
+        conn,
+        &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ? AND {column} = ?"),
+        [app, id_or_uid],
+        |r| endpoint_from_row(r),
+    )
 }
 
 fn find_message_sync(
@@ -281,11 +280,14 @@ fn find_message_sync(
     column: &str,
     value: &str,
 ) -> Result<Option<Message>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = ? AND m.{column} = ?"
-    ))?;
-    let mut rows = stmt.query([app, value])?;
-    rows.next()?.map(|r| message_from_row(r, true)).transpose()
+    query_first(
+        conn,
+        &format!(
+            "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = ? AND m.{column} = ?"
+        ),
+        [app, value],
+        |r| message_from_row(r, true),
+    )
 }
 
 fn insert_app_row(conn: &Connection, app: &Application) -> Result<()> {
@@ -507,10 +509,12 @@ impl Store for SqliteStore {
     async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
         let name = name.to_owned();
         self.read(move |conn| {
-            let mut stmt =
-                conn.prepare_cached(&format!("SELECT {ET_COLS} FROM event_types WHERE name = ?"))?;
-            let mut rows = stmt.query([name])?;
-            rows.next()?.map(event_type_from_row).transpose()
+            query_first(
+                conn,
+                &format!("SELECT {ET_COLS} FROM event_types WHERE name = ?"),
+                [name],
+                |r| event_type_from_row(r),
+            )
         })
         .await
     }
@@ -901,11 +905,15 @@ impl Store for SqliteStore {
     ) -> Result<Option<Attempt>> {
         let (app, msg, id) = (app.to_string(), msg.to_string(), id.to_string());
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {ATTEMPT_COLS} FROM attempts a WHERE a.app_id = ? AND a.msg_id = ? AND a.id = ?"
-            ))?;
-            let mut rows = stmt.query([app, msg, id])?;
-            rows.next()?.map(attempt_from_row).transpose()
+            query_first(
+                conn,
+                &format!(
+                    "SELECT {ATTEMPT_COLS} FROM attempts a
+                     WHERE a.app_id = ? AND a.msg_id = ? AND a.id = ?"
+                ),
+                [app, msg, id],
+                |r| attempt_from_row(r),
+            )
         })
         .await
     }
@@ -961,10 +969,12 @@ impl Store for SqliteStore {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
         let key = key.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT status, body, created_at FROM idempotency WHERE key = ?")?;
-            let mut rows = stmt.query([key])?;
-            rows.next()?.map(stored_response_from_row).transpose()
+            query_first(
+                conn,
+                "SELECT status, body, created_at FROM idempotency WHERE key = ?",
+                [key],
+                |r| stored_response_from_row(r),
+            )
         })
         .await
     }
@@ -1027,7 +1037,7 @@ impl Store for SqliteStore {
     }
 
     async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
-        let floor = switchyard_core::id_floor_for_time("msg", before_ms);
+        let floor = id_floor_for_time(MessageId::PREFIX, before_ms);
         self.write(move |conn| {
             // Ids sort by time, so each application's old messages are a
             // range of the (app_id, id) index: no scan of the whole table.
@@ -1194,12 +1204,15 @@ impl Store for SqliteStore {
     async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
         let key = id_or_uid.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {SOURCE_COLS} FROM sources WHERE {} = ?",
-                source_key_column(&key)
-            ))?;
-            let mut rows = stmt.query([&key])?;
-            rows.next()?.map(source_from_row).transpose()
+            query_first(
+                conn,
+                &format!(
+                    "SELECT {SOURCE_COLS} FROM sources WHERE {} = ?",
+                    key_column(SourceId::parse(&key).is_some())
+                ),
+                [&key],
+                |r| source_from_row(r),
+            )
         })
         .await
     }
@@ -1281,11 +1294,12 @@ impl Store for SqliteStore {
     async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
         let id = id.to_owned();
         self.read(move |conn| {
-            let mut stmt = conn.prepare_cached(&format!(
-                "SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = ?"
-            ))?;
-            let mut rows = stmt.query([&id])?;
-            rows.next()?.map(source_stats_from_row).transpose()
+            query_first(
+                conn,
+                &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = ?"),
+                [&id],
+                |r| source_stats_from_row(r),
+            )
         })
         .await
     }
