@@ -9,6 +9,7 @@ pub mod matching;
 pub mod names;
 pub mod netguard;
 pub mod retry;
+pub mod schema;
 pub mod signing;
 pub mod source;
 pub mod timefmt;

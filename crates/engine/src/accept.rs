@@ -1,6 +1,7 @@
 //! Intake: validate a message, match it to endpoints and commit it together
 //! with its deliveries; then hand the deliveries to the dispatcher.
 
+use crate::schema::{SchemaState, Verdict};
 use crate::{Engine, EngineError, schema};
 use serde_json::Value;
 use std::sync::Arc;
@@ -37,7 +38,12 @@ pub struct AcceptResult {
 impl Engine {
     pub async fn accept(&self, input: AcceptInput) -> Result<AcceptResult, EngineError> {
         if input.check_schema {
-            self.check_schema(&input.event_type, &input.payload).await?;
+            let value: Value =
+                serde_json::from_str(&input.payload).map_err(|e| EngineError::Invalid {
+                    field: "payload".into(),
+                    message: e.to_string(),
+                })?;
+            self.check_schema(&input.event_type, &value).await?;
         }
         let endpoints = self.endpoints.for_app(&input.app_id).await?;
         let channels = input.channels.clone().unwrap_or_default();
@@ -145,49 +151,67 @@ impl Engine {
         })
     }
 
-    /// Rejects a payload that violates its event type's latest schema.
-    async fn check_schema(&self, event_type: &str, payload: &str) -> Result<(), EngineError> {
-        let validator = match self.schemas.get(event_type) {
-            Some(v) => v,
+    /// Rejects a payload that violates its event type's latest schema, and
+    /// any payload of an event type whose stored schema is refused.
+    async fn check_schema(&self, event_type: &str, payload: &Value) -> Result<(), EngineError> {
+        let state = match self.schemas.get(event_type) {
+            Some(state) => state,
             None => {
-                let compiled = match self.store.get_event_type(event_type).await? {
-                    Some(et) => et
-                        .schemas
-                        .as_ref()
-                        .and_then(schema::latest_schema)
-                        .and_then(|s| schema::compile(s).ok())
-                        .map(Arc::new),
-                    None => None,
+                let state = match self.store.get_event_type(event_type).await? {
+                    Some(et) => match et.schemas.as_ref().and_then(schema::latest_schema) {
+                        Some(s) => match schema::compile(s) {
+                            Ok(compiled) => SchemaState::Usable(Arc::new(compiled)),
+                            Err(reason) => SchemaState::Refused(Arc::from(reason)),
+                        },
+                        None => SchemaState::None,
+                    },
+                    None => SchemaState::None,
                 };
-                self.schemas.put(event_type, compiled.clone());
-                compiled
+                self.schemas.put(event_type, state.clone());
+                state
             }
         };
-        let Some(validator) = validator else {
-            return Ok(());
+        let compiled = match state {
+            SchemaState::None => return Ok(()),
+            SchemaState::Usable(compiled) => compiled,
+            SchemaState::Refused(reason) => {
+                return Err(EngineError::Invalid {
+                    field: "eventType".into(),
+                    message: format!(
+                        "the schema of event type '{event_type}' is refused ({reason}); update the event type"
+                    ),
+                });
+            }
         };
-        let value: serde_json::Value =
-            serde_json::from_str(payload).map_err(|e| EngineError::Invalid {
-                field: "payload".into(),
-                message: e.to_string(),
-            })?;
-        if let Some(error) = validator.iter_errors(&value).next() {
-            let path = error.instance_path.to_string();
-            return Err(EngineError::Invalid {
+        match compiled.check(payload) {
+            Verdict::Valid => Ok(()),
+            Verdict::Invalid { path, reason } => Err(EngineError::Invalid {
                 field: format!("payload{path}"),
-                message: format!("does not match the schema of event type '{event_type}': {error}"),
-            });
+                message: format!(
+                    "does not match the schema of event type '{event_type}': {reason}"
+                ),
+            }),
+            Verdict::TooCostly(reason) => Err(EngineError::Invalid {
+                field: "payload".into(),
+                message: format!("{reason} (event type '{event_type}')"),
+            }),
         }
-        Ok(())
     }
 
-    /// Checks that every schema in an event type's `schemas` map compiles.
-    pub fn validate_schemas(schemas: &serde_json::Value) -> Result<(), String> {
-        let map = schemas
-            .as_object()
-            .ok_or("schemas must be an object mapping versions to JSON Schemas")?;
+    /// Checks that every schema in an event type's `schemas` map is within
+    /// the bounds of [`switchyard_core::schema::SchemaPlan::analyse`] and
+    /// compiles.
+    ///
+    /// Errors: the field (`schemas` or `schemas.<version>`) and the reason.
+    pub fn validate_schemas(schemas: &serde_json::Value) -> Result<(), (String, String)> {
+        let map = schemas.as_object().ok_or_else(|| {
+            (
+                "schemas".to_owned(),
+                "must be an object mapping versions to JSON Schemas".to_owned(),
+            )
+        })?;
         for (version, schema) in map {
-            schema::compile(schema).map_err(|e| format!("version {version}: {e}"))?;
+            schema::compile(schema).map_err(|e| (format!("schemas.{version}"), e))?;
         }
         Ok(())
     }

@@ -1,21 +1,41 @@
-//! Event-type JSON Schemas, compiled once and cached until the type changes.
+//! Event-type JSON Schemas: checked with [`SchemaPlan::analyse`] before they
+//! are compiled, compiled once and cached until the type changes, and applied
+//! to a payload only when [`SchemaPlan::cost`] says the check is bounded.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use switchyard_core::schema::{EVALUATION_BUDGET, SchemaPlan, SchemaRefusal};
+
+/// A usable schema: its compiled validator and the plan that bounds it.
+pub(crate) struct CompiledSchema {
+    pub plan: SchemaPlan,
+    pub validator: jsonschema::Validator,
+}
+
+/// What the cache knows of an event type's latest schema.
+#[derive(Clone)]
+pub(crate) enum SchemaState {
+    /// No event type, or no schema: payloads are not checked.
+    None,
+    Usable(Arc<CompiledSchema>),
+    /// Stored before the current rules (or by another version) and refused
+    /// now: messages of this type are refused until the type is updated.
+    Refused(Arc<str>),
+}
 
 #[derive(Default)]
 pub(crate) struct SchemaCache {
-    compiled: RwLock<HashMap<String, Option<Arc<jsonschema::Validator>>>>,
+    compiled: RwLock<HashMap<String, SchemaState>>,
 }
 
 impl SchemaCache {
-    pub fn get(&self, name: &str) -> Option<Option<Arc<jsonschema::Validator>>> {
+    pub fn get(&self, name: &str) -> Option<SchemaState> {
         self.compiled.read().ok()?.get(name).cloned()
     }
 
-    pub fn put(&self, name: &str, validator: Option<Arc<jsonschema::Validator>>) {
+    pub fn put(&self, name: &str, state: SchemaState) {
         if let Ok(mut map) = self.compiled.write() {
-            map.insert(name.to_owned(), validator);
+            map.insert(name.to_owned(), state);
         }
     }
 
@@ -41,7 +61,85 @@ pub(crate) fn latest_schema(schemas: &serde_json::Value) -> Option<&serde_json::
         .map(|(_, schema)| schema)
 }
 
-/// Compiles a schema, reporting why it is unusable.
-pub fn compile(schema: &serde_json::Value) -> Result<jsonschema::Validator, String> {
-    jsonschema::validator_for(schema).map_err(|e| e.to_string())
+/// Checks a schema against the bounds of [`SchemaPlan::analyse`], then
+/// compiles it; the error says why it is unusable.
+pub(crate) fn compile(schema: &serde_json::Value) -> Result<CompiledSchema, String> {
+    let plan = SchemaPlan::analyse(schema).map_err(|SchemaRefusal(reason)| reason)?;
+    let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+    Ok(CompiledSchema { plan, validator })
+}
+
+/// Checks whose bound is above this run on a blocking-capable thread, so a
+/// long check does not hold up the other requests of its worker.
+const INLINE_BUDGET: u64 = 20_000;
+
+/// Outcome of checking one payload.
+pub(crate) enum Verdict {
+    Valid,
+    /// The first violation: the payload location (a JSON pointer) and why.
+    Invalid {
+        path: String,
+        reason: String,
+    },
+    /// The check would exceed [`EVALUATION_BUDGET`]; not attempted.
+    TooCostly(String),
+}
+
+impl CompiledSchema {
+    pub fn check(&self, payload: &serde_json::Value) -> Verdict {
+        let cost = match self.plan.cost(payload, EVALUATION_BUDGET) {
+            Ok(cost) => cost,
+            Err(over) => return Verdict::TooCostly(over.to_string()),
+        };
+        let run = || match self.validator.iter_errors(payload).next() {
+            None => Verdict::Valid,
+            Some(error) => Verdict::Invalid {
+                path: error.instance_path.to_string(),
+                reason: error.to_string(),
+            },
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if cost > INLINE_BUDGET && multi_thread {
+            tokio::task::block_in_place(run)
+        } else {
+            run()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn nested(depth: usize) -> Value {
+        let mut payload = json!({});
+        for _ in 0..depth {
+            payload = json!({"a": payload});
+        }
+        payload
+    }
+
+    #[test]
+    fn the_issue_schema_is_refused_before_it_is_compiled() {
+        let err = compile(&json!({"allOf": [{"$ref": "#"}]}))
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("cycle"), "{err}");
+    }
+
+    #[test]
+    fn a_check_past_the_budget_is_not_attempted() {
+        // Exponential in the payload's depth inside the validator.
+        let schema = json!({"properties": {"a": {"$ref": "#"}}, "unevaluatedProperties": false});
+        let compiled = compile(&schema).unwrap();
+        assert!(matches!(compiled.check(&nested(4)), Verdict::Valid));
+        assert!(matches!(compiled.check(&nested(40)), Verdict::TooCostly(_)));
+        let bad = json!({"a": {"a": {"b": 1}}});
+        match compiled.check(&bad) {
+            Verdict::Invalid { path, .. } => assert_eq!(path, "/a/a"),
+            _ => panic!("an unevaluated member must be reported"),
+        }
+    }
 }

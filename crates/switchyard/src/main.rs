@@ -241,8 +241,32 @@ async fn housekeeping(store: Arc<dyn Store>, retention: Option<Duration>) {
     }
 }
 
-/// Resolves on SIGINT or SIGTERM. The handlers are installed by this call,
-/// not when the future is first polled.
+/// How long in-flight requests may run after a stop signal before the process
+/// exits anyway. Exiting then is as safe as a crash (nothing acknowledged is
+/// lost; leases expire and others take the partitions over).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts, on its own OS thread (so it fires even if every runtime worker is
+/// busy), the deadline after which a stopping process exits.
+fn start_shutdown_deadline() {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-deadline".into())
+        .spawn(|| {
+            std::thread::sleep(SHUTDOWN_GRACE);
+            tracing::warn!(
+                grace_secs = SHUTDOWN_GRACE.as_secs(),
+                "requests still running after the shutdown grace period; exiting without waiting for them"
+            );
+            std::process::exit(1);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the shutdown deadline");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, and starts the [`SHUTDOWN_GRACE`] deadline
+/// then. The handlers are installed by this call, not when the future is
+/// first polled.
 fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
@@ -256,6 +280,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
                 _ = interrupt.recv() => {},
             }
             tracing::info!("shutting down");
+            start_shutdown_deadline();
         })
     }
     #[cfg(not(unix))]
@@ -263,6 +288,7 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
         Ok(async {
             let _ = tokio::signal::ctrl_c().await;
             tracing::info!("shutting down");
+            start_shutdown_deadline();
         })
     }
 }

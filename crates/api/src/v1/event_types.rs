@@ -74,7 +74,7 @@ fn event_type_out(et: &EventType) -> Value {
 fn check_schemas(schemas: &Option<Value>) -> ApiResult<()> {
     match schemas {
         Some(Value::Null) | None => Ok(()),
-        Some(s) => Engine::validate_schemas(s).map_err(|e| ApiError::field("schemas", e)),
+        Some(s) => Engine::validate_schemas(s).map_err(|(field, e)| ApiError::field(&field, e)),
     }
 }
 
