@@ -3,6 +3,7 @@ SDK's ingest API, requests signed by the providers' own SDKs (`stripe`,
 `slack_sdk`, `twilio`, `standardwebhooks`), posted to the real binary, and
 delivered to a real receiver with the raw body and Switchyard's signature."""
 
+import http.client
 import json
 import os
 import signal
@@ -325,6 +326,33 @@ def test_path_suffix_query_and_custom_response(server, receiver):
     assert receiver.wait(1, path="/partner/orders/"), "a trailing slash is passed on as sent"
     assert got[0]["headers"]["content-type"] == "application/xml"
     assert "x-partner-key" not in got[0]["headers"], "credentials are not passed on"
+
+
+def post_verbatim(ingest_url, target_suffix, body):
+    """A Stripe-signed POST whose request line carries the path exactly as
+    written (httpx would resolve `%2e%2e` before sending)."""
+    url = httpx.URL(ingest_url)
+    conn = http.client.HTTPConnection(url.host, url.port, timeout=10)
+    header = stripe.WebhookSignature.generate_signature_header(body, STRIPE_SECRET)
+    conn.request("POST", url.raw_path.decode() + target_suffix, body=body.encode(),
+                 headers={"Stripe-Signature": header, "Content-Type": "application/json"})
+    resp = conn.getresponse()
+    answer = (resp.status, json.loads(resp.read() or b"null"))
+    conn.close()
+    return answer
+
+
+def test_forwarded_path_stays_under_the_destination(server, svix, receiver):
+    src = make_source(svix, "stripe", StripeConfig(secret=STRIPE_SECRET))
+    destination(svix, src.id, receiver.base + "/stripe/hook")
+    for suffix in ["/%2e%2e/%2e%2e/admin?q=1", "/..;x/admin", "/%252e%252e/admin", "/a%2F..%2F..%2Fadmin"]:
+        status, answer = post_verbatim(src.ingest_url, suffix, stripe_event())
+        assert status == 400 and answer["code"] == "invalid_path", (suffix, answer)
+    status, _ = post_verbatim(src.ingest_url, "/admin?q=1", stripe_event())
+    assert status == 200
+    got = receiver.wait(1, path="/stripe/hook/admin?q=1")
+    assert got, "a plain suffix still goes under the destination's path"
+    assert receiver.wait(1, timeout=0.5) == [], "nothing else reached the service"
 
 
 def test_source_crud_through_the_sdk(server, svix):

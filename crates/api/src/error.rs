@@ -95,6 +95,10 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::NotFound(what) => Self::not_found(what),
             EngineError::Invalid { field, message } => Self::field(&field, message),
+            EngineError::InvalidAt { loc, message } => Self::Validation {
+                loc: std::iter::once("body".to_owned()).chain(loc).collect(),
+                msg: message,
+            },
             EngineError::Store(s) => s.into(),
         }
     }

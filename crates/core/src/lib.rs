@@ -1,10 +1,14 @@
 //! Domain types and pure logic shared by every Switchyard crate: prefixed ids,
 //! validated names, Standard Webhooks signing, retry math, endpoint matching and
-//! the network guard, and provider signature checks for incoming webhooks. Nothing here performs I/O, so all of it is unit- and
+//! the network guard, provider signature checks for incoming webhooks, the
+//! strict JSON parse payload decisions are made on, and the checked ingest
+//! path suffix. Nothing here performs I/O, so all of it is unit- and
 //! property-testable.
 
 pub mod filter;
+pub mod forward;
 pub mod ids;
+pub mod json;
 pub mod matching;
 pub mod names;
 pub mod netguard;

@@ -5,10 +5,12 @@
 //! Parsing happens once, when a source is written or loaded; requests then
 //! run against the compiled [`Plan`].
 
+use crate::json::{DocumentError, DuplicateKey, parse_document};
 use crate::verify::{
     Encoding, GenericHmac, HashAlgorithm, Incoming, Rejection, Scheme, verify, verify_api_key,
     verify_basic_auth, verify_generic,
 };
+use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
 
 /// Source types Switchyard verifies, by their API name.
@@ -644,8 +646,19 @@ const FORM_PAYLOAD_FIELD: &str = "payload";
 
 /// The body as a JSON document for event-type and dedupe pointers and for
 /// payload filters: JSON bodies as they are, form bodies as an object of
-/// their fields, anything else not at all.
-pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
+/// their fields, anything else not at all (`Ok(None)`).
+///
+/// The body itself is forwarded unchanged, so the document must not be a
+/// reading of it that a receiver could disagree with. JSON (a whole body,
+/// or the JSON in a form's `payload` field) goes through
+/// [`crate::json::parse_document`], which refuses duplicate object keys; a
+/// form field given more than once becomes an array of its values in the
+/// order sent, so no single one of them is picked for a decision.
+///
+/// # Errors
+/// [`DuplicateKey`] when the JSON repeats an object key (for a form's
+/// `payload` field the path starts with `payload`).
+pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Value>, DuplicateKey> {
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|c| c.trim().to_ascii_lowercase());
@@ -654,15 +667,37 @@ pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Option<Value> {
         for (k, v) in form_urlencoded::parse(body) {
             // Slack interactivity and GitHub's form-encoded deliveries put the
             // event, as JSON, in a `payload` field: read it as a document too.
-            let value = match serde_json::from_str::<Value>(&v) {
-                Ok(doc @ Value::Object(_)) if k == FORM_PAYLOAD_FIELD => doc,
-                _ => Value::String(v.into_owned()),
+            let value = if k == FORM_PAYLOAD_FIELD {
+                match parse_document(v.as_bytes()) {
+                    Ok(doc @ Value::Object(_)) => doc,
+                    Err(DocumentError::DuplicateKey(mut d)) => {
+                        d.path.insert(0, FORM_PAYLOAD_FIELD.to_owned());
+                        return Err(d);
+                    }
+                    _ => Value::String(v.into_owned()),
+                }
+            } else {
+                Value::String(v.into_owned())
             };
-            map.entry(k.into_owned()).or_insert(value);
+            match map.entry(k.into_owned()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                // A field's own value is a string or an object, never an
+                // array, so an array here means the field was repeated.
+                Entry::Occupied(mut seen) => match seen.get_mut() {
+                    Value::Array(values) => values.push(value),
+                    first => *first = Value::Array(vec![first.take(), value]),
+                },
+            }
         }
-        return Some(Value::Object(map));
+        return Ok(Some(Value::Object(map)));
     }
-    serde_json::from_slice(body).ok()
+    match parse_document(body) {
+        Ok(doc) => Ok(Some(doc)),
+        Err(DocumentError::DuplicateKey(d)) => Err(d),
+        Err(DocumentError::Syntax(_)) => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -780,12 +815,14 @@ mod tests {
             Some("application/x-www-form-urlencoded; charset=utf-8"),
             b"EventType=call&To=%2B1",
         )
+        .unwrap()
         .unwrap();
         assert_eq!(doc, json!({"EventType": "call", "To": "+1"}));
         let interaction = document_of(
             Some("application/x-www-form-urlencoded"),
             b"payload=%7B%22type%22%3A%22block_actions%22%7D&other=%7B%7D",
         )
+        .unwrap()
         .unwrap();
         assert_eq!(
             interaction,
@@ -797,10 +834,49 @@ mod tests {
             plan.event_type(&request(&[], b""), Some(&interaction)),
             "block_actions"
         );
-        assert!(document_of(Some("text/plain"), b"not json").is_none());
+        assert_eq!(document_of(Some("text/plain"), b"not json"), Ok(None));
         assert_eq!(
             clean_event_type("products/create\n"),
             "products/create".to_string()
+        );
+    }
+
+    #[test]
+    fn documents_never_pick_one_of_several_values() {
+        let dup = document_of(
+            Some("application/json"),
+            br#"{"type":"a","data":{"id":1,"id":2}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(dup.path, ["data", "id"]);
+        let dup =
+            document_of(None, br#"{"type":"invoice.paid","type":"charge.failed"}"#).unwrap_err();
+        assert_eq!(
+            dup.path,
+            ["type"],
+            "JSON is read as JSON whatever the content type"
+        );
+        let form = Some("application/x-www-form-urlencoded");
+        let dup = document_of(
+            form,
+            b"payload=%7B%22type%22%3A%22a%22%2C%22type%22%3A%22b%22%7D",
+        )
+        .unwrap_err();
+        assert_eq!(dup.path, ["payload", "type"]);
+        let doc = document_of(form, b"Status=ok&To=1&Status=evil&Status=x")
+            .unwrap()
+            .unwrap();
+        assert_eq!(doc, json!({"Status": ["ok", "evil", "x"], "To": "1"}));
+        let plan = compile(
+            "api-key",
+            &json!({"header": "k", "key": "v"}),
+            &json!({"eventType": {"pointer": "/Status"}}),
+        )
+        .unwrap();
+        assert_eq!(
+            plan.event_type(&request(&[], b""), Some(&doc)),
+            "api-key",
+            "a repeated field is no single value"
         );
     }
 

@@ -5,6 +5,7 @@ use crate::schema::{SchemaState, Verdict};
 use crate::{Engine, EngineError, schema};
 use serde_json::Value;
 use std::sync::Arc;
+use switchyard_core::json::{DocumentError, parse_document};
 use switchyard_core::matching::endpoint_matches;
 use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, MessageId};
@@ -21,12 +22,26 @@ pub struct AcceptInput {
     pub idempotency_key: Option<String>,
     /// For ingested webhooks: provider headers and path passed on.
     pub forward: Option<Forward>,
-    /// The payload as a document for payload filters, when the caller has
-    /// already parsed it; otherwise a JSON payload is parsed if a filter needs it.
-    pub document: Option<Value>,
+    /// How schema checks and payload filters read the payload.
+    pub document: PayloadDocument,
     /// Checks the payload against its event type's schema (API messages;
     /// ingested events are the provider's and are taken as they come).
     pub check_schema: bool,
+}
+
+/// The parsed copy of a payload that decisions are made on. Whichever way
+/// it is made, it comes from [`switchyard_core::json::parse_document`], so a
+/// payload whose keys repeat (where that copy and a receiver's reading of
+/// the delivered bytes could differ) is never accepted.
+pub enum PayloadDocument {
+    /// The payload is JSON text (API messages): accept parses it and refuses
+    /// duplicate object keys with [`EngineError::InvalidAt`] naming the key
+    /// under `payload`.
+    Json,
+    /// Parsed by the caller (ingested bodies, by
+    /// `switchyard_core::source::document_of`); `None` for a body that is
+    /// no document (XML, plain text), which payload filters see as `null`.
+    Parsed(Option<Value>),
 }
 
 pub struct AcceptResult {
@@ -37,17 +52,31 @@ pub struct AcceptResult {
 
 impl Engine {
     pub async fn accept(&self, input: AcceptInput) -> Result<AcceptResult, EngineError> {
+        let document = match input.document {
+            PayloadDocument::Parsed(doc) => doc.unwrap_or(Value::Null),
+            PayloadDocument::Json => {
+                parse_document(input.payload.as_bytes()).map_err(|e| match e {
+                    DocumentError::DuplicateKey(d) => EngineError::InvalidAt {
+                        message: format!(
+                            "duplicate key '{}': object keys must be unique (RFC 8259 section 4)",
+                            d.key()
+                        ),
+                        loc: std::iter::once("payload".to_owned())
+                            .chain(d.path)
+                            .collect(),
+                    },
+                    DocumentError::Syntax(message) => EngineError::Invalid {
+                        field: "payload".into(),
+                        message,
+                    },
+                })?
+            }
+        };
         if input.check_schema {
-            let value: Value =
-                serde_json::from_str(&input.payload).map_err(|e| EngineError::Invalid {
-                    field: "payload".into(),
-                    message: e.to_string(),
-                })?;
-            self.check_schema(&input.event_type, &value).await?;
+            self.check_schema(&input.event_type, &document).await?;
         }
         let endpoints = self.endpoints.for_app(&input.app_id).await?;
         let channels = input.channels.clone().unwrap_or_default();
-        let mut document = input.document;
         let mut matched = Vec::new();
         for e in endpoints.iter() {
             if !endpoint_matches(
@@ -59,13 +88,10 @@ impl Engine {
             ) {
                 continue;
             }
-            if let Some(filter) = &e.payload_filter {
-                let doc = document.get_or_insert_with(|| {
-                    serde_json::from_str(&input.payload).unwrap_or(Value::Null)
-                });
-                if !filter.matches(doc) {
-                    continue;
-                }
+            if let Some(filter) = &e.payload_filter
+                && !filter.matches(&document)
+            {
+                continue;
             }
             matched.push(e.endpoint.id.clone());
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchyard_core::AttemptId;
+use switchyard_core::forward::ForwardPath;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_core::timefmt::now_ms;
 use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
@@ -265,17 +266,17 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
     };
     let url = match task.forward.as_deref() {
         Some(f) if !f.path.is_empty() => with_path(&endpoint.endpoint.url, &f.path),
-        _ => endpoint.endpoint.url.clone(),
+        _ => Ok(endpoint.endpoint.url.clone()),
     };
-    if endpoint.endpoint.disabled {
-        let attempt = attempt_of(
-            &task,
-            &url,
-            DeliveryStatus::Fail,
-            0,
-            "endpoint is disabled".into(),
-            Duration::ZERO,
-        );
+    // Neither can change by retrying: the delivery fails at once.
+    let refused = match &url {
+        _ if endpoint.endpoint.disabled => Some("endpoint is disabled".to_owned()),
+        Err(reason) => Some(reason.clone()),
+        Ok(_) => None,
+    };
+    let url = url.unwrap_or_else(|_| endpoint.endpoint.url.clone());
+    if let Some(reason) = refused {
+        let attempt = attempt_of(&task, &url, DeliveryStatus::Fail, 0, reason, Duration::ZERO);
         let _ = inner.outcomes.send(Outcome {
             attempt,
             delivery_status: DeliveryStatus::Fail,
@@ -326,32 +327,13 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
     let _ = inner.outcomes.send(outcome);
 }
 
-/// The destination URL with an ingested request's path suffix appended and
-/// its query string added to any the destination already has.
-fn with_path(base: &str, path: &str) -> String {
-    let (suffix, query) = match path.split_once('?') {
-        Some((s, q)) => (s, Some(q)),
-        None => (path, None),
-    };
-    let (base_path, base_query) = match base.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (base, None),
-    };
-    let mut url = if suffix.is_empty() || suffix == "/" {
-        base_path.to_owned()
-    } else {
-        format!("{}{}", base_path.trim_end_matches('/'), suffix)
-    };
-    let queries: Vec<&str> = [base_query, query]
-        .into_iter()
-        .flatten()
-        .filter(|q| !q.is_empty())
-        .collect();
-    if !queries.is_empty() {
-        url.push('?');
-        url.push_str(&queries.join("&"));
-    }
-    url
+/// The destination URL with an ingested request's path suffix and query
+/// added by the one rule that checked them at intake; a stored suffix is
+/// checked again since rows from older versions were stored unchecked.
+fn with_path(base: &str, stored: &str) -> Result<String, String> {
+    ForwardPath::from_stored(stored)
+        .and_then(|p| p.join(base))
+        .map_err(|e| format!("forwarded path refused, not sent: {e}"))
 }
 
 fn attempt_of(
@@ -417,15 +399,24 @@ mod tests {
 
     #[test]
     fn ingested_paths_extend_the_destination() {
-        assert_eq!(
-            with_path("http://svc/hook", "/a/b?x=1"),
-            "http://svc/hook/a/b?x=1"
-        );
-        assert_eq!(with_path("http://svc/hook/", "/a"), "http://svc/hook/a");
-        assert_eq!(
-            with_path("http://svc/hook?k=v", "?x=1"),
-            "http://svc/hook?k=v&x=1"
-        );
-        assert_eq!(with_path("http://svc/hook?k=v", "/"), "http://svc/hook?k=v");
+        let ok = |base, path| with_path(base, path).unwrap();
+        assert_eq!(ok("http://svc/hook", "/a/b?x=1"), "http://svc/hook/a/b?x=1");
+        assert_eq!(ok("http://svc/hook/", "/a"), "http://svc/hook/a");
+        assert_eq!(ok("http://svc/hook?k=v", "?x=1"), "http://svc/hook?k=v&x=1");
+        assert_eq!(ok("http://svc/hook?k=v", "/"), "http://svc/hook?k=v");
+        assert_eq!(ok("http://svc/hook", "/orders/"), "http://svc/hook/orders/");
+    }
+
+    #[test]
+    fn unsafe_stored_paths_are_not_sent() {
+        // As a version before the intake check stored the request.
+        let refused = with_path(
+            "http://127.0.0.1:19511/stripe/hook",
+            "/%2e%2e/%2e%2e/admin?q=1",
+        )
+        .unwrap_err();
+        assert!(refused.contains("dot segment"), "{refused}");
+        assert!(with_path("http://svc/hook", "/a/..;x/b").is_err());
+        assert!(with_path("http://svc/hook", "/a%2f..%2f..%2fadmin").is_err());
     }
 }

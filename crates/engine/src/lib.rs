@@ -9,7 +9,7 @@ mod dispatch;
 mod schema;
 mod sources;
 
-pub use accept::{AcceptInput, AcceptResult};
+pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
 pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
 pub use sources::{IngestOutcome, IngestSource};
@@ -53,6 +53,11 @@ pub enum EngineError {
     NotFound(&'static str),
     #[error("{field}: {message}")]
     Invalid { field: String, message: String },
+    /// Like `Invalid`, for a place inside a request value whose keys may
+    /// themselves contain dots: `loc` is the path from the body's field
+    /// down (e.g. `["payload", "items", "0", "id"]`).
+    #[error("{}: {message}", loc.join("/"))]
+    InvalidAt { loc: Vec<String>, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

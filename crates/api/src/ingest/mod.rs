@@ -6,6 +6,16 @@
 //! spot, and anything else is accepted into the source's application like a
 //! message created through the API: one commit, then the provider's answer,
 //! then delivery to the destinations by the same dispatcher.
+//!
+//! Bodies are forwarded byte for byte, while event type, dedupe id and
+//! payload filters read a parsed copy; so that the two cannot disagree, a
+//! JSON body (or form `payload` field) that repeats an object key is refused
+//! with 422 `duplicate_key`, and a repeated form field is an array of all its
+//! values (see `switchyard_core::source::document_of`). The path after the
+//! token and the query are passed on only in the checked form of
+//! `switchyard_core::forward::ForwardPath`; a suffix that could leave the
+//! destination's path is refused with 400 `invalid_path`. Both refusals are
+//! counted in the source's rejections.
 
 mod sources;
 
@@ -19,9 +29,10 @@ use axum::routing::post;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use switchyard_core::forward::ForwardPath;
 use switchyard_core::source::{Plan, document_of};
 use switchyard_core::verify::{Incoming, Rejection, zoom_encrypted_token};
-use switchyard_engine::{AcceptInput, IngestOutcome, IngestSource};
+use switchyard_engine::{AcceptInput, IngestOutcome, IngestSource, PayloadDocument};
 use switchyard_store::Forward;
 
 /// The management API; mounted behind admin authentication.
@@ -119,6 +130,28 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         };
         return reject(StatusCode::UNAUTHORIZED, code, reason);
     }
+    // Checked after the signature so a forger learns nothing, and for any
+    // correctly signed request too: the signature never covers the path.
+    let forward_path = if source.plan.forward_path {
+        match ForwardPath::parse(suffix, parts.uri.query()) {
+            Ok(path) => path,
+            Err(e) => {
+                let reason = format!("unsafe path: {e}");
+                state
+                    .engine
+                    .count_ingest(id, IngestOutcome::Rejected(&reason));
+                return reject(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_path",
+                    format!(
+                        "{e}; the path after the ingest URL must stay under the destination's path"
+                    ),
+                );
+            }
+        }
+    } else {
+        ForwardPath::default()
+    };
     let Ok(text) = std::str::from_utf8(&body) else {
         state
             .engine
@@ -133,7 +166,22 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let document = document_of(content_type, &body);
+    let document = match document_of(content_type, &body) {
+        Ok(document) => document,
+        Err(duplicate) => {
+            let reason = duplicate.to_string();
+            state
+                .engine
+                .count_ingest(id, IngestOutcome::Rejected(&reason));
+            return reject(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "duplicate_key",
+                format!(
+                    "{reason}: the body is forwarded as sent, so routing cannot choose one of the values"
+                ),
+            );
+        }
+    };
     if let Some(answer) = challenge(&source, document.as_ref()) {
         return answer;
     }
@@ -142,7 +190,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         .plan
         .dedupe_id(&incoming, document.as_ref())
         .map(bounded_event_id);
-    let forward = forward_of(&source.plan, &headers, suffix, parts.uri.query());
+    let forward = forward_of(&source.plan, &headers, &forward_path);
     let result = state
         .engine
         .accept(AcceptInput {
@@ -154,7 +202,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
             payload: Arc::from(text),
             idempotency_key: None,
             forward: Some(forward),
-            document,
+            document: PayloadDocument::Parsed(document),
             check_schema: false,
         })
         .await;
@@ -238,7 +286,7 @@ fn bounded_event_id(id: String) -> String {
     }
 }
 
-fn forward_of(plan: &Plan, headers: &[(&str, &str)], suffix: &str, query: Option<&str>) -> Forward {
+fn forward_of(plan: &Plan, headers: &[(&str, &str)], path: &ForwardPath) -> Forward {
     let headers = headers
         .iter()
         .filter(|(k, _)| {
@@ -248,13 +296,8 @@ fn forward_of(plan: &Plan, headers: &[(&str, &str)], suffix: &str, query: Option
         })
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let path = if plan.forward_path {
-        match query {
-            Some(q) if !q.is_empty() => format!("{suffix}?{q}"),
-            _ => suffix.to_owned(),
-        }
-    } else {
-        String::new()
-    };
-    Forward { headers, path }
+    Forward {
+        headers,
+        path: path.to_stored(),
+    }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchyard_core::{AppId, EventTypeName, MessageId};
-use switchyard_engine::AcceptInput;
+use switchyard_engine::{AcceptInput, PayloadDocument};
 use switchyard_store::{Application, Message, MessageFilter, Order, StoreError};
 
 pub fn router() -> Router<AppState> {
@@ -182,7 +182,7 @@ async fn create(
             payload: std::sync::Arc::from(Box::<str>::from(input.payload)),
             idempotency_key,
             forward: None,
-            document: None,
+            document: PayloadDocument::Json,
             check_schema: true,
         })
         .await?;
