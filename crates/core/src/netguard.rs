@@ -61,62 +61,23 @@ const fn v6(segs: [u16; 8], len: u8, name: &'static str, source: &'static str) -
 /// single addresses in 192.0.0.0/24 marked globally reachable, which are
 /// anycast services and never a webhook receiver), plus multicast (IANA
 /// IPv4 Multicast Address Space Registry).
+#[rustfmt::skip]
 pub const IPV4_SPECIAL: &[SpecialBlock] = &[
     v4(0, 0, 0, 0, 8, "\"this network\"", "RFC 791"),
     v4(10, 0, 0, 0, 8, "private use", "RFC 1918"),
-    v4(
-        100,
-        64,
-        0,
-        0,
-        10,
-        "shared address space (carrier-grade NAT)",
-        "RFC 6598",
-    ),
+    v4(100, 64, 0, 0, 10, "shared address space (carrier-grade NAT)", "RFC 6598"),
     v4(127, 0, 0, 0, 8, "loopback", "RFC 1122"),
-    v4(
-        169,
-        254,
-        0,
-        0,
-        16,
-        "link-local (incl. cloud metadata 169.254.169.254)",
-        "RFC 3927",
-    ),
+    v4(169, 254, 0, 0, 16, "link-local (incl. cloud metadata 169.254.169.254)", "RFC 3927"),
     v4(172, 16, 0, 0, 12, "private use", "RFC 1918"),
     v4(192, 0, 0, 0, 24, "IETF protocol assignments", "RFC 6890"),
     v4(192, 0, 2, 0, 24, "documentation (TEST-NET-1)", "RFC 5737"),
     v4(192, 31, 196, 0, 24, "AS112-v4", "RFC 7535"),
     v4(192, 52, 193, 0, 24, "AMT", "RFC 7450"),
-    v4(
-        192,
-        88,
-        99,
-        0,
-        24,
-        "deprecated 6to4 relay anycast",
-        "RFC 7526",
-    ),
+    v4(192, 88, 99, 0, 24, "deprecated 6to4 relay anycast", "RFC 7526"),
     v4(192, 168, 0, 0, 16, "private use", "RFC 1918"),
-    v4(
-        192,
-        175,
-        48,
-        0,
-        24,
-        "direct delegation AS112 service",
-        "RFC 7534",
-    ),
+    v4(192, 175, 48, 0, 24, "direct delegation AS112 service", "RFC 7534"),
     v4(198, 18, 0, 0, 15, "benchmarking", "RFC 2544"),
-    v4(
-        198,
-        51,
-        100,
-        0,
-        24,
-        "documentation (TEST-NET-2)",
-        "RFC 5737",
-    ),
+    v4(198, 51, 100, 0, 24, "documentation (TEST-NET-2)", "RFC 5737"),
     v4(203, 0, 113, 0, 24, "documentation (TEST-NET-3)", "RFC 5737"),
     v4(224, 0, 0, 0, 4, "multicast", "RFC 5771"),
     v4(240, 0, 0, 0, 4, "reserved", "RFC 1112"),
@@ -128,87 +89,39 @@ pub const IPV4_SPECIAL: &[SpecialBlock] = &[
 /// Teredo, benchmarking, AMT, AS112, ORCHID and drone identifiers), plus
 /// deprecated site-local and multicast. [`GLOBAL_UNICAST`] refuses the rest
 /// of the unallocated space.
+#[rustfmt::skip]
 pub const IPV6_SPECIAL: &[SpecialBlock] = &[
     v6([0, 0, 0, 0, 0, 0, 0, 0], 128, "unspecified", "RFC 4291"),
     v6([0, 0, 0, 0, 0, 0, 0, 1], 128, "loopback", "RFC 4291"),
     v6([0, 0, 0, 0, 0, 0xffff, 0, 0], 96, "IPv4-mapped", "RFC 4291"),
-    v6(
-        [0x64, 0xff9b, 0, 0, 0, 0, 0, 0],
-        96,
-        "IPv4/IPv6 translation (NAT64 well-known prefix)",
-        "RFC 6052",
-    ),
-    v6(
-        [0x64, 0xff9b, 1, 0, 0, 0, 0, 0],
-        48,
-        "local-use IPv4/IPv6 translation",
-        "RFC 8215",
-    ),
+    v6([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96, "IPv4/IPv6 translation (NAT64 well-known prefix)", "RFC 6052"),
+    v6([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48, "local-use IPv4/IPv6 translation", "RFC 8215"),
     v6([0x100, 0, 0, 0, 0, 0, 0, 0], 64, "discard-only", "RFC 6666"),
     v6([0x100, 0, 0, 1, 0, 0, 0, 0], 64, "dummy prefix", "RFC 9780"),
     v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 32, "Teredo", "RFC 4380"),
-    v6(
-        [0x2001, 2, 0, 0, 0, 0, 0, 0],
-        48,
-        "benchmarking",
-        "RFC 5180",
-    ),
-    v6(
-        [0x2001, 0x10, 0, 0, 0, 0, 0, 0],
-        28,
-        "deprecated ORCHID",
-        "RFC 4843",
-    ),
+    v6([0x2001, 2, 0, 0, 0, 0, 0, 0], 48, "benchmarking", "RFC 5180"),
+    v6([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28, "deprecated ORCHID", "RFC 4843"),
     v6([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28, "ORCHIDv2", "RFC 7343"),
-    v6(
-        [0x2001, 0, 0, 0, 0, 0, 0, 0],
-        23,
-        "IETF protocol assignments",
-        "RFC 2928",
-    ),
-    v6(
-        [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0],
-        32,
-        "documentation",
-        "RFC 3849",
-    ),
+    v6([0x2001, 0, 0, 0, 0, 0, 0, 0], 23, "IETF protocol assignments", "RFC 2928"),
+    v6([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32, "documentation", "RFC 3849"),
     v6([0x2002, 0, 0, 0, 0, 0, 0, 0], 16, "6to4", "RFC 3056"),
-    v6(
-        [0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0],
-        48,
-        "direct delegation AS112 service",
-        "RFC 7534",
-    ),
-    v6(
-        [0x3fff, 0, 0, 0, 0, 0, 0, 0],
-        20,
-        "documentation",
-        "RFC 9637",
-    ),
-    v6(
-        [0x5f00, 0, 0, 0, 0, 0, 0, 0],
-        16,
-        "segment routing (SRv6) SIDs",
-        "RFC 9602",
-    ),
+    v6([0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0], 48, "direct delegation AS112 service", "RFC 7534"),
+    v6([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20, "documentation", "RFC 9637"),
+    v6([0x5f00, 0, 0, 0, 0, 0, 0, 0], 16, "segment routing (SRv6) SIDs", "RFC 9602"),
     v6([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7, "unique local", "RFC 4193"),
     v6([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10, "link-local", "RFC 4291"),
-    v6(
-        [0xfec0, 0, 0, 0, 0, 0, 0, 0],
-        10,
-        "deprecated site-local",
-        "RFC 3879",
-    ),
+    v6([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10, "deprecated site-local", "RFC 3879"),
     v6([0xff00, 0, 0, 0, 0, 0, 0, 0], 8, "multicast", "RFC 4291"),
 ];
 
 /// The only IPv6 space IANA allocates for global unicast (IANA IPv6 Address
-/// Space registry; RFC 4291 section 2.4): everything outside it that no
-/// entry of [`IPV6_SPECIAL`] names is "reserved by the IETF" and refused.
+/// Space registry; RFC 4291 section 2.4): addresses *outside* it that no
+/// entry of [`IPV6_SPECIAL`] names are "reserved by the IETF" and refused
+/// (e.g. IPv4-compatible `::a.b.c.d` and SIIT `::ffff:0:a.b.c.d`).
 pub const GLOBAL_UNICAST: SpecialBlock = v6(
     [0x2000, 0, 0, 0, 0, 0, 0, 0],
     3,
-    "outside global unicast 2000::/3, reserved by the IETF",
+    "the only IPv6 space allocated for global unicast",
     "RFC 4291",
 );
 
@@ -302,19 +215,21 @@ pub struct Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.block;
+        let place = if *b == GLOBAL_UNICAST {
+            "outside"
+        } else {
+            "in"
+        };
         if self.judged == self.address {
-            write!(
-                f,
-                "{} is in {} ({}, {})",
-                self.address, b.net, b.name, b.source
-            )
+            write!(f, "{} is {place} {}", self.address, b.net)?;
         } else {
             write!(
                 f,
-                "{} carries {}, which is in {} ({}, {})",
-                self.address, self.judged, b.net, b.name, b.source
-            )
+                "{} carries {}, which is {place} {}",
+                self.address, self.judged, b.net
+            )?;
         }
+        write!(f, " ({}, {})", b.name, b.source)
     }
 }
 
@@ -630,6 +545,10 @@ mod tests {
                 .to_string()
                 .starts_with("64:ff9b::7f00:1 carries 127.0.0.1, which is in 127.0.0.0/8"),
             "{carried}"
+        );
+        assert_eq!(
+            none.check(ip("4000::1")).unwrap_err().to_string(),
+            "4000::1 is outside 2000::/3 (the only IPv6 space allocated for global unicast, RFC 4291)"
         );
         let teredo = none.check(ip("2001:0:808:808::fefe:fefe")).unwrap_err();
         assert_eq!(teredo.block.name, "Teredo");
