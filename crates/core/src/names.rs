@@ -95,7 +95,20 @@ impl fmt::Debug for Uid {
     }
 }
 
-/// An absolute http(s) URL with a host, at most 65 536 bytes long.
+/// An absolute http(s) URL a delivery can be sent to, at most 65 536 bytes
+/// long, kept as the user wrote it (trimmed).
+///
+/// Refused, each with a message naming the problem, is what no delivery can
+/// ever reach: a scheme other than `http`/`https` (any case); no host; an
+/// IPv6 zone such as `[fe80::1%25eth0]` (RFC 6874: a zone names an interface
+/// of one machine, and the WHATWG URL parser that deliveries use has no
+/// place for it); port 0; a host name DNS cannot carry (over 253 octets, a
+/// label over 63 or an empty label, RFC 1035 section 2.3.4); whitespace or
+/// control characters; anything else the WHATWG URL parser rejects.
+///
+/// Internal addresses are accepted: the SSRF guard judges them at delivery
+/// time against the allow-list in force then. User info (`user:pass@host`)
+/// is accepted, as Svix does, and sent as HTTP Basic authorization.
 #[derive(Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(transparent)]
 pub struct EndpointUrl(String);
@@ -106,17 +119,36 @@ impl EndpointUrl {
         if s.len() > 65_536 {
             return Err(InvalidName("url is too long".into()));
         }
-        let rest = s
-            .strip_prefix("https://")
-            .or_else(|| s.strip_prefix("http://"))
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(InvalidName("url must not contain whitespace".into()));
+        }
+        let rest = strip_prefix_ignore_case(s, "https://")
+            .or_else(|| strip_prefix_ignore_case(s, "http://"))
             .ok_or_else(|| InvalidName("url must start with http:// or https://".into()))?;
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        // The URL parser reads `http:///host` as `http://host/`; a user who
+        // wrote no host between the slashes meant something else.
+        let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
         let host = authority.rsplit('@').next().unwrap_or("");
         if host.is_empty() || host.starts_with(':') {
             return Err(InvalidName("url must have a host".into()));
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(InvalidName("url must not contain whitespace".into()));
+        if host.starts_with('[') && host.contains('%') {
+            return Err(InvalidName(
+                "url must not have an IPv6 zone (such as %25eth0): a zone only means something on one machine, so deliveries cannot use it".into(),
+            ));
+        }
+        let parsed =
+            url::Url::parse(s).map_err(|e| InvalidName(format!("url is not valid: {e}")))?;
+        if parsed.port() == Some(0) {
+            return Err(InvalidName("url port must be between 1 and 65535".into()));
+        }
+        if let Some(url::Host::Domain(name)) = parsed.host() {
+            let name = name.strip_suffix('.').unwrap_or(name);
+            if name.len() > 253 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
+                return Err(InvalidName(
+                    "url host is not a name DNS can resolve (at most 253 characters, labels of 1 to 63)".into(),
+                ));
+            }
         }
         Ok(Self(s.to_owned()))
     }
@@ -128,6 +160,12 @@ impl EndpointUrl {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 impl fmt::Debug for EndpointUrl {
@@ -151,5 +189,72 @@ mod tests {
         assert!(EndpointUrl::parse("ftp://example.com").is_err());
         assert!(EndpointUrl::parse("http:///nohost").is_err());
         assert!(EndpointUrl::parse("http://exa mple.com").is_err());
+    }
+
+    #[test]
+    fn endpoint_urls_that_can_never_be_delivered_are_refused() {
+        for (url, problem) in [
+            ("http://[fe80::1%25lo]/", "IPv6 zone"),
+            ("http://[fe80::1%lo]/", "IPv6 zone"),
+            ("https://u:p@[fe80::1%25eth0]:8443/x", "IPv6 zone"),
+            ("ftp://example.com", "http:// or https://"),
+            ("javascript:alert(1)", "http:// or https://"),
+            ("http:example.com", "http:// or https://"),
+            ("http://", "host"),
+            ("http:///nohost", "host"),
+            ("http://user@/x", "host"),
+            ("http://:80/x", "host"),
+            ("http://example.com:0/", "port"),
+            ("http://example.com:65536/", "not valid"),
+            ("http://example.com:8x/", "not valid"),
+            ("http://[::1/", "not valid"),
+            ("http://256.0.0.1/", "not valid"),
+            ("http://exa%00mple.com/", "not valid"),
+            ("http://a..b/", "DNS"),
+            ("http://./", "DNS"),
+            ("http://example.com\t/", "whitespace"),
+        ] {
+            let err = EndpointUrl::parse(url).expect_err(url).0;
+            assert!(err.contains(problem), "{url}: {err}");
+        }
+        let long_label = format!("http://{}.com/", "a".repeat(64));
+        assert!(
+            EndpointUrl::parse(&long_label)
+                .unwrap_err()
+                .0
+                .contains("DNS")
+        );
+        let long_name = format!("http://{}com/", "a.".repeat(127));
+        assert!(
+            EndpointUrl::parse(&long_name)
+                .unwrap_err()
+                .0
+                .contains("DNS")
+        );
+    }
+
+    #[test]
+    fn endpoint_urls_the_guard_judges_later_are_accepted_as_written() {
+        for url in [
+            "https://example.com/hook",
+            "HTTPS://Example.COM/hook",
+            "http://127.0.0.1:9000/x",
+            "http://2130706433/x",
+            "http://localhost./x",
+            "http://[::1]:8080/x",
+            "http://[fe80::1]/x",
+            "http://[64:ff9b::127.0.0.1]:19500/",
+            "https://user:secret@example.com/hook?x=1#frag",
+            "https://example.com:65535/",
+            "http://bücher.example/",
+        ] {
+            assert_eq!(EndpointUrl::parse(url).expect(url).as_str(), url);
+        }
+        assert_eq!(
+            EndpointUrl::parse(" https://example.com/ ")
+                .unwrap()
+                .as_str(),
+            "https://example.com/"
+        );
     }
 }

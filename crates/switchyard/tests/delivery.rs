@@ -31,9 +31,20 @@ async fn ssrf_guard_refuses_loopback_unless_allowed() {
         ],
     );
     let api = server.client();
+    let port = base.rsplit(':').next().unwrap();
     for url in [
         format!("{base}/blocked"),
         base.replace("127.0.0.1", "localhost") + "/blocked",
+        // Other spellings of 127.0.0.1: decimal, hex, octal, short form.
+        format!("http://2130706433:{port}/blocked"),
+        format!("http://0x7f.1:{port}/blocked"),
+        format!("http://0177.0.0.1:{port}/blocked"),
+        format!("http://127.1:{port}/blocked"),
+        // IPv6 addresses that carry it.
+        format!("http://[::ffff:127.0.0.1]:{port}/blocked"),
+        format!("http://[64:ff9b::127.0.0.1]:{port}/blocked"),
+        format!("http://[::127.0.0.1]:{port}/blocked"),
+        format!("http://[2002:7f00:1::]:{port}/blocked"),
     ] {
         let app_id = app_with_endpoint(&api, &url).await;
         let msg_id = send_message(&api, &app_id).await;
@@ -42,10 +53,162 @@ async fn ssrf_guard_refuses_loopback_unless_allowed() {
         assert_eq!(attempt["responseStatusCode"], 0);
         assert!(
             attempt["response"].as_str().unwrap().contains("SSRF guard"),
-            "{attempt}"
+            "{url}: {attempt}"
         );
     }
     assert_eq!(receiver.count(), 0, "nothing may reach a blocked address");
+}
+
+/// Accepts connections, counts them and answers every request with 200, as
+/// an open forward proxy would.
+async fn proxy_stub() -> (std::sync::Arc<std::sync::atomic::AtomicUsize>, String) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = [0u8; 8192];
+                let _ = conn.read(&mut buf).await;
+                let _ = conn
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                    )
+                    .await;
+            });
+        }
+    });
+    (hits, url)
+}
+
+#[tokio::test]
+async fn proxies_in_the_environment_are_never_used() {
+    use std::sync::atomic::Ordering;
+    let (hits, proxy) = proxy_stub().await;
+    let (receiver, base) = Receiver::start().await;
+    let port = base.rsplit(':').next().unwrap().to_owned();
+    let mut env: Vec<(&str, &str)> = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ]
+    .into_iter()
+    .map(|k| (k, proxy.as_str()))
+    .collect();
+    // An inherited NO_PROXY could exempt localhost and hide the fault.
+    env.extend([
+        ("NO_PROXY", ""),
+        ("no_proxy", ""),
+        ("SWITCHYARD_RETRY_SCHEDULE", ""),
+    ]);
+
+    // No allowed networks: the guard refuses, and no proxy decides otherwise.
+    let data = tempfile::tempdir().unwrap();
+    let mut strict = env.clone();
+    strict.push(("SWITCHYARD_ALLOWED_NETWORKS", ""));
+    let server = Server::start(data.path(), &strict);
+    let api = server.client();
+    for url in [
+        format!("http://localhost:{port}/x"),
+        format!("https://localhost:{port}/x"),
+        format!("http://127.0.0.1:{port}/x"),
+    ] {
+        let app_id = app_with_endpoint(&api, &url).await;
+        let msg_id = send_message(&api, &app_id).await;
+        let attempt = first_attempt(&api, &app_id, &msg_id).await;
+        assert_eq!(attempt["status"], 2, "{url}: {attempt}");
+        assert_eq!(attempt["responseStatusCode"], 0, "{url}: {attempt}");
+        assert!(
+            attempt["response"].as_str().unwrap().contains("SSRF guard"),
+            "{url}: {attempt}"
+        );
+    }
+    drop(server);
+
+    // Loopback allowed: the delivery goes straight to the receiver.
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &env);
+    let api = server.client();
+    let app_id = app_with_endpoint(&api, &format!("http://localhost:{port}/direct")).await;
+    let msg_id = send_message(&api, &app_id).await;
+    receiver
+        .assert_all_arrive(&["/direct".to_owned()], &[msg_id], Duration::from_secs(10))
+        .await;
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the proxy was used");
+}
+
+#[tokio::test]
+async fn urls_that_can_never_be_delivered_are_refused_when_endpoints_are_saved() {
+    use reqwest::Method;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (_, app) = api
+        .post("/api/v1/app", serde_json::json!({ "name": "urls" }))
+        .await;
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    let (status, source) = api
+        .post(
+            "/ingest/api/v1/source",
+            serde_json::json!({"name": "s", "type": "twilio", "config": {"secret": "tw"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let source_id = source["id"].as_str().unwrap().to_owned();
+    let collections = [
+        format!("/api/v1/app/{app_id}/endpoint"),
+        format!("/ingest/api/v1/source/{source_id}/endpoint"),
+    ];
+    let refused = |status: u16, body: &serde_json::Value, problem: &str, what: &str| {
+        assert_eq!(status, 422, "{what}: {body}");
+        assert_eq!(
+            body["detail"][0]["loc"],
+            serde_json::json!(["body", "url"]),
+            "{what}: {body}"
+        );
+        let msg = body["detail"][0]["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains(problem), "{what}: {body}");
+    };
+    for collection in &collections {
+        for (url, problem) in [
+            ("http://[fe80::1%25lo]/", "IPv6 zone"),
+            ("http://[fe80::1%25lo]:19500/x", "IPv6 zone"),
+            ("http://example.com:0/", "port"),
+            ("gopher://example.com/", "http://"),
+            ("http://[::1/", "not valid"),
+        ] {
+            let (status, body) = api
+                .post(collection, serde_json::json!({ "url": url }))
+                .await;
+            refused(status, &body, problem, &format!("POST {collection} {url}"));
+        }
+        // Updates are held to the same rule.
+        let (status, ep) = api
+            .post(
+                collection,
+                serde_json::json!({ "url": "http://[fe80::1]:19500/x" }),
+            )
+            .await;
+        assert_eq!(
+            status, 201,
+            "internal addresses are judged at delivery: {ep}"
+        );
+        let one = format!("{collection}/{}", ep["id"].as_str().unwrap());
+        let zone = serde_json::json!({ "url": "http://[fe80::1%25eth0]/" });
+        let (status, body) = api.call(Method::PATCH, &one, Some(zone.clone())).await;
+        refused(status, &body, "IPv6 zone", &format!("PATCH {one}"));
+        let (status, body) = api.call(Method::PUT, &one, Some(zone)).await;
+        refused(status, &body, "IPv6 zone", &format!("PUT {one}"));
+        let (_, kept) = api.get(&one).await;
+        assert_eq!(kept["url"], "http://[fe80::1]:19500/x");
+    }
 }
 
 #[tokio::test]
