@@ -97,18 +97,8 @@ async fn receive(
         return StatusCode::BAD_REQUEST;
     };
     if rx.verify {
-        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
         let ok = rx.secrets.get(endpoint as usize).is_some_and(|secret| {
-            switchyard_core::signing::verify(
-                std::slice::from_ref(secret),
-                header("webhook-id"),
-                header("webhook-timestamp"),
-                header("webhook-signature"),
-                &body,
-                (now_unix_ms() / 1000) as i64,
-                300,
-            )
-            .is_ok()
+            signature_verifies(secret, &headers, &body, (now_unix_ms() / 1000) as i64)
         });
         if !ok {
             rx.bad_signatures.fetch_add(1, Ordering::Relaxed);
@@ -125,6 +115,43 @@ async fn receive(
         let _ = h.record((now.saturating_sub(probe.sent_ns) / 1_000).max(1));
     }
     StatusCode::NO_CONTENT
+}
+
+/// The Standard Webhooks headers of a delivery: `webhook-id`,
+/// `webhook-timestamp` and `webhook-signature`, or the `svix-` family that
+/// svix-server sends by default (the same scheme under other names). One
+/// family is taken whole, never a mix.
+fn signature_headers(headers: &HeaderMap) -> Option<(&str, &str, &str)> {
+    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+    ["webhook", "svix"].into_iter().find_map(|family| {
+        Some((
+            get(&format!("{family}-id"))?,
+            get(&format!("{family}-timestamp"))?,
+            get(&format!("{family}-signature"))?,
+        ))
+    })
+}
+
+/// Whether a delivery carries a valid signature by `secret`, within the
+/// Standard Webhooks tolerance of five minutes.
+fn signature_verifies(
+    secret: &EndpointSecret,
+    headers: &HeaderMap,
+    body: &[u8],
+    now_secs: i64,
+) -> bool {
+    signature_headers(headers).is_some_and(|(id, timestamp, signature)| {
+        switchyard_core::signing::verify(
+            std::slice::from_ref(secret),
+            id,
+            timestamp,
+            signature,
+            body,
+            now_secs,
+            300,
+        )
+        .is_ok()
+    })
 }
 
 fn now_unix_ms() -> u64 {
@@ -593,5 +620,54 @@ fn node_urls(args: &Args) -> Vec<&str> {
         vec!["http://127.0.0.1:8071"]
     } else {
         urls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn signed(family: &str, secret: &EndpointSecret, at: i64, body: &[u8]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        let mut set = |name: String, value: String| {
+            let name = axum::http::HeaderName::try_from(name).unwrap();
+            headers.insert(name, HeaderValue::try_from(value).unwrap());
+        };
+        set(format!("{family}-id"), "msg_1".into());
+        set(format!("{family}-timestamp"), at.to_string());
+        set(
+            format!("{family}-signature"),
+            secret.sign("msg_1", at, body),
+        );
+        headers
+    }
+
+    /// svix-server's default header names verify like the Standard Webhooks ones.
+    #[test]
+    fn both_header_families_verify() {
+        let secret = EndpointSecret::generate();
+        let other = EndpointSecret::generate();
+        let body = br#"{"seq":1,"sent_ns":2}"#;
+        for family in ["webhook", "svix"] {
+            let headers = signed(family, &secret, 1_000, body);
+            assert!(
+                signature_verifies(&secret, &headers, body, 1_000),
+                "{family}"
+            );
+            assert!(
+                !signature_verifies(&other, &headers, body, 1_000),
+                "{family}"
+            );
+            assert!(
+                !signature_verifies(&secret, &headers, b"{}", 1_000),
+                "{family}"
+            );
+            assert!(
+                !signature_verifies(&secret, &headers, body, 1_000 + 301),
+                "{family}"
+            );
+        }
+        assert!(!signature_verifies(&secret, &HeaderMap::new(), body, 1_000));
     }
 }

@@ -60,6 +60,48 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// Path parameters parsed into `T`, in place of axum's `Path`, whose
+/// rejections are plain text: a parameter that cannot be read (`%ff` is not
+/// UTF-8 once decoded) is a 400 JSON error naming it. Failures that are
+/// this program's fault (a route and its extractor disagree) are 500s.
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        use axum::extract::path::ErrorKind;
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                let status = e.status();
+                let detail = match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key } => {
+                        format!("path parameter '{key}' is not valid UTF-8 once percent-decoded")
+                    }
+                    _ => e.body_text(),
+                };
+                Err(path_error(status, detail))
+            }
+            Err(other) => Err(path_error(other.status(), other.body_text())),
+        }
+    }
+}
+
+fn path_error(status: StatusCode, detail: String) -> ApiError {
+    if status.is_server_error() {
+        tracing::error!(%detail, "path parameters do not fit their route");
+        ApiError::http(status, "internal_error", "internal error")
+    } else {
+        ApiError::http(status, "invalid_path", detail)
+    }
+}
+
 /// Query string parsed into `T`, with 422 naming the bad parameter.
 pub struct Query<T>(pub T);
 

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchyard_engine::Engine;
 use switchyard_store::StoredResponse;
+use tower_http::catch_panic::CatchPanicLayer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -85,7 +86,68 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .fallback(|| async { ApiError::not_found("route") })
+        .layer(middleware::map_response(json_errors))
+        .layer(CatchPanicLayer::custom(panic_response))
         .with_state(state)
+}
+
+/// The largest plain-text error body carried over into a JSON `detail`.
+const MAX_ERROR_TEXT: usize = 1024;
+
+/// Every error leaves as the JSON body of [`ApiError`]: anything that
+/// answered a 4xx/5xx in another form (a rejection from an extractor or
+/// from axum's own routing) is rewritten here, keeping its status and its
+/// text as the `detail`. Handlers' own errors are JSON already and pass.
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal_error",
+        _ => "bad_request",
+    };
+    let mut rewritten = ApiError::http(status, code, text).into_response();
+    // Headers such as Allow (405) or Retry-After stay; the body's own go.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            rewritten.headers_mut().append(name, value.clone());
+        }
+    }
+    rewritten
+}
+
+/// A panicking handler answers a JSON 500 instead of dropping the
+/// connection; the panic message is logged, never sent.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("non-text panic payload");
+    tracing::error!(panic = message, "request handler panicked");
+    ApiError::http(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "internal error",
+    )
+    .into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -95,17 +157,31 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The admin token from `Authorization: Bearer <token>` (scheme in any case,
+/// RFC 9110 §11.1), or a bare `<token>` as some clients send it.
+fn presented_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    if let Some(token) = switchyard_core::verify::authorization_credentials(value, "Bearer") {
+        return Some(token);
+    }
+    // A bare token has no space; anything else is another scheme.
+    (!value.is_empty() && !value.contains([' ', '\t'])).then_some(value)
+}
+
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
-    let Some(token) = presented.filter(|t| !t.is_empty()) else {
+    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return ApiError::http(
             StatusCode::UNAUTHORIZED,
             "authentication_failed",
             "missing Authorization: Bearer <token> header",
+        )
+        .into_response();
+    };
+    let Some(token) = value.to_str().ok().and_then(presented_token) else {
+        return ApiError::http(
+            StatusCode::UNAUTHORIZED,
+            "authentication_failed",
+            "the Authorization header must be 'Bearer <token>'",
         )
         .into_response();
     };

@@ -102,7 +102,9 @@ pub enum VerifyError {
 }
 
 /// Verifies a Standard Webhooks signature header (space-separated `v1,<sig>` entries)
-/// against any of `secrets`, with `tolerance_secs` of clock skew around `now_secs`.
+/// against any of `secrets`. The timestamp (Unix seconds) must lie within
+/// `tolerance_secs` of `now_secs` in either direction, as the Standard
+/// Webhooks reference libraries require, or the result is `Stale`.
 pub fn verify(
     secrets: &[EndpointSecret],
     msg_id: &str,
@@ -113,7 +115,8 @@ pub fn verify(
     tolerance_secs: i64,
 ) -> Result<(), VerifyError> {
     let ts: i64 = timestamp.parse().map_err(|_| VerifyError::BadTimestamp)?;
-    if (now_secs - ts).abs() > tolerance_secs {
+    // abs_diff: a timestamp of i64::MIN must be refused, not overflow.
+    if now_secs.abs_diff(ts) > tolerance_secs.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let matched = signature_header

@@ -329,11 +329,10 @@ fn parse_scheme(kind: &str) -> Option<Scheme> {
     })
 }
 
+/// Whether the scheme signs a send time (a header, or Linear's
+/// `webhookTimestamp` in the body), which then gets the default tolerance.
 fn has_clock(scheme: Scheme) -> bool {
-    !matches!(
-        scheme,
-        Scheme::Github | Scheme::Shopify | Scheme::Twilio | Scheme::Linear
-    )
+    !matches!(scheme, Scheme::Github | Scheme::Shopify | Scheme::Twilio)
 }
 
 fn text_field(config: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
@@ -754,6 +753,33 @@ mod tests {
             Some("evt_1")
         );
         assert_eq!(plan.tolerance_secs, Some(DEFAULT_TOLERANCE_SECS));
+    }
+
+    /// Every scheme that signs a send time gets the default clock check; the
+    /// others have nothing to check.
+    #[test]
+    fn timestamped_schemes_get_the_default_tolerance() {
+        for kind in [
+            "standard-webhooks",
+            "svix",
+            "stripe",
+            "slack",
+            "zoom",
+            "paddle",
+            "linear",
+        ] {
+            let plan = compile(
+                kind,
+                &json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+                &json!({}),
+            )
+            .unwrap();
+            assert_eq!(plan.tolerance_secs, Some(DEFAULT_TOLERANCE_SECS), "{kind}");
+        }
+        for kind in ["github", "shopify", "twilio"] {
+            let plan = compile(kind, &json!({"secret": "s"}), &json!({})).unwrap();
+            assert_eq!(plan.tolerance_secs, None, "{kind}");
+        }
     }
 
     #[test]

@@ -67,8 +67,13 @@ impl<'a> Incoming<'a> {
     }
 }
 
-/// Checks `incoming` against any of `secrets`. `tolerance_secs` bounds the
-/// age of a signed timestamp where the scheme has one (`None`: no clock check).
+/// Checks `incoming` against any of `secrets`. Where the scheme signs a
+/// timestamp (Standard Webhooks, Svix, Stripe, Slack, Zoom, Paddle, Linear),
+/// it must lie within `tolerance_secs` of `now_secs` in either direction: too
+/// old is a replay, too new is a timestamp the sender could have chosen to
+/// stay valid for as long as it likes. This is the Standard Webhooks
+/// reference libraries' rule (five minutes each way); `None` turns the clock
+/// check off.
 pub fn verify(
     scheme: Scheme,
     secrets: &[&str],
@@ -234,13 +239,23 @@ fn render_template(template: &str, incoming: &Incoming<'_>) -> Result<Vec<u8>, R
     Ok(out)
 }
 
-/// `Authorization: Basic …` with any of the accepted `user:password` pairs.
+/// The credentials of an `Authorization` value (`<scheme> <credentials>`)
+/// when its scheme is `scheme`, compared case-insensitively as RFC 9110
+/// §11.1 requires (`bearer x`, `BEARER x` and `Bearer x` are the same);
+/// `None` for another scheme or a value without credentials. Surrounding
+/// whitespace and any run of spaces after the scheme are ignored.
+pub fn authorization_credentials<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (given, rest) = value.trim().split_once([' ', '\t'])?;
+    let credentials = rest.trim();
+    (given.eq_ignore_ascii_case(scheme) && !credentials.is_empty()).then_some(credentials)
+}
+
+/// `Authorization: Basic …` (scheme in any case) with any of the accepted
+/// `user:password` pairs.
 pub fn verify_basic_auth(credentials: &[&str], incoming: &Incoming<'_>) -> Result<(), Rejection> {
     let value = required(incoming, "Authorization")?;
-    let encoded = value
-        .trim()
-        .strip_prefix("Basic ")
-        .ok_or(Rejection::Malformed("Authorization"))?;
+    let encoded =
+        authorization_credentials(value, "Basic").ok_or(Rejection::Malformed("Authorization"))?;
     let given = BASE64
         .decode(encoded.trim())
         .map_err(|_| Rejection::Malformed("Authorization"))?;
@@ -394,10 +409,9 @@ fn stripe(
 ) -> Result<(), Rejection> {
     let (raw, t, signatures) =
         timestamp_and_signatures(incoming, "Stripe-Signature", ',', "t", "v1")?;
-    // Stripe's own libraries refuse only timestamps that are too old.
-    if tolerance_secs.is_some_and(|tol| incoming.now_secs - t > tol) {
-        return Err(Rejection::Stale);
-    }
+    // Stripe's own libraries refuse only timestamps that are too old; a far
+    // future one is refused here too, as for every other scheme.
+    within_tolerance(incoming.now_secs, t, tolerance_secs)?;
     let prefix = format!("{raw}.");
     any_sha256(secrets, &[prefix.as_bytes(), incoming.body], &signatures)
 }
@@ -411,9 +425,7 @@ fn v0(
 ) -> Result<(), Rejection> {
     let timestamp = required(incoming, timestamp_header)?;
     let t = parse_secs(timestamp, timestamp_header)?;
-    if tolerance_secs.is_some_and(|tol| (incoming.now_secs - t).abs() > tol) {
-        return Err(Rejection::Stale);
-    }
+    within_tolerance(incoming.now_secs, t, tolerance_secs)?;
     let given = required(incoming, signature_header)?;
     let sig = given
         .strip_prefix("v0=")
@@ -430,9 +442,7 @@ fn paddle(
 ) -> Result<(), Rejection> {
     let (raw, t, signatures) =
         timestamp_and_signatures(incoming, "Paddle-Signature", ';', "ts", "h1")?;
-    if tolerance_secs.is_some_and(|tol| incoming.now_secs > t + tol) {
-        return Err(Rejection::Stale);
-    }
+    within_tolerance(incoming.now_secs, t, tolerance_secs)?;
     let prefix = format!("{raw}:");
     any_sha256(secrets, &[prefix.as_bytes(), incoming.body], &signatures)
 }
@@ -445,21 +455,38 @@ fn linear(
     let given = required(incoming, "Linear-Signature")?;
     let sig = hex_decode(given).ok_or(Rejection::Malformed("Linear-Signature"))?;
     any_sha256(secrets, &[incoming.body], &[sig])?;
-    // The signed body carries the send time in milliseconds.
+    let Some(tol) = tolerance_secs else {
+        return Ok(());
+    };
+    // The signed body carries the send time in milliseconds; Linear always
+    // sends it, so with the clock check on its absence is refused.
     #[derive(serde::Deserialize)]
     struct Stamp {
         #[serde(rename = "webhookTimestamp")]
         webhook_timestamp: Option<i64>,
     }
-    if let Some(tol) = tolerance_secs
-        && let Ok(Stamp {
-            webhook_timestamp: Some(ms),
-        }) = serde_json::from_slice::<Stamp>(incoming.body)
-        && (incoming.now_secs.saturating_mul(1000) - ms).abs() > tol.saturating_mul(1000)
+    let ms = serde_json::from_slice::<Stamp>(incoming.body)
+        .ok()
+        .and_then(|s| s.webhook_timestamp)
+        .ok_or(Rejection::Malformed("webhookTimestamp in the body"))?;
+    if incoming.now_secs.saturating_mul(1000).abs_diff(ms) > tol.unsigned_abs().saturating_mul(1000)
     {
         return Err(Rejection::Stale);
     }
     Ok(())
+}
+
+/// `Stale` when `signed_secs` is more than `tolerance_secs` before or after
+/// `now_secs` (no overflow for any pair of values a header can carry).
+fn within_tolerance(
+    now_secs: i64,
+    signed_secs: i64,
+    tolerance_secs: Option<i64>,
+) -> Result<(), Rejection> {
+    match tolerance_secs {
+        Some(tol) if now_secs.abs_diff(signed_secs) > tol.unsigned_abs() => Err(Rejection::Stale),
+        _ => Ok(()),
+    }
 }
 
 /// Twilio signs the full URL followed by every form parameter (name, then
@@ -663,6 +690,160 @@ mod tests {
             verify_api_key("x-other", &["k1"], &incoming),
             Err(Rejection::MissingHeader("API key"))
         );
+    }
+
+    /// A correctly signed request of `scheme` whose signed time is `at`.
+    fn signed_at(scheme: Scheme, secret: &str, at: i64) -> (Vec<(String, String)>, Vec<u8>) {
+        let mac = |parts: &[&[u8]]| hex_encode(&hmac_sha256(secret.as_bytes(), parts));
+        let body = br#"{"type":"t","id":"e1"}"#.to_vec();
+        let h = |k: &str, v: String| (k.to_owned(), v);
+        match scheme {
+            Scheme::StandardWebhooks | Scheme::Svix => {
+                let key = crate::signing::EndpointSecret::parse_any_length(secret).unwrap();
+                let prefix = if scheme == Scheme::Svix {
+                    "svix"
+                } else {
+                    "webhook"
+                };
+                let headers = vec![
+                    h(&format!("{prefix}-id"), "msg_1".into()),
+                    h(&format!("{prefix}-timestamp"), at.to_string()),
+                    h(&format!("{prefix}-signature"), key.sign("msg_1", at, &body)),
+                ];
+                (headers, body)
+            }
+            Scheme::Stripe => {
+                let sig = mac(&[format!("{at}.").as_bytes(), &body]);
+                (
+                    vec![h("Stripe-Signature", format!("t={at},v1={sig}"))],
+                    body,
+                )
+            }
+            Scheme::Slack | Scheme::Zoom => {
+                let (ts, sig) = if scheme == Scheme::Slack {
+                    ("X-Slack-Request-Timestamp", "X-Slack-Signature")
+                } else {
+                    ("x-zm-request-timestamp", "x-zm-signature")
+                };
+                let mac = mac(&[format!("v0:{at}:").as_bytes(), &body]);
+                (
+                    vec![h(ts, at.to_string()), h(sig, format!("v0={mac}"))],
+                    body,
+                )
+            }
+            Scheme::Paddle => {
+                let sig = mac(&[format!("{at}:").as_bytes(), &body]);
+                (
+                    vec![h("Paddle-Signature", format!("ts={at};h1={sig}"))],
+                    body,
+                )
+            }
+            Scheme::Linear => {
+                let body = format!(
+                    r#"{{"type":"Issue","webhookTimestamp":{}}}"#,
+                    at.saturating_mul(1000)
+                );
+                let sig = mac(&[body.as_bytes()]);
+                (vec![h("Linear-Signature", sig)], body.into_bytes())
+            }
+            other => panic!("{other:?} signs no timestamp"),
+        }
+    }
+
+    /// Every scheme that signs a time refuses one beyond the tolerance in
+    /// either direction, far future included, and accepts one inside it.
+    #[test]
+    fn signed_timestamps_are_bounded_both_ways() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let now = 1_700_000_000;
+        for scheme in [
+            Scheme::StandardWebhooks,
+            Scheme::Svix,
+            Scheme::Stripe,
+            Scheme::Slack,
+            Scheme::Zoom,
+            Scheme::Paddle,
+            Scheme::Linear,
+        ] {
+            let check = |at: i64, tolerance: Option<i64>| {
+                let (headers, body) = signed_at(scheme, secret, at);
+                let headers: Vec<(&str, &str)> = headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let incoming = Incoming {
+                    headers: &headers,
+                    body: &body,
+                    url: "",
+                    now_secs: now,
+                };
+                verify(scheme, &[secret], &incoming, tolerance)
+            };
+            for at in [now, now - 300, now + 300] {
+                assert_eq!(check(at, Some(300)), Ok(()), "{scheme:?} at {at}");
+            }
+            for at in [now + 301, now + 3_600, now + 10 * 365 * 86_400, now - 301] {
+                assert_eq!(
+                    check(at, Some(300)),
+                    Err(Rejection::Stale),
+                    "{scheme:?} at {at}"
+                );
+            }
+            assert_eq!(check(now + 3_600, None), Ok(()), "{scheme:?} unchecked");
+            // Extreme values are refused, never an arithmetic overflow.
+            for at in [i64::MAX, i64::MIN, i64::MIN / 1000] {
+                assert!(check(at, Some(300)).is_err(), "{scheme:?} at {at}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_linear_body_without_its_timestamp_is_refused_when_the_clock_is_checked() {
+        let body = br#"{"type":"Issue"}"#;
+        let sig = hex_encode(&hmac_sha256(b"s", &[body]));
+        let headers = [("Linear-Signature", sig.as_str())];
+        let incoming = Incoming {
+            headers: &headers,
+            body,
+            url: "",
+            now_secs: 0,
+        };
+        assert!(verify(Scheme::Linear, &["s"], &incoming, Some(300)).is_err());
+        assert_eq!(verify(Scheme::Linear, &["s"], &incoming, None), Ok(()));
+    }
+
+    #[test]
+    fn the_authorization_scheme_matches_in_any_case() {
+        for value in ["Bearer tok", "bearer tok", "BEARER  tok ", " bEaReR\ttok"] {
+            assert_eq!(
+                authorization_credentials(value, "Bearer"),
+                Some("tok"),
+                "{value:?}"
+            );
+        }
+        for value in ["Basic tok", "Bearertok", "Bearer", "Bearer   ", "tok", ""] {
+            assert_eq!(
+                authorization_credentials(value, "Bearer"),
+                None,
+                "{value:?}"
+            );
+        }
+        let encoded = BASE64.encode("user:pw");
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            let auth = format!("{scheme} {encoded}");
+            let headers = [("Authorization", auth.as_str())];
+            let incoming = Incoming {
+                headers: &headers,
+                body: b"",
+                url: "",
+                now_secs: 0,
+            };
+            assert_eq!(
+                verify_basic_auth(&["user:pw"], &incoming),
+                Ok(()),
+                "{scheme}"
+            );
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `switchyard` binary: CLI, configuration and wiring.
 
 mod config;
+mod listen;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -33,6 +34,9 @@ enum Command {
     Migrate(ServeArgs),
     /// Replace the stored admin token with a new one and print it.
     RotateToken(ServeArgs),
+    /// Receive webhooks on 127.0.0.1 and print each one, checking its
+    /// signature when given the endpoint's secret (for trying things out).
+    Listen(listen::ListenArgs),
 }
 
 const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
@@ -45,6 +49,8 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,6 +58,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         match cli.command {
             Command::Serve(args) => serve(Settings::load(args)?).await,
+            Command::Listen(args) => listen::listen(args).await,
             Command::Migrate(args) => {
                 let settings = Settings::load(args)?;
                 open_store(&settings).await?;
@@ -114,26 +121,38 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The admin token's hash: from the environment when given, else the stored
-/// one, else a new token printed once and stored hashed.
-async fn admin_token(settings: &Settings, store: &dyn Store) -> anyhow::Result<[u8; 32]> {
+/// one, else a new token printed once and stored hashed; with where it came
+/// from, for the start-up log line. A configured token serves this run only
+/// and leaves the stored one as it is: the stored token is refused while the
+/// setting is there and works again once it is removed.
+async fn admin_token(
+    settings: &Settings,
+    store: &dyn Store,
+) -> anyhow::Result<([u8; 32], &'static str)> {
     if let Some(token) = &settings.admin_token {
-        return Ok(token_hash(token));
+        let origin = if store.get_setting(ADMIN_TOKEN_KEY).await?.is_some() {
+            "configured (SWITCHYARD_ADMIN_TOKEN or --admin-token), for this run only: the stored token is refused while it is set, and kept"
+        } else {
+            "configured (SWITCHYARD_ADMIN_TOKEN or --admin-token), for this run only: none is stored"
+        };
+        return Ok((token_hash(token), origin));
     }
     if let Some(stored) = store.get_setting(ADMIN_TOKEN_KEY).await?
         && let Some(hash) = parse_hex32(&stored)
     {
-        return Ok(hash);
+        return Ok((hash, "stored"));
     }
     let token = generate_token();
     if store_token_hash(store, &token, false).await? {
         println!("Generated admin token (shown once, stored hashed): {token}");
-        return Ok(token_hash(&token));
+        return Ok((token_hash(&token), "generated and stored"));
     }
     let stored = store
         .get_setting(ADMIN_TOKEN_KEY)
         .await?
         .unwrap_or_default();
-    parse_hex32(&stored).context("stored admin token hash is corrupt")
+    let hash = parse_hex32(&stored).context("stored admin token hash is corrupt")?;
+    Ok((hash, "stored"))
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -141,7 +160,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // (it already holds leases by then) still ends with a hand-over.
     let stop = shutdown_signal()?;
     let store = open_store(&settings).await?;
-    let admin_token_sha256 = admin_token(&settings, store.as_ref()).await?;
+    let (admin_token_sha256, token_origin) = admin_token(&settings, store.as_ref()).await?;
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -176,7 +195,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     });
     let app = tower::util::MapRequestLayer::new(normalize_path).layer(app);
     println!("switchyard listening on http://{addr}");
-    tracing::info!(%addr, node = %node_id, database = %settings.database_name(), "switchyard started");
+    tracing::info!(%addr, node = %node_id, database = %settings.database_name(), admin_token = token_origin, "switchyard started");
     axum::serve(
         listener,
         ServiceExt::<axum::extract::Request>::into_make_service(app),

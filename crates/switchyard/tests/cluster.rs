@@ -74,10 +74,10 @@ async fn app_with_endpoints(api: &Api, base: &str, count: usize) -> (String, Vec
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
 async fn three_nodes_one_killed_mid_run_lose_nothing() {
-    let Some(url) = test_database().await else {
-        return;
-    };
+    let db = test_database().await;
+    let url = db.url().to_owned();
     let env = node_env(&url);
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
     let mut nodes: Vec<Server> = dirs.iter().map(|d| start_node(d, &env)).collect();
@@ -194,10 +194,10 @@ async fn admin_sql(sql: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
 async fn database_outage_answers_503_and_recovers_without_restart() {
-    let Some(url) = test_database().await else {
-        return;
-    };
+    let db = test_database().await;
+    let url = db.url().to_owned();
     let database = url.rsplit('/').next().unwrap_or_default().to_owned();
     let env = node_env(&url);
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
@@ -278,10 +278,10 @@ async fn database_outage_answers_503_and_recovers_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
 async fn concurrent_migrations_are_safe_and_idempotent() {
-    let Some(url) = test_database().await else {
-        return;
-    };
+    let db = test_database().await;
+    let url = db.url().to_owned();
     for round in 0..2 {
         let runs: Vec<_> = (0..4)
             .map(|_| {
@@ -304,10 +304,10 @@ async fn concurrent_migrations_are_safe_and_idempotent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
 async fn a_node_stopped_gracefully_hands_its_partitions_over_at_once() {
-    let Some(url) = test_database().await else {
-        return;
-    };
+    let db = test_database().await;
+    let url = db.url().to_owned();
     // A long lease time: only an explicit hand-over can be this quick.
     let mut env = node_env(&url);
     env.retain(|(k, _)| *k != "SWITCHYARD_LEASE_TTL_SECS");
@@ -343,10 +343,10 @@ async fn a_node_stopped_gracefully_hands_its_partitions_over_at_once() {
 /// A source created, re-keyed or deleted through one node is seen the same
 /// way by the others (their source caches are dropped on every change).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
 async fn every_node_serves_the_same_sources() {
-    let Some(url) = test_database().await else {
-        return;
-    };
+    let db = test_database().await;
+    let url = db.url().to_owned();
     let env = node_env(&url);
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let (a, b) = (start_node(&dirs[0], &env), start_node(&dirs[1], &env));

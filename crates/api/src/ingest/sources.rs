@@ -6,12 +6,12 @@
 use super::ingest_url;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, PageQuery, Query};
+use crate::extract::{Body, PageQuery, Path, Query};
 use crate::v1::endpoints::{self, EndpointIn, EndpointPatch, HeadersIn, RecoverIn, RotateIn};
 use crate::v1::{list_out, parse_uid, ts};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

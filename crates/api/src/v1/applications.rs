@@ -3,10 +3,10 @@
 use super::{check_rate_limit, find_app, list_out, parse_uid, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, PageQuery, Query, bool_param, double_option};
+use crate::extract::{Body, PageQuery, Path, Query, bool_param, double_option};
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;

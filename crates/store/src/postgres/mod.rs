@@ -1559,22 +1559,80 @@ pub fn test_server_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-/// A fresh scratch database on the test server, for one test. When the
-/// server cannot be reached this panics under `CI=true` (a required service
-/// is missing) and otherwise prints why and returns `None`, so the caller
-/// skips.
-pub async fn test_database() -> Option<String> {
-    let admin = test_server_url();
-    match create_scratch_database(&admin).await {
-        Ok(url) => Some(url),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("PostgreSQL at {admin} is required under CI=true: {e}")
-        }
-        Err(e) => {
-            eprintln!("skipping the PostgreSQL part: {admin} unreachable: {e}");
-            None
+/// A scratch database on the test server, dropped (with any connections
+/// still open to it) when this value is dropped, panic or not.
+pub struct ScratchDatabase {
+    url: String,
+    name: String,
+    admin: String,
+}
+
+impl ScratchDatabase {
+    /// Its connection URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Drop may run on a runtime's thread, where blocking on async work is
+        // refused: the database is dropped from a thread with its own runtime.
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime
+                .block_on(drop_scratch_database(&admin, &name))
+                .map_err(|e| e.to_string())
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop scratch database {}: {e}", self.name);
         }
     }
+}
+
+/// A fresh scratch database on the test server, for one test; it is dropped
+/// when the returned value is. Tests calling this carry
+/// `#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]`, so they
+/// run only when asked (`--include-ignored`, nextest's `--run-ignored all`),
+/// which `scripts/test` does once the server answers; a run without it
+/// reports them as ignored or skipped. Once asked to run, an unreachable
+/// server is a failure naming it, never a silent pass.
+pub async fn test_database() -> ScratchDatabase {
+    let admin = test_server_url();
+    match create_scratch_database(&admin).await {
+        Ok(url) => {
+            let name = url
+                .split('?')
+                .next()
+                .and_then(|base| base.rsplit('/').next())
+                .unwrap_or_default()
+                .to_owned();
+            ScratchDatabase { url, name, admin }
+        }
+        Err(e) => panic!(
+            "this test needs PostgreSQL at {} and it is unreachable: {e}\n\
+             (scripts/test runs the PostgreSQL tests only when the server answers; \
+             set SWITCHYARD_TEST_POSTGRES_URL to use another server)",
+            describe_url(&admin)
+        ),
+    }
+}
+
+async fn drop_scratch_database(admin_url: &str, name: &str) -> Result<()> {
+    let (mut config, tls) = tls::parse(admin_url)?;
+    config.connect_timeout(Duration::from_secs(3));
+    let (client, connection) = config.connect(tls).await?;
+    let driver = tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await?;
+    driver.abort();
+    Ok(())
 }
 
 /// `postgres host/dbname` for a database URL, without credentials, for logs
