@@ -525,8 +525,7 @@ impl SchemaPlan {
         };
         // Values in pre-order (the order `value_sizes` numbered them), each
         // with the subschemas applied to it and how many times.
-        let mut stack: Vec<Visit> =
-            vec![(instance, 0, vec![(self.root, 1)])];
+        let mut stack: Vec<Visit> = vec![(instance, 0, vec![(self.root, 1)])];
         let mut counts: HashMap<usize, u64> = HashMap::new();
         let mut seen: HashSet<usize> = HashSet::new();
         while let Some((value, order, applied)) = stack.pop() {
@@ -631,10 +630,7 @@ type Visit<'v> = (&'v Value, usize, Vec<(usize, u64)>);
 
 /// Children are visited in document order; values with nothing applied are
 /// skipped (the validator never looks at them).
-fn push_children<'v>(
-    stack: &mut Vec<Visit<'v>>,
-    children: Vec<Visit<'v>>,
-) {
+fn push_children<'v>(stack: &mut Vec<Visit<'v>>, children: Vec<Visit<'v>>) {
     for child in children.into_iter().rev() {
         if !child.2.is_empty() {
             stack.push(child);
