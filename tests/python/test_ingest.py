@@ -83,7 +83,14 @@ def test_stripe_sdk_signed_events_reach_destination_with_raw_body(svix, server, 
     # with its attempts through the v1 API.
     msgs = svix.message.list(src.id).data
     assert [m.event_type for m in msgs] == ["invoice.paid"]
-    attempts = svix.message_attempt.list_by_msg(src.id, msgs[0].id).data
+    # The attempt is recorded once the destination's answer is in, which can
+    # be a moment after the request reached it.
+    deadline = time.monotonic() + 10
+    while True:
+        attempts = svix.message_attempt.list_by_msg(src.id, msgs[0].id).data
+        if attempts or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert attempts and attempts[0].response_status_code == 200
 
 

@@ -19,33 +19,9 @@ fn pinned_clock() -> u64 {
 
 const TOKEN: &str = "vector-token";
 
-fn vectors() -> Vec<Value> {
-    let path = vectors_path();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read the signature vectors at {}: {e}\n\
-             They live in shared/vectors/signatures.json beside the checkout \
-             (`../shared` next to the repository, as CI lays it out); set \
-             SWITCHYARD_VECTORS=/path/to/signatures.json to use another copy.",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).expect("vectors are JSON")
-}
-
-/// `SWITCHYARD_VECTORS` when set, else `shared/vectors/signatures.json`
-/// beside the repository's checkout.
-fn vectors_path() -> std::path::PathBuf {
-    match std::env::var_os("SWITCHYARD_VECTORS") {
-        Some(p) if !p.is_empty() => p.into(),
-        // crates/<crate> -> crates -> the checkout -> the folder holding it.
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .nth(3)
-            .unwrap_or(std::path::Path::new("/"))
-            .join("shared/vectors/signatures.json"),
-    }
-}
+#[path = "../../core/tests/support/vectors_file.rs"]
+mod vectors_file;
+use vectors_file::vectors;
 
 async fn serve() -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -130,19 +130,23 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         };
         return reject(StatusCode::UNAUTHORIZED, code, reason);
     }
+    // A refusal after the signature check: counted with its reason.
+    let refuse = |status: StatusCode, code: &'static str, counted: &str, detail: String| {
+        state
+            .engine
+            .count_ingest(id, IngestOutcome::Rejected(counted));
+        reject(status, code, detail)
+    };
     // Checked after the signature so a forger learns nothing, and for any
     // correctly signed request too: the signature never covers the path.
     let forward_path = if source.plan.forward_path {
         match ForwardPath::parse(suffix, parts.uri.query()) {
             Ok(path) => path,
             Err(e) => {
-                let reason = format!("unsafe path: {e}");
-                state
-                    .engine
-                    .count_ingest(id, IngestOutcome::Rejected(&reason));
-                return reject(
+                return refuse(
                     StatusCode::BAD_REQUEST,
                     "invalid_path",
+                    &format!("unsafe path: {e}"),
                     format!(
                         "{e}; the path after the ingest URL must stay under the destination's path"
                     ),
@@ -153,13 +157,11 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         ForwardPath::default()
     };
     let Ok(text) = std::str::from_utf8(&body) else {
-        state
-            .engine
-            .count_ingest(id, IngestOutcome::Rejected("body is not UTF-8"));
-        return reject(
+        return refuse(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_body",
-            "the body must be UTF-8 text (JSON, form data, XML, ...)",
+            "body is not UTF-8",
+            "the body must be UTF-8 text (JSON, form data, XML, ...)".into(),
         );
     };
     let content_type = parts
@@ -170,12 +172,10 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         Ok(document) => document,
         Err(duplicate) => {
             let reason = duplicate.to_string();
-            state
-                .engine
-                .count_ingest(id, IngestOutcome::Rejected(&reason));
-            return reject(
+            return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "duplicate_key",
+                &reason,
                 format!(
                     "{reason}: the body is forwarded as sent, so routing cannot choose one of the values"
                 ),
