@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ingest::api_router())
         .layer(middleware::from_fn_with_state(state.clone(), idempotency))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/health", axum::routing::get(health).head(health))
         .route(
             "/api/v1/openapi.json",
@@ -85,10 +85,16 @@ pub fn router(state: AppState) -> Router {
                 "this method is not allowed on this path",
             )
         })
-        .fallback(|| async { ApiError::not_found("route") })
+        .fallback(|| async { ApiError::not_found("route") });
+    with_json_errors(routes).with_state(state)
+}
+
+/// The outermost layers of every route: errors in another form become the
+/// JSON error body, and a panicking handler answers a JSON 500.
+fn with_json_errors<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .layer(middleware::map_response(json_errors))
         .layer(CatchPanicLayer::custom(panic_response))
-        .with_state(state)
 }
 
 /// The largest plain-text error body carried over into a JSON `detail`.
@@ -253,4 +259,51 @@ fn replay(stored: StoredResponse) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn call(router: Router, uri: &str) -> (StatusCode, serde_json::Value) {
+        let request = Request::builder()
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        let response = router.oneshot(request).await.unwrap_or_default();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_the_json_error_body() {
+        let routes: Router = with_json_errors(Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                if true {
+                    panic!("secret detail");
+                }
+                "unreachable"
+            }),
+        ));
+        let (status, body) = call(routes, "/boom").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "internal_error");
+        assert!(!body.to_string().contains("secret detail"), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_plain_text_rejection_becomes_the_json_error_body() {
+        let routes: Router = with_json_errors(Router::new().route(
+            "/plain",
+            axum::routing::get(|| async { (StatusCode::BAD_REQUEST, "bad thing") }),
+        ));
+        let (status, body) = call(routes, "/plain").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["detail"], "bad thing", "{body}");
+    }
 }
