@@ -39,7 +39,10 @@ pub const MAX_DEPTH: usize = 64;
 pub const MAX_APPLICATIONS_PER_VALUE: u64 = 10_000;
 /// Work units one payload check may cost: one unit per (subschema, value)
 /// evaluation plus the size of the value for keywords that read it whole
-/// (`pattern`, `format`, `enum`, `const`, `uniqueItems`, lengths, content).
+/// (`pattern`, `format`, `enum`, `const`, `uniqueItems`, lengths, content),
+/// plus the entries the validator walks on every evaluation whatever the
+/// value holds (`properties`, `required`, the dependency keywords, and each
+/// `enum` value compared).
 /// Measured (unoptimised build of this crate, `jsonschema` at opt-level 1) at
 /// 30-200 ns a unit: up to about 0.4 s of one core in the worst shape (a
 /// recursive schema with `unevaluatedProperties`), far less in others.
@@ -87,6 +90,16 @@ struct Node {
     repeat: u64,
     /// Holds a keyword whose cost grows with the size of the value.
     reads_whole_value: bool,
+    /// Work per evaluation that grows with the schema rather than the value:
+    /// the validator walks `properties`, `required` and the dependency
+    /// keywords entry by entry for every object it checks, whatever the
+    /// object holds.
+    per_evaluation: u64,
+    /// `enum`: the number of listed values and their total weight (as
+    /// [`value_sizes`] counts it). The validator compares the value with each
+    /// in turn, each comparison costing at most the smaller of the two.
+    enum_items: u64,
+    enum_weight: u64,
 }
 
 /// A schema that passed [`SchemaPlan::analyse`], with the graph used to bound
@@ -222,6 +235,7 @@ impl<'a> Builder<'a> {
                     node.in_place.push(self.node(here, depth + 1)?);
                 }
                 "dependentSchemas" | "dependencies" => {
+                    node.per_evaluation += object_of(value, &here)?.len() as u64;
                     for (name, dep) in object_of(value, &here)? {
                         // `dependencies` also takes arrays of names (no subschema).
                         if dep.is_object() || dep.is_boolean() {
@@ -231,6 +245,7 @@ impl<'a> Builder<'a> {
                     }
                 }
                 "properties" => {
+                    node.per_evaluation += object_of(value, &here)?.len() as u64;
                     for name in object_of(value, &here)?.keys() {
                         let c = self.node(child_pointer(&here, name), depth + 1)?;
                         node.named.insert(name.clone(), c);
@@ -273,8 +288,26 @@ impl<'a> Builder<'a> {
                     }
                     node.reads_whole_value = true;
                 }
+                "required" | "dependentRequired" => {
+                    let entries = match value {
+                        Value::Array(items) => items.len(),
+                        Value::Object(map) => map.len(),
+                        _ => 0,
+                    };
+                    node.per_evaluation += entries as u64;
+                }
+                "enum" => {
+                    node.reads_whole_value = true;
+                    if let Value::Array(items) = value {
+                        node.enum_items = items.len() as u64;
+                        node.enum_weight = items
+                            .iter()
+                            .map(|item| value_sizes(item).get(0).copied().unwrap_or(1))
+                            .fold(0u64, u64::saturating_add);
+                    }
+                }
                 "format" | "minLength" | "maxLength" | "contentEncoding" | "contentMediaType"
-                | "uniqueItems" | "const" | "enum" => node.reads_whole_value = true,
+                | "uniqueItems" | "const" => node.reads_whole_value = true,
                 _ => {}
             }
         }
@@ -555,6 +588,14 @@ impl SchemaPlan {
                 charge(evaluations, &mut spent)?;
                 if node.reads_whole_value {
                     charge(evaluations.saturating_mul(weight), &mut spent)?;
+                }
+                charge(evaluations.saturating_mul(node.per_evaluation), &mut spent)?;
+                if node.enum_items > 0 {
+                    let comparisons = node
+                        .enum_items
+                        .saturating_mul(weight)
+                        .min(node.enum_weight.saturating_add(node.enum_items));
+                    charge(evaluations.saturating_mul(comparisons), &mut spent)?;
                 }
                 let passed = m.saturating_mul(node.repeat);
                 for &c in &node.in_place {
@@ -878,6 +919,46 @@ mod tests {
             .map(|i| (format!("k{i}"), json!([1, 2, 3])))
             .collect();
         assert!(plan.cost(&Value::Object(wide), 100).is_ok());
+    }
+
+    #[test]
+    fn work_that_grows_with_the_schema_is_costed() {
+        // The validator compares each item with every listed value and walks
+        // `properties` and dependency maps entry by entry for every object:
+        // a long list times a long array is quadratic (50,000 x 50,000
+        // took 8.8 s in one request).
+        let many = |n: usize| -> Vec<Value> { (0..n).map(Value::from).collect() };
+        let items = |item: Value| json!({"properties": {"x": {"type": "array", "items": item}}});
+        let long_array = |value: Value, n: usize| json!({"x": vec![value; n]});
+        let plan = SchemaPlan::analyse(&items(json!({"enum": many(50_000)}))).unwrap();
+        assert!(
+            plan.cost(&long_array(json!(49_999), 50_000), EVALUATION_BUDGET)
+                .is_err()
+        );
+        assert!(
+            plan.cost(&long_array(json!(1), 10), EVALUATION_BUDGET)
+                .is_ok()
+        );
+        let names: serde_json::Map<String, Value> =
+            (0..4_000).map(|i| (format!("p{i}"), json!(true))).collect();
+        let plan = SchemaPlan::analyse(&items(json!({"properties": names}))).unwrap();
+        assert!(
+            plan.cost(&long_array(json!({}), 20_000), EVALUATION_BUDGET)
+                .is_err()
+        );
+        let deps: serde_json::Map<String, Value> =
+            (0..40_000).map(|i| (format!("p{i}"), json!([]))).collect();
+        let plan = SchemaPlan::analyse(&items(json!({"dependentRequired": deps}))).unwrap();
+        assert!(
+            plan.cost(&long_array(json!({}), 20_000), EVALUATION_BUDGET)
+                .is_err()
+        );
+        // A short enum stays cheap.
+        let plan = SchemaPlan::analyse(&items(json!({"enum": ["a", "b", "c"]}))).unwrap();
+        let cost = plan
+            .cost(&long_array(json!("a"), 1_000), EVALUATION_BUDGET)
+            .unwrap();
+        assert!(cost < 20_000, "{cost}");
     }
 
     #[test]

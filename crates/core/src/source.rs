@@ -654,10 +654,23 @@ const FORM_PAYLOAD_FIELD: &str = "payload";
 /// form field given more than once becomes an array of its values in the
 /// order sent, so no single one of them is picked for a decision.
 ///
+/// A leading UTF-8 byte order mark is skipped, and a body that is JSON is
+/// checked for repeated keys whatever its declared content type.
+///
 /// # Errors
 /// [`DuplicateKey`] when the JSON repeats an object key (for a form's
 /// `payload` field the path starts with `payload`).
 pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Value>, DuplicateKey> {
+    // RFC 8259 §8.1 lets parsers ignore a byte order mark, and common ones
+    // (Python's `json.loads` on bytes) do: decisions must read that JSON too.
+    let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
+    // The Content-Type header is not covered by any provider's signature and
+    // many receivers parse the body as JSON whatever it says, so repeated
+    // keys are refused in any body that is JSON, not only in declared JSON.
+    let as_json = parse_document(body);
+    if let Err(DocumentError::DuplicateKey(d)) = as_json {
+        return Err(d);
+    }
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|c| c.trim().to_ascii_lowercase());
@@ -692,12 +705,10 @@ pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Val
         }
         return Ok(Some(Value::Object(map)));
     }
-    match parse_document(body) {
-        Ok(doc) => Ok(Some(doc)),
-        Err(DocumentError::DuplicateKey(d)) => Err(d),
-        Err(DocumentError::Syntax(_)) => Ok(None),
-    }
+    Ok(as_json.ok())
 }
+
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
 #[cfg(test)]
 mod tests {
@@ -833,6 +844,22 @@ mod tests {
             plan.verify(&request(&headers, b""), 1000),
             Err(Rejection::Mismatch)
         );
+    }
+
+    #[test]
+    fn repeated_keys_are_found_whatever_the_body_claims_to_be() {
+        let dup = br#"{"id":"e","type":"a","type":"b"}"#;
+        let form = Some("application/x-www-form-urlencoded");
+        for content_type in [form, Some("text/plain"), None] {
+            assert!(document_of(content_type, dup).is_err(), "{content_type:?}");
+        }
+        let mut with_bom = b"\xEF\xBB\xBF".to_vec();
+        with_bom.extend_from_slice(dup);
+        assert!(document_of(Some("application/json"), &with_bom).is_err());
+        with_bom.truncate(3);
+        with_bom.extend_from_slice(br#"{"type":"invoice.paid"}"#);
+        let doc = document_of(Some("application/json"), &with_bom).unwrap();
+        assert_eq!(doc, Some(json!({"type": "invoice.paid"})));
     }
 
     #[test]

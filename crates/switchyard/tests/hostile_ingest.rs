@@ -220,24 +220,33 @@ async fn an_ingest_path_cannot_leave_the_destination_path() {
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 401"));
 
     // Normal suffixes still go under the destination path, trailing slash,
-    // encoded characters and query included.
-    for suffix in ["/orders/7?full=1", "/orders/", "/v1.2/a;b?x=%20y&z"] {
+    // encoded characters and query included; a suffix of `/` alone (a
+    // provider URL that ends in a slash) adds nothing.
+    for suffix in [
+        "/orders/7?full=1",
+        "/orders/",
+        "/v1.2/a;b?x=%20y&z",
+        "/",
+        "/?q=1",
+    ] {
         let (status, answer) =
             post_raw(&server.url, &format!("{ingest}{suffix}"), &event("ok")).await;
         assert_eq!(status, 200, "{suffix}: {answer}");
     }
-    let mut seen = targets.wait_for(3).await;
+    let mut seen = targets.wait_for(5).await;
     seen.sort();
     assert_eq!(
         seen,
         [
+            "/stripe/hook",
             "/stripe/hook/orders/",
             "/stripe/hook/orders/7?full=1",
             "/stripe/hook/v1.2/a%3Bb?x=%20y&z",
+            "/stripe/hook?q=1",
         ]
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(targets.seen().len(), 3, "nothing else reached the service");
+    assert_eq!(targets.seen().len(), 5, "nothing else reached the service");
 }
 
 async fn schema_type(api: &Api) -> String {

@@ -44,6 +44,8 @@ pub fn api_router() -> Router<AppState> {
 pub fn public_router() -> Router<AppState> {
     Router::new()
         .route("/ingest/{key}", post(receive))
+        // A provider URL ending in `/` forwards nothing extra (see `ForwardPath::join`).
+        .route("/ingest/{key}/", post(receive))
         .route("/ingest/{key}/{*rest}", post(receive))
 }
 
