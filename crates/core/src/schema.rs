@@ -38,21 +38,21 @@ pub const MAX_DEPTH: usize = 64;
 /// counted with multiplicity).
 pub const MAX_APPLICATIONS_PER_VALUE: u64 = 10_000;
 /// Work units one payload check may cost: one unit per (subschema, value)
-/// evaluation plus the size of the value for keywords that read it whole
+/// evaluation, plus the size of the value for keywords that read it whole
 /// (`pattern`, `format`, `enum`, `const`, `uniqueItems`, lengths, content),
-/// plus the entries the validator walks on every evaluation whatever the
-/// value holds (`properties`, `required`, the dependency keywords, and each
-/// `enum` value compared).
-/// Measured (unoptimised build of this crate, `jsonschema` at opt-level 1) at
-/// 30-200 ns a unit: up to about 0.4 s of one core in the worst shape (a
-/// recursive schema with `unevaluatedProperties`), far less in others.
-pub const EVALUATION_BUDGET: u64 = 2_000_000;
+/// plus the entries the validator walks for every object whatever it holds
+/// (`properties`, `required`, the dependency keywords), plus each `enum`
+/// value compared. Measured with `jsonschema` 0.61 at opt-level 1 at 8-20 ns
+/// a unit in the shapes that cost most: about 0.2 s of one core at most.
+pub const EVALUATION_BUDGET: u64 = 10_000_000;
 
-/// Extra runs of a node's applicators per `unevaluated*` keyword. The
-/// `jsonschema` crate (0.26) re-validates each applicator's subschemas, and
-/// their own annotations recursively, to learn what they evaluated: measured
-/// at about 2.3x per level of a recursive schema, so 3 keeps the bound above.
-const UNEVALUATED_REPEAT: u64 = 2;
+/// Longest chain of subschemas applied to one value (`$ref` to `$ref` to
+/// ...): the validator recurses once per link.
+pub const MAX_IN_PLACE_CHAIN: usize = 128;
+/// Deepest recursion a payload check may need: the payload's depth plus, at
+/// each level, the longest in-place chain applied there. 2,400 levels were
+/// measured to fit a 2 MiB thread stack; this keeps a wide margin.
+pub const MAX_EVALUATION_DEPTH: usize = 1_000;
 
 /// Why a schema is refused; the text names the schema location (a JSON
 /// pointer into the schema) and the problem.
@@ -60,14 +60,11 @@ const UNEVALUATED_REPEAT: u64 = 2;
 #[error("{0}")]
 pub struct SchemaRefusal(pub String);
 
-/// A payload whose check would exceed [`EVALUATION_BUDGET`].
+/// A payload whose check would exceed [`EVALUATION_BUDGET`] or
+/// [`MAX_EVALUATION_DEPTH`]; the text says which.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "checking this payload against the schema would take more than {budget} steps; the schema recurses too often for a payload this large or deep"
-)]
-pub struct OverBudget {
-    pub budget: u64,
-}
+#[error("{0}")]
+pub struct OverBudget(pub String);
 
 #[derive(Default, Debug)]
 struct Node {
@@ -84,17 +81,15 @@ struct Node {
     indexed: Vec<(usize, usize)>,
     /// `items`, `additionalItems`, `unevaluatedItems`, `contains`.
     any_item: Vec<usize>,
-    /// How many times this node's applicators run per evaluation of the node:
-    /// the `unevaluated*` keywords make the validator evaluate them again to
-    /// learn what they covered (see [`UNEVALUATED_REPEAT`]).
-    repeat: u64,
     /// Holds a keyword whose cost grows with the size of the value.
     reads_whole_value: bool,
-    /// Work per evaluation that grows with the schema rather than the value:
-    /// the validator walks `properties`, `required` and the dependency
-    /// keywords entry by entry for every object it checks, whatever the
-    /// object holds.
-    per_evaluation: u64,
+    /// Work per evaluation of an object that grows with the schema rather
+    /// than the value: `required` and the dependency keywords are walked
+    /// entry by entry whatever the object holds.
+    per_object: u64,
+    /// Entries of `properties`: the validator may look each up in a
+    /// non-empty object.
+    properties_len: u64,
     /// `enum`: the number of listed values and their total weight (as
     /// [`value_sizes`] counts it). The validator compares the value with each
     /// in turn, each comparison costing at most the smaller of the two.
@@ -114,6 +109,8 @@ pub struct SchemaPlan {
     /// Cost of applying a node and its in-place closure to one value that has
     /// no children (used for member names).
     leaf_cost: Vec<u64>,
+    /// Longest in-place chain from each node, itself included.
+    chain: Vec<usize>,
 }
 
 /// A pending `$ref`-like keyword of a node, resolved once every anchor is known.
@@ -201,10 +198,7 @@ impl<'a> Builder<'a> {
             }
         };
         let at = |kw: &str| child_pointer(pointer, kw);
-        let mut node = Node {
-            repeat: 1,
-            ..Node::default()
-        };
+        let mut node = Node::default();
         for (keyword, value) in map {
             let here = at(keyword);
             match keyword.as_str() {
@@ -235,7 +229,7 @@ impl<'a> Builder<'a> {
                     node.in_place.push(self.node(here, depth + 1)?);
                 }
                 "dependentSchemas" | "dependencies" => {
-                    node.per_evaluation += object_of(value, &here)?.len() as u64;
+                    node.per_object += object_of(value, &here)?.len() as u64;
                     for (name, dep) in object_of(value, &here)? {
                         // `dependencies` also takes arrays of names (no subschema).
                         if dep.is_object() || dep.is_boolean() {
@@ -245,7 +239,7 @@ impl<'a> Builder<'a> {
                     }
                 }
                 "properties" => {
-                    node.per_evaluation += object_of(value, &here)?.len() as u64;
+                    node.properties_len += object_of(value, &here)?.len() as u64;
                     for name in object_of(value, &here)?.keys() {
                         let c = self.node(child_pointer(&here, name), depth + 1)?;
                         node.named.insert(name.clone(), c);
@@ -260,9 +254,6 @@ impl<'a> Builder<'a> {
                 }
                 "additionalProperties" | "unevaluatedProperties" => {
                     node.any_member.push(self.node(here, depth + 1)?);
-                    if keyword == "unevaluatedProperties" {
-                        node.repeat += UNEVALUATED_REPEAT;
-                    }
                 }
                 "propertyNames" => node.member_names.push(self.node(here, depth + 1)?),
                 "items" | "prefixItems" if value.is_array() => {
@@ -273,9 +264,6 @@ impl<'a> Builder<'a> {
                 }
                 "items" | "additionalItems" | "unevaluatedItems" | "contains" => {
                     node.any_item.push(self.node(here, depth + 1)?);
-                    if keyword == "unevaluatedItems" {
-                        node.repeat += UNEVALUATED_REPEAT;
-                    }
                 }
                 "$defs" | "definitions" => {
                     for name in object_of(value, &here)?.keys() {
@@ -294,7 +282,7 @@ impl<'a> Builder<'a> {
                         Value::Object(map) => map.len(),
                         _ => 0,
                     };
-                    node.per_evaluation += entries as u64;
+                    node.per_object += entries as u64;
                 }
                 "enum" => {
                     node.reads_whole_value = true;
@@ -506,6 +494,7 @@ impl SchemaPlan {
         }
         let rank = in_place_order(&b.nodes, &b.pointers)?;
         let mut leaf_cost = vec![0u64; b.nodes.len()];
+        let mut chain = vec![1usize; b.nodes.len()];
         let mut by_rank: Vec<usize> = (0..b.nodes.len()).collect();
         by_rank.sort_by_key(|&n| std::cmp::Reverse(rank[n]));
         for n in by_rank {
@@ -514,7 +503,14 @@ impl SchemaPlan {
                 .in_place
                 .iter()
                 .fold(0u64, |acc, &c| acc.saturating_add(leaf_cost[c]));
-            leaf_cost[n] = 1u64.saturating_add(children.saturating_mul(node.repeat));
+            leaf_cost[n] = 1u64.saturating_add(children);
+            chain[n] = 1 + node.in_place.iter().map(|&c| chain[c]).max().unwrap_or(0);
+            if chain[n] > MAX_IN_PLACE_CHAIN {
+                return Err(SchemaRefusal(format!(
+                    "{}: applies a chain of more than {MAX_IN_PLACE_CHAIN} subschemas to one value (each $ref, allOf, ... is one link)",
+                    shown(&b.pointers[n])
+                )));
+            }
             if leaf_cost[n] > MAX_APPLICATIONS_PER_VALUE {
                 return Err(SchemaRefusal(format!(
                     "{}: applies more than {MAX_APPLICATIONS_PER_VALUE} subschemas to one value (through $ref, allOf, anyOf, oneOf, ...)",
@@ -527,6 +523,7 @@ impl SchemaPlan {
             root,
             rank,
             leaf_cost,
+            chain,
         })
     }
 
@@ -545,7 +542,9 @@ impl SchemaPlan {
     ///
     /// Errors: [`OverBudget`] when the bound exceeds `budget`.
     pub fn cost(&self, instance: &Value, budget: u64) -> Result<u64, OverBudget> {
-        let over = OverBudget { budget };
+        let over = OverBudget(format!(
+            "checking this payload against the schema would take more than {budget} steps (the schema applies many subschemas to the values of a payload this large or deep)"
+        ));
         let sizes = value_sizes(instance);
         let mut spent: u64 = 0;
         let charge = |units: u64, spent: &mut u64| -> Result<(), OverBudget> {
@@ -558,10 +557,21 @@ impl SchemaPlan {
         };
         // Values in pre-order (the order `value_sizes` numbered them), each
         // with the subschemas applied to it and how many times.
-        let mut stack: Vec<Visit> = vec![(instance, 0, vec![(self.root, 1)])];
+        let mut stack: Vec<Visit> = vec![(instance, 0, vec![(self.root, 1)], 0)];
         let mut counts: HashMap<usize, u64> = HashMap::new();
         let mut seen: HashSet<usize> = HashSet::new();
-        while let Some((value, order, applied)) = stack.pop() {
+        while let Some((value, order, applied, depth)) = stack.pop() {
+            let depth = depth
+                + applied
+                    .iter()
+                    .map(|&(n, _)| self.chain[n])
+                    .max()
+                    .unwrap_or(0);
+            if depth > MAX_EVALUATION_DEPTH {
+                return Err(OverBudget(format!(
+                    "checking this payload against the schema would recurse more than {MAX_EVALUATION_DEPTH} levels (the payload's depth times the schema's chains of references)"
+                )));
+            }
             // The in-place closure with multiplicities, parents before children.
             counts.clear();
             seen.clear();
@@ -589,7 +599,14 @@ impl SchemaPlan {
                 if node.reads_whole_value {
                     charge(evaluations.saturating_mul(weight), &mut spent)?;
                 }
-                charge(evaluations.saturating_mul(node.per_evaluation), &mut spent)?;
+                if let Value::Object(map) = value {
+                    let walked = if map.is_empty() {
+                        node.per_object
+                    } else {
+                        node.per_object.saturating_add(node.properties_len)
+                    };
+                    charge(evaluations.saturating_mul(walked), &mut spent)?;
+                }
                 if node.enum_items > 0 {
                     let comparisons = node
                         .enum_items
@@ -597,7 +614,7 @@ impl SchemaPlan {
                         .min(node.enum_weight.saturating_add(node.enum_items));
                     charge(evaluations.saturating_mul(comparisons), &mut spent)?;
                 }
-                let passed = m.saturating_mul(node.repeat);
+                let passed = m;
                 for &c in &node.in_place {
                     let e = counts.entry(c).or_insert(0);
                     *e = e.saturating_add(passed);
@@ -634,7 +651,7 @@ impl SchemaPlan {
                     }
                     let mut children = Vec::with_capacity(map.len());
                     for ((_, child), applied) in map.iter().zip(per_child) {
-                        children.push((child, child_order, applied));
+                        children.push((child, child_order, applied, depth));
                         child_order += sizes_span(&sizes, child_order);
                     }
                     push_children(&mut stack, children);
@@ -653,7 +670,7 @@ impl SchemaPlan {
                             applied.extend(node.any_item.iter().map(|&c| (c, m)));
                         }
                         charge(1, &mut spent)?;
-                        children.push((child, child_order, applied));
+                        children.push((child, child_order, applied, depth));
                         child_order += sizes_span(&sizes, child_order);
                     }
                     push_children(&mut stack, children);
@@ -665,9 +682,10 @@ impl SchemaPlan {
     }
 }
 
-/// A payload value to visit: the value, its pre-order number, and the
-/// subschemas applied to it with their multiplicities.
-type Visit<'v> = (&'v Value, usize, Vec<(usize, u64)>);
+/// A payload value to visit: the value, its pre-order number, the
+/// subschemas applied to it with their multiplicities, and the validator's
+/// recursion depth at its parent.
+type Visit<'v> = (&'v Value, usize, Vec<(usize, u64)>, usize);
 
 /// Children are visited in document order; values with nothing applied are
 /// skipped (the validator never looks at them).
@@ -878,9 +896,10 @@ mod tests {
 
     #[test]
     fn recursion_that_doubles_per_level_is_bounded_per_payload() {
-        // Fine for a shallow payload, exponential for a deep one: the
-        // validator re-checks each member to learn what was evaluated.
-        let schema = json!({"properties": {"a": {"$ref": "#"}}, "unevaluatedProperties": false});
+        // Two applicators that both recurse: the validator's work doubles
+        // with each level of the payload; fine shallow, refused deep.
+        let schema = json!({"allOf": [{"properties": {"a": {"$ref": "#"}}},
+                                       {"properties": {"a": {"$ref": "#"}}}]});
         let plan = SchemaPlan::analyse(&schema).unwrap();
         let mut payload = json!({});
         for _ in 0..3 {
@@ -890,12 +909,53 @@ mod tests {
         for _ in 0..60 {
             payload = json!({"a": payload});
         }
-        assert!(plan.cost(&payload, EVALUATION_BUDGET).is_err());
-        // Two applicators that both recurse: 2^depth as well.
-        let schema = json!({"allOf": [{"properties": {"a": {"$ref": "#"}}},
-                                       {"properties": {"a": {"$ref": "#"}}}]});
+        let refusal = plan.cost(&payload, EVALUATION_BUDGET).unwrap_err();
+        assert!(refusal.0.contains("steps"), "{refusal}");
+        // Linear recursion stays cheap however deep.
+        let schema = json!({"properties": {"a": {"$ref": "#"}}, "unevaluatedProperties": false});
         let plan = SchemaPlan::analyse(&schema).unwrap();
-        assert!(plan.cost(&payload, EVALUATION_BUDGET).is_err());
+        assert!(plan.cost(&payload, EVALUATION_BUDGET).is_ok());
+    }
+
+    #[test]
+    fn the_validators_recursion_is_bounded() {
+        // A chain of references applied to one value: one recursion per link.
+        let chain = |n: usize| {
+            let mut defs = serde_json::Map::new();
+            defs.insert("d0".into(), json!({"type": "integer"}));
+            for i in 1..=n {
+                defs.insert(
+                    format!("d{i}"),
+                    json!({"$ref": format!("#/$defs/d{}", i - 1)}),
+                );
+            }
+            json!({"$defs": defs, "$ref": format!("#/$defs/d{n}")})
+        };
+        SchemaPlan::analyse(&chain(100)).unwrap();
+        assert!(refused(chain(MAX_IN_PLACE_CHAIN + 1)).contains("chain"));
+        // A long chain at every level of a deep payload.
+        let mut defs = serde_json::Map::new();
+        defs.insert(
+            "d0".into(),
+            json!({"properties": {"a": {"$ref": "#/$defs/d100"}}}),
+        );
+        for i in 1..=100 {
+            defs.insert(
+                format!("d{i}"),
+                json!({"$ref": format!("#/$defs/d{}", i - 1)}),
+            );
+        }
+        let plan = SchemaPlan::analyse(&json!({"$defs": defs, "$ref": "#/$defs/d100"})).unwrap();
+        let mut payload = json!(1);
+        for _ in 0..5 {
+            payload = json!({"a": payload});
+        }
+        assert!(plan.cost(&payload, EVALUATION_BUDGET).is_ok());
+        for _ in 0..20 {
+            payload = json!({"a": payload});
+        }
+        let refusal = plan.cost(&payload, EVALUATION_BUDGET).unwrap_err();
+        assert!(refusal.0.contains("recurse"), "{refusal}");
     }
 
     #[test]
@@ -909,10 +969,7 @@ mod tests {
             .cost(&Value::from(vec!["x"; 1000]), EVALUATION_BUDGET)
             .unwrap();
         assert!(big > small * 50, "{small} {big}");
-        assert_eq!(
-            plan.cost(&Value::from(vec!["x"; 1000]), 100),
-            Err(OverBudget { budget: 100 })
-        );
+        assert!(plan.cost(&Value::from(vec!["x"; 1000]), 100).is_err());
         // Values no subschema reaches cost nothing.
         let plan = SchemaPlan::analyse(&json!({"type": "object"})).unwrap();
         let wide: serde_json::Map<String, Value> = (0..10_000)
@@ -943,8 +1000,13 @@ mod tests {
             (0..4_000).map(|i| (format!("p{i}"), json!(true))).collect();
         let plan = SchemaPlan::analyse(&items(json!({"properties": names}))).unwrap();
         assert!(
-            plan.cost(&long_array(json!({}), 20_000), EVALUATION_BUDGET)
+            plan.cost(&long_array(json!({"q": 1}), 20_000), EVALUATION_BUDGET)
                 .is_err()
+        );
+        // Empty objects have nothing to look up.
+        assert!(
+            plan.cost(&long_array(json!({}), 20_000), EVALUATION_BUDGET)
+                .is_ok()
         );
         let deps: serde_json::Map<String, Value> =
             (0..40_000).map(|i| (format!("p{i}"), json!([]))).collect();
