@@ -14,6 +14,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode, percent_encode};
 use std::borrow::Cow;
+use unicode_normalization::UnicodeNormalization;
 use url::Url;
 
 /// Bytes written as they are in a forwarded segment: RFC 3986's unreserved
@@ -43,6 +44,10 @@ pub enum UnsafePath {
     Separator(String),
     #[error("path segment '{0}' contains a control character")]
     Control(String),
+    #[error(
+        "path segment '{0}' is not UTF-8 once decoded (overlong forms such as %c0%ae are '.' to some servers)"
+    )]
+    NotUtf8(String),
     #[error("path segment '{0}' is percent-encoded more than {MAX_DECODES} times over")]
     TooDeeplyEncoded(String),
     #[error("destination URL '{0}' cannot be extended with a path")]
@@ -171,6 +176,21 @@ fn checked_segment(raw: &str) -> Result<String, UnsafePath> {
 /// The checks made on a segment at every level of decoding. `decoded`:
 /// whether `/` here came from an escape (a raw one splits segments instead).
 fn check_decoded(bytes: &[u8], decoded: bool) -> Result<(), fn(String) -> UnsafePath> {
+    check_ascii_rules(bytes, decoded)?;
+    if bytes.is_ascii() {
+        return Ok(());
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(UnsafePath::NotUtf8);
+    };
+    // Servers that normalise paths (NFKC, as some frameworks and file
+    // systems do) read full-width '．', '／', '＼' and '‥' as '.', '/', '\\'
+    // and '..': the same rules apply to the normalised form.
+    let normalised: String = text.nfkc().collect();
+    check_ascii_rules(normalised.as_bytes(), true)
+}
+
+fn check_ascii_rules(bytes: &[u8], decoded: bool) -> Result<(), fn(String) -> UnsafePath> {
     if bytes.iter().any(|&b| b < 0x20 || b == 0x7f) {
         return Err(UnsafePath::Control);
     }
@@ -263,6 +283,13 @@ mod tests {
             ("/a%0d%0aX-Injected:1", "control"),
             ("/a%2500", "control"),
             ("/a%7f", "control"),
+            // Overlong UTF-8 for '.', and what NFKC turns into '.', '..', '/' or '\\'.
+            ("/%c0%ae%c0%ae/admin", "utf8"),
+            ("/%ff", "utf8"),
+            ("/%ef%bc%8e%ef%bc%8e/admin", "dot"),
+            ("/%e2%80%a5/admin", "dot"),
+            ("/a%ef%bc%8fb", "separator"),
+            ("/a%ef%bc%bcb", "separator"),
         ];
         for (suffix, want) in table {
             let got = ForwardPath::parse(suffix, None);
@@ -270,10 +297,15 @@ mod tests {
                 Err(UnsafePath::DotSegment(_)) => "dot",
                 Err(UnsafePath::Separator(_)) => "separator",
                 Err(UnsafePath::Control(_)) => "control",
+                Err(UnsafePath::NotUtf8(_)) => "utf8",
                 _ => "other",
             };
             assert_eq!(kind, want, "{suffix}: {got:?}");
         }
+        assert!(
+            ForwardPath::parse("/caf%C3%A9/na%C3%AFve", None).is_ok(),
+            "UTF-8 names pass"
+        );
         assert_eq!(
             ForwardPath::parse("a", None),
             Err(UnsafePath::Relative),

@@ -5,7 +5,7 @@
 //! Parsing happens once, when a source is written or loaded; requests then
 //! run against the compiled [`Plan`].
 
-use crate::json::{DocumentError, DuplicateKey, parse_document};
+use crate::json::{DocumentError, parse_document};
 use crate::verify::{
     Encoding, GenericHmac, HashAlgorithm, Incoming, Rejection, Scheme, verify, verify_api_key,
     verify_basic_auth, verify_generic,
@@ -655,12 +655,20 @@ const FORM_PAYLOAD_FIELD: &str = "payload";
 /// order sent, so no single one of them is picked for a decision.
 ///
 /// A leading UTF-8 byte order mark is skipped, and a body that is JSON is
-/// checked for repeated keys whatever its declared content type.
+/// checked for repeated keys whatever its declared content type. A body (or
+/// form `payload` field) that is declared JSON or starts like JSON (`{`,
+/// `[`) must be strict JSON: lenient parsers read `NaN`, trailing values or
+/// lone surrogates, so routing on "no document" could differ from what a
+/// receiver reads (`{"type":"a","n":NaN,"type":"b"}`).
 ///
 /// # Errors
-/// [`DuplicateKey`] when the JSON repeats an object key (for a form's
-/// `payload` field the path starts with `payload`).
-pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Value>, DuplicateKey> {
+/// [`DocumentError::DuplicateKey`] when the JSON repeats an object key (for
+/// a form's `payload` field the path starts with `payload`);
+/// [`DocumentError::Syntax`] for JSON-looking text that is not strict JSON.
+pub fn document_of(
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<Option<Value>, DocumentError> {
     // RFC 8259 §8.1 lets parsers ignore a byte order mark, and common ones
     // (Python's `json.loads` on bytes) do: decisions must read that JSON too.
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
@@ -669,11 +677,19 @@ pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Val
     // keys are refused in any body that is JSON, not only in declared JSON.
     let as_json = parse_document(body);
     if let Err(DocumentError::DuplicateKey(d)) = as_json {
-        return Err(d);
+        return Err(d.into());
     }
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|c| c.trim().to_ascii_lowercase());
+    let declared_json = media
+        .as_deref()
+        .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
+    if let Err(e) = &as_json
+        && (declared_json || looks_like_json(body))
+    {
+        return Err(e.clone());
+    }
     if media.as_deref() == Some("application/x-www-form-urlencoded") {
         let mut map = Map::new();
         for (k, v) in form_urlencoded::parse(body) {
@@ -684,7 +700,12 @@ pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Val
                     Ok(doc @ Value::Object(_)) => doc,
                     Err(DocumentError::DuplicateKey(mut d)) => {
                         d.path.insert(0, FORM_PAYLOAD_FIELD.to_owned());
-                        return Err(d);
+                        return Err(d.into());
+                    }
+                    Err(DocumentError::Syntax(e)) if looks_like_json(v.as_bytes()) => {
+                        return Err(DocumentError::Syntax(format!(
+                            "form field '{FORM_PAYLOAD_FIELD}': {e}"
+                        )));
                     }
                     _ => Value::String(v.into_owned()),
                 }
@@ -710,9 +731,17 @@ pub fn document_of(content_type: Option<&str>, body: &[u8]) -> Result<Option<Val
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
+/// Text whose first non-blank byte opens a JSON object or array.
+fn looks_like_json(text: &[u8]) -> bool {
+    text.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{' || b == b'[')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::DuplicateKey;
 
     fn request<'a>(headers: &'a [(&'a str, &'a str)], body: &'a [u8]) -> Incoming<'a> {
         Incoming {
@@ -863,6 +892,39 @@ mod tests {
     }
 
     #[test]
+    fn json_looking_bodies_must_be_strict_json() {
+        // A lenient receiver reads these (Python takes NaN and the last
+        // `type`); routing must not decide on "no document" instead.
+        for body in [
+            &br#"{"type":"a","n":NaN,"type":"b"}"#[..],
+            br#"{"type":"a"} {"type":"b"}"#,
+            br#"{"type":"\ud800"}"#,
+            b"  [1, 2,]",
+        ] {
+            for content_type in [Some("application/json"), Some("text/plain"), None] {
+                assert!(
+                    matches!(
+                        document_of(content_type, body),
+                        Err(DocumentError::Syntax(_))
+                    ),
+                    "{content_type:?} {}",
+                    String::from_utf8_lossy(body)
+                );
+            }
+        }
+        let form = Some("application/x-www-form-urlencoded");
+        assert!(document_of(form, b"payload=%7B%22type%22%3ANaN%7D").is_err());
+        assert!(document_of(Some("application/json"), b"not json").is_err());
+        assert!(document_of(Some("application/vnd.x+json"), b"<x/>").is_err());
+        // Not JSON and not claiming to be: no document, no refusal.
+        assert_eq!(document_of(Some("application/xml"), b"<order/>"), Ok(None));
+        assert_eq!(
+            document_of(form, b"payload=hello").map(|d| d.is_some()),
+            Ok(true)
+        );
+    }
+
+    #[test]
     fn form_bodies_become_documents() {
         let doc = document_of(
             Some("application/x-www-form-urlencoded; charset=utf-8"),
@@ -894,18 +956,27 @@ mod tests {
         );
     }
 
+    fn duplicate(e: DocumentError) -> Option<DuplicateKey> {
+        match e {
+            DocumentError::DuplicateKey(d) => Some(d),
+            DocumentError::Syntax(_) => None,
+        }
+    }
+
     #[test]
     fn documents_never_pick_one_of_several_values() {
         let dup = document_of(
             Some("application/json"),
             br#"{"type":"a","data":{"id":1,"id":2}}"#,
         )
-        .unwrap_err();
-        assert_eq!(dup.path, ["data", "id"]);
-        let dup =
-            document_of(None, br#"{"type":"invoice.paid","type":"charge.failed"}"#).unwrap_err();
+        .err()
+        .and_then(duplicate);
+        assert_eq!(dup.map(|d| d.path).unwrap_or_default(), ["data", "id"]);
+        let dup = document_of(None, br#"{"type":"invoice.paid","type":"charge.failed"}"#)
+            .err()
+            .and_then(duplicate);
         assert_eq!(
-            dup.path,
+            dup.map(|d| d.path).unwrap_or_default(),
             ["type"],
             "JSON is read as JSON whatever the content type"
         );
@@ -914,8 +985,9 @@ mod tests {
             form,
             b"payload=%7B%22type%22%3A%22a%22%2C%22type%22%3A%22b%22%7D",
         )
-        .unwrap_err();
-        assert_eq!(dup.path, ["payload", "type"]);
+        .err()
+        .and_then(duplicate);
+        assert_eq!(dup.map(|d| d.path).unwrap_or_default(), ["payload", "type"]);
         let doc = document_of(form, b"Status=ok&To=1&Status=evil&Status=x")
             .unwrap()
             .unwrap();

@@ -152,7 +152,10 @@ mod tests {
         defs.insert("d0".into(), json!({"type": "integer"}));
         for i in 1..=500 {
             let below = format!("#/$defs/d{}", i - 1);
-            defs.insert(format!("d{i}"), json!({"properties": {"a": {"$ref": below}}}));
+            defs.insert(
+                format!("d{i}"),
+                json!({"properties": {"a": {"$ref": below}}}),
+            );
         }
         let schema = json!({"$defs": defs, "$ref": "#/$defs/d500"});
         let mut payload = json!(1);
@@ -185,8 +188,12 @@ mod tests {
             .collect();
         let schema = json!({"$defs": {"big": {"properties": big}}, "properties": props});
         let compiled = compile(&schema).unwrap();
-        let payload: serde_json::Map<String, Value> =
-            (0..1000).map(|i| (format!("r{i}"), json!({"p1": 1}))).collect();
-        assert!(matches!(compiled.check(&Value::Object(payload)), Verdict::Valid));
+        let payload: serde_json::Map<String, Value> = (0..1000)
+            .map(|i| (format!("r{i}"), json!({"p1": 1})))
+            .collect();
+        assert!(matches!(
+            compiled.check(&Value::Object(payload)),
+            Verdict::Valid
+        ));
     }
 }

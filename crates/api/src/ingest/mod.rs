@@ -30,6 +30,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use switchyard_core::forward::ForwardPath;
+use switchyard_core::json::DocumentError;
 use switchyard_core::source::{Plan, document_of};
 use switchyard_core::verify::{Incoming, Rejection, zoom_encrypted_token};
 use switchyard_engine::{AcceptInput, IngestOutcome, IngestSource, PayloadDocument};
@@ -172,15 +173,23 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok());
     let document = match document_of(content_type, &body) {
         Ok(document) => document,
-        Err(duplicate) => {
-            let reason = duplicate.to_string();
+        Err(refusal) => {
+            let reason = refusal.to_string();
+            let (code, why) = match refusal {
+                DocumentError::DuplicateKey(_) => (
+                    "duplicate_key",
+                    "the body is forwarded as sent, so routing cannot choose one of the values",
+                ),
+                DocumentError::Syntax(_) => (
+                    "invalid_json",
+                    "a body declared as or starting like JSON must be strict JSON (RFC 8259), since lenient parsers would read it differently",
+                ),
+            };
             return refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "duplicate_key",
+                code,
                 &reason,
-                format!(
-                    "{reason}: the body is forwarded as sent, so routing cannot choose one of the values"
-                ),
+                format!("{reason}: {why}"),
             );
         }
     };
