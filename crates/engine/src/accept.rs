@@ -211,8 +211,16 @@ impl Engine {
         };
         match compiled.check(payload) {
             Verdict::Valid => Ok(()),
-            Verdict::Invalid { path, reason } => Err(EngineError::Invalid {
-                field: format!("payload{path}"),
+            // The location as a list, like every other error's `loc`
+            // (`/a/0` -> payload, a, 0; RFC 6901 escapes undone).
+            Verdict::Invalid { path, reason } => Err(EngineError::InvalidAt {
+                loc: std::iter::once("payload".to_owned())
+                    .chain(
+                        path.split('/')
+                            .skip(1)
+                            .map(|t| t.replace("~1", "/").replace("~0", "~")),
+                    )
+                    .collect(),
                 message: format!(
                     "does not match the schema of event type '{event_type}': {reason}"
                 ),
