@@ -18,17 +18,60 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
         let limit = state.max_body_bytes;
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
+        let bytes = read_body(req.into_body(), limit)
             .await
-            .map_err(|_| {
-                ApiError::http(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!("request body exceeds the limit of {limit} bytes"),
-                )
-            })?;
+            .map_err(|e| e.into_api_error(&format!("the limit of {limit} bytes")))?;
         parse_json(&bytes).map(Body)
     }
+}
+
+/// Why a request body could not be read.
+pub enum BodyError {
+    /// Longer than the limit.
+    TooLarge,
+    /// Cut off, or malformed on the wire (a bad chunk size); the text says how.
+    Unreadable(String),
+}
+
+impl BodyError {
+    /// 413 for a body over `limit` (e.g. "this source's limit of 1024
+    /// bytes"), 400 `invalid_body` for one that could not be read.
+    pub fn into_api_error(self, limit: &str) -> ApiError {
+        match self {
+            BodyError::TooLarge => ApiError::http(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body exceeds {limit}"),
+            ),
+            BodyError::Unreadable(reason) => ApiError::http(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the request body could not be read: {reason}"),
+            ),
+        }
+    }
+
+    /// The reason counted in an ingest source's stats.
+    pub fn counted(&self) -> &'static str {
+        match self {
+            BodyError::TooLarge => "body too large",
+            BodyError::Unreadable(_) => "body unreadable",
+        }
+    }
+}
+
+/// Reads a whole body of at most `limit` bytes.
+pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::Bytes, BodyError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(inner) = cause {
+            if inner.is::<http_body_util::LengthLimitError>() {
+                return BodyError::TooLarge;
+            }
+            cause = inner.source();
+        }
+        BodyError::Unreadable(switchyard_core::error_chain(&e))
+    })
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {

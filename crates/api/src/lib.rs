@@ -175,6 +175,16 @@ fn presented_token(value: &str) -> Option<&str> {
 }
 
 async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    // Two credentials are ambiguous: proxies and servers differ on which
+    // one counts, so neither is taken.
+    if req.headers().get_all(header::AUTHORIZATION).iter().count() > 1 {
+        return ApiError::http(
+            StatusCode::UNAUTHORIZED,
+            "authentication_failed",
+            "send one Authorization header",
+        )
+        .into_response();
+    }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return ApiError::http(
             StatusCode::UNAUTHORIZED,

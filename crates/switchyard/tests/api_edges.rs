@@ -68,6 +68,73 @@ async fn the_bearer_scheme_is_read_in_any_case() {
     }
 }
 
+/// Sends raw bytes and returns the status line and the body.
+async fn raw_bytes(server: &Server, request: &[u8]) -> (String, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut answer),
+    )
+    .await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.lines().next().unwrap_or("").to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Two credentials are refused, whichever comes first.
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    for (first, second) in [(TOKEN, "wrong"), ("wrong", TOKEN)] {
+        let request = format!(
+            "GET /api/v1/app HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {first}\r\nAuthorization: Bearer {second}\r\nConnection: close\r\n\r\n"
+        );
+        let (status, body) = raw_bytes(&server, request.as_bytes()).await;
+        assert!(status.contains(" 401 "), "{status} {body}");
+        assert_eq!(body["code"], "authentication_failed", "{body}");
+    }
+}
+
+/// A body cut off or malformed on the wire is a 400, not "too large", on
+/// the API and at ingest (where it is counted as unreadable).
+#[tokio::test]
+async fn a_body_that_cannot_be_read_is_a_400_not_a_413() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (status, source) = api
+        .post(
+            "/ingest/api/v1/source",
+            json!({"name": "n", "type": "none", "config": {}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let ingest = source["ingestUrl"]
+        .as_str()
+        .unwrap_or("")
+        .split(&server.url)
+        .nth(1)
+        .unwrap_or("")
+        .to_owned();
+    for path in ["/api/v1/app", ingest.as_str()] {
+        let chunked = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n"
+        );
+        let (status, body) = raw_bytes(&server, chunked.as_bytes()).await;
+        assert!(status.contains(" 400 "), "{path}: {status} {body}");
+        assert_eq!(body["code"], "invalid_body", "{path}: {body}");
+    }
+    let id = source["id"].as_str().unwrap_or("");
+    let (_, stats) = api.get(&format!("/ingest/api/v1/source/{id}/stats")).await;
+    assert_eq!(stats["lastRejection"], "body unreadable", "{stats}");
+}
+
 /// Path parameters that are not UTF-8 once decoded, unknown routes, wrong
 /// methods and the provider-facing ingest route: all JSON, with the status
 /// the error deserves.

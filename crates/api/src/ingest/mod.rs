@@ -21,6 +21,7 @@ mod sources;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::read_body;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -99,8 +100,16 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
     if declared.is_some_and(|n| n > limit as u64) {
         return too_large();
     }
-    let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return too_large();
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(e) => {
+            state
+                .engine
+                .count_ingest(id, IngestOutcome::Rejected(e.counted()));
+            return e
+                .into_api_error(&format!("this source's limit of {limit} bytes"))
+                .into_response();
+        }
     };
     let headers: Vec<(&str, &str)> = parts
         .headers
