@@ -332,3 +332,37 @@ def test_app_created_with_message(svix, receiver):
     msg = svix.message.create(uid, MessageIn(event_type="a.b", payload={"k": 1}, application=ApplicationIn(name="auto")))
     assert msg.id.startswith("msg_")
     assert svix.application.get(uid).name == "auto"
+
+
+def test_patch_headers_with_null_values_deletes_them(svix, server, receiver):
+    # Svix types the PATCH map's values as nullable: older SDKs and
+    # hand-written clients delete a header by sending it as null.
+    app = new_app(svix)
+    ep = svix.endpoint.create(app.id, EndpointIn(url=f"{receiver.base}/n", uid=unique("ep"), headers={"X-A": "1", "X-B": "2"}))
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    url = f"{server.url}/api/v1/app/{app.id}/endpoint/{ep.id}/headers"
+    r = httpx.patch(url, json={"headers": {"X-A": None, "x-c": "3"}}, headers=auth)
+    assert r.status_code == 204, r.text
+    assert svix.endpoint.get_headers(app.id, ep.id).headers == {"X-B": "2", "x-c": "3"}
+    # Names match in any case, and deleteHeaders may be null.
+    r = httpx.patch(url, json={"headers": {"x-b": None, "X-C": "4"}, "deleteHeaders": None}, headers=auth)
+    assert r.status_code == 204, r.text
+    assert svix.endpoint.get_headers(app.id, ep.id).headers == {"X-C": "4"}
+    svix.message.create(app.id, MessageIn(event_type="h.h", payload={}))
+    [req] = receiver.wait(1)
+    assert req["headers"]["x-c"] == "4" and "x-a" not in req["headers"] and "x-b" not in req["headers"]
+    # PUT takes values only.
+    r = httpx.put(url, json={"headers": {"X-A": None}}, headers=auth)
+    assert r.status_code == 422, r.text
+
+
+def test_patch_destination_headers_with_null_values_deletes_them(server):
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    base = f"{server.url}/ingest/api/v1/source"
+    src = httpx.post(base, json={"name": "n", "type": "none", "config": {}}, headers=auth).json()
+    dest = httpx.post(f"{base}/{src['id']}/endpoint", json={"url": "http://127.0.0.1:9/d", "headers": {"X-A": "1"}}, headers=auth).json()
+    url = f"{base}/{src['id']}/endpoint/{dest['id']}/headers"
+    r = httpx.patch(url, json={"headers": {"X-A": None, "X-B": "2"}}, headers=auth)
+    assert r.status_code == 204, r.text
+    r = httpx.get(url, headers=auth)
+    assert r.json()["headers"] == {"X-B": "2"}, r.text

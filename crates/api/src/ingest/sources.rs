@@ -7,7 +7,9 @@ use super::ingest_url;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query};
-use crate::v1::endpoints::{self, EndpointIn, EndpointPatch, HeadersIn, RecoverIn, RotateIn};
+use crate::v1::endpoints::{
+    self, EndpointIn, EndpointPatch, HeadersIn, HeadersPatchIn, RecoverIn, RotateIn,
+};
 use crate::v1::{list_out, parse_uid, ts};
 use axum::Json;
 use axum::Router;
@@ -516,7 +518,7 @@ async fn set_destination_headers(
 async fn patch_destination_headers(
     State(state): State<AppState>,
     Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<HeadersIn>,
+    body: Body<HeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
     let app = app_of(&state, &source_id).await?;
     endpoints::patch_headers(State(state), Path((app, endpoint_id)), body).await

@@ -427,12 +427,22 @@ pub(crate) async fn headers(
     })))
 }
 
+/// `PUT …/headers`: the whole set of custom headers.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub(crate) struct HeadersIn {
     headers: BTreeMap<String, String>,
+}
+
+/// `PATCH …/headers`: headers to add or change; a `null` value deletes that
+/// header (Svix types the map's values as nullable, and older SDKs and
+/// hand-written clients delete that way), as does a name in `deleteHeaders`
+/// (today's SDKs). Names match in any case.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct HeadersPatchIn {
+    headers: BTreeMap<String, Option<String>>,
     #[serde(default)]
-    delete_headers: Vec<String>,
+    delete_headers: Option<Vec<String>>,
 }
 
 pub(crate) async fn set_headers(
@@ -440,37 +450,41 @@ pub(crate) async fn set_headers(
     Path((app_id, endpoint_id)): Path<(String, String)>,
     Body(input): Body<HeadersIn>,
 ) -> ApiResult<StatusCode> {
-    write_headers(&state, &app_id, &endpoint_id, input, true).await
+    check_headers(&input.headers)?;
+    let app = find_app(&state, &app_id).await?;
+    let mut ep = find_endpoint(&state, &app, &endpoint_id).await?;
+    ep.headers = input.headers;
+    save(&state, ep).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 pub(crate) async fn patch_headers(
     State(state): State<AppState>,
     Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<HeadersIn>,
+    Body(input): Body<HeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
-    write_headers(&state, &app_id, &endpoint_id, input, false).await
-}
-
-/// PUT replaces the custom headers; PATCH deletes `deleteHeaders`, then adds or changes the rest.
-async fn write_headers(
-    state: &AppState,
-    app_id: &str,
-    endpoint_id: &str,
-    input: HeadersIn,
-    replace: bool,
-) -> ApiResult<StatusCode> {
-    check_headers(&input.headers)?;
-    let app = find_app(state, app_id).await?;
-    let mut ep = find_endpoint(state, &app, endpoint_id).await?;
-    if replace {
-        ep.headers = input.headers;
-    } else {
-        for name in &input.delete_headers {
-            ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+    let mut deleted = input.delete_headers.unwrap_or_default();
+    let mut set = BTreeMap::new();
+    for (name, value) in input.headers {
+        match value {
+            Some(value) => {
+                set.insert(name, value);
+            }
+            None => deleted.push(name),
         }
-        ep.headers.extend(input.headers);
     }
-    save(state, ep).await?;
+    check_headers(&set)?;
+    let app = find_app(&state, &app_id).await?;
+    let mut ep = find_endpoint(&state, &app, &endpoint_id).await?;
+    for name in &deleted {
+        ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+    }
+    // A changed header replaces any spelling of its name already set.
+    for name in set.keys() {
+        ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+    }
+    ep.headers.extend(set);
+    save(&state, ep).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
