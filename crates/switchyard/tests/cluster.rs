@@ -325,9 +325,7 @@ async fn a_node_stopped_gracefully_hands_its_partitions_over_at_once() {
         },
     )
     .await;
-    unsafe {
-        libc::kill(second.child.id() as i32, libc::SIGTERM);
-    }
+    second.signal(libc::SIGTERM);
     let _ = second.child.wait();
     wait_until(
         "the first node owns everything again",

@@ -192,9 +192,7 @@ async fn sigterm_stops_the_process_even_with_a_request_that_never_finishes() {
     .unwrap();
     stuck.flush().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    unsafe {
-        libc::kill(server.child.id() as i32, libc::SIGTERM);
-    }
+    server.signal(libc::SIGTERM);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = server.child.try_wait().unwrap() {

@@ -62,10 +62,19 @@ impl Server {
     }
 
     pub fn kill9(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGKILL);
-        }
+        self.signal(libc::SIGKILL);
         let _ = self.child.wait();
+    }
+
+    /// Sends a signal to the server process (SIGTERM for a graceful stop,
+    /// SIGKILL for a crash).
+    #[allow(unsafe_code)]
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) takes plain integers and touches no memory of
+        // ours; the pid is our own child's, not yet reaped.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
     }
 
     pub fn client(&self) -> Api {
