@@ -2,6 +2,7 @@
 //! deliveries together) and dispatch (sign, send, record, retry).
 
 mod accept;
+mod apps;
 mod cache;
 mod client;
 mod cluster;
@@ -10,6 +11,7 @@ mod schema;
 mod sources;
 
 pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
+pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
 pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
 pub use sources::{IngestOutcome, IngestSource};

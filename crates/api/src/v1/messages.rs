@@ -1,6 +1,6 @@
 //! Messages: `/api/v1/app/{app}/msg`.
 
-use super::applications::{ApplicationIn, new_app};
+use super::applications::ApplicationIn;
 use super::{find_app, list_out, parse_channels, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
@@ -16,7 +16,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use switchyard_core::{AppId, EventTypeName, MessageId};
 use switchyard_engine::{AcceptInput, PayloadDocument};
-use switchyard_store::{Application, Message, MessageFilter, Order, StoreError};
+use switchyard_store::{Message, MessageFilter, Order};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -100,29 +100,6 @@ fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
-async fn app_for_message(
-    state: &AppState,
-    key: &str,
-    auto_create: Option<ApplicationIn>,
-) -> ApiResult<Application> {
-    if let Some(app) = state.engine.find_app(key).await? {
-        return Ok(app);
-    }
-    let Some(input) = auto_create else {
-        return Err(ApiError::not_found("application"));
-    };
-    if AppId::parse(key).is_some() {
-        return Err(ApiError::not_found("application"));
-    }
-    let app = new_app(input, Some(key.to_owned()))?;
-    match state.engine.store().insert_app(app).await {
-        Ok(app) => Ok(app),
-        // Created concurrently by another request: use that one.
-        Err(StoreError::Conflict(_)) => find_app(state, key).await,
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[derive(Deserialize)]
 struct CreateQuery {
     with_content: Option<String>,
@@ -170,7 +147,10 @@ async fn create(
             Some(key.to_owned())
         }
     };
-    let app = app_for_message(&state, &app_id, input.application).await?;
+    let app = state
+        .engine
+        .app_for_message(&app_id, input.application.map(Into::into))
+        .await?;
     let result = state
         .engine
         .accept(AcceptInput {

@@ -11,8 +11,8 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use axum::Router;
 use serde_json::Value;
+use switchyard_core::Channel;
 use switchyard_core::timefmt::format_ms;
-use switchyard_core::{Channel, Uid};
 use switchyard_store::{Application, Endpoint, Page};
 
 pub fn router() -> Router<AppState> {
@@ -60,12 +60,7 @@ pub(crate) fn ts(ms: u64) -> String {
 }
 
 pub(crate) fn parse_uid(field: &str, uid: Option<String>) -> ApiResult<Option<String>> {
-    uid.map(|u| {
-        Uid::parse(&u)
-            .map(|u| u.as_str().to_owned())
-            .map_err(|e| ApiError::field(field, e.to_string()))
-    })
-    .transpose()
+    Ok(switchyard_engine::parse_uid(field, uid)?)
 }
 
 pub(crate) fn parse_channels(
@@ -85,11 +80,5 @@ pub(crate) fn parse_channels(
 }
 
 pub(crate) fn check_rate_limit(field: &str, rate: Option<u32>) -> ApiResult<Option<u32>> {
-    match rate {
-        Some(0) => Err(ApiError::field(
-            field,
-            "must be at least 1 message per second",
-        )),
-        other => Ok(other),
-    }
+    Ok(switchyard_engine::check_rate_limit(field, rate)?)
 }
