@@ -231,22 +231,4 @@ impl Engine {
             }),
         }
     }
-
-    /// Checks that every schema in an event type's `schemas` map is within
-    /// the bounds of [`switchyard_core::schema::SchemaPlan::analyse`] and
-    /// compiles.
-    ///
-    /// Errors: the field (`schemas` or `schemas.<version>`) and the reason.
-    pub fn validate_schemas(schemas: &serde_json::Value) -> Result<(), (String, String)> {
-        let map = schemas.as_object().ok_or_else(|| {
-            (
-                "schemas".to_owned(),
-                "must be an object mapping versions to JSON Schemas".to_owned(),
-            )
-        })?;
-        for (version, schema) in map {
-            schema::compile(schema).map_err(|e| (format!("schemas.{version}"), e))?;
-        }
-        Ok(())
-    }
 }

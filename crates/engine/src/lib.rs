@@ -7,6 +7,7 @@ mod cache;
 mod client;
 mod cluster;
 mod dispatch;
+mod event_types;
 mod schema;
 mod sources;
 
@@ -14,6 +15,7 @@ pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
 pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
 pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
+pub use event_types::{EventTypeInput, EventTypePatch};
 pub use sources::{IngestOutcome, IngestSource};
 
 use std::sync::Arc;

@@ -12,9 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchyard_core::EventTypeName;
-use switchyard_core::timefmt::now_ms;
-use switchyard_engine::Engine;
+use switchyard_engine::{EventTypeInput, EventTypePatch};
 use switchyard_store::{EventType, Order};
 
 pub fn router() -> Router<AppState> {
@@ -44,7 +42,7 @@ struct EventTypeIn {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct EventTypePatch {
+struct EventTypePatchIn {
     description: Option<String>,
     archived: Option<bool>,
     deprecated: Option<bool>,
@@ -71,30 +69,20 @@ fn event_type_out(et: &EventType) -> Value {
     })
 }
 
-fn check_schemas(schemas: &Option<Value>) -> ApiResult<()> {
-    match schemas {
-        Some(Value::Null) | None => Ok(()),
-        Some(s) => Engine::validate_schemas(s).map_err(|(field, e)| ApiError::field(&field, e)),
+impl From<EventTypeIn> for EventTypeInput {
+    fn from(input: EventTypeIn) -> Self {
+        EventTypeInput {
+            description: input.description,
+            archived: input.archived,
+            deprecated: input.deprecated,
+            schemas: input.schemas,
+            // Older SDKs send one `featureFlag`.
+            feature_flags: input
+                .feature_flags
+                .or_else(|| input.feature_flag.map(|f| vec![f])),
+            group_name: input.group_name,
+        }
     }
-}
-
-fn build(name: String, input: EventTypeIn, created_at: Option<u64>) -> ApiResult<EventType> {
-    EventTypeName::parse(&name).map_err(|e| ApiError::field("name", e.to_string()))?;
-    check_schemas(&input.schemas)?;
-    let now = now_ms();
-    Ok(EventType {
-        name,
-        description: input.description,
-        archived: input.archived,
-        deprecated: input.deprecated,
-        schemas: input.schemas.filter(|s| !s.is_null()),
-        feature_flags: input
-            .feature_flags
-            .or_else(|| input.feature_flag.map(|f| vec![f])),
-        group_name: input.group_name,
-        created_at: created_at.unwrap_or(now),
-        updated_at: now,
-    })
 }
 
 #[derive(Deserialize)]
@@ -108,7 +96,6 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> ApiR
     let include_archived = bool_param("include_archived", &q.include_archived, false)?;
     let page = state
         .engine
-        .store()
         .list_event_types(&q.page.page(Order::Ascending)?, include_archived)
         .await?;
     Ok(Json(list_out(page, event_type_out)))
@@ -122,23 +109,12 @@ async fn create(
         .name
         .take()
         .ok_or_else(|| ApiError::field("name", "missing field `name`"))?;
-    let et = build(name, input, None)?;
-    let et = state.engine.store().insert_event_type(et).await?;
-    state.engine.event_type_changed(&et.name);
+    let et = state.engine.create_event_type(&name, input.into()).await?;
     Ok((StatusCode::CREATED, Json(event_type_out(&et))).into_response())
 }
 
-async fn find(state: &AppState, name: &str) -> ApiResult<EventType> {
-    state
-        .engine
-        .store()
-        .get_event_type(name)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event type"))
-}
-
 async fn fetch(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    Ok(Json(event_type_out(&find(&state, &name).await?)))
+    Ok(Json(event_type_out(&state.engine.event_type(&name).await?)))
 }
 
 async fn upsert(
@@ -146,11 +122,7 @@ async fn upsert(
     Path(name): Path<String>,
     Body(input): Body<EventTypeIn>,
 ) -> ApiResult<Response> {
-    let existing = state.engine.store().get_event_type(&name).await?;
-    let created = existing.is_none();
-    let et = build(name, input, existing.map(|e| e.created_at))?;
-    let et = state.engine.store().put_event_type(et).await?;
-    state.engine.event_type_changed(&et.name);
+    let (et, created) = state.engine.upsert_event_type(&name, input.into()).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -162,32 +134,19 @@ async fn upsert(
 async fn patch(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Body(input): Body<EventTypePatch>,
+    Body(input): Body<EventTypePatchIn>,
 ) -> ApiResult<Json<Value>> {
-    let mut et = find(&state, &name).await?;
-    if let Some(d) = input.description {
-        et.description = d;
-    }
-    if let Some(a) = input.archived {
-        et.archived = a;
-    }
-    if let Some(d) = input.deprecated {
-        et.deprecated = d;
-    }
-    if let Some(s) = input.schemas {
-        check_schemas(&s)?;
-        et.schemas = s.filter(|s| !s.is_null());
-    }
-    if let Some(f) = input.feature_flags {
-        et.feature_flags = f;
-    }
-    if let Some(g) = input.group_name {
-        et.group_name = g;
-    }
-    et.updated_at = now_ms();
-    let et = state.engine.store().put_event_type(et).await?;
-    state.engine.event_type_changed(&et.name);
-    Ok(Json(event_type_out(&et)))
+    let patch = EventTypePatch {
+        description: input.description,
+        archived: input.archived,
+        deprecated: input.deprecated,
+        schemas: input.schemas,
+        feature_flags: input.feature_flags,
+        group_name: input.group_name,
+    };
+    Ok(Json(event_type_out(
+        &state.engine.patch_event_type(&name, patch).await?,
+    )))
 }
 
 #[derive(Deserialize)]
@@ -201,14 +160,7 @@ async fn remove(
     Path(name): Path<String>,
     Query(q): Query<DeleteQuery>,
 ) -> ApiResult<StatusCode> {
-    let mut et = find(&state, &name).await?;
-    if bool_param("expunge", &q.expunge, false)? {
-        state.engine.store().delete_event_type(&name).await?;
-    } else {
-        et.archived = true;
-        et.updated_at = now_ms();
-        state.engine.store().put_event_type(et).await?;
-    }
-    state.engine.event_type_changed(&name);
+    let expunge = bool_param("expunge", &q.expunge, false)?;
+    state.engine.delete_event_type(&name, expunge).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,0 +1,214 @@
+//! Event types: every read and change, with their rules (name syntax,
+//! bounded schemas, archive on delete, the schema cache and the notice to
+//! other nodes) in one place for every entry point.
+
+use crate::{Engine, EngineError, schema};
+use serde_json::Value;
+use switchyard_core::EventTypeName;
+use switchyard_core::timefmt::now_ms;
+use switchyard_store::{EventType, Page, PageRequest};
+
+/// An event type's settable fields (create and upsert).
+#[derive(Debug, Clone, Default)]
+pub struct EventTypeInput {
+    pub description: String,
+    pub archived: bool,
+    pub deprecated: bool,
+    /// Version (`"1"`, `"2"`, ...) → JSON Schema; `None` or `null`: none. The
+    /// highest version checks payloads; each must pass
+    /// [`switchyard_core::schema::SchemaPlan::analyse`] and compile.
+    pub schemas: Option<Value>,
+    pub feature_flags: Option<Vec<String>>,
+    pub group_name: Option<String>,
+}
+
+/// A partial change: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct EventTypePatch {
+    pub description: Option<String>,
+    pub archived: Option<bool>,
+    pub deprecated: Option<bool>,
+    pub schemas: Option<Option<Value>>,
+    pub feature_flags: Option<Option<Vec<String>>>,
+    pub group_name: Option<Option<String>>,
+}
+
+/// Checks a `schemas` map: an object of version → schema, each within the
+/// bounds of [`switchyard_core::schema::SchemaPlan::analyse`] and compiling.
+/// `null` means no schemas.
+///
+/// Errors: [`EngineError::Invalid`] naming `schemas` or `schemas.<version>`.
+fn check_schemas(schemas: Option<&Value>) -> Result<(), EngineError> {
+    let Some(schemas) = schemas.filter(|s| !s.is_null()) else {
+        return Ok(());
+    };
+    let invalid = |field: String, message: String| EngineError::Invalid { field, message };
+    let map = schemas.as_object().ok_or_else(|| {
+        invalid(
+            "schemas".into(),
+            "must be an object mapping versions to JSON Schemas".into(),
+        )
+    })?;
+    for (version, schema) in map {
+        schema::compile(schema).map_err(|e| invalid(format!("schemas.{version}"), e))?;
+    }
+    Ok(())
+}
+
+fn build(
+    name: &str,
+    input: EventTypeInput,
+    created_at: Option<u64>,
+) -> Result<EventType, EngineError> {
+    EventTypeName::parse(name).map_err(|e| EngineError::Invalid {
+        field: "name".into(),
+        message: e.to_string(),
+    })?;
+    check_schemas(input.schemas.as_ref())?;
+    let now = now_ms();
+    Ok(EventType {
+        name: name.to_owned(),
+        description: input.description,
+        archived: input.archived,
+        deprecated: input.deprecated,
+        schemas: input.schemas.filter(|s| !s.is_null()),
+        feature_flags: input.feature_flags,
+        group_name: input.group_name,
+        created_at: created_at.unwrap_or(now),
+        updated_at: now,
+    })
+}
+
+impl Engine {
+    /// A page of event types by name; archived ones only when asked.
+    pub async fn list_event_types(
+        &self,
+        page: &PageRequest,
+        include_archived: bool,
+    ) -> Result<Page<EventType>, EngineError> {
+        Ok(self.store.list_event_types(page, include_archived).await?)
+    }
+
+    /// An event type by name.
+    ///
+    /// Errors: [`EngineError::NotFound`] when there is none.
+    pub async fn event_type(&self, name: &str) -> Result<EventType, EngineError> {
+        self.store
+            .get_event_type(name)
+            .await?
+            .ok_or(EngineError::NotFound("event type"))
+    }
+
+    /// Creates an event type.
+    ///
+    /// Errors: an invalid name or schema; a name already taken (store conflict).
+    pub async fn create_event_type(
+        &self,
+        name: &str,
+        input: EventTypeInput,
+    ) -> Result<EventType, EngineError> {
+        let et = self
+            .store
+            .insert_event_type(build(name, input, None)?)
+            .await?;
+        self.event_type_changed(&et.name);
+        Ok(et)
+    }
+
+    /// Replaces or creates an event type; returns whether it was created.
+    pub async fn upsert_event_type(
+        &self,
+        name: &str,
+        input: EventTypeInput,
+    ) -> Result<(EventType, bool), EngineError> {
+        let existing = self.store.get_event_type(name).await?;
+        let created = existing.is_none();
+        let et = build(name, input, existing.map(|e| e.created_at))?;
+        let et = self.store.put_event_type(et).await?;
+        self.event_type_changed(&et.name);
+        Ok((et, created))
+    }
+
+    /// Changes the given fields of an event type.
+    pub async fn patch_event_type(
+        &self,
+        name: &str,
+        patch: EventTypePatch,
+    ) -> Result<EventType, EngineError> {
+        let mut et = self.event_type(name).await?;
+        if let Some(d) = patch.description {
+            et.description = d;
+        }
+        if let Some(a) = patch.archived {
+            et.archived = a;
+        }
+        if let Some(d) = patch.deprecated {
+            et.deprecated = d;
+        }
+        if let Some(s) = patch.schemas {
+            check_schemas(s.as_ref())?;
+            et.schemas = s.filter(|s| !s.is_null());
+        }
+        if let Some(f) = patch.feature_flags {
+            et.feature_flags = f;
+        }
+        if let Some(g) = patch.group_name {
+            et.group_name = g;
+        }
+        et.updated_at = now_ms();
+        let et = self.store.put_event_type(et).await?;
+        self.event_type_changed(&et.name);
+        Ok(et)
+    }
+
+    /// Archives an event type (Svix's delete), or with `expunge` deletes it
+    /// for good.
+    pub async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<(), EngineError> {
+        let mut et = self.event_type(name).await?;
+        if expunge {
+            self.store.delete_event_type(name).await?;
+        } else {
+            et.archived = true;
+            et.updated_at = now_ms();
+            self.store.put_event_type(et).await?;
+        }
+        self.event_type_changed(name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn field(r: Result<EventType, EngineError>) -> String {
+        match r {
+            Err(EngineError::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn names_and_schemas_are_checked() {
+        let with = |schemas: Value| EventTypeInput {
+            schemas: Some(schemas),
+            ..EventTypeInput::default()
+        };
+        assert_eq!(
+            field(build("bad name", EventTypeInput::default(), None)),
+            "name"
+        );
+        assert_eq!(field(build("t", with(json!([1])), None)), "schemas");
+        assert_eq!(
+            field(build(
+                "t",
+                with(json!({"3": {"allOf": [{"$ref": "#"}]}})),
+                None
+            )),
+            "schemas.3"
+        );
+        let et = build("t", with(Value::Null), Some(5)).unwrap();
+        assert_eq!((et.schemas, et.created_at), (None, 5));
+    }
+}
