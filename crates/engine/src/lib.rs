@@ -7,6 +7,7 @@ mod cache;
 mod client;
 mod cluster;
 mod dispatch;
+mod endpoints;
 mod event_types;
 mod schema;
 mod sources;
@@ -15,6 +16,7 @@ pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
 pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
 pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
+pub use endpoints::{EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use sources::{IngestOutcome, IngestSource};
 

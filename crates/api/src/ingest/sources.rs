@@ -8,7 +8,7 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query};
 use crate::v1::endpoints::{
-    self, EndpointIn, EndpointPatch, HeadersIn, HeadersPatchIn, RecoverIn, RotateIn,
+    self, EndpointIn, EndpointPatchIn, HeadersIn, HeadersPatchIn, RecoverIn, RotateIn,
 };
 use crate::v1::{list_out, parse_uid, ts};
 use axum::Json;
@@ -467,7 +467,7 @@ async fn upsert_destination(
 async fn patch_destination(
     State(state): State<AppState>,
     Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<EndpointPatch>,
+    body: Body<EndpointPatchIn>,
 ) -> ApiResult<Json<Value>> {
     let app = app_of(&state, &source_id).await?;
     endpoints::patch(State(state), Path((app, endpoint_id)), body).await

@@ -11,7 +11,6 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use axum::Router;
 use serde_json::Value;
-use switchyard_core::Channel;
 use switchyard_core::timefmt::format_ms;
 use switchyard_store::{Application, Endpoint, Page};
 
@@ -38,12 +37,7 @@ pub(crate) async fn find_endpoint(
     app: &Application,
     key: &str,
 ) -> ApiResult<Endpoint> {
-    state
-        .engine
-        .store()
-        .get_endpoint(&app.id, key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("endpoint"))
+    Ok(state.engine.endpoint_in(app, key).await?)
 }
 
 pub(crate) fn list_out<T>(page: Page<T>, render: impl Fn(&T) -> Value) -> Value {
@@ -67,18 +61,5 @@ pub(crate) fn parse_channels(
     field: &str,
     channels: Option<Vec<String>>,
 ) -> ApiResult<Option<Vec<String>>> {
-    let Some(channels) = channels else {
-        return Ok(None);
-    };
-    if channels.len() > 10 {
-        return Err(ApiError::field(field, "at most 10 channels are allowed"));
-    }
-    for c in &channels {
-        Channel::parse(c).map_err(|e| ApiError::field(field, e.to_string()))?;
-    }
-    Ok(Some(channels))
-}
-
-pub(crate) fn check_rate_limit(field: &str, rate: Option<u32>) -> ApiResult<Option<u32>> {
-    Ok(switchyard_engine::check_rate_limit(field, rate)?)
+    Ok(switchyard_engine::parse_channels(field, channels)?)
 }

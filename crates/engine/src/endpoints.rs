@@ -1,0 +1,515 @@
+//! Endpoints (outgoing endpoints and ingest destinations alike): every read
+//! and change, with their rules (URL, filters, channels, headers, secrets and
+//! their rotation with a grace period, upsert by uid, recovery, cache
+//! invalidation and the notice to other nodes) in one place.
+
+use crate::apps::{check_rate_limit, parse_uid};
+use crate::{Engine, EngineError};
+use reqwest::header::{HeaderName, HeaderValue};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use switchyard_core::filter::Filter;
+use switchyard_core::signing::EndpointSecret;
+use switchyard_core::timefmt::now_ms;
+use switchyard_core::{Channel, EndpointId, EndpointUrl};
+use switchyard_store::{
+    Application, Endpoint, EndpointStats, Metadata, Page, PageRequest, RetiredSecret,
+};
+
+/// An endpoint's settable fields (create and upsert).
+#[derive(Debug, Clone, Default)]
+pub struct EndpointInput {
+    /// An [`EndpointUrl`]: http(s), deliverable (no zone id, port 0, ...).
+    pub url: String,
+    pub description: String,
+    /// Messages per second; at least 1 when given.
+    pub rate_limit: Option<u32>,
+    pub uid: Option<String>,
+    pub disabled: bool,
+    /// Event types or `*` patterns; `None` receives all, an empty list is refused.
+    pub filter_types: Option<Vec<String>>,
+    /// At most 10 [`Channel`]s.
+    pub channels: Option<Vec<String>>,
+    /// A `whsec_` secret; `None` generates one.
+    pub secret: Option<String>,
+    pub metadata: Option<Metadata>,
+    /// Custom headers sent with each delivery; upsert keeps the current ones
+    /// when `None`.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// A [`Filter`] on the payload; `null` means none.
+    pub payload_filter: Option<Value>,
+}
+
+/// A partial change: `None` leaves a field as it is; `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub description: Option<String>,
+    pub rate_limit: Option<Option<u32>>,
+    pub uid: Option<Option<String>>,
+    pub disabled: Option<bool>,
+    pub filter_types: Option<Option<Vec<String>>>,
+    pub channels: Option<Option<Vec<String>>>,
+    pub metadata: Option<Metadata>,
+    pub secret: Option<String>,
+    pub payload_filter: Option<Option<Value>>,
+}
+
+/// Default and longest grace period of a rotated-out secret, in seconds.
+pub const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+pub const MAX_GRACE_SECS: u64 = 7 * 24 * 3600;
+
+/// Headers Switchyard sets itself, which custom headers may not replace.
+const RESERVED_HEADERS: &[&str] = &[
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "content-length",
+    "host",
+    "transfer-encoding",
+    "connection",
+];
+
+/// Most channels on an endpoint or a message.
+const MAX_CHANNELS: usize = 10;
+
+fn invalid(field: &str, message: impl Into<String>) -> EngineError {
+    EngineError::Invalid {
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+fn parse_url(url: &str) -> Result<String, EngineError> {
+    EndpointUrl::parse(url)
+        .map(|u| u.as_str().to_owned())
+        .map_err(|e| invalid("url", e.to_string()))
+}
+
+/// Event types or patterns with `*` wildcards (`invoice.*`). Ingested
+/// events keep their provider's names, which may hold characters such as
+/// `/` (Shopify topics), so any visible text without commas is allowed.
+fn parse_filter_types(types: Option<Vec<String>>) -> Result<Option<Vec<String>>, EngineError> {
+    let Some(types) = types else {
+        return Ok(None);
+    };
+    if types.is_empty() {
+        return Err(invalid(
+            "filterTypes",
+            "must list at least one event type (omit it to receive all)",
+        ));
+    }
+    for t in &types {
+        if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            return Err(invalid(
+                "filterTypes",
+                format!("'{t}' must be 1 to 256 visible characters without commas"),
+            ));
+        }
+    }
+    Ok(Some(types))
+}
+
+/// At most [`MAX_CHANNELS`] channels, each a [`Channel`]; `field` names them
+/// in errors (endpoints and messages both carry channels).
+pub fn parse_channels(
+    field: &str,
+    channels: Option<Vec<String>>,
+) -> Result<Option<Vec<String>>, EngineError> {
+    let Some(channels) = channels else {
+        return Ok(None);
+    };
+    if channels.len() > MAX_CHANNELS {
+        return Err(invalid(
+            field,
+            format!("at most {MAX_CHANNELS} channels are allowed"),
+        ));
+    }
+    for c in &channels {
+        Channel::parse(c).map_err(|e| invalid(field, e.to_string()))?;
+    }
+    Ok(Some(channels))
+}
+
+fn parse_payload_filter(filter: Option<Value>) -> Result<Option<Value>, EngineError> {
+    match filter {
+        None | Some(Value::Null) => Ok(None),
+        Some(f) => match Filter::parse(&f) {
+            Ok(_) => Ok(Some(f)),
+            Err(e) => Err(invalid("payloadFilter", e)),
+        },
+    }
+}
+
+fn parse_secret(field: &str, secret: Option<String>) -> Result<String, EngineError> {
+    match secret {
+        None => Ok(EndpointSecret::generate().to_whsec()),
+        Some(s) => EndpointSecret::parse(&s)
+            .map(|s| s.to_whsec())
+            .map_err(|e| invalid(field, e.to_string())),
+    }
+}
+
+/// Custom headers: valid HTTP names and values, none that Switchyard sets.
+/// Errors name `headers.<name>`.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    for (name, value) in headers {
+        let field = format!("headers.{name}");
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(&field, "is not a valid HTTP header name"));
+        }
+        if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            return Err(invalid(
+                &field,
+                "is set by Switchyard and cannot be overridden",
+            ));
+        }
+        if HeaderValue::from_str(value).is_err() {
+            return Err(invalid(&field, "is not a valid HTTP header value"));
+        }
+    }
+    Ok(())
+}
+
+fn new_endpoint(
+    app_id: switchyard_core::AppId,
+    input: EndpointInput,
+    uid: Option<String>,
+) -> Result<Endpoint, EngineError> {
+    let headers = input.headers.unwrap_or_default();
+    check_headers(&headers)?;
+    let now = now_ms();
+    Ok(Endpoint {
+        id: EndpointId::generate_at(now),
+        app_id,
+        uid: parse_uid("uid", uid.or(input.uid))?,
+        url: parse_url(&input.url)?,
+        description: input.description,
+        disabled: input.disabled,
+        filter_types: parse_filter_types(input.filter_types)?,
+        channels: parse_channels("channels", input.channels)?,
+        rate_limit: check_rate_limit("rateLimit", input.rate_limit)?,
+        metadata: input.metadata.unwrap_or_default(),
+        headers,
+        payload_filter: parse_payload_filter(input.payload_filter)?,
+        secret: parse_secret("secret", input.secret)?,
+        retired_secrets: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+impl Engine {
+    /// An application's endpoints, a page at a time.
+    pub async fn list_endpoints(
+        &self,
+        app_key: &str,
+        page: &PageRequest,
+    ) -> Result<Page<Endpoint>, EngineError> {
+        let app = self.app(app_key).await?;
+        Ok(self.store.list_endpoints(&app.id, page).await?)
+    }
+
+    /// An endpoint by id or uid within its application (id or uid).
+    ///
+    /// Errors: [`EngineError::NotFound`] for either.
+    pub async fn endpoint(&self, app_key: &str, key: &str) -> Result<Endpoint, EngineError> {
+        let app = self.app(app_key).await?;
+        self.endpoint_in(&app, key).await
+    }
+
+    /// An endpoint by id or uid within an application already found.
+    pub async fn endpoint_in(&self, app: &Application, key: &str) -> Result<Endpoint, EngineError> {
+        self.store
+            .get_endpoint(&app.id, key)
+            .await?
+            .ok_or(EngineError::NotFound("endpoint"))
+    }
+
+    async fn save_endpoint(&self, mut ep: Endpoint) -> Result<Endpoint, EngineError> {
+        ep.updated_at = now_ms();
+        let ep = self.store.update_endpoint(ep).await?;
+        self.endpoints_changed(&ep.app_id);
+        Ok(ep)
+    }
+
+    async fn insert_endpoint(
+        &self,
+        app: &Application,
+        input: EndpointInput,
+        uid: Option<String>,
+    ) -> Result<Endpoint, EngineError> {
+        let ep = new_endpoint(app.id.clone(), input, uid)?;
+        let ep = self.store.insert_endpoint(ep).await?;
+        self.endpoints_changed(&ep.app_id);
+        Ok(ep)
+    }
+
+    /// Creates an endpoint in an application.
+    pub async fn create_endpoint(
+        &self,
+        app_key: &str,
+        input: EndpointInput,
+    ) -> Result<Endpoint, EngineError> {
+        let app = self.app(app_key).await?;
+        self.insert_endpoint(&app, input, None).await
+    }
+
+    /// Replaces the endpoint named by `key` (id or uid), or creates it with
+    /// `key` as its uid (a key shaped like an id must exist). Custom headers
+    /// stay as they are unless the input has some. Returns whether it was
+    /// created.
+    pub async fn upsert_endpoint(
+        &self,
+        app_key: &str,
+        key: &str,
+        input: EndpointInput,
+    ) -> Result<(Endpoint, bool), EngineError> {
+        let app = self.app(app_key).await?;
+        match self.store.get_endpoint(&app.id, key).await? {
+            Some(mut ep) => {
+                ep.url = parse_url(&input.url)?;
+                ep.description = input.description;
+                ep.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
+                ep.uid = parse_uid("uid", input.uid)?.or(ep.uid);
+                ep.disabled = input.disabled;
+                ep.filter_types = parse_filter_types(input.filter_types)?;
+                ep.channels = parse_channels("channels", input.channels)?;
+                ep.metadata = input.metadata.unwrap_or_default();
+                ep.payload_filter = parse_payload_filter(input.payload_filter)?;
+                if let Some(headers) = input.headers {
+                    check_headers(&headers)?;
+                    ep.headers = headers;
+                }
+                Ok((self.save_endpoint(ep).await?, false))
+            }
+            None if EndpointId::parse(key).is_some() => Err(EngineError::NotFound("endpoint")),
+            None => {
+                let ep = self
+                    .insert_endpoint(&app, input, Some(key.to_owned()))
+                    .await?;
+                Ok((ep, true))
+            }
+        }
+    }
+
+    /// Changes the given fields of an endpoint.
+    pub async fn patch_endpoint(
+        &self,
+        app_key: &str,
+        key: &str,
+        patch: EndpointPatch,
+    ) -> Result<Endpoint, EngineError> {
+        let mut ep = self.endpoint(app_key, key).await?;
+        if let Some(url) = patch.url {
+            ep.url = parse_url(&url)?;
+        }
+        if let Some(d) = patch.description {
+            ep.description = d;
+        }
+        if let Some(r) = patch.rate_limit {
+            ep.rate_limit = check_rate_limit("rateLimit", r)?;
+        }
+        if let Some(uid) = patch.uid {
+            ep.uid = parse_uid("uid", uid)?;
+        }
+        if let Some(d) = patch.disabled {
+            ep.disabled = d;
+        }
+        if let Some(f) = patch.filter_types {
+            ep.filter_types = parse_filter_types(f)?;
+        }
+        if let Some(c) = patch.channels {
+            ep.channels = parse_channels("channels", c)?;
+        }
+        if let Some(m) = patch.metadata {
+            ep.metadata = m;
+        }
+        if let Some(secret) = patch.secret {
+            ep.secret = parse_secret("secret", Some(secret))?;
+        }
+        if let Some(f) = patch.payload_filter {
+            ep.payload_filter = parse_payload_filter(f)?;
+        }
+        self.save_endpoint(ep).await
+    }
+
+    /// Deletes an endpoint; its pending deliveries go with it.
+    pub async fn delete_endpoint(&self, app_key: &str, key: &str) -> Result<(), EngineError> {
+        let ep = self.endpoint(app_key, key).await?;
+        self.store.delete_endpoint(&ep.app_id, &ep.id).await?;
+        self.endpoints_changed(&ep.app_id);
+        Ok(())
+    }
+
+    /// Issues a new signing secret (`key`, or a generated one). The old one
+    /// keeps signing beside it for `grace_secs` ([`DEFAULT_GRACE_SECS`] when
+    /// `None`, at most [`MAX_GRACE_SECS`]; 0 retires it at once); retired
+    /// secrets past their grace are dropped. Returns the new secret.
+    pub async fn rotate_endpoint_secret(
+        &self,
+        app_key: &str,
+        key: &str,
+        new_key: Option<String>,
+        grace_secs: Option<u64>,
+    ) -> Result<String, EngineError> {
+        let grace = grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
+        if grace > MAX_GRACE_SECS {
+            return Err(invalid(
+                "gracePeriodSeconds",
+                format!("must be at most {MAX_GRACE_SECS} seconds"),
+            ));
+        }
+        let mut ep = self.endpoint(app_key, key).await?;
+        let new_secret = parse_secret("key", new_key)?;
+        let now = now_ms();
+        ep.retired_secrets.retain(|r| r.expires_at > now);
+        if grace > 0 {
+            ep.retired_secrets.push(RetiredSecret {
+                secret: std::mem::replace(&mut ep.secret, new_secret),
+                expires_at: now + grace * 1000,
+            });
+        } else {
+            ep.secret = new_secret;
+        }
+        Ok(self.save_endpoint(ep).await?.secret)
+    }
+
+    /// Replaces an endpoint's custom headers.
+    pub async fn set_endpoint_headers(
+        &self,
+        app_key: &str,
+        key: &str,
+        headers: BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        check_headers(&headers)?;
+        let mut ep = self.endpoint(app_key, key).await?;
+        ep.headers = headers;
+        self.save_endpoint(ep).await?;
+        Ok(())
+    }
+
+    /// Deletes the headers named in `delete`, then adds or changes `set`;
+    /// names match in any case, and a changed header replaces any spelling
+    /// of its name already set.
+    pub async fn patch_endpoint_headers(
+        &self,
+        app_key: &str,
+        key: &str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<(), EngineError> {
+        check_headers(&set)?;
+        let mut ep = self.endpoint(app_key, key).await?;
+        for name in delete.iter().chain(set.keys()) {
+            ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
+        }
+        ep.headers.extend(set);
+        self.save_endpoint(ep).await?;
+        Ok(())
+    }
+
+    /// Makes every failed delivery to the endpoint created in
+    /// `[since, until)` (Unix ms; `until` defaults to now) pending again, and
+    /// wakes the dispatcher. Returns how many.
+    pub async fn recover_endpoint(
+        &self,
+        app_key: &str,
+        key: &str,
+        since: u64,
+        until: Option<u64>,
+    ) -> Result<u64, EngineError> {
+        let ep = self.endpoint(app_key, key).await?;
+        let requeued = self.store.recover(&ep.id, since, until, now_ms()).await?;
+        tracing::info!(endpoint = %ep.id, deliveries = requeued, "recovering failed deliveries");
+        self.wake_dispatcher();
+        Ok(requeued)
+    }
+
+    /// Deliveries to the endpoint by status.
+    pub async fn endpoint_stats(
+        &self,
+        app_key: &str,
+        key: &str,
+    ) -> Result<EndpointStats, EngineError> {
+        let ep = self.endpoint(app_key, key).await?;
+        Ok(self.store.endpoint_stats(&ep.id).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(r: Result<Endpoint, EngineError>) -> String {
+        match r {
+            Err(EngineError::Invalid { field, .. }) => field,
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_field_is_checked_and_named() {
+        let app = switchyard_core::AppId::generate_at(1);
+        let ok = || EndpointInput {
+            url: "https://example.com/hook".into(),
+            ..EndpointInput::default()
+        };
+        assert!(new_endpoint(app.clone(), ok(), None).is_ok());
+        let cases: Vec<(EndpointInput, &str)> = vec![
+            (
+                EndpointInput {
+                    url: "ftp://x/".into(),
+                    ..ok()
+                },
+                "url",
+            ),
+            (
+                EndpointInput {
+                    filter_types: Some(vec![]),
+                    ..ok()
+                },
+                "filterTypes",
+            ),
+            (
+                EndpointInput {
+                    channels: Some(vec!["a b".into()]),
+                    ..ok()
+                },
+                "channels",
+            ),
+            (
+                EndpointInput {
+                    rate_limit: Some(0),
+                    ..ok()
+                },
+                "rateLimit",
+            ),
+            (
+                EndpointInput {
+                    secret: Some("nope".into()),
+                    ..ok()
+                },
+                "secret",
+            ),
+            (
+                EndpointInput {
+                    payload_filter: Some(serde_json::json!({"x": 1})),
+                    ..ok()
+                },
+                "payloadFilter",
+            ),
+            (
+                EndpointInput {
+                    headers: Some(BTreeMap::from([("webhook-id".to_owned(), "x".to_owned())])),
+                    ..ok()
+                },
+                "headers.webhook-id",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(field(new_endpoint(app.clone(), input, None)), want);
+        }
+    }
+}
