@@ -157,7 +157,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 }
 
 async fn health(State(state): State<AppState>) -> Response {
-    match state.engine.store().ping().await {
+    match state.engine.ping().await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -226,7 +226,7 @@ async fn idempotency(State(state): State<AppState>, req: Request, next: Next) ->
         return next.run(req).await;
     };
     let scoped = format!("{path}\n{key}");
-    match state.engine.store().idempotent_response(&scoped).await {
+    match state.engine.idempotent_response(&scoped).await {
         Ok(Some(stored)) => return replay(stored),
         Ok(None) => {}
         Err(e) => return ApiError::from(e).into_response(),
@@ -250,12 +250,7 @@ async fn idempotency(State(state): State<AppState>, req: Request, next: Next) ->
         body: String::from_utf8_lossy(&bytes).into_owned(),
         created_at: switchyard_core::timefmt::now_ms(),
     };
-    if let Err(e) = state
-        .engine
-        .store()
-        .save_idempotent_response(&scoped, stored)
-        .await
-    {
+    if let Err(e) = state.engine.save_idempotent_response(&scoped, stored).await {
         tracing::warn!(error = %e, "could not store idempotency record");
     }
     Response::from_parts(parts, axum::body::Body::from(bytes))

@@ -9,6 +9,7 @@ mod cluster;
 mod dispatch;
 mod endpoints;
 mod event_types;
+mod messages;
 mod schema;
 mod sources;
 

@@ -15,6 +15,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use switchyard_core::AttemptId;
+use switchyard_engine::EngineError;
 use switchyard_store::{Attempt, AttemptFilter, DeliveryStatus, DeliveryView, Message, Order};
 
 pub fn router() -> Router<AppState> {
@@ -104,18 +105,20 @@ async fn attempts_page(
     with_msg: bool,
 ) -> ApiResult<Json<Value>> {
     let app_id = filter.app_id.clone();
-    let page = state.engine.store().list_attempts(&filter).await?;
+    let page = state.engine.list_attempts(&filter).await?;
     let mut messages = std::collections::HashMap::new();
     if with_msg && let Some(app) = &app_id {
         for a in &page.data {
-            if !messages.contains_key(&a.msg_id)
-                && let Some(m) = state
-                    .engine
-                    .store()
-                    .get_message(app, a.msg_id.as_str())
-                    .await?
-            {
-                messages.insert(a.msg_id.clone(), m);
+            if messages.contains_key(&a.msg_id) {
+                continue;
+            }
+            match state.engine.message(app, a.msg_id.as_str()).await {
+                Ok(m) => {
+                    messages.insert(a.msg_id.clone(), m);
+                }
+                // Expunged or purged meanwhile: the attempt is listed without it.
+                Err(EngineError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -160,12 +163,7 @@ async fn fetch(
     let app = find_app(&state, &app_id).await?;
     let msg = find_message(&state, &app.id, &msg_id).await?;
     let attempt_id = AttemptId::parse(&attempt_id).ok_or_else(|| ApiError::not_found("attempt"))?;
-    let attempt = state
-        .engine
-        .store()
-        .get_attempt(&app.id, &msg.id, &attempt_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("attempt"))?;
+    let attempt = state.engine.attempt(&app.id, &msg.id, &attempt_id).await?;
     Ok(Json(attempt_out(&attempt, None)))
 }
 
@@ -191,7 +189,6 @@ async fn destinations(
     let msg = find_message(&state, &app.id, &msg_id).await?;
     let page = state
         .engine
-        .store()
         .deliveries_of_message(&app.id, &msg.id, &q.page(Order::Ascending)?)
         .await?;
     Ok(Json(list_out(page, |d| {
@@ -216,7 +213,6 @@ async fn attempted_messages(
     let filter = q.messages.filter()?;
     let page = state
         .engine
-        .store()
         .deliveries_of_endpoint(&ep.id, &filter, status_param(&q.status)?)
         .await?;
     Ok(Json(list_out(page, |d| {

@@ -17,7 +17,7 @@ async fn cluster(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let now = now_ms();
     let config = state.engine.cluster_config();
     let ttl = config.lease_ttl.as_millis() as u64;
-    let nodes = state.engine.store().cluster(now).await?;
+    let nodes = state.engine.cluster_nodes(now).await?;
     let nodes: Vec<Value> = nodes
         .into_iter()
         .map(|n| {

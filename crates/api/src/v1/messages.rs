@@ -219,19 +219,14 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let app = find_app(&state, &app_id).await?;
     let filter = q.filter()?;
-    let page = state.engine.store().list_messages(&app.id, &filter).await?;
+    let page = state.engine.list_messages(&app.id, &filter).await?;
     Ok(Json(list_out(page, |m| {
         message_out(m, filter.with_content)
     })))
 }
 
 pub(crate) async fn find_message(state: &AppState, app: &AppId, key: &str) -> ApiResult<Message> {
-    state
-        .engine
-        .store()
-        .get_message(app, key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("message"))
+    state.engine.message(app, key).await.map_err(Into::into)
 }
 
 async fn fetch(
@@ -277,7 +272,6 @@ async fn expunge(
     let msg = find_message(&state, &app.id, &msg_id).await?;
     state
         .engine
-        .store()
         .expunge_message_content(&app.id, &msg.id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
