@@ -99,6 +99,7 @@ impl From<EngineError> for ApiError {
                 loc: std::iter::once("body".to_owned()).chain(loc).collect(),
                 msg: message,
             },
+            EngineError::Conflict(detail) => Self::conflict(detail),
             EngineError::Store(s) => s.into(),
         }
     }

@@ -11,6 +11,7 @@ mod endpoints;
 mod event_types;
 mod messages;
 mod schema;
+mod source_admin;
 mod sources;
 
 pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
@@ -19,6 +20,7 @@ pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
 pub use endpoints::{EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
+pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 
 use std::sync::Arc;
@@ -65,6 +67,10 @@ pub enum EngineError {
     /// down (e.g. `["payload", "items", "0", "id"]`).
     #[error("{}: {message}", loc.join("/"))]
     InvalidAt { loc: Vec<String>, message: String },
+    /// The change conflicts with the current state (too many rotations, a
+    /// source type without a secret); the text says how.
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -150,10 +156,6 @@ impl Engine {
     /// Partitions this node dispatches now.
     pub fn owned_partitions(&self) -> Vec<u16> {
         self.partitions.owned()
-    }
-
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// An application by id or uid, from cache.

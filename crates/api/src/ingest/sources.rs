@@ -10,7 +10,7 @@ use crate::extract::{Body, PageQuery, Path, Query};
 use crate::v1::endpoints::{
     self, EndpointIn, EndpointPatchIn, HeadersIn, HeadersPatchIn, RecoverIn, RotateIn,
 };
-use crate::v1::{list_out, parse_uid, ts};
+use crate::v1::{list_out, ts};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
@@ -19,10 +19,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use switchyard_core::source::{RETIRED_SECRETS_KEY, compile, public_config, secret_key};
-use switchyard_core::timefmt::now_ms;
-use switchyard_core::{AppId, SourceId};
-use switchyard_store::{Application, Metadata, Order, RetiredSecret, Source};
+use switchyard_core::source::{compile, public_config};
+use switchyard_engine::SourceInput;
+use switchyard_store::{Metadata, Order, Source};
 
 pub fn router() -> Router<AppState> {
     const SOURCE: &str = "/ingest/api/v1/source/{source_id}";
@@ -58,13 +57,6 @@ pub fn router() -> Router<AppState> {
         .route(&format!("{ENDPOINT}/recover"), post(recover_destination))
         .route(&format!("{ENDPOINT}/stats"), get(destination_stats))
 }
-
-/// How long a rotated-out ingest token keeps working, and how many may be
-/// alive at once (as the Svix Ingest API documents).
-const TOKEN_GRACE_MS: u64 = 48 * 3600 * 1000;
-const MAX_RETIRED_TOKENS: usize = 3;
-const DEFAULT_SECRET_GRACE_SECS: u64 = 24 * 3600;
-const MAX_SECRET_GRACE_SECS: u64 = 7 * 24 * 3600;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -110,6 +102,20 @@ impl SourceIn {
     }
 }
 
+impl From<SourceIn> for SourceInput {
+    fn from(input: SourceIn) -> Self {
+        let input = input.normalise();
+        SourceInput {
+            name: input.name,
+            uid: input.uid,
+            metadata: input.metadata,
+            kind: input.kind,
+            config: input.config,
+            settings: input.settings,
+        }
+    }
+}
+
 fn source_out(state: &AppState, host: Option<&str>, s: &Source) -> Value {
     let settings = compile(&s.kind, &s.config, &s.settings)
         .map(|plan| plan.settings_json(state.max_body_bytes))
@@ -138,36 +144,8 @@ fn source_out(state: &AppState, host: Option<&str>, s: &Source) -> Value {
     })
 }
 
-fn new_token() -> String {
-    hex::encode(rand::random::<[u8; 20]>())
-}
-
-/// Checks a source's type, config and settings together, naming the field.
-fn check(input: &SourceIn) -> ApiResult<()> {
-    if input.name.trim().is_empty() || input.name.len() > 256 {
-        return Err(ApiError::field("name", "must be 1 to 256 characters"));
-    }
-    if !input.config.is_object() && !input.config.is_null() {
-        return Err(ApiError::field("config", "must be an object"));
-    }
-    compile(&input.kind, &input.config, &input.settings)
-        .map_err(|e| compile_error(&e, "config"))?;
-    Ok(())
-}
-
-/// A compile error (`field: problem`) as a 422 naming the field.
-fn compile_error(e: &str, fallback_field: &str) -> ApiError {
-    let (field, msg) = e.split_once(": ").unwrap_or((fallback_field, e));
-    ApiError::field(field, msg.to_owned())
-}
-
 async fn find_source(state: &AppState, key: &str) -> ApiResult<Source> {
-    state
-        .engine
-        .store()
-        .get_source(key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("source"))
+    Ok(state.engine.source(key).await?)
 }
 
 fn host_of(headers: &axum::http::HeaderMap) -> Option<String> {
@@ -184,7 +162,6 @@ async fn list(
 ) -> ApiResult<Json<Value>> {
     let page = state
         .engine
-        .store()
         .list_sources(&q.page(Order::Ascending)?)
         .await?;
     let host = host_of(&headers);
@@ -198,54 +175,13 @@ async fn create(
     headers: axum::http::HeaderMap,
     Body(input): Body<SourceIn>,
 ) -> ApiResult<Response> {
-    insert(
-        &state,
-        host_of(&headers).as_deref(),
-        input.normalise(),
-        None,
+    let source = state.engine.create_source(input.into(), None).await?;
+    let host = host_of(&headers);
+    Ok((
+        StatusCode::CREATED,
+        Json(source_out(&state, host.as_deref(), &source)),
     )
-    .await
-}
-
-async fn insert(
-    state: &AppState,
-    host: Option<&str>,
-    input: SourceIn,
-    uid: Option<String>,
-) -> ApiResult<Response> {
-    check(&input)?;
-    let now = now_ms();
-    let id = SourceId::generate_at(now).into_string();
-    let app = Application {
-        id: AppId::generate_at(now),
-        uid: Some(id.clone()),
-        name: format!("source {}", input.name),
-        rate_limit: None,
-        metadata: Metadata::new(),
-        created_at: now,
-        updated_at: now,
-    };
-    let source = Source {
-        id,
-        uid: parse_uid("uid", uid.or(input.uid))?,
-        name: input.name,
-        kind: input.kind,
-        config: object_or_empty(input.config),
-        settings: object_or_empty(input.settings),
-        metadata: input.metadata.unwrap_or_default(),
-        app_id: app.id.clone(),
-        token: new_token(),
-        retired_tokens: Vec::new(),
-        created_at: now,
-        updated_at: now,
-    };
-    let source = state.engine.store().insert_source(source, app).await?;
-    state.engine.sources_changed();
-    Ok((StatusCode::CREATED, Json(source_out(state, host, &source))).into_response())
-}
-
-fn object_or_empty(v: Value) -> Value {
-    if v.is_null() { json!({}) } else { v }
+        .into_response())
 }
 
 async fn fetch(
@@ -261,13 +197,6 @@ async fn fetch(
     )))
 }
 
-async fn save(state: &AppState, mut source: Source) -> ApiResult<Source> {
-    source.updated_at = now_ms();
-    let source = state.engine.store().update_source(source).await?;
-    state.engine.sources_changed();
-    Ok(source)
-}
-
 /// Replaces the source's definition; retired secrets of an unchanged
 /// secret stay valid.
 async fn upsert(
@@ -276,42 +205,21 @@ async fn upsert(
     Path(source_id): Path<String>,
     Body(input): Body<SourceIn>,
 ) -> ApiResult<Response> {
-    let input = input.normalise();
-    let host = host_of(&headers);
-    let Some(mut source) = state.engine.store().get_source(&source_id).await? else {
-        if source_id.starts_with("src_") {
-            return Err(ApiError::not_found("source"));
-        }
-        return insert(&state, host.as_deref(), input, Some(source_id)).await;
+    let (source, created) = state.engine.upsert_source(&source_id, input.into()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
     };
-    check(&input)?;
-    let mut config = object_or_empty(input.config);
-    if source.kind == input.kind
-        && let (Some(retired), Some(obj)) = (
-            source.config.get(RETIRED_SECRETS_KEY).cloned(),
-            config.as_object_mut(),
-        )
-    {
-        obj.insert(RETIRED_SECRETS_KEY.into(), retired);
-    }
-    source.uid = parse_uid("uid", input.uid)?.or(source.uid);
-    source.name = input.name;
-    source.kind = input.kind;
-    source.config = config;
-    source.settings = object_or_empty(input.settings);
-    source.metadata = input.metadata.unwrap_or_default();
-    let source = save(&state, source).await?;
-    Ok(Json(source_out(&state, host.as_deref(), &source)).into_response())
+    let host = host_of(&headers);
+    Ok((status, Json(source_out(&state, host.as_deref(), &source))).into_response())
 }
 
 async fn remove(
     State(state): State<AppState>,
     Path(source_id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let source = find_source(&state, &source_id).await?;
-    state.engine.store().delete_source(&source.id).await?;
-    state.engine.sources_changed();
-    state.engine.app_changed(&source.app_id);
+    state.engine.delete_source(&source_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -321,20 +229,7 @@ async fn rotate_token(
     headers: axum::http::HeaderMap,
     Path(source_id): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    let mut source = find_source(&state, &source_id).await?;
-    let now = now_ms();
-    source.retired_tokens.retain(|t| t.expires_at > now);
-    if source.retired_tokens.len() >= MAX_RETIRED_TOKENS {
-        return Err(ApiError::conflict(format!(
-            "the token was rotated {MAX_RETIRED_TOKENS} times in the last 48 hours; wait for an old one to expire"
-        )));
-    }
-    let old = std::mem::replace(&mut source.token, new_token());
-    source.retired_tokens.push(RetiredSecret {
-        secret: old,
-        expires_at: now + TOKEN_GRACE_MS,
-    });
-    let source = save(&state, source).await?;
+    let source = state.engine.rotate_source_token(&source_id).await?;
     Ok(Json(json!({
         "ingestUrl": ingest_url(&state, host_of(&headers).as_deref(), &source.token),
     })))
@@ -355,53 +250,11 @@ async fn rotate_secret(
     Body(input): Body<Option<SecretRotateIn>>,
 ) -> ApiResult<Json<Value>> {
     let input = input.unwrap_or_default();
-    let grace = input
-        .grace_period_seconds
-        .unwrap_or(DEFAULT_SECRET_GRACE_SECS);
-    if grace > MAX_SECRET_GRACE_SECS {
-        return Err(ApiError::field(
-            "gracePeriodSeconds",
-            format!("must be at most {MAX_SECRET_GRACE_SECS} seconds"),
-        ));
-    }
-    let mut source = find_source(&state, &source_id).await?;
-    let Some(key) = secret_key(&source.kind) else {
-        return Err(ApiError::http(
-            StatusCode::CONFLICT,
-            "conflict",
-            "sources of type none have no secret",
-        ));
-    };
-    let new_secret = match input.secret {
-        Some(s) if !s.is_empty() => s,
-        Some(_) => return Err(ApiError::field("secret", "must not be empty")),
-        None if matches!(source.kind.as_str(), "standard-webhooks" | "svix") => {
-            switchyard_core::signing::EndpointSecret::generate().to_whsec()
-        }
-        None => hex::encode(rand::random::<[u8; 32]>()),
-    };
-    let now = now_ms();
-    let Some(config) = source.config.as_object_mut() else {
-        return Err(ApiError::conflict("the source's config is not an object"));
-    };
-    let mut retired: Vec<Value> = config
-        .get(RETIRED_SECRETS_KEY)
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    retired.retain(|r| r["expiresAt"].as_u64().is_some_and(|at| at > now));
-    let old = config.insert(key.into(), Value::String(new_secret.clone()));
-    if grace > 0
-        && let Some(Value::String(old)) = old
-    {
-        retired.push(json!({ "secret": old, "expiresAt": now + grace * 1000 }));
-    }
-    config.insert(RETIRED_SECRETS_KEY.into(), Value::Array(retired));
-    // The new secret is the request's `secret` field, not `config.secret`.
-    compile(&source.kind, &source.config, &source.settings)
-        .map_err(|e| compile_error(e.strip_prefix("config.").unwrap_or(&e), "secret"))?;
-    save(&state, source).await?;
-    Ok(Json(json!({ key: new_secret })))
+    let rotated = state
+        .engine
+        .rotate_source_secret(&source_id, input.secret, input.grace_period_seconds)
+        .await?;
+    Ok(Json(json!({ rotated.field: rotated.secret })))
 }
 
 async fn stats(

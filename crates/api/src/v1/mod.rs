@@ -53,10 +53,6 @@ pub(crate) fn ts(ms: u64) -> String {
     format_ms(ms)
 }
 
-pub(crate) fn parse_uid(field: &str, uid: Option<String>) -> ApiResult<Option<String>> {
-    Ok(switchyard_engine::parse_uid(field, uid)?)
-}
-
 pub(crate) fn parse_channels(
     field: &str,
     channels: Option<Vec<String>>,

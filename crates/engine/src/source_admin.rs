@@ -1,0 +1,273 @@
+//! Managing incoming-webhook sources: create (with the application that
+//! holds their destinations), replace, delete, ingest-token and secret
+//! rotation, with the checks and the cache and cluster notices, in one place.
+//! The request path (verify, accept) is [`crate::sources`].
+
+use crate::apps::parse_uid;
+use crate::{Engine, EngineError};
+use serde_json::{Value, json};
+use switchyard_core::source::{RETIRED_SECRETS_KEY, compile, secret_key};
+use switchyard_core::timefmt::now_ms;
+use switchyard_core::{AppId, SourceId};
+use switchyard_store::{Application, Metadata, Page, PageRequest, RetiredSecret, Source};
+
+/// How long a rotated-out ingest token keeps working, and how many may be
+/// alive at once (as the Svix Ingest API documents).
+const TOKEN_GRACE_MS: u64 = 48 * 3600 * 1000;
+const MAX_RETIRED_TOKENS: usize = 3;
+/// Default and longest grace period of a rotated-out source secret, in seconds.
+pub const DEFAULT_SECRET_GRACE_SECS: u64 = 24 * 3600;
+pub const MAX_SECRET_GRACE_SECS: u64 = 7 * 24 * 3600;
+
+/// A source's settable fields (create and replace), in Switchyard's own
+/// form (`kind` is the verifier's name, e.g. `stripe` or `basic-auth`).
+#[derive(Debug, Clone, Default)]
+pub struct SourceInput {
+    /// 1 to 256 characters.
+    pub name: String,
+    pub uid: Option<String>,
+    pub metadata: Option<Metadata>,
+    /// The verifier: see `switchyard_core::source::KINDS`.
+    pub kind: String,
+    /// The verifier's configuration (an object, or `null` for none).
+    pub config: Value,
+    /// Switchyard's options (see `switchyard_core::source`).
+    pub settings: Value,
+}
+
+/// A new secret issued by [`Engine::rotate_source_secret`].
+#[derive(Debug, Clone)]
+pub struct RotatedSecret {
+    /// The config field it went into (`secret`, `password`, `key`, ...).
+    pub field: &'static str,
+    pub secret: String,
+}
+
+fn new_token() -> String {
+    hex::encode(rand::random::<[u8; 20]>())
+}
+
+fn object_or_empty(v: Value) -> Value {
+    if v.is_null() { json!({}) } else { v }
+}
+
+/// A source compile error (`field: problem`) as an error naming the field.
+fn compile_error(e: &str, fallback_field: &str) -> EngineError {
+    let (field, message) = e.split_once(": ").unwrap_or((fallback_field, e));
+    EngineError::Invalid {
+        field: field.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+/// Checks a source's name, type, config and settings together.
+fn check(input: &SourceInput) -> Result<(), EngineError> {
+    if input.name.trim().is_empty() || input.name.len() > 256 {
+        return Err(EngineError::Invalid {
+            field: "name".into(),
+            message: "must be 1 to 256 characters".into(),
+        });
+    }
+    if !input.config.is_object() && !input.config.is_null() {
+        return Err(EngineError::Invalid {
+            field: "config".into(),
+            message: "must be an object".into(),
+        });
+    }
+    compile(&input.kind, &input.config, &input.settings)
+        .map_err(|e| compile_error(&e, "config"))?;
+    Ok(())
+}
+
+impl Engine {
+    /// A page of sources.
+    pub async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>, EngineError> {
+        Ok(self.store.list_sources(page).await?)
+    }
+
+    /// A source by id or uid.
+    ///
+    /// Errors: [`EngineError::NotFound`] when there is none.
+    pub async fn source(&self, key: &str) -> Result<Source, EngineError> {
+        self.store
+            .get_source(key)
+            .await?
+            .ok_or(EngineError::NotFound("source"))
+    }
+
+    async fn save_source(&self, mut source: Source) -> Result<Source, EngineError> {
+        source.updated_at = now_ms();
+        let source = self.store.update_source(source).await?;
+        self.sources_changed();
+        Ok(source)
+    }
+
+    /// Creates a source and, in the same commit, the application that holds
+    /// its destinations (its uid is the source id).
+    pub async fn create_source(
+        &self,
+        input: SourceInput,
+        uid: Option<String>,
+    ) -> Result<Source, EngineError> {
+        check(&input)?;
+        let now = now_ms();
+        let id = SourceId::generate_at(now).into_string();
+        let app = Application {
+            id: AppId::generate_at(now),
+            uid: Some(id.clone()),
+            name: format!("source {}", input.name),
+            rate_limit: None,
+            metadata: Metadata::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let source = Source {
+            id,
+            uid: parse_uid("uid", uid.or(input.uid))?,
+            name: input.name,
+            kind: input.kind,
+            config: object_or_empty(input.config),
+            settings: object_or_empty(input.settings),
+            metadata: input.metadata.unwrap_or_default(),
+            app_id: app.id.clone(),
+            token: new_token(),
+            retired_tokens: Vec::new(),
+            created_at: now,
+            updated_at: now,
+        };
+        let source = self.store.insert_source(source, app).await?;
+        self.sources_changed();
+        Ok(source)
+    }
+
+    /// Replaces the source named by `key`, or creates it with `key` as its
+    /// uid (a key shaped like a source id must exist). Retired secrets of a
+    /// source that keeps its type stay valid. Returns whether it was created.
+    pub async fn upsert_source(
+        &self,
+        key: &str,
+        input: SourceInput,
+    ) -> Result<(Source, bool), EngineError> {
+        let Some(mut source) = self.store.get_source(key).await? else {
+            if key.starts_with(SourceId::PREFIX) {
+                return Err(EngineError::NotFound("source"));
+            }
+            return Ok((self.create_source(input, Some(key.to_owned())).await?, true));
+        };
+        check(&input)?;
+        let mut config = object_or_empty(input.config);
+        if source.kind == input.kind
+            && let (Some(retired), Some(obj)) = (
+                source.config.get(RETIRED_SECRETS_KEY).cloned(),
+                config.as_object_mut(),
+            )
+        {
+            obj.insert(RETIRED_SECRETS_KEY.into(), retired);
+        }
+        source.uid = parse_uid("uid", input.uid)?.or(source.uid);
+        source.name = input.name;
+        source.kind = input.kind;
+        source.config = config;
+        source.settings = object_or_empty(input.settings);
+        source.metadata = input.metadata.unwrap_or_default();
+        Ok((self.save_source(source).await?, false))
+    }
+
+    /// Deletes a source with its application, destinations and messages.
+    pub async fn delete_source(&self, key: &str) -> Result<(), EngineError> {
+        let source = self.source(key).await?;
+        self.store.delete_source(&source.id).await?;
+        self.sources_changed();
+        self.app_changed(&source.app_id);
+        Ok(())
+    }
+
+    /// Issues a new ingest token; the old one keeps working for 48 hours, and
+    /// at most three may be retired at once.
+    ///
+    /// Errors: [`EngineError::Conflict`] when three are already retired.
+    pub async fn rotate_source_token(&self, key: &str) -> Result<Source, EngineError> {
+        let mut source = self.source(key).await?;
+        let now = now_ms();
+        source.retired_tokens.retain(|t| t.expires_at > now);
+        if source.retired_tokens.len() >= MAX_RETIRED_TOKENS {
+            return Err(EngineError::Conflict(format!(
+                "the token was rotated {MAX_RETIRED_TOKENS} times in the last 48 hours; wait for an old one to expire"
+            )));
+        }
+        let old = std::mem::replace(&mut source.token, new_token());
+        source.retired_tokens.push(RetiredSecret {
+            secret: old,
+            expires_at: now + TOKEN_GRACE_MS,
+        });
+        self.save_source(source).await
+    }
+
+    /// Replaces the source's verification secret (the password for
+    /// basic-auth, the key for api-key) with `secret` or a generated one; the
+    /// old one keeps verifying for `grace_secs` ([`DEFAULT_SECRET_GRACE_SECS`]
+    /// when `None`, at most [`MAX_SECRET_GRACE_SECS`]).
+    ///
+    /// Errors: an invalid grace or secret; [`EngineError::Conflict`] for a
+    /// source type without a secret.
+    pub async fn rotate_source_secret(
+        &self,
+        key: &str,
+        secret: Option<String>,
+        grace_secs: Option<u64>,
+    ) -> Result<RotatedSecret, EngineError> {
+        let grace = grace_secs.unwrap_or(DEFAULT_SECRET_GRACE_SECS);
+        if grace > MAX_SECRET_GRACE_SECS {
+            return Err(EngineError::Invalid {
+                field: "gracePeriodSeconds".into(),
+                message: format!("must be at most {MAX_SECRET_GRACE_SECS} seconds"),
+            });
+        }
+        let mut source = self.source(key).await?;
+        let Some(field) = secret_key(&source.kind) else {
+            return Err(EngineError::Conflict(
+                "sources of type none have no secret".into(),
+            ));
+        };
+        let new_secret = match secret {
+            Some(s) if !s.is_empty() => s,
+            Some(_) => {
+                return Err(EngineError::Invalid {
+                    field: "secret".into(),
+                    message: "must not be empty".into(),
+                });
+            }
+            None if matches!(source.kind.as_str(), "standard-webhooks" | "svix") => {
+                switchyard_core::signing::EndpointSecret::generate().to_whsec()
+            }
+            None => hex::encode(rand::random::<[u8; 32]>()),
+        };
+        let now = now_ms();
+        let Some(config) = source.config.as_object_mut() else {
+            return Err(EngineError::Conflict(
+                "the source's config is not an object".into(),
+            ));
+        };
+        let mut retired: Vec<Value> = config
+            .get(RETIRED_SECRETS_KEY)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        retired.retain(|r| r["expiresAt"].as_u64().is_some_and(|at| at > now));
+        let old = config.insert(field.into(), Value::String(new_secret.clone()));
+        if grace > 0
+            && let Some(Value::String(old)) = old
+        {
+            retired.push(json!({ "secret": old, "expiresAt": now + grace * 1000 }));
+        }
+        config.insert(RETIRED_SECRETS_KEY.into(), Value::Array(retired));
+        // The new secret is the request's `secret` field, not `config.secret`.
+        compile(&source.kind, &source.config, &source.settings)
+            .map_err(|e| compile_error(e.strip_prefix("config.").unwrap_or(&e), "secret"))?;
+        self.save_source(source).await?;
+        Ok(RotatedSecret {
+            field,
+            secret: new_secret,
+        })
+    }
+}
