@@ -14,7 +14,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchyard_engine::Engine;
@@ -34,14 +33,7 @@ pub struct AppState {
     pub clock: fn() -> u64,
 }
 
-pub fn token_hash(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
-/// A fresh admin token: 32 random bytes, hex, with a recognisable prefix.
-pub fn generate_token() -> String {
-    format!("sk_{}", hex::encode(rand::random::<[u8; 32]>()))
-}
+pub use switchyard_engine::admin::{generate_token, token_hash};
 
 /// Trims a trailing slash so `/api/v1/app/` routes like `/api/v1/app`, except
 /// on the provider-facing ingest route, whose path suffix is passed on to

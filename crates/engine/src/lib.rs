@@ -2,6 +2,7 @@
 //! deliveries together) and dispatch (sign, send, record, retry).
 
 mod accept;
+pub mod admin;
 mod apps;
 mod cache;
 mod client;
@@ -9,6 +10,7 @@ mod cluster;
 mod dispatch;
 mod endpoints;
 mod event_types;
+mod housekeeping;
 mod messages;
 mod schema;
 mod source_admin;
@@ -20,6 +22,7 @@ pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
 pub use endpoints::{EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
+pub use housekeeping::IDEMPOTENCY_WINDOW;
 pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 
@@ -40,6 +43,9 @@ pub struct EngineConfig {
     /// How often the database is polled for due retries.
     pub poll_interval: Duration,
     pub cluster: ClusterConfig,
+    /// Finished messages older than this are deleted by housekeeping;
+    /// `None` keeps them.
+    pub retention: Option<Duration>,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +58,7 @@ impl Default for EngineConfig {
             max_in_flight: 1024,
             poll_interval: Duration::from_millis(200),
             cluster: ClusterConfig::default(),
+            retention: None,
         }
     }
 }
@@ -135,6 +142,7 @@ impl Engine {
             tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
         }
         tokio::spawn(sources::run_flusher(Arc::downgrade(&engine)));
+        tokio::spawn(housekeeping::run(store.clone(), config.retention));
         let _ = tokio::time::timeout(Duration::from_secs(5), granted).await;
         Ok(engine)
     }

@@ -12,7 +12,8 @@ use clap::{Parser, Subcommand};
 use config::{ServeArgs, Settings};
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_api::{AppState, generate_token, normalize_path, router, token_hash};
+use switchyard_api::{AppState, normalize_path, router};
+use switchyard_engine::admin::{admin_token, rotate_admin_token};
 use switchyard_engine::{ClusterConfig, Engine, EngineConfig};
 use switchyard_store::Store;
 use switchyard_store::postgres::{PgOptions, PgStore};
@@ -38,9 +39,6 @@ enum Command {
     /// signature when given the endpoint's secret (for trying things out).
     Listen(listen::ListenArgs),
 }
-
-const ADMIN_TOKEN_KEY: &str = "admin_token_sha256";
-const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -68,9 +66,7 @@ fn main() -> anyhow::Result<()> {
             Command::RotateToken(args) => {
                 let settings = Settings::load(args)?;
                 let store = open_store(&settings).await?;
-                let token = generate_token();
-                store_token_hash(store.as_ref(), &token, true).await?;
-                println!("{token}");
+                println!("{}", rotate_admin_token(store.as_ref()).await?);
                 Ok(())
             }
         }
@@ -96,71 +92,15 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
-async fn store_token_hash(store: &dyn Store, token: &str, replace: bool) -> anyhow::Result<bool> {
-    let hash = hex_string(&token_hash(token));
-    if replace {
-        store.replace_setting(ADMIN_TOKEN_KEY, &hash).await?;
-        return Ok(true);
-    }
-    Ok(store.init_setting(ADMIN_TOKEN_KEY, &hash).await?)
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn parse_hex32(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-        out[i] = u8::from_str_radix(std::str::from_utf8(chunk).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
-/// The admin token's hash: from the environment when given, else the stored
-/// one, else a new token printed once and stored hashed; with where it came
-/// from, for the start-up log line. A configured token serves this run only
-/// and leaves the stored one as it is: the stored token is refused while the
-/// setting is there and works again once it is removed.
-async fn admin_token(
-    settings: &Settings,
-    store: &dyn Store,
-) -> anyhow::Result<([u8; 32], &'static str)> {
-    if let Some(token) = &settings.admin_token {
-        let origin = if store.get_setting(ADMIN_TOKEN_KEY).await?.is_some() {
-            "configured (SWITCHYARD_ADMIN_TOKEN or --admin-token), for this run only: the stored token is refused while it is set, and kept"
-        } else {
-            "configured (SWITCHYARD_ADMIN_TOKEN or --admin-token), for this run only: none is stored"
-        };
-        return Ok((token_hash(token), origin));
-    }
-    if let Some(stored) = store.get_setting(ADMIN_TOKEN_KEY).await?
-        && let Some(hash) = parse_hex32(&stored)
-    {
-        return Ok((hash, "stored"));
-    }
-    let token = generate_token();
-    if store_token_hash(store, &token, false).await? {
-        println!("Generated admin token (shown once, stored hashed): {token}");
-        return Ok((token_hash(&token), "generated and stored"));
-    }
-    let stored = store
-        .get_setting(ADMIN_TOKEN_KEY)
-        .await?
-        .unwrap_or_default();
-    let hash = parse_hex32(&stored).context("stored admin token hash is corrupt")?;
-    Ok((hash, "stored"))
-}
-
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Signals are caught from the start: a SIGTERM while the engine starts
     // (it already holds leases by then) still ends with a hand-over.
     let stop = shutdown_signal()?;
     let store = open_store(&settings).await?;
-    let (admin_token_sha256, token_origin) = admin_token(&settings, store.as_ref()).await?;
+    let admin = admin_token(store.as_ref(), settings.admin_token.as_deref()).await?;
+    if let Some(token) = &admin.generated {
+        println!("Generated admin token (shown once, stored hashed): {token}");
+    }
     let listener = tokio::net::TcpListener::bind(&settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -181,21 +121,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 address: addr.to_string(),
                 lease_ttl: settings.lease_ttl,
             },
+            retention: settings.retention,
             ..EngineConfig::default()
         },
     )
     .await?;
-    tokio::spawn(housekeeping(store.clone(), settings.retention));
     let app = router(AppState {
         engine: engine.clone(),
-        admin_token_sha256,
+        admin_token_sha256: admin.sha256,
         max_body_bytes: settings.max_payload_bytes,
         public_url: settings.public_url.clone().map(Into::into),
         clock: switchyard_core::timefmt::now_ms,
     });
     let app = tower::util::MapRequestLayer::new(normalize_path).layer(app);
     println!("switchyard listening on http://{addr}");
-    tracing::info!(%addr, node = %node_id, database = %settings.database_name(), admin_token = token_origin, "switchyard started");
+    tracing::info!(%addr, node = %node_id, database = %settings.database_name(), admin_token = admin.origin, "switchyard started");
     axum::serve(
         listener,
         ServiceExt::<axum::extract::Request>::into_make_service(app),
@@ -217,47 +157,6 @@ fn hostname() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "node".into())
-}
-
-/// Messages deleted per transaction when purging: small enough that intake
-/// sharing the writer waits milliseconds, not seconds.
-const PURGE_BATCH: usize = 1_000;
-
-/// Every ten minutes: forgets expired idempotency keys and deletes messages
-/// past retention.
-async fn housekeeping(store: Arc<dyn Store>, retention: Option<Duration>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        tick.tick().await;
-        let now = switchyard_core::timefmt::now_ms();
-        let cutoff = now.saturating_sub(IDEMPOTENCY_WINDOW.as_millis() as u64);
-        if let Err(e) = store.purge_idempotency(cutoff).await {
-            tracing::warn!(error = %e, "purging idempotency records failed");
-        }
-        let Some(retention) = retention else {
-            continue;
-        };
-        let cutoff = now.saturating_sub(retention.as_millis() as u64);
-        let mut purged = 0;
-        loop {
-            match store.purge_messages(cutoff, PURGE_BATCH).await {
-                Ok(n) => {
-                    purged += n;
-                    if n < PURGE_BATCH as u64 {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "purging messages past retention failed");
-                    break;
-                }
-            }
-        }
-        if purged > 0 {
-            tracing::info!(messages = purged, "purged messages past retention");
-        }
-    }
 }
 
 /// How long in-flight requests may run after a stop signal before the process

@@ -1,0 +1,55 @@
+//! Housekeeping on every node: forgets expired idempotency records and
+//! deletes messages finished longer ago than the retention period.
+
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::timefmt::now_ms;
+use switchyard_store::Store;
+
+/// How long an `Idempotency-Key` is remembered (Svix: 24 hours).
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// How often housekeeping runs.
+const INTERVAL: Duration = Duration::from_secs(600);
+/// Messages deleted per transaction when purging: small enough that intake
+/// sharing the writer waits milliseconds, not seconds.
+const PURGE_BATCH: usize = 1_000;
+
+/// Runs forever: every ten minutes, one pass (the first at once).
+/// `retention`: `None` keeps messages for ever.
+pub(crate) async fn run(store: Arc<dyn Store>, retention: Option<Duration>) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    loop {
+        tick.tick().await;
+        pass(store.as_ref(), retention, now_ms()).await;
+    }
+}
+
+async fn pass(store: &dyn Store, retention: Option<Duration>, now: u64) {
+    let cutoff = now.saturating_sub(IDEMPOTENCY_WINDOW.as_millis() as u64);
+    if let Err(e) = store.purge_idempotency(cutoff).await {
+        tracing::warn!(error = %e, "purging idempotency records failed");
+    }
+    let Some(retention) = retention else {
+        return;
+    };
+    let cutoff = now.saturating_sub(retention.as_millis() as u64);
+    let mut purged = 0;
+    loop {
+        match store.purge_messages(cutoff, PURGE_BATCH).await {
+            Ok(n) => {
+                purged += n;
+                if n < PURGE_BATCH as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "purging messages past retention failed");
+                break;
+            }
+        }
+    }
+    if purged > 0 {
+        tracing::info!(messages = purged, "purged messages past retention");
+    }
+}
