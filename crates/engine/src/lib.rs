@@ -11,6 +11,7 @@ mod dispatch;
 mod endpoints;
 mod event_types;
 mod housekeeping;
+mod ingest;
 mod messages;
 mod schema;
 mod source_admin;
@@ -23,6 +24,7 @@ pub use cluster::ClusterConfig;
 pub use endpoints::{EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
+pub use ingest::{IngestError, IngestRefusal, IngestReply, IngestRequest};
 pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 

@@ -1,0 +1,349 @@
+//! The ingest pipeline, for any entry point that receives a provider's
+//! request: verify, check the forwarded path, read the body as a document
+//! (refusing what receivers could read differently), answer challenges,
+//! extract the event type and dedupe id, accept, and count the outcome.
+//!
+//! Bodies are forwarded byte for byte, while event type, dedupe id and
+//! payload filters read a parsed copy; so that the two cannot disagree, a
+//! JSON body (or form `payload` field) that repeats an object key, or that
+//! looks like JSON without being strict JSON, is refused, and a repeated form
+//! field is an array of all its values (see
+//! `switchyard_core::source::document_of`). The path after the token and the
+//! query are passed on only in the checked form of
+//! `switchyard_core::forward::ForwardPath`.
+
+use crate::{AcceptInput, Engine, EngineError, IngestOutcome, IngestSource, PayloadDocument};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use switchyard_core::MessageId;
+use switchyard_core::forward::ForwardPath;
+use switchyard_core::json::DocumentError;
+use switchyard_core::source::{Plan, document_of};
+use switchyard_core::verify::{Incoming, Rejection, zoom_encrypted_token};
+use switchyard_store::Forward;
+
+/// Event ids are bounded; a longer provider id is replaced by its digest.
+const MAX_EVENT_ID: usize = 256;
+
+/// One provider request, as received.
+pub struct IngestRequest<'a> {
+    /// Header names and values (values that are not visible ASCII left out).
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    /// The URL the provider posted to, as it saw it (URL-signing providers
+    /// such as Twilio sign it); the source's `signedUrl` replaces it.
+    pub url: &'a str,
+    /// The raw path after the ingest token: empty or starting with `/`.
+    pub suffix: &'a str,
+    /// The raw query, if any.
+    pub query: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// Unix milliseconds (injectable so signature tests can pin the clock).
+    pub now_ms: u64,
+}
+
+/// What the provider is answered when the request was taken.
+#[derive(Debug)]
+pub enum IngestReply {
+    /// Stored, or a provider's retry of one stored before (`duplicate`).
+    Accepted {
+        message_id: MessageId,
+        duplicate: bool,
+    },
+    /// A verification handshake (Slack `url_verification`, Zoom
+    /// `endpoint.url_validation`): answered with this JSON, not stored.
+    Challenge(Value),
+}
+
+/// Why a request was not taken: an HTTP-like status (401 signature, 400
+/// path, 415 body, 422 document), a short code and a detail. Counted in the
+/// source's rejections.
+#[derive(Debug)]
+pub struct IngestRefusal {
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+}
+
+/// An ingest failure: refused (the provider's fault), or the engine's (a
+/// store error; the provider should retry).
+#[derive(Debug)]
+pub enum IngestError {
+    Refused(IngestRefusal),
+    Engine(EngineError),
+}
+
+impl From<EngineError> for IngestError {
+    fn from(e: EngineError) -> Self {
+        IngestError::Engine(e)
+    }
+}
+
+impl Engine {
+    /// Runs a provider's request through the pipeline (see the module doc).
+    /// Nothing is stored unless it returns [`IngestReply::Accepted`] with
+    /// `duplicate: false`; a refusal is counted with its reason.
+    pub async fn ingest(
+        &self,
+        source: &IngestSource,
+        request: IngestRequest<'_>,
+    ) -> Result<IngestReply, IngestError> {
+        let id = source.source.id.as_str();
+        let refuse = |status: u16, code: &'static str, counted: &str, detail: String| {
+            self.count_ingest(id, IngestOutcome::Rejected(counted));
+            IngestError::Refused(IngestRefusal {
+                status,
+                code,
+                detail,
+            })
+        };
+        let url = match &source.plan.signed_url {
+            Some(base) => match request.query {
+                Some(q) => format!("{base}?{q}"),
+                None => base.clone(),
+            },
+            None => request.url.to_owned(),
+        };
+        let incoming = Incoming {
+            headers: request.headers,
+            body: request.body,
+            url: &url,
+            now_secs: (request.now_ms / 1000) as i64,
+        };
+        if let Err(rejection) = source.plan.verify(&incoming, request.now_ms) {
+            let reason = rejection.to_string();
+            tracing::debug!(source = id, %reason, "ingest request refused");
+            let code = match rejection {
+                Rejection::Stale => "timestamp_out_of_tolerance",
+                _ => "signature_invalid",
+            };
+            return Err(refuse(401, code, &reason, reason.clone()));
+        }
+        // Checked after the signature so a forger learns nothing, and for any
+        // correctly signed request too: the signature never covers the path.
+        let forward_path = if source.plan.forward_path {
+            ForwardPath::parse(request.suffix, request.query).map_err(|e| {
+                refuse(
+                    400,
+                    "invalid_path",
+                    &format!("unsafe path: {e}"),
+                    format!(
+                        "{e}; the path after the ingest URL must stay under the destination's path"
+                    ),
+                )
+            })?
+        } else {
+            ForwardPath::default()
+        };
+        let Ok(text) = std::str::from_utf8(request.body) else {
+            return Err(refuse(
+                415,
+                "unsupported_body",
+                "body is not UTF-8",
+                "the body must be UTF-8 text (JSON, form data, XML, ...)".into(),
+            ));
+        };
+        let document = document_of(request.content_type, request.body).map_err(|refusal| {
+            let reason = refusal.to_string();
+            let (code, why) = match refusal {
+                DocumentError::DuplicateKey(_) => (
+                    "duplicate_key",
+                    "the body is forwarded as sent, so routing cannot choose one of the values",
+                ),
+                DocumentError::Syntax(_) => (
+                    "invalid_json",
+                    "a body declared as or starting like JSON must be strict JSON (RFC 8259), since lenient parsers would read it differently",
+                ),
+            };
+            refuse(422, code, &reason, format!("{reason}: {why}"))
+        })?;
+        if let Some(answer) = challenge(source, document.as_ref()) {
+            return Ok(IngestReply::Challenge(answer));
+        }
+        let event_type = source.plan.event_type(&incoming, document.as_ref());
+        let event_id = source
+            .plan
+            .dedupe_id(&incoming, document.as_ref())
+            .map(bounded_event_id);
+        let forward = forward_of(&source.plan, request.headers, &forward_path);
+        // Never a 2xx for something not stored: an error here lets the provider retry.
+        let accepted = self
+            .accept(AcceptInput {
+                app_id: source.source.app_id.clone(),
+                event_type,
+                event_id,
+                channels: None,
+                tags: None,
+                payload: Arc::from(text),
+                idempotency_key: None,
+                forward: Some(forward),
+                document: PayloadDocument::Parsed(document),
+                check_schema: false,
+            })
+            .await?;
+        self.count_ingest(
+            id,
+            if accepted.created {
+                IngestOutcome::Accepted
+            } else {
+                IngestOutcome::Duplicate
+            },
+        );
+        Ok(IngestReply::Accepted {
+            message_id: accepted.message.id,
+            duplicate: !accepted.created,
+        })
+    }
+}
+
+/// Verification handshakes some providers make when a URL is configured;
+/// they are answered, not stored.
+fn challenge(source: &IngestSource, document: Option<&Value>) -> Option<Value> {
+    let doc = document?;
+    match source.plan.kind.as_str() {
+        "slack" if doc["type"] == "url_verification" => {
+            let challenge = doc["challenge"].as_str()?;
+            Some(json!({ "challenge": challenge }))
+        }
+        "zoom" if doc["event"] == "endpoint.url_validation" => {
+            let plain = doc["payload"]["plainToken"].as_str()?;
+            let secret = source.plan.secrets.first()?;
+            Some(json!({
+                "plainToken": plain,
+                "encryptedToken": zoom_encrypted_token(&secret.value, plain),
+            }))
+        }
+        _ => None,
+    }
+}
+
+fn bounded_event_id(id: String) -> String {
+    if id.len() <= MAX_EVENT_ID {
+        id
+    } else {
+        format!("sha256:{}", hex::encode(Sha256::digest(id.as_bytes())))
+    }
+}
+
+fn forward_of(plan: &Plan, headers: &[(&str, &str)], path: &ForwardPath) -> Forward {
+    let headers = headers
+        .iter()
+        .filter(|(k, _)| {
+            plan.forward_headers
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(k))
+        })
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Forward {
+        headers,
+        path: path.to_stored(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EngineConfig, SourceInput};
+    use switchyard_store::sqlite::{Durability, SqliteStore};
+
+    fn request<'a>(
+        headers: &'a [(&'a str, &'a str)],
+        body: &'a [u8],
+        suffix: &'a str,
+    ) -> IngestRequest<'a> {
+        IngestRequest {
+            headers,
+            body,
+            url: "http://gw/ingest/t",
+            suffix,
+            query: None,
+            content_type: Some("application/json"),
+            now_ms: switchyard_core::timefmt::now_ms(),
+        }
+    }
+
+    fn refusal(r: Result<IngestReply, IngestError>) -> (u16, &'static str) {
+        match r {
+            Err(IngestError::Refused(r)) => (r.status, r.code),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    /// The pipeline's rules, without HTTP: verify, path, document, dedupe,
+    /// and the counters of each outcome.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pipeline_runs_without_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
+        let engine = Engine::start(Arc::new(store), EngineConfig::default())
+            .await
+            .unwrap();
+        let created = engine
+            .create_source(
+                SourceInput {
+                    name: "s".into(),
+                    kind: "api-key".into(),
+                    config: json!({"key": "k1"}),
+                    settings: json!({"dedupe": {"pointer": "/id"}, "eventType": {"pointer": "/type"}}),
+                    ..SourceInput::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let source = engine.find_source(&created.token).await.unwrap().unwrap();
+        let good: &[(&str, &str)] = &[("x-api-key", "k1")];
+        let body = br#"{"id":"e1","type":"order.paid"}"#;
+        let first = engine
+            .ingest(&source, request(good, body, ""))
+            .await
+            .unwrap();
+        let IngestReply::Accepted {
+            message_id,
+            duplicate: false,
+        } = first
+        else {
+            panic!("expected a new message, got {first:?}");
+        };
+        let again = engine
+            .ingest(&source, request(good, body, "/a"))
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, IngestReply::Accepted { duplicate: true, message_id: ref id } if *id == message_id)
+        );
+        let bad: &[(&str, &str)] = &[("x-api-key", "nope")];
+        assert_eq!(
+            refusal(engine.ingest(&source, request(bad, body, "")).await).0,
+            401
+        );
+        assert_eq!(
+            refusal(
+                engine
+                    .ingest(&source, request(good, body, "/%2e%2e/admin"))
+                    .await
+            ),
+            (400, "invalid_path")
+        );
+        assert_eq!(
+            refusal(
+                engine
+                    .ingest(&source, request(good, br#"{"id":"e2","id":"e3"}"#, ""))
+                    .await
+            ),
+            (422, "duplicate_key")
+        );
+        assert_eq!(
+            refusal(engine.ingest(&source, request(good, b"\xff\xfe", "")).await).0,
+            415
+        );
+        engine.flush_counters().await;
+        let stats = engine.source_stats(&created.id).await.unwrap().unwrap();
+        assert_eq!(
+            (stats.accepted, stats.duplicates, stats.rejected),
+            (1, 1, 4)
+        );
+    }
+}
