@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     let authed = v1::router()
         .merge(ingest::api_router())
         .layer(middleware::from_fn_with_state(state.clone(), idempotency))
+        .merge(v1::messages_router())
         .layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let routes = Router::new()
         .route("/api/v1/health", axum::routing::get(health).head(health))
@@ -205,8 +206,9 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
 }
 
 /// Replays the stored response of a POST repeated with the same
-/// `Idempotency-Key`. Message creation is excluded: it records its key in the
-/// same transaction as the message.
+/// `Idempotency-Key`. Message routes are mounted outside this layer
+/// (`v1::messages_router`): message creation records its key in the same
+/// transaction as the message.
 async fn idempotency(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let key = req
         .headers()
@@ -214,7 +216,7 @@ async fn idempotency(State(state): State<AppState>, req: Request, next: Next) ->
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let path = req.uri().path().trim_end_matches('/').to_owned();
-    let Some(key) = key.filter(|_| req.method() == Method::POST && !path.ends_with("/msg")) else {
+    let Some(key) = key.filter(|_| req.method() == Method::POST) else {
         return next.run(req).await;
     };
     let scoped = format!("{path}\n{key}");

@@ -19,9 +19,15 @@ pub fn router() -> Router<AppState> {
         .merge(applications::router())
         .merge(event_types::router())
         .merge(endpoints::router())
-        .merge(messages::router())
         .merge(attempts::router())
         .merge(cluster::router())
+}
+
+/// Message routes: message creation records its `Idempotency-Key` in the
+/// same transaction as the message, so these are mounted outside the
+/// replaying idempotency layer.
+pub fn messages_router() -> Router<AppState> {
+    messages::router()
 }
 
 pub(crate) async fn find_app(state: &AppState, key: &str) -> ApiResult<Application> {
