@@ -115,6 +115,27 @@ impl Default for ClusterConfig {
 
 const DRAIN_CHECK: Duration = Duration::from_millis(100);
 
+/// Controls the lease keeper: an early round when the cluster changed, and
+/// a stop for good before the node hands its partitions over (each round
+/// runs under the lock, and a stopped keeper runs no more).
+#[derive(Clone, Default)]
+pub(crate) struct LeaseKeeper {
+    round: Arc<tokio::sync::Mutex<bool>>,
+    early: Arc<tokio::sync::Notify>,
+}
+
+impl LeaseKeeper {
+    /// Runs a round now instead of at the next renewal.
+    pub fn nudge(&self) {
+        self.early.notify_one();
+    }
+
+    /// Waits for a round in flight, then stops the keeper.
+    pub async fn stop(&self) {
+        *self.round.lock().await = true;
+    }
+}
+
 /// Keeps this node's leases and its local partition view up to date.
 pub(crate) async fn run_leases(
     store: Arc<dyn Store>,
@@ -123,7 +144,7 @@ pub(crate) async fn run_leases(
     drain_limit: Duration,
     wake: impl Fn(),
     first_grant: tokio::sync::oneshot::Sender<()>,
-    lease_round: Arc<tokio::sync::Notify>,
+    keeper: LeaseKeeper,
 ) {
     let mut first_grant = Some(first_grant);
     let ttl_ms = config.lease_ttl.as_millis().max(1) as u64;
@@ -135,6 +156,10 @@ pub(crate) async fn run_leases(
     let mut valid_until = 0u64;
     let mut draining: HashMap<u16, u64> = HashMap::new();
     loop {
+        let stopped = keeper.round.lock().await;
+        if *stopped {
+            return;
+        }
         let started = now_ms();
         let request = LeaseRequest {
             node_id: config.node_id.clone(),
@@ -206,6 +231,7 @@ pub(crate) async fn run_leases(
                 }
             }
         }
+        drop(stopped);
         // A draining partition is dispatched by nobody until it is released,
         // so its idleness is checked often rather than once per renewal.
         let pause = if draining.is_empty() {
@@ -215,7 +241,7 @@ pub(crate) async fn run_leases(
         };
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = lease_round.notified() => {}
+            _ = keeper.early.notified() => {}
         }
     }
 }

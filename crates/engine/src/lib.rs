@@ -94,7 +94,9 @@ pub struct Engine {
     dispatcher: dispatch::Dispatcher,
     partitions: Arc<cluster::Partitions>,
     cluster: ClusterConfig,
-    lease_round: Arc<tokio::sync::Notify>,
+    /// Nudges the lease keeper, and stops it for good on `leave` so that no
+    /// round runs after the hand-over.
+    lease_keeper: cluster::LeaseKeeper,
     /// Whether other processes share the database and must hear of changes.
     shared: bool,
 }
@@ -126,7 +128,7 @@ impl Engine {
             dispatcher: dispatcher.clone(),
             partitions: partitions.clone(),
             cluster: config.cluster.clone(),
-            lease_round: Arc::new(tokio::sync::Notify::new()),
+            lease_keeper: cluster::LeaseKeeper::default(),
             shared: events.is_some(),
         });
         let (first_grant, granted) = tokio::sync::oneshot::channel();
@@ -138,7 +140,7 @@ impl Engine {
             config.request_timeout + Duration::from_secs(5),
             move || waker.wake(),
             first_grant,
-            engine.lease_round.clone(),
+            engine.lease_keeper.clone(),
         ));
         if let Some(events) = events {
             tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
@@ -158,6 +160,10 @@ impl Engine {
     /// nodes take over at once instead of after the lease time. Deliveries
     /// still in flight here are sent again by their new owners.
     pub async fn leave(&self) -> Result<(), EngineError> {
+        // A lease round after the release would take partitions back (this
+        // node's own release notice triggers one) and hold them until their
+        // leases expire: stop the keeper first, waiting out a round in flight.
+        self.lease_keeper.stop().await;
         self.partitions.stop_all();
         self.store.leave(&self.cluster.node_id).await?;
         Ok(())
@@ -243,7 +249,7 @@ impl Engine {
     fn apply(&self, event: ClusterEvent) {
         match event {
             ClusterEvent::Due => self.dispatcher.wake(),
-            ClusterEvent::Leases => self.lease_round.notify_one(),
+            ClusterEvent::Leases => self.lease_keeper.nudge(),
             ClusterEvent::AppChanged(app) => {
                 self.apps.clear();
                 self.endpoints
@@ -257,7 +263,7 @@ impl Engine {
             ClusterEvent::SourcesChanged => self.sources.invalidate(),
             ClusterEvent::Resync => {
                 // A missed `Leases` would otherwise wait for the next renewal.
-                self.lease_round.notify_one();
+                self.lease_keeper.nudge();
                 self.apps.clear();
                 self.endpoints.invalidate_all();
                 self.schemas.invalidate_all();
@@ -321,5 +327,32 @@ async fn follow_cluster_events(
             return;
         };
         engine.apply(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_store::sqlite::{Durability, SqliteStore};
+
+    /// A node that has handed its partitions over runs no lease round that
+    /// would take them back (its own release notice used to trigger one, and
+    /// the partitions stayed leased to a stopped node until they expired).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_lease_round_runs_after_leave() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
+        let engine = Engine::start(Arc::new(store), EngineConfig::default())
+            .await
+            .unwrap();
+        let held = |nodes: Vec<switchyard_store::NodeInfo>| -> usize {
+            nodes.iter().map(|n| n.partitions.len()).sum()
+        };
+        let now = switchyard_core::timefmt::now_ms;
+        assert_eq!(held(engine.cluster_nodes(now()).await.unwrap()), 256);
+        engine.leave().await.unwrap();
+        engine.lease_keeper.nudge();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(held(engine.cluster_nodes(now()).await.unwrap()), 0);
     }
 }
