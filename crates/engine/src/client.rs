@@ -19,6 +19,8 @@ use switchyard_core::netguard::{NetworkPolicy, Refusal};
 use switchyard_core::retry::parse_retry_after;
 use tokio::sync::Semaphore;
 
+use crate::destination::{Delivery, Destination, SendFuture, SendResult};
+
 /// At most this much of a response body is kept in the attempt log.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
 
@@ -27,14 +29,6 @@ pub struct DeliveryClientConfig {
     pub timeout: Duration,
     pub max_connections_per_host: usize,
     pub policy: NetworkPolicy,
-}
-
-pub(crate) struct SendResult {
-    /// 0 when no HTTP response was received.
-    pub status: u16,
-    pub body: String,
-    pub retry_after: Option<Duration>,
-    pub duration: Duration,
 }
 
 fn blocked_message(refusal: &Refusal) -> String {
@@ -204,6 +198,18 @@ impl DeliveryClient {
             retry_after,
             duration: started.elapsed(),
         }
+    }
+}
+
+/// HTTP(S) delivery through the guarded client.
+impl Destination for DeliveryClient {
+    fn send<'a>(&'a self, delivery: Delivery<'a>) -> SendFuture<'a> {
+        Box::pin(DeliveryClient::send(
+            self,
+            delivery.url,
+            delivery.headers,
+            delivery.body,
+        ))
     }
 }
 

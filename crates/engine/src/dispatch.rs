@@ -5,6 +5,7 @@
 use crate::cache::EndpointCache;
 use crate::client::{DeliveryClient, DeliveryClientConfig};
 use crate::cluster::Partitions;
+use crate::destination::{Delivery, Destinations, SendResult};
 use crate::{EngineConfig, EngineError};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ const OUTCOME_BATCH: usize = 4_096;
 struct Inner {
     store: Arc<dyn Store>,
     endpoints: EndpointCache,
-    client: DeliveryClient,
+    destinations: Destinations,
     retry: RetrySchedule,
     queue: mpsc::UnboundedSender<DeliveryTask>,
     queued: AtomicUsize,
@@ -59,12 +60,14 @@ impl Dispatcher {
             field: "http client".into(),
             message: e,
         })?;
+        let mut destinations = Destinations::default();
+        destinations.register(&["http", "https"], Arc::new(client));
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             endpoints,
-            client,
+            destinations,
             retry: config.retry_schedule.clone(),
             queue,
             queued: AtomicUsize::new(0),
@@ -291,13 +294,19 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         &body,
         task.forward.as_deref(),
     ) {
-        Ok(headers) => inner.client.send(&url, headers, body).await,
-        Err(reason) => crate::client::SendResult {
-            status: 0,
-            body: reason,
-            retry_after: None,
-            duration: Duration::ZERO,
+        Ok(headers) => match inner.destinations.for_url(&url) {
+            Some(destination) => {
+                destination
+                    .send(Delivery {
+                        url: &url,
+                        headers,
+                        body,
+                    })
+                    .await
+            }
+            None => SendResult::failed(format!("no destination serves the URL {url}")),
         },
+        Err(reason) => SendResult::failed(reason),
     };
     let outcome = if (200..300).contains(&result.status) {
         Outcome {

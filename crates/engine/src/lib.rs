@@ -7,6 +7,7 @@ mod apps;
 mod cache;
 mod client;
 mod cluster;
+pub mod destination;
 mod dispatch;
 mod endpoints;
 mod event_types;
