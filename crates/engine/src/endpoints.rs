@@ -55,8 +55,9 @@ pub struct EndpointPatch {
     pub payload_filter: Option<Option<Value>>,
 }
 
-/// Default and longest grace period of a rotated-out secret, in seconds.
+/// Default grace period of a rotated-out endpoint secret, in seconds.
 pub const DEFAULT_GRACE_SECS: u64 = 24 * 3600;
+/// Longest grace period of a rotated-out endpoint secret, in seconds.
 pub const MAX_GRACE_SECS: u64 = 7 * 24 * 3600;
 
 /// Headers Switchyard sets itself, which custom headers may not replace.

@@ -15,8 +15,9 @@ use switchyard_store::{Application, Metadata, Page, PageRequest, RetiredSecret, 
 /// alive at once (as the Svix Ingest API documents).
 const TOKEN_GRACE_MS: u64 = 48 * 3600 * 1000;
 const MAX_RETIRED_TOKENS: usize = 3;
-/// Default and longest grace period of a rotated-out source secret, in seconds.
+/// Default grace period of a rotated-out source secret, in seconds.
 pub const DEFAULT_SECRET_GRACE_SECS: u64 = 24 * 3600;
+/// Longest grace period of a rotated-out source secret, in seconds.
 pub const MAX_SECRET_GRACE_SECS: u64 = 7 * 24 * 3600;
 
 /// A source's settable fields (create and replace), in Switchyard's own
