@@ -150,7 +150,11 @@ impl Engine {
         input: SourceInput,
     ) -> Result<(Source, bool), EngineError> {
         let Some(mut source) = self.store.get_source(key).await? else {
-            if key.starts_with(SourceId::PREFIX) {
+            // Anything shaped like a source id must exist; other keys are uids.
+            if key
+                .strip_prefix(SourceId::PREFIX)
+                .is_some_and(|rest| rest.starts_with('_'))
+            {
                 return Err(EngineError::NotFound("source"));
             }
             return Ok((self.create_source(input, Some(key.to_owned())).await?, true));
@@ -270,5 +274,46 @@ impl Engine {
             field,
             secret: new_secret,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::EngineConfig;
+    use std::sync::Arc;
+    use switchyard_store::sqlite::{Durability, SqliteStore};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upsert_creates_by_uid_unless_the_key_is_shaped_like_an_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
+        let engine = Engine::start(Arc::new(store), EngineConfig::default())
+            .await
+            .unwrap();
+        let input = || SourceInput {
+            name: "n".into(),
+            kind: "none".into(),
+            ..SourceInput::default()
+        };
+        // A uid that merely starts like the prefix is a uid.
+        let (made, created) = engine.upsert_source("src-github", input()).await.unwrap();
+        assert!(created);
+        assert_eq!(made.uid.as_deref(), Some("src-github"));
+        let (again, created) = engine.upsert_source("src-github", input()).await.unwrap();
+        assert!(!created);
+        assert_eq!(again.id, made.id);
+        assert!(matches!(
+            engine
+                .upsert_source("src_0000000000000000000000000", input())
+                .await,
+            Err(EngineError::NotFound("source"))
+        ));
+        // The source's application holds its destinations.
+        assert!(engine.find_app(&made.id).await.unwrap().is_some());
+        assert!(matches!(
+            engine.rotate_source_secret(&made.id, None, None).await,
+            Err(EngineError::Conflict(_))
+        ));
     }
 }
