@@ -65,10 +65,7 @@ impl Engine {
                             .chain(d.path)
                             .collect(),
                     },
-                    DocumentError::Syntax(message) => EngineError::Invalid {
-                        field: "payload".into(),
-                        message,
-                    },
+                    DocumentError::Syntax(message) => EngineError::invalid("payload", message),
                 })?
             }
         };
@@ -201,12 +198,12 @@ impl Engine {
             SchemaState::None => return Ok(()),
             SchemaState::Usable(compiled) => compiled,
             SchemaState::Refused(reason) => {
-                return Err(EngineError::Invalid {
-                    field: "eventType".into(),
-                    message: format!(
+                return Err(EngineError::invalid(
+                    "eventType",
+                    format!(
                         "the schema of event type '{event_type}' is refused ({reason}); update the event type"
                     ),
-                });
+                ));
             }
         };
         match compiled.check(payload) {
@@ -225,10 +222,10 @@ impl Engine {
                     "does not match the schema of event type '{event_type}': {reason}"
                 ),
             }),
-            Verdict::TooCostly(reason) => Err(EngineError::Invalid {
-                field: "payload".into(),
-                message: format!("{reason} (event type '{event_type}')"),
-            }),
+            Verdict::TooCostly(reason) => Err(EngineError::invalid(
+                "payload",
+                format!("{reason} (event type '{event_type}')"),
+            )),
         }
     }
 }

@@ -35,10 +35,10 @@ const MAX_NAME: usize = 256;
 
 fn check_name(name: &str) -> Result<(), EngineError> {
     if name.trim().is_empty() {
-        return Err(invalid("name", "must not be empty"));
+        return Err(EngineError::invalid("name", "must not be empty"));
     }
     if name.len() > MAX_NAME {
-        return Err(invalid(
+        return Err(EngineError::invalid(
             "name",
             format!("must be at most {MAX_NAME} characters"),
         ));
@@ -46,19 +46,12 @@ fn check_name(name: &str) -> Result<(), EngineError> {
     Ok(())
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> EngineError {
-    EngineError::Invalid {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
 /// Checks an optional uid, naming `field` when it is not a [`Uid`].
 pub fn parse_uid(field: &str, uid: Option<String>) -> Result<Option<String>, EngineError> {
     uid.map(|u| {
         Uid::parse(&u)
             .map(|u| u.as_str().to_owned())
-            .map_err(|e| invalid(field, e.to_string()))
+            .map_err(|e| EngineError::invalid(field, e.to_string()))
     })
     .transpose()
 }
@@ -67,7 +60,10 @@ pub fn parse_uid(field: &str, uid: Option<String>) -> Result<Option<String>, Eng
 /// or at least 1.
 pub fn check_rate_limit(field: &str, rate: Option<u32>) -> Result<Option<u32>, EngineError> {
     match rate {
-        Some(0) => Err(invalid(field, "must be at least 1 message per second")),
+        Some(0) => Err(EngineError::invalid(
+            field,
+            "must be at least 1 message per second",
+        )),
         other => Ok(other),
     }
 }

@@ -56,10 +56,7 @@ impl Dispatcher {
             max_connections_per_host: config.max_connections_per_host,
             policy: config.network_policy.clone(),
         })
-        .map_err(|e| EngineError::Invalid {
-            field: "http client".into(),
-            message: e,
-        })?;
+        .map_err(|e| EngineError::invalid("http client", e))?;
         let mut destinations = Destinations::default();
         destinations.register(&["http", "https"], Arc::new(client));
         let (queue, queue_rx) = mpsc::unbounded_channel();

@@ -75,17 +75,10 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Most channels on an endpoint or a message.
 const MAX_CHANNELS: usize = 10;
 
-fn invalid(field: &str, message: impl Into<String>) -> EngineError {
-    EngineError::Invalid {
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
 fn parse_url(url: &str) -> Result<String, EngineError> {
     EndpointUrl::parse(url)
         .map(|u| u.as_str().to_owned())
-        .map_err(|e| invalid("url", e.to_string()))
+        .map_err(|e| EngineError::invalid("url", e.to_string()))
 }
 
 /// Event types or patterns with `*` wildcards (`invoice.*`). Ingested
@@ -96,14 +89,14 @@ fn parse_filter_types(types: Option<Vec<String>>) -> Result<Option<Vec<String>>,
         return Ok(None);
     };
     if types.is_empty() {
-        return Err(invalid(
+        return Err(EngineError::invalid(
             "filterTypes",
             "must list at least one event type (omit it to receive all)",
         ));
     }
     for t in &types {
         if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-            return Err(invalid(
+            return Err(EngineError::invalid(
                 "filterTypes",
                 format!("'{t}' must be 1 to 256 visible characters without commas"),
             ));
@@ -122,13 +115,13 @@ pub fn parse_channels(
         return Ok(None);
     };
     if channels.len() > MAX_CHANNELS {
-        return Err(invalid(
+        return Err(EngineError::invalid(
             field,
             format!("at most {MAX_CHANNELS} channels are allowed"),
         ));
     }
     for c in &channels {
-        Channel::parse(c).map_err(|e| invalid(field, e.to_string()))?;
+        Channel::parse(c).map_err(|e| EngineError::invalid(field, e.to_string()))?;
     }
     Ok(Some(channels))
 }
@@ -138,7 +131,7 @@ fn parse_payload_filter(filter: Option<Value>) -> Result<Option<Value>, EngineEr
         None | Some(Value::Null) => Ok(None),
         Some(f) => match Filter::parse(&f) {
             Ok(_) => Ok(Some(f)),
-            Err(e) => Err(invalid("payloadFilter", e)),
+            Err(e) => Err(EngineError::invalid("payloadFilter", e)),
         },
     }
 }
@@ -148,7 +141,7 @@ fn parse_secret(field: &str, secret: Option<String>) -> Result<String, EngineErr
         None => Ok(EndpointSecret::generate().to_whsec()),
         Some(s) => EndpointSecret::parse(&s)
             .map(|s| s.to_whsec())
-            .map_err(|e| invalid(field, e.to_string())),
+            .map_err(|e| EngineError::invalid(field, e.to_string())),
     }
 }
 
@@ -158,16 +151,22 @@ fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), EngineError> 
     for (name, value) in headers {
         let field = format!("headers.{name}");
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(invalid(&field, "is not a valid HTTP header name"));
+            return Err(EngineError::invalid(
+                &field,
+                "is not a valid HTTP header name",
+            ));
         }
         if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-            return Err(invalid(
+            return Err(EngineError::invalid(
                 &field,
                 "is set by Switchyard and cannot be overridden",
             ));
         }
         if HeaderValue::from_str(value).is_err() {
-            return Err(invalid(&field, "is not a valid HTTP header value"));
+            return Err(EngineError::invalid(
+                &field,
+                "is not a valid HTTP header value",
+            ));
         }
     }
     Ok(())
@@ -357,7 +356,7 @@ impl Engine {
     ) -> Result<String, EngineError> {
         let grace = grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
         if grace > MAX_GRACE_SECS {
-            return Err(invalid(
+            return Err(EngineError::invalid(
                 "gracePeriodSeconds",
                 format!("must be at most {MAX_GRACE_SECS} seconds"),
             ));

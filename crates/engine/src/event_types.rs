@@ -42,15 +42,15 @@ fn check_schemas(schemas: Option<&Value>) -> Result<(), EngineError> {
     let Some(schemas) = schemas.filter(|s| !s.is_null()) else {
         return Ok(());
     };
-    let invalid = |field: String, message: String| EngineError::Invalid { field, message };
     let map = schemas.as_object().ok_or_else(|| {
-        invalid(
-            "schemas".into(),
-            "must be an object mapping versions to JSON Schemas".into(),
+        EngineError::invalid(
+            "schemas",
+            "must be an object mapping versions to JSON Schemas",
         )
     })?;
     for (version, schema) in map {
-        schema::compile(schema).map_err(|e| invalid(format!("schemas.{version}"), e))?;
+        schema::compile(schema)
+            .map_err(|e| EngineError::invalid(format!("schemas.{version}"), e))?;
     }
     Ok(())
 }
@@ -60,10 +60,7 @@ fn build(
     input: EventTypeInput,
     created_at: Option<u64>,
 ) -> Result<EventType, EngineError> {
-    EventTypeName::parse(name).map_err(|e| EngineError::Invalid {
-        field: "name".into(),
-        message: e.to_string(),
-    })?;
+    EventTypeName::parse(name).map_err(|e| EngineError::invalid("name", e.to_string()))?;
     check_schemas(input.schemas.as_ref())?;
     let now = now_ms();
     Ok(EventType {

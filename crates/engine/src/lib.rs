@@ -85,6 +85,17 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
+impl EngineError {
+    /// A refused value of the request field `field` (dotted for nested
+    /// fields, e.g. `schemas.1`), with why.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        EngineError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// The running gateway core shared by every API handler.
 pub struct Engine {
     store: Arc<dyn Store>,

@@ -55,25 +55,16 @@ fn object_or_empty(v: Value) -> Value {
 /// A source compile error (`field: problem`) as an error naming the field.
 fn compile_error(e: &str, fallback_field: &str) -> EngineError {
     let (field, message) = e.split_once(": ").unwrap_or((fallback_field, e));
-    EngineError::Invalid {
-        field: field.to_owned(),
-        message: message.to_owned(),
-    }
+    EngineError::invalid(field, message.to_owned())
 }
 
 /// Checks a source's name, type, config and settings together.
 fn check(input: &SourceInput) -> Result<(), EngineError> {
     if input.name.trim().is_empty() || input.name.len() > 256 {
-        return Err(EngineError::Invalid {
-            field: "name".into(),
-            message: "must be 1 to 256 characters".into(),
-        });
+        return Err(EngineError::invalid("name", "must be 1 to 256 characters"));
     }
     if !input.config.is_object() && !input.config.is_null() {
-        return Err(EngineError::Invalid {
-            field: "config".into(),
-            message: "must be an object".into(),
-        });
+        return Err(EngineError::invalid("config", "must be an object"));
     }
     compile(&input.kind, &input.config, &input.settings)
         .map_err(|e| compile_error(&e, "config"))?;
@@ -223,10 +214,10 @@ impl Engine {
     ) -> Result<RotatedSecret, EngineError> {
         let grace = grace_secs.unwrap_or(DEFAULT_SECRET_GRACE_SECS);
         if grace > MAX_SECRET_GRACE_SECS {
-            return Err(EngineError::Invalid {
-                field: "gracePeriodSeconds".into(),
-                message: format!("must be at most {MAX_SECRET_GRACE_SECS} seconds"),
-            });
+            return Err(EngineError::invalid(
+                "gracePeriodSeconds",
+                format!("must be at most {MAX_SECRET_GRACE_SECS} seconds"),
+            ));
         }
         let mut source = self.source(key).await?;
         let Some(field) = secret_key(&source.kind) else {
@@ -237,10 +228,7 @@ impl Engine {
         let new_secret = match secret {
             Some(s) if !s.is_empty() => s,
             Some(_) => {
-                return Err(EngineError::Invalid {
-                    field: "secret".into(),
-                    message: "must not be empty".into(),
-                });
+                return Err(EngineError::invalid("secret", "must not be empty"));
             }
             None if matches!(source.kind.as_str(), "standard-webhooks" | "svix") => {
                 switchyard_core::signing::EndpointSecret::generate().to_whsec()
