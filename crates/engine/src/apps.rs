@@ -244,16 +244,6 @@ mod tests {
         assert_eq!(app.rate_limit, Some(5));
     }
 
-    async fn engine() -> (std::sync::Arc<Engine>, tempfile::TempDir) {
-        use switchyard_store::sqlite::{Durability, SqliteStore};
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
-        let engine = Engine::start(std::sync::Arc::new(store), crate::EngineConfig::default())
-            .await
-            .unwrap();
-        (engine, dir)
-    }
-
     fn named(name: &str, uid: Option<&str>) -> AppInput {
         AppInput {
             name: name.into(),
@@ -264,7 +254,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_rules_hold_without_http() {
-        let (engine, _dir) = engine().await;
+        let (engine, _dir) = crate::test_engine().await;
         let (app, created) = engine
             .create_app(named("Acme", Some("acme")), false)
             .await

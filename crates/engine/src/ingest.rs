@@ -245,8 +245,7 @@ fn forward_of(plan: &Plan, headers: &[(&str, &str)], path: &ForwardPath) -> Forw
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{EngineConfig, SourceInput};
-    use switchyard_store::sqlite::{Durability, SqliteStore};
+    use crate::SourceInput;
 
     fn request<'a>(
         headers: &'a [(&'a str, &'a str)],
@@ -275,11 +274,7 @@ mod tests {
     /// and the counters of each outcome.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pipeline_runs_without_http() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
-        let engine = Engine::start(Arc::new(store), EngineConfig::default())
-            .await
-            .unwrap();
+        let (engine, _dir) = crate::test_engine().await;
         let created = engine
             .create_source(
                 SourceInput {

@@ -342,21 +342,29 @@ async fn follow_cluster_events(
     }
 }
 
+/// An engine on a fresh embedded database, for the services' tests; the
+/// directory lives as long as the returned guard.
+#[cfg(test)]
+pub(crate) async fn test_engine() -> (Arc<Engine>, tempfile::TempDir) {
+    use switchyard_store::sqlite::{Durability, SqliteStore};
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).expect("open store");
+    let engine = Engine::start(Arc::new(store), EngineConfig::default())
+        .await
+        .expect("start engine");
+    (engine, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_store::sqlite::{Durability, SqliteStore};
 
     /// A node that has handed its partitions over runs no lease round that
     /// would take them back (its own release notice used to trigger one, and
     /// the partitions stayed leased to a stopped node until they expired).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_lease_round_runs_after_leave() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
-        let engine = Engine::start(Arc::new(store), EngineConfig::default())
-            .await
-            .unwrap();
+        let (engine, _dir) = test_engine().await;
         let held = |nodes: Vec<switchyard_store::NodeInfo>| -> usize {
             nodes.iter().map(|n| n.partitions.len()).sum()
         };

@@ -268,17 +268,10 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::EngineConfig;
-    use std::sync::Arc;
-    use switchyard_store::sqlite::{Durability, SqliteStore};
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn upsert_creates_by_uid_unless_the_key_is_shaped_like_an_id() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).unwrap();
-        let engine = Engine::start(Arc::new(store), EngineConfig::default())
-            .await
-            .unwrap();
+        let (engine, _dir) = crate::test_engine().await;
         let input = || SourceInput {
             name: "n".into(),
             kind: "none".into(),
