@@ -342,7 +342,11 @@ impl<'a> Builder<'a> {
                 shown(here)
             )));
         }
-        let fragment = percent_decode(fragment);
+        // A URI fragment (RFC 3986 §3.5): percent-decoded before it is read
+        // as a JSON pointer or an anchor name.
+        let fragment = percent_encoding::percent_decode_str(fragment)
+            .decode_utf8_lossy()
+            .into_owned();
         if fragment.is_empty() {
             return Ok(ROOT);
         }
@@ -381,28 +385,6 @@ fn object_of<'v>(
     value
         .as_object()
         .ok_or_else(|| SchemaRefusal(format!("{}: must be an object", shown(here))))
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                bytes.get(i + 1).copied().and_then(hex),
-                bytes.get(i + 2).copied().and_then(hex),
-            )
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Re-escapes each token of a JSON pointer (RFC 6901) so that equal
@@ -823,6 +805,8 @@ mod tests {
         refused(json!({"definitions": {"a": {"$ref": "#/definitions/a"}}}));
         // The same place spelled with an escape is the same place.
         refused(json!({"$defs": {"a/b": {"allOf": [{"$ref": "#/$defs/a~1b"}]}}}));
+        // ... and so is one spelled with a percent-escape (a URI fragment).
+        refused(json!({"$defs": {"a b": {"not": {"$ref": "#/$defs/a%20b"}}}}));
     }
 
     #[test]
