@@ -8,7 +8,7 @@ mod event_types;
 mod messages;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use axum::Router;
 use serde_json::Value;
 use switchyard_core::timefmt::format_ms;
@@ -31,11 +31,7 @@ pub fn messages_router() -> Router<AppState> {
 }
 
 pub(crate) async fn find_app(state: &AppState, key: &str) -> ApiResult<Application> {
-    state
-        .engine
-        .find_app(key)
-        .await?
-        .ok_or_else(|| ApiError::not_found("application"))
+    Ok(state.engine.app(key).await?)
 }
 
 pub(crate) async fn find_endpoint(
