@@ -117,19 +117,8 @@ async fn receive(
     StatusCode::NO_CONTENT
 }
 
-/// The Standard Webhooks headers of a delivery: `webhook-id`,
-/// `webhook-timestamp` and `webhook-signature`, or the `svix-` family that
-/// svix-server sends by default (the same scheme under other names). One
-/// family is taken whole, never a mix.
 fn signature_headers(headers: &HeaderMap) -> Option<(&str, &str, &str)> {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    ["webhook", "svix"].into_iter().find_map(|family| {
-        Some((
-            get(&format!("{family}-id"))?,
-            get(&format!("{family}-timestamp"))?,
-            get(&format!("{family}-signature"))?,
-        ))
-    })
+    switchyard_core::signing::signature_headers(|n| headers.get(n).and_then(|v| v.to_str().ok()))
 }
 
 /// Whether a delivery carries a valid signature by `secret`, within the

@@ -101,6 +101,23 @@ pub enum VerifyError {
     NoMatch,
 }
 
+/// The Standard Webhooks headers of a delivery, `(id, timestamp, signature)`:
+/// `webhook-id`, `webhook-timestamp` and `webhook-signature`, or the `svix-`
+/// family that svix-server sends by default (the same scheme under other
+/// names). One family is taken whole, never a mix. `get` reads a header by
+/// its lower-case name.
+pub fn signature_headers<'a>(
+    get: impl Fn(&str) -> Option<&'a str>,
+) -> Option<(&'a str, &'a str, &'a str)> {
+    ["webhook", "svix"].into_iter().find_map(|family| {
+        Some((
+            get(&format!("{family}-id"))?,
+            get(&format!("{family}-timestamp"))?,
+            get(&format!("{family}-signature"))?,
+        ))
+    })
+}
+
 /// Verifies a Standard Webhooks signature header (space-separated `v1,<sig>` entries)
 /// against any of `secrets`. The timestamp (Unix seconds) must lie within
 /// `tolerance_secs` of `now_secs` in either direction, as the Standard

@@ -93,8 +93,6 @@ fn describe(
         .find(|f| get(&format!("{f}-id")).is_some())
         .unwrap_or("webhook");
     let id = get(&format!("{family}-id"));
-    let timestamp = get(&format!("{family}-timestamp"));
-    let signature = get(&format!("{family}-signature"));
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut line = format!("{method} {path}");
     line.push_str(&format!("  {family}-id: {}", id.unwrap_or("(none)")));
@@ -114,8 +112,8 @@ fn describe(
             StatusCode::NO_CONTENT
         }
         Some(secret) => {
-            let verdict = match (id, timestamp, signature) {
-                (Some(id), Some(ts), Some(sig)) => signing::verify(
+            let verdict = match signing::signature_headers(get) {
+                Some((id, ts, sig)) => signing::verify(
                     std::slice::from_ref(secret),
                     id,
                     ts,
@@ -125,7 +123,7 @@ fn describe(
                     TOLERANCE_SECS,
                 )
                 .map_err(|e| e.to_string()),
-                _ => Err(format!("missing {family}-id, -timestamp or -signature")),
+                None => Err(format!("missing {family}-id, -timestamp or -signature")),
             };
             match verdict {
                 Ok(()) => {
