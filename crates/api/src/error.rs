@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 use switchyard_engine::EngineError;
 use switchyard_store::StoreError;
 
@@ -105,6 +105,39 @@ impl From<EngineError> for ApiError {
     }
 }
 
+/// The body of every error but a validation error (`HttpError` in the
+/// Svix API): a machine code such as `not_found` and a sentence for people.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = HttpError)]
+pub struct HttpErrorOut {
+    pub code: String,
+    pub detail: String,
+}
+
+/// The body of a 422: which part of the request was refused and why
+/// (`HTTPValidationError` in the Svix API).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = HTTPValidationError)]
+pub struct ValidationErrorOut {
+    /// Always `validation`.
+    pub code: String,
+    /// One entry per refused value.
+    pub detail: Vec<ValidationErrorItem>,
+}
+
+/// One refused value of a 422.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ValidationError)]
+pub struct ValidationErrorItem {
+    /// Where the value is: `body` or `query` first, then field names
+    /// (`["body", "eventType"]`, `["query", "limit"]`).
+    pub loc: Vec<String>,
+    pub msg: String,
+    /// Always `value_error`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
@@ -112,13 +145,24 @@ impl IntoResponse for ApiError {
                 status,
                 code,
                 detail,
-            } => (status, Json(json!({ "code": code, "detail": detail }))).into_response(),
+            } => (
+                status,
+                Json(HttpErrorOut {
+                    code: code.to_owned(),
+                    detail,
+                }),
+            )
+                .into_response(),
             Self::Validation { loc, msg } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Json(json!({
-                    "code": "validation",
-                    "detail": [{ "loc": loc, "msg": msg, "type": "value_error" }]
-                })),
+                Json(ValidationErrorOut {
+                    code: "validation".to_owned(),
+                    detail: vec![ValidationErrorItem {
+                        loc,
+                        msg,
+                        kind: "value_error".to_owned(),
+                    }],
+                }),
             )
                 .into_response(),
         }

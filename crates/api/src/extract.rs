@@ -216,11 +216,31 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[derive(serde::Deserialize, Default)]
+/// Pagination parameters of every listing. Values are read as text and
+/// checked in [`PageQuery::page`], so a bad one is a 422 naming it.
+#[derive(serde::Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// Items per page, 1 to 250 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     pub limit: Option<String>,
+    /// The `iterator` of the previous page, to get the next one.
     pub iterator: Option<String>,
+    /// The listing's order; each listing has its own default.
+    #[param(inline, value_type = Option<Ordering>)]
     pub order: Option<String>,
+}
+
+/// The order of a listing.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only its schema is used: `order` is read as text, so a bad value gets an error naming it"
+)]
+#[schema(rename_all = "lowercase")]
+pub enum Ordering {
+    Ascending,
+    Descending,
 }
 
 impl PageQuery {

@@ -19,6 +19,8 @@ use subtle::ConstantTimeEq;
 use switchyard_engine::Engine;
 use switchyard_store::StoredResponse;
 use tower_http::catch_panic::CatchPanicLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -58,18 +60,18 @@ pub fn normalize_path(mut req: Request) -> Request {
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
-    let authed = v1::router()
-        .merge(ingest::api_router())
-        .layer(middleware::from_fn_with_state(state.clone(), idempotency))
-        .merge(v1::messages_router())
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    let (authed, document) = routes(state.clone());
+    let document: Arc<str> = serde_json::to_string(&document)
+        .unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the OpenAPI document could not be written");
+            "{}".to_owned()
+        })
+        .into();
     let routes = Router::new()
-        .route("/api/v1/health", axum::routing::get(health).head(health))
         .route(
             "/api/v1/openapi.json",
-            axum::routing::get(openapi::document),
+            axum::routing::get(move || openapi_json(document.clone())),
         )
-        .merge(ingest::public_router())
         .merge(authed)
         .method_not_allowed_fallback(|| async {
             ApiError::http(
@@ -80,6 +82,36 @@ pub fn router(state: AppState) -> Router {
         })
         .fallback(|| async { ApiError::not_found("route") });
     with_json_errors(routes).with_state(state)
+}
+
+/// Every documented route with its middleware, and the OpenAPI document
+/// built from the same handlers.
+fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (authed, mut authed_doc) = v1::router()
+        .merge(ingest::api_router())
+        .layer(middleware::from_fn_with_state(state.clone(), idempotency))
+        .merge(v1::messages_router())
+        .layer(middleware::from_fn_with_state(state, authenticate))
+        .split_for_parts();
+    openapi::require_token(&mut authed_doc);
+    let (public, public_doc) = OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health, health_head))
+        .merge(ingest::public_router())
+        .split_for_parts();
+    let mut doc = public_doc;
+    doc.merge(authed_doc);
+    openapi::add_shared_parts(&mut doc);
+    (public.merge(authed), doc)
+}
+
+/// The OpenAPI 3.1 document of this API.
+async fn openapi_json(document: Arc<str>) -> Response {
+    let mut response = String::from(&*document).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// The outermost layers of every route: errors in another form become the
@@ -149,11 +181,23 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     .into_response()
 }
 
+/// Health check.
+///
+/// 204 while the database answers.
+#[utoipa::path(get, path = "/api/v1/health", operation_id = "v1.health.get",
+    responses((status = 204, description = "Healthy")))]
 async fn health(State(state): State<AppState>) -> Response {
     match state.engine.ping().await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// Health check without a body.
+#[utoipa::path(head, path = "/api/v1/health", operation_id = "v1.health.head",
+    responses((status = 204, description = "Healthy")))]
+async fn health_head(state: State<AppState>) -> Response {
+    health(state).await
 }
 
 /// The admin token from `Authorization: Bearer <token>` (scheme in any case,

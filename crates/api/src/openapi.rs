@@ -1,440 +1,147 @@
-//! The OpenAPI 3.1 document of the v1 and ingest APIs, served at `/api/v1/openapi.json`.
+//! The OpenAPI 3.1 document of the v1 and ingest APIs, served at
+//! `/api/v1/openapi.json`.
+//!
+//! Each operation comes from its handler's `#[utoipa::path]` annotation,
+//! with the schemas of the very types the handler parses and returns, and
+//! the routers register handlers through those annotations (utoipa-axum's
+//! `routes!`), so a route and its entry cannot disagree. This module adds
+//! what the operations share: the admin token, the error responses and the
+//! `Idempotency-Key` header of POSTs.
 
-use axum::Json;
-use serde_json::{Value, json};
+use crate::error::{HttpErrorOut, ValidationErrorOut};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    Content, HttpMethod, OpenApi, Ref, RefOr, Required, ResponseBuilder, Schema,
+};
+use utoipa::{PartialSchema, ToSchema};
 
-/// (method, path, operationId, success status, summary)
-const OPERATIONS: &[(&str, &str, &str, &str, &str)] = &[
-    (
-        "get",
-        "/api/v1/health",
-        "v1.health.get",
-        "204",
-        "Health check",
-    ),
-    (
-        "get",
-        "/api/v1/app",
-        "v1.application.list",
-        "200",
-        "List applications",
-    ),
-    (
-        "post",
-        "/api/v1/app",
-        "v1.application.create",
-        "201",
-        "Create an application (get_if_exists=true returns an existing uid)",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}",
-        "v1.application.get",
-        "200",
-        "Get an application by id or uid",
-    ),
-    (
-        "put",
-        "/api/v1/app/{app_id}",
-        "v1.application.update",
-        "200",
-        "Update or create an application",
-    ),
-    (
-        "patch",
-        "/api/v1/app/{app_id}",
-        "v1.application.patch",
-        "200",
-        "Partially update an application",
-    ),
-    (
-        "delete",
-        "/api/v1/app/{app_id}",
-        "v1.application.delete",
-        "204",
-        "Delete an application and all its data",
-    ),
-    (
-        "get",
-        "/api/v1/event-type",
-        "v1.event-type.list",
-        "200",
-        "List event types",
-    ),
-    (
-        "post",
-        "/api/v1/event-type",
-        "v1.event-type.create",
-        "201",
-        "Create an event type, optionally with JSON Schemas per version",
-    ),
-    (
-        "get",
-        "/api/v1/event-type/{event_type_name}",
-        "v1.event-type.get",
-        "200",
-        "Get an event type",
-    ),
-    (
-        "put",
-        "/api/v1/event-type/{event_type_name}",
-        "v1.event-type.update",
-        "200",
-        "Update or create an event type",
-    ),
-    (
-        "patch",
-        "/api/v1/event-type/{event_type_name}",
-        "v1.event-type.patch",
-        "200",
-        "Partially update an event type",
-    ),
-    (
-        "delete",
-        "/api/v1/event-type/{event_type_name}",
-        "v1.event-type.delete",
-        "204",
-        "Archive an event type (expunge=true deletes it)",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/endpoint",
-        "v1.endpoint.list",
-        "200",
-        "List endpoints",
-    ),
-    (
-        "post",
-        "/api/v1/app/{app_id}/endpoint",
-        "v1.endpoint.create",
-        "201",
-        "Create an endpoint",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
-        "v1.endpoint.get",
-        "200",
-        "Get an endpoint by id or uid",
-    ),
-    (
-        "put",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
-        "v1.endpoint.update",
-        "200",
-        "Update or create an endpoint",
-    ),
-    (
-        "patch",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
-        "v1.endpoint.patch",
-        "200",
-        "Partially update an endpoint",
-    ),
-    (
-        "delete",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
-        "v1.endpoint.delete",
-        "204",
-        "Delete an endpoint",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
-        "v1.endpoint.get-secret",
-        "200",
-        "Get the signing secret",
-    ),
-    (
-        "post",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate",
-        "v1.endpoint.rotate-secret",
-        "200",
-        "Rotate the signing secret; the old one signs too for gracePeriodSeconds (default 86400)",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
-        "v1.endpoint.get-headers",
-        "200",
-        "Get custom headers (sensitive ones redacted)",
-    ),
-    (
-        "put",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
-        "v1.endpoint.update-headers",
-        "204",
-        "Replace custom headers",
-    ),
-    (
-        "patch",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
-        "v1.endpoint.patch-headers",
-        "204",
-        "Add, change or delete custom headers",
-    ),
-    (
-        "post",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
-        "v1.endpoint.recover",
-        "202",
-        "Re-send failed messages since a time",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
-        "v1.endpoint.get-stats",
-        "200",
-        "Delivery counts by status",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/msg",
-        "v1.message.list",
-        "200",
-        "List messages, newest first",
-    ),
-    (
-        "post",
-        "/api/v1/app/{app_id}/msg",
-        "v1.message.create",
-        "202",
-        "Create a message and fan it out to matching endpoints",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/msg/{msg_id}",
-        "v1.message.get",
-        "200",
-        "Get a message by id or eventId",
-    ),
-    (
-        "delete",
-        "/api/v1/app/{app_id}/msg/{msg_id}/content",
-        "v1.message.expunge-content",
-        "204",
-        "Delete a message's payload",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}",
-        "v1.message-attempt.list-by-endpoint",
-        "200",
-        "List attempts to an endpoint",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/attempt/msg/{msg_id}",
-        "v1.message-attempt.list-by-msg",
-        "200",
-        "List attempts of a message",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
-        "v1.message-attempt.get",
-        "200",
-        "Get one attempt",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/msg/{msg_id}/endpoint",
-        "v1.message-attempt.list-attempted-destinations",
-        "200",
-        "Endpoints a message was sent to, with delivery status",
-    ),
-    (
-        "get",
-        "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
-        "v1.message-attempt.list-attempted-messages",
-        "200",
-        "Messages sent to an endpoint, with delivery status",
-    ),
-    (
-        "post",
-        "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
-        "v1.message-attempt.resend",
-        "202",
-        "Send a message to an endpoint again now",
-    ),
-    (
-        "post",
-        "/ingest/{token}",
-        "ingest.receive",
-        "200",
-        "Provider posts a webhook (verified by the source's scheme; any path suffix and query are passed on)",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source",
-        "ingest.source.list",
-        "200",
-        "List sources",
-    ),
-    (
-        "post",
-        "/ingest/api/v1/source",
-        "ingest.source.create",
-        "201",
-        "Create a source (type, config, Switchyard settings)",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source/{source_id}",
-        "ingest.source.get",
-        "200",
-        "Get a source by id or uid",
-    ),
-    (
-        "put",
-        "/ingest/api/v1/source/{source_id}",
-        "ingest.source.upsert",
-        "200",
-        "Create or replace a source",
-    ),
-    (
-        "delete",
-        "/ingest/api/v1/source/{source_id}",
-        "ingest.source.delete",
-        "204",
-        "Delete a source with its destinations and events",
-    ),
-    (
-        "post",
-        "/ingest/api/v1/source/{source_id}/token/rotate",
-        "ingest.source.rotate-token",
-        "200",
-        "New ingest URL; the old one works for 48 hours",
-    ),
-    (
-        "post",
-        "/ingest/api/v1/source/{source_id}/secret/rotate",
-        "ingest.source.rotate-secret",
-        "200",
-        "New verification secret; the old one verifies for the grace period",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source/{source_id}/stats",
-        "ingest.source.stats",
-        "200",
-        "Accepted, duplicate and rejected requests, with the last rejection reason",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source/{source_id}/endpoint",
-        "ingest.endpoint.list",
-        "200",
-        "List a source's destinations",
-    ),
-    (
-        "post",
-        "/ingest/api/v1/source/{source_id}/endpoint",
-        "ingest.endpoint.create",
-        "201",
-        "Add a destination (url, filterTypes with wildcards, payloadFilter, headers, secret)",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
-        "ingest.endpoint.get",
-        "200",
-        "Get a destination",
-    ),
-    (
-        "put",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
-        "ingest.endpoint.upsert",
-        "200",
-        "Create or replace a destination",
-    ),
-    (
-        "patch",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
-        "ingest.endpoint.patch",
-        "200",
-        "Change some fields of a destination",
-    ),
-    (
-        "delete",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}",
-        "ingest.endpoint.delete",
-        "204",
-        "Delete a destination",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/secret",
-        "ingest.endpoint.get-secret",
-        "200",
-        "A destination's signing secret",
-    ),
-    (
-        "post",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/secret/rotate",
-        "ingest.endpoint.rotate-secret",
-        "200",
-        "Rotate a destination's signing secret",
-    ),
-    (
-        "get",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers",
-        "ingest.endpoint.get-headers",
-        "200",
-        "A destination's custom headers",
-    ),
-    (
-        "put",
-        "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers",
-        "ingest.endpoint.update-headers",
-        "204",
-        "Replace a destination's custom headers",
-    ),
-];
+/// The security scheme of every route but health, the document and the
+/// provider-facing ingest route.
+const BEARER: &str = "HTTPBearer";
 
-fn path_params(path: &str) -> Vec<Value> {
-    path.split('/')
-        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-        .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-        .collect()
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Switchyard API",
+        description = "Webhook gateway; the v1 API follows the Svix v1 REST API so Svix SDKs work unchanged.",
+    ),
+    components(schemas(HttpErrorOut, ValidationErrorOut))
+)]
+struct ApiDoc;
+
+/// The document's frame: info, and the error schemas every operation uses.
+pub fn base() -> OpenApi {
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    // The crate's own metadata (authors, license) is not the API's.
+    doc.info.contact = None;
+    doc.info.license = None;
+    doc
 }
 
-pub async fn document() -> Json<Value> {
-    let mut paths = serde_json::Map::new();
-    for (method, path, op_id, status, summary) in OPERATIONS {
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        let mut op = json!({
-            "operationId": op_id,
-            "summary": summary,
-            "parameters": path_params(path),
-            "responses": {
-                *status: { "description": "Success" },
-                "401": { "description": "Missing or invalid token", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HttpError" } } } },
-                "404": { "description": "Not found", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HttpError" } } } },
-                "413": { "description": "Body too large", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HttpError" } } } },
-                "422": { "description": "Validation error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/HTTPValidationError" } } } },
-            },
-        });
-        // The ingest route is authenticated by each source's own verifier.
-        if *path != "/api/v1/health" && *path != "/ingest/{token}" {
-            op["security"] = json!([{ "HTTPBearer": [] }]);
-        }
-        entry[*method] = op;
+/// Marks every operation of `doc` as needing the admin token.
+pub fn require_token(doc: &mut OpenApi) {
+    for (_, op) in operations(doc) {
+        op.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
     }
-    Json(json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Switchyard API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Webhook gateway; the v1 API follows the Svix v1 REST API so Svix SDKs work unchanged.",
-        },
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "HTTPBearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "HttpError": { "type": "object", "required": ["code", "detail"], "properties": { "code": { "type": "string" }, "detail": { "type": "string" } } },
-                "HTTPValidationError": { "type": "object", "properties": { "detail": { "type": "array", "items": { "type": "object", "properties": { "loc": { "type": "array", "items": { "type": "string" } }, "msg": { "type": "string" }, "type": { "type": "string" } } } } } },
-            },
-        },
-    }))
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            BEARER,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+}
+
+/// Adds to every operation the errors it can answer (unless its handler
+/// documents that status itself) and, to the admin API's POSTs, the
+/// `Idempotency-Key` header.
+pub fn add_shared_parts(doc: &mut OpenApi) {
+    for (method, op) in operations(doc) {
+        let authed = op.security.is_some();
+        let has_path_params = op.parameters.iter().flatten().any(|p| match p {
+            RefOr::T(p) => p.parameter_in == ParameterIn::Path,
+            RefOr::Ref(_) => false,
+        });
+        let has_query = op.parameters.iter().flatten().any(|p| match p {
+            RefOr::T(p) => p.parameter_in == ParameterIn::Query,
+            RefOr::Ref(_) => false,
+        });
+        let has_body = op.request_body.is_some();
+        let post = method == HttpMethod::Post;
+        if authed && post {
+            op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(
+                ParameterBuilder::new()
+                    .name("idempotency-key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "1 to 256 visible ASCII characters; a repeat of a POST with the same key \
+                         within 24 hours gets the first one's answer instead of acting again",
+                    ))
+                    .schema(Some(String::schema()))
+                    .build(),
+            ));
+        }
+        let mut errors: Vec<(&str, &str)> = Vec::new();
+        if has_path_params || has_body || (authed && post) {
+            errors.push((
+                "400",
+                "A path parameter, the body or the Idempotency-Key could not be read",
+            ));
+        }
+        if authed {
+            errors.push(("401", "Missing or invalid admin token"));
+        }
+        if has_path_params {
+            errors.push(("404", "Not found"));
+        }
+        if authed && method != HttpMethod::Get {
+            errors.push(("409", "Conflicts with what is stored (a uid in use, ...)"));
+        }
+        if has_body {
+            errors.push(("413", "Body too large"));
+        }
+        if has_body || has_query {
+            errors.push(("422", "Validation error"));
+        }
+        errors.push(("500", "Internal error"));
+        errors.push(("503", "The database is unavailable; nothing was stored"));
+        for (status, description) in errors {
+            let schema = if status == "422" {
+                ValidationErrorOut::name()
+            } else {
+                HttpErrorOut::name()
+            };
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| {
+                    ResponseBuilder::new()
+                        .description(description)
+                        .content(
+                            "application/json",
+                            Content::new(Some(RefOr::<Schema>::Ref(Ref::from_schema_name(schema)))),
+                        )
+                        .into()
+                });
+        }
+    }
+}
+
+/// Every operation of `doc` with its method.
+fn operations(doc: &mut OpenApi) -> impl Iterator<Item = (HttpMethod, &mut Operation)> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            (HttpMethod::Get, item.get.as_mut()),
+            (HttpMethod::Put, item.put.as_mut()),
+            (HttpMethod::Post, item.post.as_mut()),
+            (HttpMethod::Delete, item.delete.as_mut()),
+            (HttpMethod::Options, item.options.as_mut()),
+            (HttpMethod::Head, item.head.as_mut()),
+            (HttpMethod::Patch, item.patch.as_mut()),
+            (HttpMethod::Trace, item.trace.as_mut()),
+        ]
+        .into_iter()
+        .filter_map(|(method, op)| op.map(|op| (method, op)))
+    })
 }

@@ -10,26 +10,78 @@ mod sources;
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{BodyError, read_body};
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use serde_json::json;
+use serde::Serialize;
+use switchyard_core::MessageId;
 use switchyard_engine::{IngestError, IngestOutcome, IngestReply, IngestRequest};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The management API; mounted behind admin authentication.
-pub fn api_router() -> Router<AppState> {
+pub fn api_router() -> OpenApiRouter<AppState> {
     sources::router()
 }
 
 /// The provider-facing route; authenticated by the source's own verifier.
-pub fn public_router() -> Router<AppState> {
-    Router::new()
-        .route("/ingest/{key}", post(receive))
+/// The document shows it once: a path suffix after the token (forwarded to
+/// destinations) reaches the same handler.
+pub fn public_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(receive))
         // A provider URL ending in `/` forwards nothing extra (see `ForwardPath::join`).
-        .route("/ingest/{key}/", post(receive))
-        .route("/ingest/{key}/{*rest}", post(receive))
+        .route("/ingest/{token}/", post(receive))
+        .route("/ingest/{token}/{*rest}", post(receive))
+}
+
+/// What a source answers a provider by default.
+#[derive(Serialize, ToSchema)]
+struct IngestAcceptedOut {
+    /// The message the webhook became (`msg_…`).
+    #[schema(value_type = String)]
+    id: MessageId,
+    /// Whether it repeated one accepted before (same dedupe id): nothing new
+    /// was stored or sent.
+    duplicate: bool,
+}
+
+/// The JSON a provider gets back: [`IngestAcceptedOut`], or the answer to
+/// its URL check, whose shape is the provider's.
+struct IngestReplyOut;
+
+impl utoipa::PartialSchema for IngestReplyOut {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+        AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(
+                IngestAcceptedOut::name(),
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .description(Some("A provider's URL check answered as it expects")),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for IngestReplyOut {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            IngestAcceptedOut::name().into_owned(),
+            IngestAcceptedOut::schema(),
+        ));
+        <IngestAcceptedOut as ToSchema>::schemas(schemas);
+    }
 }
 
 /// The URL a provider is given for a source.
@@ -45,6 +97,26 @@ fn reject(status: StatusCode, code: &'static str, detail: impl Into<String>) -> 
     ApiError::http(status, code, detail).into_response()
 }
 
+/// Provider posts a webhook (verified by the source's scheme; any path suffix and query are passed on).
+///
+/// The body is taken as sent, in any media type. A source can set its own
+/// reply (status, body and content type), and a provider's URL check
+/// (Slack's `url_verification`, Zoom's `endpoint.url_validation`, ...) is
+/// answered as that provider expects.
+#[utoipa::path(post, path = "/ingest/{token}", operation_id = "ingest.receive",
+    params(("token" = String, Path, description = "The source's ingest token (the last part of its `ingestUrl`)")),
+    request_body(description = "The provider's webhook, byte for byte", content(
+        (Value = "application/json"),
+        (Object = "application/x-www-form-urlencoded"),
+        (String = "text/plain"),
+    )),
+    responses(
+        (status = 200, description = "Stored (or a repeat of one stored before), or a provider's URL check answered", content(
+            (IngestReplyOut = "application/json"),
+        )),
+        (status = 401, description = "Signature or credentials missing, wrong or stale", body = crate::error::HttpErrorOut),
+        (status = 415, description = "The body is not text", body = crate::error::HttpErrorOut),
+    ))]
 async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
@@ -122,7 +194,11 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
                 }
                 response
             }
-            None => axum::Json(json!({ "id": message_id, "duplicate": duplicate })).into_response(),
+            None => axum::Json(IngestAcceptedOut {
+                id: message_id,
+                duplicate,
+            })
+            .into_response(),
         },
         Err(IngestError::Refused(refusal)) => reject(
             StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST),

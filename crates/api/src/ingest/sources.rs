@@ -8,68 +8,74 @@ use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query};
 use crate::v1::endpoints::{
-    self, EndpointIn, EndpointPatchIn, HeadersIn, HeadersPatchIn, RecoverIn, RotateIn,
+    self, EndpointHeadersIn, EndpointHeadersOut, EndpointHeadersPatchIn, EndpointIn, EndpointOut,
+    EndpointPatchIn, EndpointSecretOut, EndpointSecretRotateIn, EndpointStatsOut, RecoverIn,
+    RecoverOut,
 };
-use crate::v1::{list_out, ts};
+use crate::v1::{ListResponse, ts};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use switchyard_core::source::{compile, public_config};
 use switchyard_engine::SourceInput;
 use switchyard_store::{Metadata, Order, Source};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    const SOURCE: &str = "/ingest/api/v1/source/{source_id}";
-    const ENDPOINT: &str = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}";
-    Router::new()
-        .route("/ingest/api/v1/source", get(list).post(create))
-        .route(SOURCE, get(fetch).put(upsert).delete(remove))
-        .route(&format!("{SOURCE}/token/rotate"), post(rotate_token))
-        .route(&format!("{SOURCE}/secret/rotate"), post(rotate_secret))
-        .route(&format!("{SOURCE}/stats"), get(stats))
-        .route(
-            &format!("{SOURCE}/endpoint"),
-            get(list_destinations).post(create_destination),
-        )
-        .route(
-            ENDPOINT,
-            get(fetch_destination)
-                .put(upsert_destination)
-                .patch(patch_destination)
-                .delete(remove_destination),
-        )
-        .route(&format!("{ENDPOINT}/secret"), get(destination_secret))
-        .route(
-            &format!("{ENDPOINT}/secret/rotate"),
-            post(rotate_destination_secret),
-        )
-        .route(
-            &format!("{ENDPOINT}/headers"),
-            get(destination_headers)
-                .put(set_destination_headers)
-                .patch(patch_destination_headers),
-        )
-        .route(&format!("{ENDPOINT}/recover"), post(recover_destination))
-        .route(&format!("{ENDPOINT}/stats"), get(destination_stats))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch, upsert, remove))
+        .routes(routes!(rotate_token))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(stats))
+        .routes(routes!(list_destinations, create_destination))
+        .routes(routes!(
+            fetch_destination,
+            upsert_destination,
+            patch_destination,
+            remove_destination
+        ))
+        .routes(routes!(destination_secret))
+        .routes(routes!(rotate_destination_secret))
+        .routes(routes!(
+            destination_headers,
+            set_destination_headers,
+            patch_destination_headers
+        ))
+        .routes(routes!(recover_destination))
+        .routes(routes!(destination_stats))
 }
 
-#[derive(Deserialize)]
+/// A source: create or replace.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SourceIn {
     name: String,
+    /// A unique name of your choosing; the API takes it wherever it takes the id.
     uid: Option<String>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
+    /// The verifier: a Svix source type (`generic-webhook`, `svix`,
+    /// `stripe`, `github`, `shopify`, `slack`, `zoom`) or one of
+    /// Switchyard's (`standard-webhooks`, `hmac`, `basic-auth`, `api-key`,
+    /// `none`, ...). Switchyard's may also be sent as `generic-webhook`
+    /// with `config.verifier` naming them.
     #[serde(rename = "type")]
     kind: String,
+    /// The verifier's settings (its secret, ...).
     #[serde(default)]
+    #[schema(value_type = Object)]
     config: Value,
-    /// Switchyard's own options; see `switchyard_core::source`.
+    /// Switchyard's own options: event type and dedupe locations, forwarded
+    /// headers, body limit, reply; see `switchyard_core::source`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     settings: Value,
 }
 
@@ -116,280 +122,480 @@ impl From<SourceIn> for SourceInput {
     }
 }
 
-fn source_out(state: &AppState, host: Option<&str>, s: &Source) -> Value {
-    let settings = compile(&s.kind, &s.config, &s.settings)
-        .map(|plan| plan.settings_json(state.max_body_bytes))
-        .unwrap_or_else(|_| s.settings.clone());
-    let mut config = public_config(&s.kind, &s.config);
-    let wire_type = if SVIX_TYPES.contains(&s.kind.as_str()) {
-        s.kind.as_str()
-    } else {
-        if let Some(obj) = config.as_object_mut() {
-            obj.insert(VERIFIER_KEY.into(), Value::String(s.kind.clone()));
+/// A source as the API shows it; secrets in `config` are shown only as
+/// whether they are set.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SourceOut {
+    /// `src_…`
+    id: String,
+    #[schema(required = true)]
+    uid: Option<String>,
+    name: String,
+    /// The Svix source type; Switchyard's other verifiers show as
+    /// `generic-webhook` with `config.verifier` naming them.
+    #[serde(rename = "type")]
+    wire_type: String,
+    /// The verifier, by Switchyard's name.
+    verifier: String,
+    #[schema(value_type = Object)]
+    config: Value,
+    /// Every Switchyard option, defaults filled in.
+    #[schema(value_type = Object)]
+    settings: Value,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = BTreeMap<String, String>)]
+    metadata: Metadata,
+    /// The URL to give the provider.
+    ingest_url: String,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+impl SourceOut {
+    fn new(state: &AppState, host: Option<&str>, s: &Source) -> Self {
+        let settings = compile(&s.kind, &s.config, &s.settings)
+            .map(|plan| plan.settings_json(state.max_body_bytes))
+            .unwrap_or_else(|_| s.settings.clone());
+        let mut config = public_config(&s.kind, &s.config);
+        let wire_type = if SVIX_TYPES.contains(&s.kind.as_str()) {
+            s.kind.as_str()
+        } else {
+            if let Some(obj) = config.as_object_mut() {
+                obj.insert(VERIFIER_KEY.into(), Value::String(s.kind.clone()));
+            }
+            "generic-webhook"
+        };
+        SourceOut {
+            id: s.id.as_str().to_owned(),
+            uid: s.uid.clone(),
+            name: s.name.clone(),
+            wire_type: wire_type.to_owned(),
+            verifier: s.kind.clone(),
+            config,
+            settings,
+            metadata: s.metadata.clone(),
+            ingest_url: ingest_url(state, host, &s.token),
+            created_at: ts(s.created_at),
+            updated_at: ts(s.updated_at),
         }
-        "generic-webhook"
-    };
-    json!({
-        "id": s.id,
-        "uid": s.uid,
-        "name": s.name,
-        "type": wire_type,
-        "verifier": s.kind,
-        "config": config,
-        "settings": settings,
-        "metadata": s.metadata,
-        "ingestUrl": ingest_url(state, host, &s.token),
-        "createdAt": ts(s.created_at),
-        "updatedAt": ts(s.updated_at),
-    })
+    }
 }
 
 async fn find_source(state: &AppState, key: &str) -> ApiResult<Source> {
     Ok(state.engine.source(key).await?)
 }
 
-fn host_of(headers: &axum::http::HeaderMap) -> Option<String> {
+fn host_of(headers: &HeaderMap) -> Option<String> {
     headers
         .get(axum::http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_owned)
 }
 
+/// `{source_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct SourcePath {
+    /// The source's id (`src_…`) or uid.
+    source_id: String,
+}
+
+/// `{source_id}/endpoint/{endpoint_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct DestinationPath {
+    /// The source's id (`src_…`) or uid.
+    source_id: String,
+    /// The destination's id (`ep_…`) or uid.
+    endpoint_id: String,
+}
+
+/// List sources.
+#[utoipa::path(get, path = "/ingest/api/v1/source", operation_id = "ingest.source.list",
+    params(PageQuery),
+    responses((status = 200, description = "One page, oldest first", body = ListResponse<SourceOut>)))]
 async fn list(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ListResponse<SourceOut>>> {
     let page = state
         .engine
         .list_sources(&q.page(Order::Ascending)?)
         .await?;
     let host = host_of(&headers);
-    Ok(Json(list_out(page, |s| {
-        source_out(&state, host.as_deref(), s)
+    Ok(Json(ListResponse::of(page, |s| {
+        SourceOut::new(&state, host.as_deref(), s)
     })))
 }
 
+/// Create a source (type, config, Switchyard settings).
+#[utoipa::path(post, path = "/ingest/api/v1/source", operation_id = "ingest.source.create",
+    request_body = SourceIn,
+    responses((status = 201, description = "Created, with its application", body = SourceOut)))]
 async fn create(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     Body(input): Body<SourceIn>,
 ) -> ApiResult<Response> {
     let source = state.engine.create_source(input.into(), None).await?;
     let host = host_of(&headers);
     Ok((
         StatusCode::CREATED,
-        Json(source_out(&state, host.as_deref(), &source)),
+        Json(SourceOut::new(&state, host.as_deref(), &source)),
     )
         .into_response())
 }
 
+/// Get a source by id or uid.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}", operation_id = "ingest.source.get",
+    params(SourcePath),
+    responses((status = 200, description = "The source", body = SourceOut)))]
 async fn fetch(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Path(source_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let source = find_source(&state, &source_id).await?;
-    Ok(Json(source_out(
+    headers: HeaderMap,
+    Path(p): Path<SourcePath>,
+) -> ApiResult<Json<SourceOut>> {
+    let source = find_source(&state, &p.source_id).await?;
+    Ok(Json(SourceOut::new(
         &state,
         host_of(&headers).as_deref(),
         &source,
     )))
 }
 
-/// Replaces the source's definition; retired secrets of an unchanged
-/// secret stay valid.
+/// Create or replace a source.
+///
+/// Retired secrets of an unchanged secret stay valid.
+#[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}", operation_id = "ingest.source.upsert",
+    params(SourcePath),
+    request_body = SourceIn,
+    responses(
+        (status = 200, description = "Replaced", body = SourceOut),
+        (status = 201, description = "Created with this uid", body = SourceOut),
+    ))]
 async fn upsert(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Path(source_id): Path<String>,
+    headers: HeaderMap,
+    Path(p): Path<SourcePath>,
     Body(input): Body<SourceIn>,
 ) -> ApiResult<Response> {
-    let (source, created) = state.engine.upsert_source(&source_id, input.into()).await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let (source, created) = state
+        .engine
+        .upsert_source(&p.source_id, input.into())
+        .await?;
     let host = host_of(&headers);
-    Ok((status, Json(source_out(&state, host.as_deref(), &source))).into_response())
+    Ok((
+        crate::v1::created_status(created),
+        Json(SourceOut::new(&state, host.as_deref(), &source)),
+    )
+        .into_response())
 }
 
-async fn remove(
-    State(state): State<AppState>,
-    Path(source_id): Path<String>,
-) -> ApiResult<StatusCode> {
-    state.engine.delete_source(&source_id).await?;
+/// Delete a source with its destinations and events.
+#[utoipa::path(delete, path = "/ingest/api/v1/source/{source_id}", operation_id = "ingest.source.delete",
+    params(SourcePath),
+    responses((status = 204, description = "Deleted")))]
+async fn remove(State(state): State<AppState>, Path(p): Path<SourcePath>) -> ApiResult<StatusCode> {
+    state.engine.delete_source(&p.source_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A new ingest URL; the old one keeps working for 48 hours.
-async fn rotate_token(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    Path(source_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let source = state.engine.rotate_source_token(&source_id).await?;
-    Ok(Json(json!({
-        "ingestUrl": ingest_url(&state, host_of(&headers).as_deref(), &source.token),
-    })))
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct RotateTokenOut {
+    /// The new URL to give the provider.
+    ingest_url: String,
 }
 
-#[derive(Deserialize, Default)]
+/// New ingest URL; the old one works for 48 hours.
+#[utoipa::path(post, path = "/ingest/api/v1/source/{source_id}/token/rotate", operation_id = "ingest.source.rotate-token",
+    params(SourcePath),
+    responses((status = 200, description = "The new ingest URL", body = RotateTokenOut)))]
+async fn rotate_token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(p): Path<SourcePath>,
+) -> ApiResult<Json<RotateTokenOut>> {
+    let source = state.engine.rotate_source_token(&p.source_id).await?;
+    Ok(Json(RotateTokenOut {
+        ingest_url: ingest_url(&state, host_of(&headers).as_deref(), &source.token),
+    }))
+}
+
+/// Rotates a source's verification secret.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct SecretRotateIn {
+struct SourceSecretRotateIn {
+    /// The new secret (the password for `basic-auth`, the key for
+    /// `api-key`); absent or `null`: one is generated.
     secret: Option<String>,
+    /// How long the old secret keeps verifying beside the new one, in seconds.
     grace_period_seconds: Option<u64>,
 }
 
-/// Replaces the source's verification secret (the password for basic-auth,
-/// the key for api-key); the old one keeps verifying for the grace period.
+/// The new secret, under the name the source's config gives it.
+#[derive(Serialize, ToSchema)]
+struct SourceSecretOut {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret: Option<String>,
+    /// For `basic-auth` sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password: Option<String>,
+    /// For `api-key` sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+}
+
+/// New verification secret; the old one verifies for the grace period.
+///
+/// The password for basic-auth, the key for api-key.
+#[utoipa::path(post, path = "/ingest/api/v1/source/{source_id}/secret/rotate", operation_id = "ingest.source.rotate-secret",
+    params(SourcePath),
+    request_body = Option<SourceSecretRotateIn>,
+    responses((status = 200, description = "The new secret", body = SourceSecretOut)))]
 async fn rotate_secret(
     State(state): State<AppState>,
-    Path(source_id): Path<String>,
-    Body(input): Body<Option<SecretRotateIn>>,
-) -> ApiResult<Json<Value>> {
+    Path(p): Path<SourcePath>,
+    Body(input): Body<Option<SourceSecretRotateIn>>,
+) -> ApiResult<Json<SourceSecretOut>> {
     let input = input.unwrap_or_default();
     let rotated = state
         .engine
-        .rotate_source_secret(&source_id, input.secret, input.grace_period_seconds)
+        .rotate_source_secret(&p.source_id, input.secret, input.grace_period_seconds)
         .await?;
-    Ok(Json(json!({ rotated.field: rotated.secret })))
+    let mut out = SourceSecretOut {
+        secret: None,
+        password: None,
+        key: None,
+    };
+    let slot = match rotated.field {
+        "password" => &mut out.password,
+        "key" => &mut out.key,
+        _ => &mut out.secret,
+    };
+    *slot = Some(rotated.secret);
+    Ok(Json(out))
 }
 
+/// What a source has received.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct SourceStatsOut {
+    accepted: u64,
+    /// Repeats of webhooks accepted before (same dedupe id).
+    duplicates: u64,
+    rejected: u64,
+    /// Why the last rejected request was refused.
+    #[schema(required = true)]
+    last_rejection: Option<String>,
+    #[schema(format = DateTime, required = true)]
+    last_rejection_at: Option<String>,
+}
+
+/// Accepted, duplicate and rejected requests, with the last rejection reason.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/stats", operation_id = "ingest.source.stats",
+    params(SourcePath),
+    responses((status = 200, description = "Counts since the source was created", body = SourceStatsOut)))]
 async fn stats(
     State(state): State<AppState>,
-    Path(source_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    let source = find_source(&state, &source_id).await?;
+    Path(p): Path<SourcePath>,
+) -> ApiResult<Json<SourceStatsOut>> {
+    let source = find_source(&state, &p.source_id).await?;
     let s = state
         .engine
         .source_stats(&source.id)
         .await?
         .ok_or_else(|| ApiError::not_found("source"))?;
-    Ok(Json(json!({
-        "accepted": s.accepted,
-        "duplicates": s.duplicates,
-        "rejected": s.rejected,
-        "lastRejection": s.last_rejection,
-        "lastRejectionAt": s.last_rejection_at.map(ts),
-    })))
+    Ok(Json(SourceStatsOut {
+        accepted: s.accepted,
+        duplicates: s.duplicates,
+        rejected: s.rejected,
+        last_rejection: s.last_rejection,
+        last_rejection_at: s.last_rejection_at.map(ts),
+    }))
 }
 
 // ---- destinations: the source application's endpoints ----------------------
 
+/// The application whose endpoints are this source's destinations.
 async fn app_of(state: &AppState, source_id: &str) -> ApiResult<String> {
     Ok(find_source(state, source_id).await?.app_id.into_string())
 }
 
+/// List a source's destinations.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint", operation_id = "ingest.endpoint.list",
+    params(SourcePath, PageQuery),
+    responses((status = 200, description = "One page, oldest first", body = ListResponse<EndpointOut>)))]
 async fn list_destinations(
     State(state): State<AppState>,
-    Path(source_id): Path<String>,
-    q: Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::list(State(state), Path(app), q).await
+    Path(p): Path<SourcePath>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<ListResponse<EndpointOut>>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::list_of(&state, &app, &q).await
 }
 
+/// Add a destination (url, filterTypes with wildcards, payloadFilter, headers, secret).
+#[utoipa::path(post, path = "/ingest/api/v1/source/{source_id}/endpoint", operation_id = "ingest.endpoint.create",
+    params(SourcePath),
+    request_body = EndpointIn,
+    responses((status = 201, description = "Created", body = EndpointOut)))]
 async fn create_destination(
     State(state): State<AppState>,
-    Path(source_id): Path<String>,
-    body: Body<EndpointIn>,
+    Path(p): Path<SourcePath>,
+    Body(input): Body<EndpointIn>,
 ) -> ApiResult<Response> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::create(State(state), Path(app), body).await
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::create_of(&state, &app, input).await
 }
 
+/// Get a destination.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}", operation_id = "ingest.endpoint.get",
+    params(DestinationPath),
+    responses((status = 200, description = "The destination", body = EndpointOut)))]
 async fn fetch_destination(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::fetch(State(state), Path((app, endpoint_id))).await
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::fetch_of(&state, &app, &p.endpoint_id).await
 }
 
+/// Create or replace a destination.
+#[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}", operation_id = "ingest.endpoint.upsert",
+    params(DestinationPath),
+    request_body = EndpointIn,
+    responses(
+        (status = 200, description = "Replaced", body = EndpointOut),
+        (status = 201, description = "Created with this uid", body = EndpointOut),
+    ))]
 async fn upsert_destination(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<EndpointIn>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointIn>,
 ) -> ApiResult<Response> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::upsert(State(state), Path((app, endpoint_id)), body).await
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::upsert_of(&state, &app, &p.endpoint_id, input).await
 }
 
+/// Change some fields of a destination.
+#[utoipa::path(patch, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}", operation_id = "ingest.endpoint.patch",
+    params(DestinationPath),
+    request_body = EndpointPatchIn,
+    responses((status = 200, description = "Updated", body = EndpointOut)))]
 async fn patch_destination(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<EndpointPatchIn>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::patch(State(state), Path((app, endpoint_id)), body).await
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointPatchIn>,
+) -> ApiResult<Json<EndpointOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::patch_of(&state, &app, &p.endpoint_id, input).await
 }
 
+/// Delete a destination.
+#[utoipa::path(delete, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}", operation_id = "ingest.endpoint.delete",
+    params(DestinationPath),
+    responses((status = 204, description = "Deleted")))]
 async fn remove_destination(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
+    Path(p): Path<DestinationPath>,
 ) -> ApiResult<StatusCode> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::remove(State(state), Path((app, endpoint_id))).await
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::remove_of(&state, &app, &p.endpoint_id).await
 }
 
+/// A destination's signing secret.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/secret", operation_id = "ingest.endpoint.get-secret",
+    params(DestinationPath),
+    responses((status = 200, description = "The current secret", body = EndpointSecretOut)))]
 async fn destination_secret(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::secret(State(state), Path((app, endpoint_id))).await
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::secret_of(&state, &app, &p.endpoint_id).await
 }
 
+/// Rotate a destination's signing secret.
+#[utoipa::path(post, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/secret/rotate", operation_id = "ingest.endpoint.rotate-secret",
+    params(DestinationPath),
+    request_body = Option<EndpointSecretRotateIn>,
+    responses((status = 200, description = "The new secret", body = EndpointSecretOut)))]
 async fn rotate_destination_secret(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<Option<RotateIn>>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::rotate_secret(State(state), Path((app, endpoint_id)), body).await
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<Option<EndpointSecretRotateIn>>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::rotate_secret_of(&state, &app, &p.endpoint_id, input).await
 }
 
+/// A destination's custom headers.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers", operation_id = "ingest.endpoint.get-headers",
+    params(DestinationPath),
+    responses((status = 200, description = "The custom headers", body = EndpointHeadersOut)))]
 async fn destination_headers(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::headers(State(state), Path((app, endpoint_id))).await
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointHeadersOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::headers_of(&state, &app, &p.endpoint_id).await
 }
 
+/// Replace a destination's custom headers.
+#[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers", operation_id = "ingest.endpoint.update-headers",
+    params(DestinationPath),
+    request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Replaced")))]
 async fn set_destination_headers(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<HeadersIn>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointHeadersIn>,
 ) -> ApiResult<StatusCode> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::set_headers(State(state), Path((app, endpoint_id)), body).await
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::set_headers_of(&state, &app, &p.endpoint_id, input).await
 }
 
+/// Add, change or delete a destination's custom headers.
+#[utoipa::path(patch, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers", operation_id = "ingest.endpoint.patch-headers",
+    params(DestinationPath),
+    request_body = EndpointHeadersPatchIn,
+    responses((status = 204, description = "Changed")))]
 async fn patch_destination_headers(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<HeadersPatchIn>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointHeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::patch_headers(State(state), Path((app, endpoint_id)), body).await
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::patch_headers_of(&state, &app, &p.endpoint_id, input).await
 }
 
+/// Re-send a destination's failed messages since a time.
+#[utoipa::path(post, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/recover", operation_id = "ingest.endpoint.recover",
+    params(DestinationPath),
+    request_body = RecoverIn,
+    responses((status = 202, description = "Failed deliveries in the window are pending again", body = RecoverOut)))]
 async fn recover_destination(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-    body: Body<RecoverIn>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<RecoverIn>,
 ) -> ApiResult<Response> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::recover(State(state), Path((app, endpoint_id)), body).await
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::recover_of(&state, &app, &p.endpoint_id, input).await
 }
 
+/// A destination's delivery counts by status.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/stats", operation_id = "ingest.endpoint.get-stats",
+    params(DestinationPath),
+    responses((status = 200, description = "Deliveries by status", body = EndpointStatsOut)))]
 async fn destination_stats(
     State(state): State<AppState>,
-    Path((source_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let app = app_of(&state, &source_id).await?;
-    endpoints::stats(State(state), Path((app, endpoint_id))).await
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointStatsOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::stats_of(&state, &app, &p.endpoint_id).await
 }

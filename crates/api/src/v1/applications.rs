@@ -1,61 +1,98 @@
 //! Applications: `/api/v1/app`.
 
-use super::{list_out, ts};
+use super::{AppPath, ListResponse, created_status, ts};
 use crate::AppState;
 use crate::error::ApiResult;
 use crate::extract::{Body, PageQuery, Path, Query, bool_param, double_option};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use switchyard_engine::{AppInput, AppPatch};
 use switchyard_store::{Application, Metadata, Order};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/app", get(list).post(create))
-        .route(
-            "/api/v1/app/{app_id}",
-            get(fetch).put(upsert).patch(patch).delete(remove),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch, upsert, patch, remove))
 }
 
-#[derive(Deserialize)]
+/// An application: create, replace, or create with a message.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ApplicationIn {
     pub name: String,
+    /// A unique name of your choosing; the API takes it wherever it takes the id.
     pub uid: Option<String>,
-    #[serde(alias = "throttleRate")]
+    /// Deprecated name of `throttleRate`, which wins when both are sent.
+    #[schema(deprecated)]
     pub rate_limit: Option<u32>,
+    /// Messages per second to this application's endpoints (stored, not yet
+    /// enforced).
+    pub throttle_rate: Option<u32>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub metadata: Option<Metadata>,
 }
 
-#[derive(Deserialize)]
+/// A partial change: an absent field stays as it is, `null` clears `uid`
+/// and `throttleRate`.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ApplicationPatch {
     name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     uid: Option<Option<String>>,
-    #[serde(default, alias = "throttleRate", deserialize_with = "double_option")]
+    /// Deprecated name of `throttleRate`, which wins when both are sent.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(deprecated)]
     rate_limit: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    throttle_rate: Option<Option<u32>>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
 }
 
-pub(crate) fn app_out(app: &Application) -> Value {
-    json!({
-        "id": app.id,
-        "uid": app.uid,
-        "name": app.name,
-        "rateLimit": app.rate_limit,
-        "throttleRate": app.rate_limit,
-        "metadata": app.metadata,
-        "createdAt": ts(app.created_at),
-        "updatedAt": ts(app.updated_at),
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ApplicationOut {
+    /// `app_…`
+    id: String,
+    #[schema(required = true)]
+    uid: Option<String>,
+    name: String,
+    /// The same as `throttleRate`, under its older name.
+    #[schema(required = true)]
+    rate_limit: Option<u32>,
+    #[schema(required = true)]
+    throttle_rate: Option<u32>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = BTreeMap<String, String>)]
+    metadata: Metadata,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+impl ApplicationOut {
+    pub(crate) fn new(app: &Application) -> Self {
+        ApplicationOut {
+            id: app.id.as_str().to_owned(),
+            uid: app.uid.clone(),
+            name: app.name.clone(),
+            rate_limit: app.rate_limit,
+            throttle_rate: app.rate_limit,
+            metadata: app.metadata.clone(),
+            created_at: ts(app.created_at),
+            updated_at: ts(app.updated_at),
+        }
+    }
 }
 
 impl From<ApplicationIn> for AppInput {
@@ -63,22 +100,41 @@ impl From<ApplicationIn> for AppInput {
         AppInput {
             name: input.name,
             uid: input.uid,
-            rate_limit: input.rate_limit,
+            rate_limit: input.throttle_rate.or(input.rate_limit),
             metadata: input.metadata,
         }
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CreateQuery {
+    /// With a `uid` that exists already: answer 200 with that application
+    /// instead of a 409.
+    #[param(value_type = Option<bool>)]
     get_if_exists: Option<String>,
 }
 
-async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Json<Value>> {
+/// List applications.
+#[utoipa::path(get, path = "/api/v1/app", operation_id = "v1.application.list",
+    params(PageQuery),
+    responses((status = 200, description = "One page, oldest first", body = ListResponse<ApplicationOut>)))]
+async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<ListResponse<ApplicationOut>>> {
     let page = state.engine.list_apps(&q.page(Order::Ascending)?).await?;
-    Ok(Json(list_out(page, app_out)))
+    Ok(Json(ListResponse::of(page, ApplicationOut::new)))
 }
 
+/// Create an application (get_if_exists=true returns an existing uid).
+#[utoipa::path(post, path = "/api/v1/app", operation_id = "v1.application.create",
+    params(CreateQuery),
+    request_body = ApplicationIn,
+    responses(
+        (status = 201, description = "Created", body = ApplicationOut),
+        (status = 200, description = "`get_if_exists`: the application with this uid", body = ApplicationOut),
+    ))]
 async fn create(
     State(state): State<AppState>,
     Query(q): Query<CreateQuery>,
@@ -86,53 +142,65 @@ async fn create(
 ) -> ApiResult<Response> {
     let get_if_exists = bool_param("get_if_exists", &q.get_if_exists, false)?;
     let (app, created) = state.engine.create_app(input.into(), get_if_exists).await?;
-    Ok((created_status(created), Json(app_out(&app))).into_response())
+    Ok((created_status(created), Json(ApplicationOut::new(&app))).into_response())
 }
 
-fn created_status(created: bool) -> StatusCode {
-    if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    }
-}
-
+/// Get an application by id or uid.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}", operation_id = "v1.application.get",
+    params(AppPath),
+    responses((status = 200, description = "The application", body = ApplicationOut)))]
 async fn fetch(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(app_out(&state.engine.app(&app_id).await?)))
-}
-
-async fn upsert(
-    State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    Body(input): Body<ApplicationIn>,
-) -> ApiResult<Response> {
-    let (app, created) = state.engine.upsert_app(&app_id, input.into()).await?;
-    Ok((created_status(created), Json(app_out(&app))).into_response())
-}
-
-async fn patch(
-    State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    Body(input): Body<ApplicationPatch>,
-) -> ApiResult<Json<Value>> {
-    let patch = AppPatch {
-        name: input.name,
-        uid: input.uid,
-        rate_limit: input.rate_limit,
-        metadata: input.metadata,
-    };
-    Ok(Json(app_out(
-        &state.engine.patch_app(&app_id, patch).await?,
+    Path(p): Path<AppPath>,
+) -> ApiResult<Json<ApplicationOut>> {
+    Ok(Json(ApplicationOut::new(
+        &state.engine.app(&p.app_id).await?,
     )))
 }
 
-async fn remove(
+/// Update or create an application.
+#[utoipa::path(put, path = "/api/v1/app/{app_id}", operation_id = "v1.application.update",
+    params(AppPath),
+    request_body = ApplicationIn,
+    responses(
+        (status = 200, description = "Replaced", body = ApplicationOut),
+        (status = 201, description = "Created with this uid", body = ApplicationOut),
+    ))]
+async fn upsert(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
-) -> ApiResult<StatusCode> {
-    state.engine.delete_app(&app_id).await?;
+    Path(p): Path<AppPath>,
+    Body(input): Body<ApplicationIn>,
+) -> ApiResult<Response> {
+    let (app, created) = state.engine.upsert_app(&p.app_id, input.into()).await?;
+    Ok((created_status(created), Json(ApplicationOut::new(&app))).into_response())
+}
+
+/// Partially update an application.
+#[utoipa::path(patch, path = "/api/v1/app/{app_id}", operation_id = "v1.application.patch",
+    params(AppPath),
+    request_body = ApplicationPatch,
+    responses((status = 200, description = "Updated", body = ApplicationOut)))]
+async fn patch(
+    State(state): State<AppState>,
+    Path(p): Path<AppPath>,
+    Body(input): Body<ApplicationPatch>,
+) -> ApiResult<Json<ApplicationOut>> {
+    let patch = AppPatch {
+        name: input.name,
+        uid: input.uid,
+        rate_limit: input.throttle_rate.or(input.rate_limit),
+        metadata: input.metadata,
+    };
+    Ok(Json(ApplicationOut::new(
+        &state.engine.patch_app(&p.app_id, patch).await?,
+    )))
+}
+
+/// Delete an application and all its data.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}", operation_id = "v1.application.delete",
+    params(AppPath),
+    responses((status = 204, description = "Deleted")))]
+async fn remove(State(state): State<AppState>, Path(p): Path<AppPath>) -> ApiResult<StatusCode> {
+    state.engine.delete_app(&p.app_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

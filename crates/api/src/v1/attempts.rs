@@ -1,72 +1,164 @@
 //! Attempts and per-delivery views, plus manual resend.
 
-use super::endpoints::endpoint_out;
-use super::messages::{MessageListQuery, find_message, message_out};
-use super::{find_app, find_endpoint, list_out, ts};
+use super::endpoints::EndpointOut;
+use super::messages::{MessageListQuery, MessageOut, find_message};
+use super::{EndpointPath, ListResponse, MessagePath, find_app, find_endpoint, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{PageQuery, Path, Query, bool_param};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use switchyard_core::AttemptId;
 use switchyard_engine::EngineError;
 use switchyard_store::{Attempt, AttemptFilter, DeliveryStatus, DeliveryView, Message, Order};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}",
-            get(by_endpoint),
-        )
-        .route("/api/v1/app/{app_id}/attempt/msg/{msg_id}", get(by_message))
-        .route(
-            "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}",
-            get(fetch),
-        )
-        .route(
-            "/api/v1/app/{app_id}/msg/{msg_id}/endpoint",
-            get(destinations),
-        )
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg",
-            get(attempted_messages),
-        )
-        .route(
-            "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend",
-            post(resend),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(by_endpoint))
+        .routes(routes!(by_message))
+        .routes(routes!(fetch))
+        .routes(routes!(destinations))
+        .routes(routes!(attempted_messages))
+        .routes(routes!(resend))
 }
 
-fn attempt_out(a: &Attempt, msg: Option<&Message>) -> Value {
-    json!({
-        "id": a.id,
-        "url": a.url,
-        "msgId": a.msg_id,
-        "endpointId": a.endpoint_id,
-        "response": a.response,
-        "responseStatusCode": a.response_status_code,
-        "responseDurationMs": a.response_duration_ms,
-        "status": a.status as u8,
-        "statusText": a.status.text(),
-        "triggerType": if a.manual { 1 } else { 0 },
-        "timestamp": ts(a.created_at),
-        "msg": msg.map(|m| message_out(m, true)),
-    })
+/// One attempt to deliver a message to an endpoint.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct MessageAttemptOut {
+    /// `atmpt_…`
+    id: String,
+    url: String,
+    msg_id: String,
+    endpoint_id: String,
+    /// The start of the endpoint's answer (or why there was none).
+    response: String,
+    /// The endpoint's HTTP status, 0 when it did not answer.
+    response_status_code: i32,
+    response_duration_ms: u64,
+    /// 0 success, 1 pending, 2 fail, 3 sending.
+    #[schema(minimum = 0, maximum = 3)]
+    status: u8,
+    #[schema(inline)]
+    status_text: StatusText,
+    /// 0 scheduled, 1 manual (a resend).
+    #[schema(minimum = 0, maximum = 1)]
+    trigger_type: u8,
+    #[schema(format = DateTime)]
+    timestamp: String,
+    /// The message, with `with_msg=true`.
+    #[schema(required = true)]
+    msg: Option<MessageOut>,
 }
 
-#[derive(Deserialize)]
-struct AttemptQuery {
+/// A delivery status by name.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum StatusText {
+    Success,
+    Pending,
+    Fail,
+    Sending,
+}
+
+impl From<DeliveryStatus> for StatusText {
+    fn from(status: DeliveryStatus) -> Self {
+        match status {
+            DeliveryStatus::Success => StatusText::Success,
+            DeliveryStatus::Pending => StatusText::Pending,
+            DeliveryStatus::Fail => StatusText::Fail,
+            DeliveryStatus::Sending => StatusText::Sending,
+        }
+    }
+}
+
+impl MessageAttemptOut {
+    fn new(a: &Attempt, msg: Option<&Message>) -> Self {
+        MessageAttemptOut {
+            id: a.id.as_str().to_owned(),
+            url: a.url.clone(),
+            msg_id: a.msg_id.as_str().to_owned(),
+            endpoint_id: a.endpoint_id.as_str().to_owned(),
+            response: a.response.clone(),
+            response_status_code: a.response_status_code,
+            response_duration_ms: a.response_duration_ms,
+            status: a.status as u8,
+            status_text: a.status.into(),
+            trigger_type: u8::from(a.manual),
+            timestamp: ts(a.created_at),
+            msg: msg.map(|m| MessageOut::new(m, true)),
+        }
+    }
+}
+
+/// Where one delivery stands.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryStatusOut {
+    /// 0 success, 1 pending, 2 fail, 3 sending.
+    #[schema(minimum = 0, maximum = 3)]
+    status: u8,
+    #[schema(inline)]
+    status_text: StatusText,
+    /// When the next attempt is due, while pending.
+    #[schema(format = DateTime, required = true)]
+    next_attempt: Option<String>,
+}
+
+impl From<&DeliveryView> for DeliveryStatusOut {
+    fn from(d: &DeliveryView) -> Self {
+        let next_attempt = match d.status {
+            DeliveryStatus::Pending => d.next_attempt_at.map(ts),
+            _ => None,
+        };
+        DeliveryStatusOut {
+            status: d.status as u8,
+            status_text: d.status.into(),
+            next_attempt,
+        }
+    }
+}
+
+/// An endpoint a message was sent to, with that delivery's status.
+#[derive(Serialize, ToSchema)]
+struct MessageEndpointOut {
     #[serde(flatten)]
-    messages: MessageListQuery,
+    endpoint: EndpointOut,
+    #[serde(flatten)]
+    delivery: DeliveryStatusOut,
+}
+
+/// A message sent to an endpoint, with that delivery's status.
+#[derive(Serialize, ToSchema)]
+struct EndpointMessageOut {
+    #[serde(flatten)]
+    message: MessageOut,
+    #[serde(flatten)]
+    delivery: DeliveryStatusOut,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AttemptQuery {
+    /// Only attempts with this status: 0 success, 1 pending, 2 fail, 3 sending.
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 3)]
     status: Option<String>,
-    endpoint_id: Option<String>,
+    /// Whether each attempt carries its message (default false).
+    #[param(value_type = Option<bool>)]
     with_msg: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct EndpointFilterQuery {
+    /// Only attempts to this endpoint (id or uid).
+    endpoint_id: Option<String>,
 }
 
 fn status_param(value: &Option<String>) -> ApiResult<Option<u8>> {
@@ -86,8 +178,12 @@ fn status_param(value: &Option<String>) -> ApiResult<Option<u8>> {
         .transpose()
 }
 
-fn attempt_filter(q: &AttemptQuery) -> ApiResult<AttemptFilter> {
-    let f = q.messages.filter()?;
+fn attempt_filter(
+    page: &PageQuery,
+    messages: &MessageListQuery,
+    q: &AttemptQuery,
+) -> ApiResult<AttemptFilter> {
+    let f = messages.filter(page)?;
     Ok(AttemptFilter {
         status: status_param(&q.status)?,
         event_types: f.event_types,
@@ -103,7 +199,7 @@ async fn attempts_page(
     state: &AppState,
     filter: AttemptFilter,
     with_msg: bool,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ListResponse<MessageAttemptOut>>> {
     let app_id = filter.app_id.clone();
     let page = state.engine.list_attempts(&filter).await?;
     let mut messages = std::collections::HashMap::new();
@@ -122,33 +218,46 @@ async fn attempts_page(
             }
         }
     }
-    Ok(Json(list_out(page, |a| {
-        attempt_out(a, messages.get(&a.msg_id))
+    Ok(Json(ListResponse::of(page, |a| {
+        MessageAttemptOut::new(a, messages.get(&a.msg_id))
     })))
 }
 
+/// List attempts to an endpoint.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/attempt/endpoint/{endpoint_id}", operation_id = "v1.message-attempt.list-by-endpoint",
+    params(EndpointPath, PageQuery, MessageListQuery, AttemptQuery),
+    responses((status = 200, description = "One page, newest first", body = ListResponse<MessageAttemptOut>)))]
 async fn by_endpoint(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
+    Path(p): Path<EndpointPath>,
+    Query(page): Query<PageQuery>,
+    Query(messages): Query<MessageListQuery>,
     Query(q): Query<AttemptQuery>,
-) -> ApiResult<Json<Value>> {
-    let app = find_app(&state, &app_id).await?;
-    let ep = find_endpoint(&state, &app, &endpoint_id).await?;
-    let mut filter = attempt_filter(&q)?;
+) -> ApiResult<Json<ListResponse<MessageAttemptOut>>> {
+    let app = find_app(&state, &p.app_id).await?;
+    let ep = find_endpoint(&state, &app, &p.endpoint_id).await?;
+    let mut filter = attempt_filter(&page, &messages, &q)?;
     filter.app_id = Some(app.id);
     filter.endpoint_id = Some(ep.id);
     attempts_page(&state, filter, bool_param("with_msg", &q.with_msg, false)?).await
 }
 
+/// List attempts of a message.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/attempt/msg/{msg_id}", operation_id = "v1.message-attempt.list-by-msg",
+    params(MessagePath, PageQuery, MessageListQuery, AttemptQuery, EndpointFilterQuery),
+    responses((status = 200, description = "One page, newest first", body = ListResponse<MessageAttemptOut>)))]
 async fn by_message(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    Path(p): Path<MessagePath>,
+    Query(page): Query<PageQuery>,
+    Query(messages): Query<MessageListQuery>,
     Query(q): Query<AttemptQuery>,
-) -> ApiResult<Json<Value>> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
-    let mut filter = attempt_filter(&q)?;
-    if let Some(ep) = &q.endpoint_id {
+    Query(endpoint): Query<EndpointFilterQuery>,
+) -> ApiResult<Json<ListResponse<MessageAttemptOut>>> {
+    let app = find_app(&state, &p.app_id).await?;
+    let msg = find_message(&state, &app.id, &p.msg_id).await?;
+    let mut filter = attempt_filter(&page, &messages, &q)?;
+    if let Some(ep) = &endpoint.endpoint_id {
         filter.endpoint_id = Some(find_endpoint(&state, &app, ep).await?.id);
     }
     filter.app_id = Some(app.id);
@@ -156,82 +265,117 @@ async fn by_message(
     attempts_page(&state, filter, bool_param("with_msg", &q.with_msg, false)?).await
 }
 
+/// `{app_id}/msg/{msg_id}/attempt/{attempt_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct AttemptPath {
+    /// The application's id (`app_…`) or uid.
+    app_id: String,
+    /// The message's id (`msg_…`) or its `eventId`.
+    msg_id: String,
+    /// The attempt's id (`atmpt_…`).
+    attempt_id: String,
+}
+
+/// Get one attempt.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}/attempt/{attempt_id}", operation_id = "v1.message-attempt.get",
+    params(AttemptPath),
+    responses((status = 200, description = "The attempt", body = MessageAttemptOut)))]
 async fn fetch(
     State(state): State<AppState>,
-    Path((app_id, msg_id, attempt_id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
-    let attempt_id = AttemptId::parse(&attempt_id).ok_or_else(|| ApiError::not_found("attempt"))?;
+    Path(p): Path<AttemptPath>,
+) -> ApiResult<Json<MessageAttemptOut>> {
+    let app = find_app(&state, &p.app_id).await?;
+    let msg = find_message(&state, &app.id, &p.msg_id).await?;
+    let attempt_id =
+        AttemptId::parse(&p.attempt_id).ok_or_else(|| ApiError::not_found("attempt"))?;
     let attempt = state.engine.attempt(&app.id, &msg.id, &attempt_id).await?;
-    Ok(Json(attempt_out(&attempt, None)))
+    Ok(Json(MessageAttemptOut::new(&attempt, None)))
 }
 
-/// Adds a delivery's status and next attempt time to its endpoint or message.
-fn with_delivery_status(base: Option<Value>, d: &DeliveryView) -> Value {
-    let mut out = base.unwrap_or_else(|| json!({}));
-    let next_attempt = match d.status {
-        DeliveryStatus::Pending => d.next_attempt_at.map(ts),
-        _ => None,
-    };
-    out["status"] = json!(d.status as u8);
-    out["statusText"] = json!(d.status.text());
-    out["nextAttempt"] = json!(next_attempt);
-    out
-}
-
+/// Endpoints a message was sent to, with delivery status.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint", operation_id = "v1.message-attempt.list-attempted-destinations",
+    params(MessagePath, PageQuery),
+    responses((status = 200, description = "One page, oldest first", body = ListResponse<MessageEndpointOut>)))]
 async fn destinations(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    Path(p): Path<MessagePath>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
+) -> ApiResult<Json<ListResponse<MessageEndpointOut>>> {
+    let app = find_app(&state, &p.app_id).await?;
+    let msg = find_message(&state, &app.id, &p.msg_id).await?;
     let page = state
         .engine
         .deliveries_of_message(&app.id, &msg.id, &q.page(Order::Ascending)?)
         .await?;
-    Ok(Json(list_out(page, |d| {
-        with_delivery_status(d.endpoint.as_ref().map(endpoint_out), d)
+    // Each view of this listing carries its endpoint (the store joins them).
+    Ok(Json(ListResponse::of_some(page, |d| {
+        d.endpoint.as_ref().map(|ep| MessageEndpointOut {
+            endpoint: EndpointOut::new(ep),
+            delivery: d.into(),
+        })
     })))
 }
 
-#[derive(Deserialize)]
-struct AttemptedMessagesQuery {
-    #[serde(flatten)]
-    messages: MessageListQuery,
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct DeliveryStatusQuery {
+    /// Only deliveries with this status: 0 success, 1 pending, 2 fail, 3 sending.
+    #[param(value_type = Option<u8>, minimum = 0, maximum = 3)]
     status: Option<String>,
 }
 
+/// Messages sent to an endpoint, with delivery status.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/msg", operation_id = "v1.message-attempt.list-attempted-messages",
+    params(EndpointPath, PageQuery, MessageListQuery, DeliveryStatusQuery),
+    responses((status = 200, description = "One page, newest first", body = ListResponse<EndpointMessageOut>)))]
 async fn attempted_messages(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Query(q): Query<AttemptedMessagesQuery>,
-) -> ApiResult<Json<Value>> {
-    let app = find_app(&state, &app_id).await?;
-    let ep = find_endpoint(&state, &app, &endpoint_id).await?;
-    let filter = q.messages.filter()?;
+    Path(p): Path<EndpointPath>,
+    Query(page): Query<PageQuery>,
+    Query(messages): Query<MessageListQuery>,
+    Query(q): Query<DeliveryStatusQuery>,
+) -> ApiResult<Json<ListResponse<EndpointMessageOut>>> {
+    let app = find_app(&state, &p.app_id).await?;
+    let ep = find_endpoint(&state, &app, &p.endpoint_id).await?;
+    let filter = messages.filter(&page)?;
     let page = state
         .engine
         .deliveries_of_endpoint(&ep.id, &filter, status_param(&q.status)?)
         .await?;
-    Ok(Json(list_out(page, |d| {
-        let message = d
-            .message
-            .as_ref()
-            .map(|m| message_out(m, filter.with_content));
-        with_delivery_status(message, d)
+    // Each view of this listing carries its message (the store joins them).
+    Ok(Json(ListResponse::of_some(page, |d| {
+        d.message.as_ref().map(|m| EndpointMessageOut {
+            message: MessageOut::new(m, filter.with_content),
+            delivery: d.into(),
+        })
     })))
 }
 
-/// Sends the message to the endpoint once more, now, as a manual attempt.
-async fn resend(
-    State(state): State<AppState>,
-    Path((app_id, msg_id, endpoint_id)): Path<(String, String, String)>,
-) -> ApiResult<Response> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
-    let ep = find_endpoint(&state, &app, &endpoint_id).await?;
+/// `{app_id}/msg/{msg_id}/endpoint/{endpoint_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct ResendPath {
+    /// The application's id (`app_…`) or uid.
+    app_id: String,
+    /// The message's id (`msg_…`) or its `eventId`.
+    msg_id: String,
+    /// The endpoint's id (`ep_…`) or uid.
+    endpoint_id: String,
+}
+
+/// Always `{}`.
+#[derive(Serialize, ToSchema)]
+struct EmptyOut {}
+
+/// Send a message to an endpoint again now.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/msg/{msg_id}/endpoint/{endpoint_id}/resend", operation_id = "v1.message-attempt.resend",
+    params(ResendPath),
+    responses((status = 202, description = "A manual attempt is under way", body = EmptyOut)))]
+async fn resend(State(state): State<AppState>, Path(p): Path<ResendPath>) -> ApiResult<Response> {
+    let app = find_app(&state, &p.app_id).await?;
+    let msg = find_message(&state, &app.id, &p.msg_id).await?;
+    let ep = find_endpoint(&state, &app, &p.endpoint_id).await?;
     state.engine.resend(&msg, &ep.id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({}))).into_response())
+    Ok((StatusCode::ACCEPTED, Json(EmptyOut {})).into_response())
 }

@@ -1,50 +1,36 @@
 //! Endpoints: `/api/v1/app/{app}/endpoint`, with secrets, headers, recovery and stats.
+//!
+//! Ingest destinations are endpoints too: the `…_of` functions here serve
+//! both APIs, each handler naming the application its own way.
 
-use super::{list_out, ts};
+use super::{AppPath, EndpointPath, ListResponse, created_status, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query, double_option};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::TaskId;
 use switchyard_core::timefmt::{now_ms, parse_rfc3339_ms};
 use switchyard_engine::{EndpointInput, EndpointPatch};
 use switchyard_store::{Endpoint, Metadata, Order};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/app/{app_id}/endpoint", get(list).post(create))
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}",
-            get(fetch).put(upsert).patch(patch).delete(remove),
-        )
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret",
-            get(secret),
-        )
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate",
-            post(rotate_secret),
-        )
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
-            get(headers).put(set_headers).patch(patch_headers),
-        )
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover",
-            post(recover),
-        )
-        .route(
-            "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats",
-            get(stats),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch, upsert, patch, remove))
+        .routes(routes!(secret))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(headers, set_headers, patch_headers))
+        .routes(routes!(recover))
+        .routes(routes!(stats))
 }
 
 /// Custom headers whose values the API never shows (their names are listed
@@ -56,64 +42,131 @@ const SENSITIVE_HEADERS: &[&str] = &[
     "x-api-key",
 ];
 
-#[derive(Deserialize)]
+/// An endpoint (or ingest destination): create or replace.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointIn {
+    /// Where deliveries are POSTed: http or https.
     url: String,
     #[serde(default)]
     description: String,
-    #[serde(alias = "throttleRate")]
+    /// Deprecated name of `throttleRate`, which wins when both are sent.
+    #[schema(deprecated)]
     rate_limit: Option<u32>,
+    /// Messages per second to this endpoint (stored, not yet enforced).
+    throttle_rate: Option<u32>,
+    /// A unique name of your choosing; the API takes it wherever it takes the id.
     uid: Option<String>,
     #[serde(default)]
     disabled: bool,
-    #[serde(alias = "eventTypes")]
+    /// Event types (or `*` patterns such as `invoice.*`) this endpoint
+    /// receives; absent or `null`: all. `eventTypes` wins when both are sent.
+    event_types: Option<Vec<String>>,
+    /// Older name of `eventTypes`.
     filter_types: Option<Vec<String>>,
+    /// At most 10 channels; the endpoint receives messages sent to any of
+    /// them (absent or `null`: all messages).
     channels: Option<Vec<String>>,
+    /// A `whsec_…` signing secret; absent: one is generated.
     secret: Option<String>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
+    /// Custom headers sent with every delivery.
     headers: Option<BTreeMap<String, String>>,
+    /// A filter on the payload (Switchyard extension); `null`: none.
+    #[schema(value_type = Option<Object>)]
     payload_filter: Option<Value>,
 }
 
-#[derive(Deserialize)]
+/// A partial change: an absent field stays as it is, `null` clears the
+/// nullable ones.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointPatchIn {
     url: Option<String>,
     description: Option<String>,
-    #[serde(default, alias = "throttleRate", deserialize_with = "double_option")]
+    /// Deprecated name of `throttleRate`, which wins when both are sent.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(deprecated)]
     rate_limit: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    throttle_rate: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
     uid: Option<Option<String>>,
     disabled: Option<bool>,
-    #[serde(default, alias = "eventTypes", deserialize_with = "double_option")]
+    /// `eventTypes` wins when both are sent.
+    #[serde(default, deserialize_with = "double_option")]
+    event_types: Option<Option<Vec<String>>>,
+    /// Older name of `eventTypes`.
+    #[serde(default, deserialize_with = "double_option")]
     filter_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
     channels: Option<Option<Vec<String>>>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
     secret: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<Object>)]
     payload_filter: Option<Option<Value>>,
 }
 
-pub(crate) fn endpoint_out(ep: &Endpoint) -> Value {
-    json!({
-        "id": ep.id,
-        "uid": ep.uid,
-        "url": ep.url,
-        "version": 1,
-        "description": ep.description,
-        "disabled": ep.disabled,
-        "filterTypes": ep.filter_types,
-        "eventTypes": ep.filter_types,
-        "channels": ep.channels,
-        "rateLimit": ep.rate_limit,
-        "throttleRate": ep.rate_limit,
-        "metadata": ep.metadata,
-        "payloadFilter": ep.payload_filter,
-        "createdAt": ts(ep.created_at),
-        "updatedAt": ts(ep.updated_at),
-    })
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct EndpointOut {
+    /// `ep_…`
+    id: String,
+    #[schema(required = true)]
+    uid: Option<String>,
+    url: String,
+    /// Always 1.
+    version: u32,
+    description: String,
+    disabled: bool,
+    #[schema(required = true)]
+    filter_types: Option<Vec<String>>,
+    /// The same as `filterTypes`.
+    #[schema(required = true)]
+    event_types: Option<Vec<String>>,
+    #[schema(required = true)]
+    channels: Option<Vec<String>>,
+    /// The same as `throttleRate`, under its older name.
+    #[schema(required = true)]
+    rate_limit: Option<u32>,
+    #[schema(required = true)]
+    throttle_rate: Option<u32>,
+    /// Free-form string pairs of your own.
+    #[schema(value_type = BTreeMap<String, String>)]
+    metadata: Metadata,
+    #[schema(value_type = Option<Object>, required = true)]
+    payload_filter: Option<Value>,
+    #[schema(format = DateTime)]
+    created_at: String,
+    #[schema(format = DateTime)]
+    updated_at: String,
+}
+
+impl EndpointOut {
+    pub(crate) fn new(ep: &Endpoint) -> Self {
+        EndpointOut {
+            id: ep.id.as_str().to_owned(),
+            uid: ep.uid.clone(),
+            url: ep.url.clone(),
+            version: 1,
+            description: ep.description.clone(),
+            disabled: ep.disabled,
+            filter_types: ep.filter_types.clone(),
+            event_types: ep.filter_types.clone(),
+            channels: ep.channels.clone(),
+            rate_limit: ep.rate_limit,
+            throttle_rate: ep.rate_limit,
+            metadata: ep.metadata.clone(),
+            payload_filter: ep.payload_filter.clone(),
+            created_at: ts(ep.created_at),
+            updated_at: ts(ep.updated_at),
+        }
+    }
 }
 
 impl From<EndpointIn> for EndpointInput {
@@ -121,10 +174,10 @@ impl From<EndpointIn> for EndpointInput {
         EndpointInput {
             url: input.url,
             description: input.description,
-            rate_limit: input.rate_limit,
+            rate_limit: input.throttle_rate.or(input.rate_limit),
             uid: input.uid,
             disabled: input.disabled,
-            filter_types: input.filter_types,
+            filter_types: input.event_types.or(input.filter_types),
             channels: input.channels,
             secret: input.secret,
             metadata: input.metadata,
@@ -134,133 +187,53 @@ impl From<EndpointIn> for EndpointInput {
     }
 }
 
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Value>> {
-    let page = state
-        .engine
-        .list_endpoints(&app_id, &q.page(Order::Ascending)?)
-        .await?;
-    Ok(Json(list_out(page, endpoint_out)))
+impl From<EndpointPatchIn> for EndpointPatch {
+    fn from(input: EndpointPatchIn) -> Self {
+        EndpointPatch {
+            url: input.url,
+            description: input.description,
+            rate_limit: input.throttle_rate.or(input.rate_limit),
+            uid: input.uid,
+            disabled: input.disabled,
+            filter_types: input.event_types.or(input.filter_types),
+            channels: input.channels,
+            metadata: input.metadata,
+            secret: input.secret,
+            payload_filter: input.payload_filter,
+        }
+    }
 }
 
-pub(crate) async fn create(
-    State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    Body(input): Body<EndpointIn>,
-) -> ApiResult<Response> {
-    let ep = state.engine.create_endpoint(&app_id, input.into()).await?;
-    Ok((StatusCode::CREATED, Json(endpoint_out(&ep))).into_response())
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EndpointSecretOut {
+    /// The `whsec_…` secret deliveries are signed with.
+    key: String,
 }
 
-pub(crate) async fn fetch(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    Ok(Json(endpoint_out(
-        &state.engine.endpoint(&app_id, &endpoint_id).await?,
-    )))
-}
-
-pub(crate) async fn upsert(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<EndpointIn>,
-) -> ApiResult<Response> {
-    let (ep, created) = state
-        .engine
-        .upsert_endpoint(&app_id, &endpoint_id, input.into())
-        .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(endpoint_out(&ep))).into_response())
-}
-
-pub(crate) async fn patch(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<EndpointPatchIn>,
-) -> ApiResult<Json<Value>> {
-    let patch = EndpointPatch {
-        url: input.url,
-        description: input.description,
-        rate_limit: input.rate_limit,
-        uid: input.uid,
-        disabled: input.disabled,
-        filter_types: input.filter_types,
-        channels: input.channels,
-        metadata: input.metadata,
-        secret: input.secret,
-        payload_filter: input.payload_filter,
-    };
-    Ok(Json(endpoint_out(
-        &state
-            .engine
-            .patch_endpoint(&app_id, &endpoint_id, patch)
-            .await?,
-    )))
-}
-
-pub(crate) async fn remove(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<StatusCode> {
-    state.engine.delete_endpoint(&app_id, &endpoint_id).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-pub(crate) async fn secret(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let ep = state.engine.endpoint(&app_id, &endpoint_id).await?;
-    Ok(Json(json!({ "key": ep.secret })))
-}
-
-#[derive(Deserialize, Default)]
+/// Rotates an endpoint's signing secret.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct RotateIn {
+pub(crate) struct EndpointSecretRotateIn {
+    /// The new `whsec_…` secret; absent or `null`: one is generated.
     key: Option<String>,
+    /// How long the old secret keeps signing beside the new one, 0 to
+    /// 604800 seconds (default 86400).
+    #[schema(maximum = 604800)]
     grace_period_seconds: Option<u64>,
 }
 
-/// Issues a new secret; the old one keeps signing alongside it for the grace period.
-pub(crate) async fn rotate_secret(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<Option<RotateIn>>,
-) -> ApiResult<Json<Value>> {
-    let input = input.unwrap_or_default();
-    let key = state
-        .engine
-        .rotate_endpoint_secret(&app_id, &endpoint_id, input.key, input.grace_period_seconds)
-        .await?;
-    Ok(Json(json!({ "key": key })))
-}
-
-pub(crate) async fn headers(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let ep = state.engine.endpoint(&app_id, &endpoint_id).await?;
-    let (sensitive, visible): (Vec<_>, Vec<_>) = ep
-        .headers
-        .iter()
-        .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
-    Ok(Json(json!({
-        "headers": visible.into_iter().collect::<BTreeMap<_, _>>(),
-        "sensitive": sensitive.into_iter().map(|(k, _)| k).collect::<Vec<_>>(),
-    })))
+/// An endpoint's custom headers; values of sensitive ones are hidden.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EndpointHeadersOut {
+    headers: BTreeMap<String, String>,
+    /// Names of headers that are set but whose values are not shown
+    /// (`Authorization`, `Cookie`, ...).
+    sensitive: Vec<String>,
 }
 
 /// `PUT …/headers`: the whole set of custom headers.
-#[derive(Deserialize)]
-pub(crate) struct HeadersIn {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct EndpointHeadersIn {
     headers: BTreeMap<String, String>,
 }
 
@@ -268,30 +241,175 @@ pub(crate) struct HeadersIn {
 /// header (Svix types the map's values as nullable, and older SDKs and
 /// hand-written clients delete that way), as does a name in `deleteHeaders`
 /// (today's SDKs). Names match in any case.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct HeadersPatchIn {
+pub(crate) struct EndpointHeadersPatchIn {
     headers: BTreeMap<String, Option<String>>,
     #[serde(default)]
     delete_headers: Option<Vec<String>>,
 }
 
-pub(crate) async fn set_headers(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<HeadersIn>,
+/// Re-sends failed deliveries in a time window.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RecoverIn {
+    #[schema(format = DateTime)]
+    since: String,
+    /// Absent or `null`: until now.
+    #[schema(format = DateTime)]
+    until: Option<String>,
+}
+
+/// The background task a recovery ran as (it has finished when this is
+/// returned).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RecoverOut {
+    /// `qtask_…`
+    id: String,
+    /// Always `finished`.
+    status: &'static str,
+    /// Always `endpoint.recover`.
+    task: &'static str,
+    #[schema(format = DateTime)]
+    updated_at: String,
+    data: RecoverData,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RecoverData {
+    /// How many failed deliveries were made pending again.
+    messages_requeued: u64,
+}
+
+/// Deliveries to an endpoint by status.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct EndpointStatsOut {
+    success: u64,
+    pending: u64,
+    sending: u64,
+    fail: u64,
+    /// Always 0: Switchyard does not cancel deliveries.
+    canceled: u64,
+}
+
+// ---- the operations, for endpoints and ingest destinations alike ----------
+
+pub(crate) async fn list_of(
+    state: &AppState,
+    app: &str,
+    q: &PageQuery,
+) -> ApiResult<Json<ListResponse<EndpointOut>>> {
+    let page = state
+        .engine
+        .list_endpoints(app, &q.page(Order::Ascending)?)
+        .await?;
+    Ok(Json(ListResponse::of(page, EndpointOut::new)))
+}
+
+pub(crate) async fn create_of(
+    state: &AppState,
+    app: &str,
+    input: EndpointIn,
+) -> ApiResult<Response> {
+    let ep = state.engine.create_endpoint(app, input.into()).await?;
+    Ok((StatusCode::CREATED, Json(EndpointOut::new(&ep))).into_response())
+}
+
+pub(crate) async fn fetch_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+) -> ApiResult<Json<EndpointOut>> {
+    Ok(Json(EndpointOut::new(
+        &state.engine.endpoint(app, ep).await?,
+    )))
+}
+
+pub(crate) async fn upsert_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+    input: EndpointIn,
+) -> ApiResult<Response> {
+    let (ep, created) = state.engine.upsert_endpoint(app, ep, input.into()).await?;
+    Ok((created_status(created), Json(EndpointOut::new(&ep))).into_response())
+}
+
+pub(crate) async fn patch_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+    input: EndpointPatchIn,
+) -> ApiResult<Json<EndpointOut>> {
+    Ok(Json(EndpointOut::new(
+        &state.engine.patch_endpoint(app, ep, input.into()).await?,
+    )))
+}
+
+pub(crate) async fn remove_of(state: &AppState, app: &str, ep: &str) -> ApiResult<StatusCode> {
+    state.engine.delete_endpoint(app, ep).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn secret_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let ep = state.engine.endpoint(app, ep).await?;
+    Ok(Json(EndpointSecretOut { key: ep.secret }))
+}
+
+/// Issues a new secret; the old one keeps signing alongside it for the grace period.
+pub(crate) async fn rotate_secret_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+    input: Option<EndpointSecretRotateIn>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    let input = input.unwrap_or_default();
+    let key = state
+        .engine
+        .rotate_endpoint_secret(app, ep, input.key, input.grace_period_seconds)
+        .await?;
+    Ok(Json(EndpointSecretOut { key }))
+}
+
+pub(crate) async fn headers_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+) -> ApiResult<Json<EndpointHeadersOut>> {
+    let ep = state.engine.endpoint(app, ep).await?;
+    let (sensitive, visible): (BTreeMap<_, _>, BTreeMap<_, _>) = ep
+        .headers
+        .into_iter()
+        .partition(|(name, _)| SENSITIVE_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+    Ok(Json(EndpointHeadersOut {
+        headers: visible,
+        sensitive: sensitive.into_keys().collect(),
+    }))
+}
+
+pub(crate) async fn set_headers_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+    input: EndpointHeadersIn,
 ) -> ApiResult<StatusCode> {
     state
         .engine
-        .set_endpoint_headers(&app_id, &endpoint_id, input.headers)
+        .set_endpoint_headers(app, ep, input.headers)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn patch_headers(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<HeadersPatchIn>,
+pub(crate) async fn patch_headers_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+    input: EndpointHeadersPatchIn,
 ) -> ApiResult<StatusCode> {
     let mut delete = input.delete_headers.unwrap_or_default();
     let mut set = BTreeMap::new();
@@ -305,22 +423,17 @@ pub(crate) async fn patch_headers(
     }
     state
         .engine
-        .patch_endpoint_headers(&app_id, &endpoint_id, set, delete)
+        .patch_endpoint_headers(app, ep, set, delete)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct RecoverIn {
-    since: String,
-    until: Option<String>,
-}
-
 /// Makes every failed delivery to this endpoint in the window pending again.
-pub(crate) async fn recover(
-    State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-    Body(input): Body<RecoverIn>,
+pub(crate) async fn recover_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+    input: RecoverIn,
 ) -> ApiResult<Response> {
     let since = parse_rfc3339_ms(&input.since)
         .ok_or_else(|| ApiError::field("since", "must be an RFC 3339 timestamp"))?;
@@ -332,34 +445,194 @@ pub(crate) async fn recover(
                 .ok_or_else(|| ApiError::field("until", "must be an RFC 3339 timestamp"))
         })
         .transpose()?;
-    let requeued = state
-        .engine
-        .recover_endpoint(&app_id, &endpoint_id, since, until)
-        .await?;
+    let requeued = state.engine.recover_endpoint(app, ep, since, until).await?;
     let now = now_ms();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({
-            "id": TaskId::generate_at(now),
-            "status": "finished",
-            "task": "endpoint.recover",
-            "updatedAt": ts(now),
-            "data": { "messagesRequeued": requeued },
-        })),
-    )
-        .into_response())
+    let out = RecoverOut {
+        id: TaskId::generate_at(now).as_str().to_owned(),
+        status: "finished",
+        task: "endpoint.recover",
+        updated_at: ts(now),
+        data: RecoverData {
+            messages_requeued: requeued,
+        },
+    };
+    Ok((StatusCode::ACCEPTED, Json(out)).into_response())
 }
 
-pub(crate) async fn stats(
+pub(crate) async fn stats_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+) -> ApiResult<Json<EndpointStatsOut>> {
+    let s = state.engine.endpoint_stats(app, ep).await?;
+    Ok(Json(EndpointStatsOut {
+        success: s.success,
+        pending: s.pending,
+        sending: s.sending,
+        fail: s.fail,
+        canceled: 0,
+    }))
+}
+
+// ---- the v1 routes --------------------------------------------------------
+
+/// List endpoints.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint", operation_id = "v1.endpoint.list",
+    params(AppPath, PageQuery),
+    responses((status = 200, description = "One page, oldest first", body = ListResponse<EndpointOut>)))]
+async fn list(
     State(state): State<AppState>,
-    Path((app_id, endpoint_id)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
-    let s = state.engine.endpoint_stats(&app_id, &endpoint_id).await?;
-    Ok(Json(json!({
-        "success": s.success,
-        "pending": s.pending,
-        "sending": s.sending,
-        "fail": s.fail,
-        "canceled": 0,
-    })))
+    Path(p): Path<AppPath>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<ListResponse<EndpointOut>>> {
+    list_of(&state, &p.app_id, &q).await
+}
+
+/// Create an endpoint.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint", operation_id = "v1.endpoint.create",
+    params(AppPath),
+    request_body = EndpointIn,
+    responses((status = 201, description = "Created", body = EndpointOut)))]
+async fn create(
+    State(state): State<AppState>,
+    Path(p): Path<AppPath>,
+    Body(input): Body<EndpointIn>,
+) -> ApiResult<Response> {
+    create_of(&state, &p.app_id, input).await
+}
+
+/// Get an endpoint by id or uid.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.get",
+    params(EndpointPath),
+    responses((status = 200, description = "The endpoint", body = EndpointOut)))]
+async fn fetch(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<Json<EndpointOut>> {
+    fetch_of(&state, &p.app_id, &p.endpoint_id).await
+}
+
+/// Update or create an endpoint.
+#[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.update",
+    params(EndpointPath),
+    request_body = EndpointIn,
+    responses(
+        (status = 200, description = "Replaced", body = EndpointOut),
+        (status = 201, description = "Created with this uid", body = EndpointOut),
+    ))]
+async fn upsert(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+    Body(input): Body<EndpointIn>,
+) -> ApiResult<Response> {
+    upsert_of(&state, &p.app_id, &p.endpoint_id, input).await
+}
+
+/// Partially update an endpoint.
+#[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.patch",
+    params(EndpointPath),
+    request_body = EndpointPatchIn,
+    responses((status = 200, description = "Updated", body = EndpointOut)))]
+async fn patch(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+    Body(input): Body<EndpointPatchIn>,
+) -> ApiResult<Json<EndpointOut>> {
+    patch_of(&state, &p.app_id, &p.endpoint_id, input).await
+}
+
+/// Delete an endpoint.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}", operation_id = "v1.endpoint.delete",
+    params(EndpointPath),
+    responses((status = 204, description = "Deleted")))]
+async fn remove(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<StatusCode> {
+    remove_of(&state, &p.app_id, &p.endpoint_id).await
+}
+
+/// Get the signing secret.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret", operation_id = "v1.endpoint.get-secret",
+    params(EndpointPath),
+    responses((status = 200, description = "The current secret", body = EndpointSecretOut)))]
+async fn secret(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    secret_of(&state, &p.app_id, &p.endpoint_id).await
+}
+
+/// Rotate the signing secret; the old one signs too for gracePeriodSeconds (default 86400).
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/secret/rotate", operation_id = "v1.endpoint.rotate-secret",
+    params(EndpointPath),
+    request_body = Option<EndpointSecretRotateIn>,
+    responses((status = 200, description = "The new secret", body = EndpointSecretOut)))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+    Body(input): Body<Option<EndpointSecretRotateIn>>,
+) -> ApiResult<Json<EndpointSecretOut>> {
+    rotate_secret_of(&state, &p.app_id, &p.endpoint_id, input).await
+}
+
+/// Get custom headers (sensitive ones redacted).
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", operation_id = "v1.endpoint.get-headers",
+    params(EndpointPath),
+    responses((status = 200, description = "The custom headers", body = EndpointHeadersOut)))]
+async fn headers(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<Json<EndpointHeadersOut>> {
+    headers_of(&state, &p.app_id, &p.endpoint_id).await
+}
+
+/// Replace custom headers.
+#[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", operation_id = "v1.endpoint.update-headers",
+    params(EndpointPath),
+    request_body = EndpointHeadersIn,
+    responses((status = 204, description = "Replaced")))]
+async fn set_headers(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+    Body(input): Body<EndpointHeadersIn>,
+) -> ApiResult<StatusCode> {
+    set_headers_of(&state, &p.app_id, &p.endpoint_id, input).await
+}
+
+/// Add, change or delete custom headers.
+#[utoipa::path(patch, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers", operation_id = "v1.endpoint.patch-headers",
+    params(EndpointPath),
+    request_body = EndpointHeadersPatchIn,
+    responses((status = 204, description = "Changed")))]
+async fn patch_headers(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+    Body(input): Body<EndpointHeadersPatchIn>,
+) -> ApiResult<StatusCode> {
+    patch_headers_of(&state, &p.app_id, &p.endpoint_id, input).await
+}
+
+/// Re-send failed messages since a time.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/recover", operation_id = "v1.endpoint.recover",
+    params(EndpointPath),
+    request_body = RecoverIn,
+    responses((status = 202, description = "Failed deliveries in the window are pending again", body = RecoverOut)))]
+async fn recover(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+    Body(input): Body<RecoverIn>,
+) -> ApiResult<Response> {
+    recover_of(&state, &p.app_id, &p.endpoint_id, input).await
+}
+
+/// Delivery counts by status.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/stats", operation_id = "v1.endpoint.get-stats",
+    params(EndpointPath),
+    responses((status = 200, description = "Deliveries by status", body = EndpointStatsOut)))]
+async fn stats(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<Json<EndpointStatsOut>> {
+    stats_of(&state, &p.app_id, &p.endpoint_id).await
 }

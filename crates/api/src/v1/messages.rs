@@ -1,93 +1,100 @@
 //! Messages: `/api/v1/app/{app}/msg`.
 
 use super::applications::ApplicationIn;
-use super::{find_app, list_out, parse_channels, ts};
+use super::{AppPath, ListResponse, MessagePath, find_app, parse_channels, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query, bool_param, list_param, time_param};
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
-use switchyard_core::{AppId, EventTypeName, MessageId};
+use switchyard_core::{AppId, EventTypeName};
 use switchyard_engine::{AcceptInput, PayloadDocument};
 use switchyard_store::{Message, MessageFilter, Order};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/app/{app_id}/msg", get(list).post(create))
-        .route("/api/v1/app/{app_id}/msg/{msg_id}", get(fetch))
-        .route(
-            "/api/v1/app/{app_id}/msg/{msg_id}/content",
-            get(content).delete(expunge),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(fetch))
+        .routes(routes!(content, expunge))
 }
 
-#[derive(Deserialize)]
+/// A message to send to the application's matching endpoints.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MessageIn {
+    /// `invoice.paid`: letters, digits and `._-`.
     event_type: String,
+    /// The JSON object endpoints receive, byte for byte; `data` is accepted
+    /// as its older name.
+    #[serde(alias = "data")]
+    #[schema(value_type = Object)]
     payload: Box<RawValue>,
+    /// At most 10; endpoints listening on any of them receive the message.
     channels: Option<Vec<String>>,
+    /// A unique id of your choosing (1 to 256 characters): a second message
+    /// with the same one is not stored or sent again.
     event_id: Option<String>,
+    /// Free-form labels, 1 to 128 characters each.
     tags: Option<Vec<String>>,
+    /// Creates the application named by the path (as its uid) when there is
+    /// none yet.
     application: Option<ApplicationIn>,
 }
 
-#[derive(Serialize)]
+/// A message as the API shows it.
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct MessageOut<'a> {
-    id: &'a MessageId,
-    event_type: &'a str,
+pub(crate) struct MessageOut {
+    /// `msg_…`
+    id: String,
+    event_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    event_id: Option<&'a str>,
-    channels: Option<&'a [String]>,
-    tags: Option<&'a [String]>,
-    payload: &'a RawValue,
+    event_id: Option<String>,
+    #[schema(required = true)]
+    channels: Option<Vec<String>>,
+    #[schema(required = true)]
+    tags: Option<Vec<String>>,
+    /// The payload as sent, `{}` without its content (expunged, or
+    /// `with_content=false`). An ingested body that is not JSON (form data,
+    /// XML) is shown as `{"$rawBody": "<the text>"}`.
+    #[schema(value_type = Value)]
+    payload: Box<RawValue>,
+    #[schema(format = DateTime)]
     timestamp: String,
 }
 
 const EMPTY_OBJECT: &str = "{}";
 
-/// The API shape of a message; `with_content: false` sends `{}` as the payload.
-pub(crate) fn message_out(m: &Message, with_content: bool) -> Value {
-    serde_json::to_value(message_view(m, with_content, &mut None)).unwrap_or(Value::Null)
-}
-
-fn message_view<'a>(
-    m: &'a Message,
-    with_content: bool,
-    raw: &'a mut Option<Box<RawValue>>,
-) -> MessageOut<'a> {
-    let text = if with_content {
-        m.payload.as_deref().unwrap_or(EMPTY_OBJECT)
-    } else {
-        EMPTY_OBJECT
-    };
-    // Ingested webhooks may carry form data, XML or other text: shown as a
-    // JSON object holding the text, since the API's payload is an object.
-    *raw = RawValue::from_string(text.to_owned())
-        .or_else(|_| serde_json::value::to_raw_value(&serde_json::json!({ "$rawBody": text })))
-        .ok();
-    MessageOut {
-        id: &m.id,
-        event_type: &m.event_type,
-        event_id: m.event_id.as_deref(),
-        channels: m.channels.as_deref(),
-        tags: m.tags.as_deref(),
-        payload: raw.as_deref().unwrap_or_else(|| empty_raw()),
-        timestamp: ts(m.created_at),
+impl MessageOut {
+    /// The API shape of a message; `with_content: false` shows `{}` as the payload.
+    pub(crate) fn new(m: &Message, with_content: bool) -> Self {
+        let text = if with_content {
+            m.payload.as_deref().unwrap_or(EMPTY_OBJECT)
+        } else {
+            EMPTY_OBJECT
+        };
+        // Ingested webhooks may carry form data, XML or other text: shown as a
+        // JSON object holding the text, since the API's payload is an object.
+        let payload = RawValue::from_string(text.to_owned())
+            .or_else(|_| serde_json::value::to_raw_value(&serde_json::json!({ "$rawBody": text })))
+            .unwrap_or_default();
+        MessageOut {
+            id: m.id.as_str().to_owned(),
+            event_type: m.event_type.clone(),
+            event_id: m.event_id.clone(),
+            channels: m.channels.clone(),
+            tags: m.tags.clone(),
+            payload,
+            timestamp: ts(m.created_at),
+        }
     }
-}
-
-fn empty_raw() -> &'static RawValue {
-    static EMPTY: std::sync::OnceLock<Box<RawValue>> = std::sync::OnceLock::new();
-    EMPTY.get_or_init(|| RawValue::from_string(EMPTY_OBJECT.into()).expect("{} is JSON"))
 }
 
 fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
@@ -100,15 +107,23 @@ fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct CreateQuery {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ContentQuery {
+    /// Whether the payload is shown (default true); without it the payload is `{}`.
+    #[param(value_type = Option<bool>)]
     with_content: Option<String>,
 }
 
+/// Create a message and fan it out to matching endpoints.
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/msg", operation_id = "v1.message.create",
+    params(AppPath, ContentQuery),
+    request_body = MessageIn,
+    responses((status = 202, description = "Stored; deliveries are under way (or the message with this `eventId` or `Idempotency-Key`)", body = MessageOut)))]
 async fn create(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
-    Query(q): Query<CreateQuery>,
+    Path(p): Path<AppPath>,
+    Query(q): Query<ContentQuery>,
     headers: HeaderMap,
     Body(input): Body<MessageIn>,
 ) -> ApiResult<Response> {
@@ -149,7 +164,7 @@ async fn create(
     };
     let app = state
         .engine
-        .app_for_message(&app_id, input.application.map(Into::into))
+        .app_for_message(&p.app_id, input.application.map(Into::into))
         .await?;
     let result = state
         .engine
@@ -166,43 +181,40 @@ async fn create(
             check_schema: true,
         })
         .await?;
-    let mut raw = None;
-    let body = serde_json::to_vec(&message_view(&result.message, with_content, &mut raw)).map_err(
-        |e| {
-            ApiError::http(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                e.to_string(),
-            )
-        },
-    )?;
-    let mut response = (StatusCode::ACCEPTED, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    Ok(response)
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(MessageOut::new(&result.message, with_content)),
+    )
+        .into_response())
 }
 
-/// Query parameters of every message-shaped listing (messages, attempted
-/// messages, attempts). Parameters the SDKs send that Switchyard does not
-/// filter on (`tag`, `status_code_class`) are unknown fields, which serde ignores.
-#[derive(Deserialize)]
+/// Filters of every message-shaped listing (messages, attempted messages,
+/// attempts). Parameters the SDKs send that Switchyard does not filter on
+/// (`tag`, `status_code_class`) are unknown fields, which serde ignores.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct MessageListQuery {
-    #[serde(flatten)]
-    page: PageQuery,
+    /// Only messages sent to this channel.
     channel: Option<String>,
+    /// Only messages created before this time.
+    #[param(format = DateTime)]
     before: Option<String>,
+    /// Only messages created after this time.
+    #[param(format = DateTime)]
     after: Option<String>,
+    /// Whether payloads are shown (default true); without them each is `{}`.
+    #[param(value_type = Option<bool>)]
     with_content: Option<String>,
+    /// Only messages of these event types.
+    #[param(value_type = Option<Vec<String>>, style = Form, explode)]
     event_types: Option<String>,
 }
 
 impl MessageListQuery {
     /// Newest first unless `order` says otherwise.
-    pub(crate) fn filter(&self) -> ApiResult<MessageFilter> {
+    pub(crate) fn filter(&self, page: &PageQuery) -> ApiResult<MessageFilter> {
         Ok(MessageFilter {
-            page: self.page.page(Order::Descending)?,
+            page: page.page(Order::Descending)?,
             event_types: list_param(&self.event_types),
             channel: self.channel.clone(),
             before_ms: time_param("before", &self.before)?,
@@ -212,16 +224,21 @@ impl MessageListQuery {
     }
 }
 
+/// List messages, newest first.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg", operation_id = "v1.message.list",
+    params(AppPath, PageQuery, MessageListQuery),
+    responses((status = 200, description = "One page, newest first", body = ListResponse<MessageOut>)))]
 async fn list(
     State(state): State<AppState>,
-    Path(app_id): Path<String>,
+    Path(p): Path<AppPath>,
+    Query(page): Query<PageQuery>,
     Query(q): Query<MessageListQuery>,
-) -> ApiResult<Json<Value>> {
-    let app = find_app(&state, &app_id).await?;
-    let filter = q.filter()?;
+) -> ApiResult<Json<ListResponse<MessageOut>>> {
+    let app = find_app(&state, &p.app_id).await?;
+    let filter = q.filter(&page)?;
     let page = state.engine.list_messages(&app.id, &filter).await?;
-    Ok(Json(list_out(page, |m| {
-        message_out(m, filter.with_content)
+    Ok(Json(ListResponse::of(page, |m| {
+        MessageOut::new(m, filter.with_content)
     })))
 }
 
@@ -229,26 +246,33 @@ pub(crate) async fn find_message(state: &AppState, app: &AppId, key: &str) -> Ap
     state.engine.message(app, key).await.map_err(Into::into)
 }
 
+/// Get a message by id or eventId.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}", operation_id = "v1.message.get",
+    params(MessagePath, ContentQuery),
+    responses((status = 200, description = "The message", body = MessageOut)))]
 async fn fetch(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
-    Query(q): Query<CreateQuery>,
-) -> ApiResult<Json<Value>> {
+    Path(p): Path<MessagePath>,
+    Query(q): Query<ContentQuery>,
+) -> ApiResult<Json<MessageOut>> {
     let with_content = bool_param("with_content", &q.with_content, true)?;
-    let app = find_app(&state, &app_id).await?;
-    Ok(Json(message_out(
-        &find_message(&state, &app.id, &msg_id).await?,
+    let app = find_app(&state, &p.app_id).await?;
+    Ok(Json(MessageOut::new(
+        &find_message(&state, &app.id, &p.msg_id).await?,
         with_content,
     )))
 }
 
 /// The payload exactly as it was accepted (and as endpoints receive it).
-async fn content(
-    State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}/content", operation_id = "v1.message.get-content",
+    params(MessagePath),
+    responses(
+        (status = 200, description = "The payload, byte for byte", body = Value),
+        (status = 410, description = "The payload was expunged", body = crate::error::HttpErrorOut),
+    ))]
+async fn content(State(state): State<AppState>, Path(p): Path<MessagePath>) -> ApiResult<Response> {
+    let app = find_app(&state, &p.app_id).await?;
+    let msg = find_message(&state, &app.id, &p.msg_id).await?;
     let payload = msg.payload.ok_or_else(|| {
         ApiError::http(
             StatusCode::GONE,
@@ -264,12 +288,16 @@ async fn content(
     Ok(response)
 }
 
+/// Delete a message's payload.
+#[utoipa::path(delete, path = "/api/v1/app/{app_id}/msg/{msg_id}/content", operation_id = "v1.message.expunge-content",
+    params(MessagePath),
+    responses((status = 204, description = "Expunged")))]
 async fn expunge(
     State(state): State<AppState>,
-    Path((app_id, msg_id)): Path<(String, String)>,
+    Path(p): Path<MessagePath>,
 ) -> ApiResult<StatusCode> {
-    let app = find_app(&state, &app_id).await?;
-    let msg = find_message(&state, &app.id, &msg_id).await?;
+    let app = find_app(&state, &p.app_id).await?;
+    let msg = find_message(&state, &app.id, &p.msg_id).await?;
     state
         .engine
         .expunge_message_content(&app.id, &msg.id)

@@ -1,4 +1,6 @@
-//! The Svix-compatible v1 API, one file per resource.
+//! The Svix-compatible v1 API, one file per resource: its request and
+//! response types, its handlers (each annotated with its OpenAPI
+//! operation) and its routes.
 
 mod applications;
 mod attempts;
@@ -9,13 +11,14 @@ mod messages;
 
 use crate::AppState;
 use crate::error::ApiResult;
-use axum::Router;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use switchyard_core::timefmt::format_ms;
 use switchyard_store::{Application, Endpoint, Page};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(applications::router())
         .merge(event_types::router())
         .merge(endpoints::router())
@@ -26,7 +29,7 @@ pub fn router() -> Router<AppState> {
 /// Message routes: message creation records its `Idempotency-Key` in the
 /// same transaction as the message, so these are mounted outside the
 /// replaying idempotency layer.
-pub fn messages_router() -> Router<AppState> {
+pub fn messages_router() -> OpenApiRouter<AppState> {
     messages::router()
 }
 
@@ -42,15 +45,53 @@ pub(crate) async fn find_endpoint(
     Ok(state.engine.endpoint_in(app, key).await?)
 }
 
-pub(crate) fn list_out<T>(page: Page<T>, render: impl Fn(&T) -> Value) -> Value {
-    serde_json::json!({
-        "data": page.data.iter().map(render).collect::<Vec<_>>(),
-        "iterator": page.iterator,
-        "prevIterator": null,
-        "done": page.done,
-    })
+/// One page of a listing (`ListResponse_…` in the Svix API).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ListResponse<T> {
+    pub data: Vec<T>,
+    /// Where the next page starts (pass it back as `iterator`).
+    #[schema(required = true)]
+    pub iterator: Option<String>,
+    /// Always `null`: listings are walked forwards only.
+    #[schema(required = true)]
+    pub prev_iterator: Option<String>,
+    /// Whether this is the last page.
+    pub done: bool,
 }
 
+impl<T> ListResponse<T> {
+    /// A store page with each item rendered for the API.
+    pub(crate) fn of<S>(page: Page<S>, render: impl FnMut(&S) -> T) -> Self {
+        ListResponse {
+            data: page.data.iter().map(render).collect(),
+            iterator: page.iterator,
+            prev_iterator: None,
+            done: page.done,
+        }
+    }
+
+    /// As [`ListResponse::of`], leaving out the items `render` has nothing for.
+    pub(crate) fn of_some<S>(page: Page<S>, render: impl FnMut(&S) -> Option<T>) -> Self {
+        ListResponse {
+            data: page.data.iter().filter_map(render).collect(),
+            iterator: page.iterator,
+            prev_iterator: None,
+            done: page.done,
+        }
+    }
+}
+
+/// 201 for something new, 200 for something that was there.
+pub(crate) fn created_status(created: bool) -> axum::http::StatusCode {
+    if created {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    }
+}
+
+/// An RFC 3339 UTC timestamp with milliseconds, as the API shows times.
 pub(crate) fn ts(ms: u64) -> String {
     format_ms(ms)
 }
@@ -60,4 +101,32 @@ pub(crate) fn parse_channels(
     channels: Option<Vec<String>>,
 ) -> ApiResult<Option<Vec<String>>> {
     Ok(switchyard_engine::parse_channels(field, channels)?)
+}
+
+/// `{app_id}`: an application's id (`app_…`) or uid.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AppPath {
+    /// The application's id (`app_…`) or uid.
+    pub app_id: String,
+}
+
+/// `{app_id}/…/{endpoint_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct EndpointPath {
+    /// The application's id (`app_…`) or uid.
+    pub app_id: String,
+    /// The endpoint's id (`ep_…`) or uid.
+    pub endpoint_id: String,
+}
+
+/// `{app_id}/…/{msg_id}`.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct MessagePath {
+    /// The application's id (`app_…`) or uid.
+    pub app_id: String,
+    /// The message's id (`msg_…`) or its `eventId`.
+    pub msg_id: String,
 }
