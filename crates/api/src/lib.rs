@@ -101,6 +101,7 @@ fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let mut doc = public_doc;
     doc.merge(authed_doc);
     openapi::add_shared_parts(&mut doc);
+    openapi::add_links(&mut doc);
     (public.merge(authed), doc)
 }
 

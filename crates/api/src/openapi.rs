@@ -9,6 +9,8 @@
 //! `Idempotency-Key` header of POSTs.
 
 use crate::error::{HttpErrorOut, ValidationErrorOut};
+use std::collections::BTreeMap;
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -126,6 +128,104 @@ pub fn add_shared_parts(doc: &mut OpenApi) {
                 });
         }
     }
+}
+
+/// Links each creating POST's answer to the operations on what it created
+/// (OpenAPI links): the new resource's id (or name) fills that
+/// resource's path parameter, and the POST's own path parameters fill
+/// theirs. Clients and tools such as schemathesis follow them.
+pub fn add_links(doc: &mut OpenApi) {
+    let mut ops: Vec<(String, HttpMethod, String)> = Vec::new();
+    for (path, item) in &doc.paths.paths {
+        for (method, op) in [
+            (HttpMethod::Get, &item.get),
+            (HttpMethod::Put, &item.put),
+            (HttpMethod::Post, &item.post),
+            (HttpMethod::Delete, &item.delete),
+            (HttpMethod::Patch, &item.patch),
+        ] {
+            if let Some(id) = op.as_ref().and_then(|op| op.operation_id.clone()) {
+                ops.push((path.clone(), method, id));
+            }
+        }
+    }
+    let schemas = doc
+        .components
+        .as_ref()
+        .map(|c| c.schemas.clone())
+        .unwrap_or_default();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let Some(create) = item.post.as_mut() else {
+            continue;
+        };
+        // The parameter naming what this POST creates: the one the paths
+        // right below it add (`/app` → `/app/{app_id}`).
+        let below = format!("{path}/{{");
+        let Some(created) = ops.iter().find_map(|(p, _, _)| {
+            let rest = p.strip_prefix(&below)?;
+            Some(rest.split('}').next()?.to_owned())
+        }) else {
+            continue;
+        };
+        let own = path_params(path);
+        for (status, response) in create.responses.responses.iter_mut() {
+            if status != "201" && status != "202" {
+                continue;
+            }
+            let RefOr::T(response) = response else {
+                continue;
+            };
+            let Some(field) = created_key(response, &schemas) else {
+                continue;
+            };
+            for (target, _, id) in &ops {
+                let params = path_params(target);
+                let reachable = params.contains(&created.as_str())
+                    && params.iter().all(|p| *p == created || own.contains(p));
+                if target == path || !reachable {
+                    continue;
+                }
+                let mut link = LinkBuilder::new().operation_id(id);
+                for p in params {
+                    let value = if p == created {
+                        format!("$response.body#/{field}")
+                    } else {
+                        format!("$request.path.{p}")
+                    };
+                    link = link.parameter(p, value);
+                }
+                response.links.insert(id.clone(), RefOr::T(link.build()));
+            }
+        }
+    }
+}
+
+/// The names of `path`'s parameters, in order.
+fn path_params(path: &str) -> Vec<&str> {
+    path.split('/')
+        .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+        .collect()
+}
+
+/// The field of a creating POST's answer that names what it created: `id`,
+/// or `name` for a resource named by its name (event types).
+fn created_key(
+    response: &utoipa::openapi::Response,
+    schemas: &BTreeMap<String, RefOr<Schema>>,
+) -> Option<&'static str> {
+    let RefOr::T(content) = response.content.get("application/json")? else {
+        return None;
+    };
+    let RefOr::Ref(reference) = content.schema.as_ref()? else {
+        return None;
+    };
+    let name = reference.ref_location.rsplit('/').next()?;
+    let RefOr::T(Schema::Object(object)) = schemas.get(name)? else {
+        return None;
+    };
+    ["id", "name"]
+        .into_iter()
+        .find(|key| object.properties.contains_key(*key))
 }
 
 /// Every operation of `doc` with its method.

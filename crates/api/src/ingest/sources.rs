@@ -54,9 +54,16 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A source: create or replace.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(examples(
+    json!({"name": "Stripe", "uid": "stripe", "type": "stripe", "config": {"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}}),
+    json!({"name": "Partner", "type": "api-key", "config": {"key": "k-123", "header": "X-Api-Key"}}),
+))]
 struct SourceIn {
+    #[schema(min_length = 1, max_length = 256)]
     name: String,
-    /// A unique name of your choosing; the API takes it wherever it takes the id.
+    /// A unique name of your choosing; the API takes it wherever it takes
+    /// the id. It may not start like an id (`src_`, ...).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<String>,
     /// Free-form string pairs of your own.
     #[schema(value_type = Option<BTreeMap<String, String>>)]

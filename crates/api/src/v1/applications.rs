@@ -24,9 +24,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// An application: create, replace, or create with a message.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(examples(json!({"name": "Acme", "uid": "acme", "metadata": {"plan": "pro"}})))]
 pub(crate) struct ApplicationIn {
+    #[schema(min_length = 1, max_length = 256)]
     pub name: String,
-    /// A unique name of your choosing; the API takes it wherever it takes the id.
+    /// A unique name of your choosing; the API takes it wherever it takes
+    /// the id. It may not start like an id (`app_`, `ep_`, ...).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     pub uid: Option<String>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
     #[schema(deprecated)]
@@ -44,8 +48,10 @@ pub(crate) struct ApplicationIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct ApplicationPatch {
+    #[schema(min_length = 1, max_length = 256)]
     name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<Option<String>>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
     #[serde(default, deserialize_with = "double_option")]

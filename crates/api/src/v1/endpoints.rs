@@ -45,8 +45,10 @@ const SENSITIVE_HEADERS: &[&str] = &[
 /// An endpoint (or ingest destination): create or replace.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(examples(json!({"url": "https://example.com/webhooks", "uid": "main", "filterTypes": ["invoice.*"]})))]
 pub(crate) struct EndpointIn {
     /// Where deliveries are POSTed: http or https.
+    #[schema(format = "uri", pattern = "^https?://", max_length = 65536)]
     url: String,
     #[serde(default)]
     description: String,
@@ -55,7 +57,9 @@ pub(crate) struct EndpointIn {
     rate_limit: Option<u32>,
     /// Messages per second to this endpoint (stored, not yet enforced).
     throttle_rate: Option<u32>,
-    /// A unique name of your choosing; the API takes it wherever it takes the id.
+    /// A unique name of your choosing; the API takes it wherever it takes
+    /// the id. It may not start like an id (`app_`, `ep_`, ...).
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<String>,
     #[serde(default)]
     disabled: bool,
@@ -84,6 +88,7 @@ pub(crate) struct EndpointIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointPatchIn {
+    #[schema(format = "uri", pattern = "^https?://", max_length = 65536)]
     url: Option<String>,
     description: Option<String>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
@@ -93,6 +98,7 @@ pub(crate) struct EndpointPatchIn {
     #[serde(default, deserialize_with = "double_option")]
     throttle_rate: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<Option<String>>,
     disabled: Option<bool>,
     /// `eventTypes` wins when both are sent.
@@ -251,6 +257,7 @@ pub(crate) struct EndpointHeadersPatchIn {
 
 /// Re-sends failed deliveries in a time window.
 #[derive(Deserialize, ToSchema)]
+#[schema(examples(json!({"since": "2024-01-01T00:00:00Z"})))]
 pub(crate) struct RecoverIn {
     #[schema(format = DateTime)]
     since: String,

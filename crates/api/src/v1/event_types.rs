@@ -25,8 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// An event type: create (with `name`) or replace (named by the path).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(examples(json!({"name": "invoice.paid", "description": "An invoice was paid"})))]
 struct EventTypeIn {
     /// Required on create; on replace the path names the event type.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     name: Option<String>,
     #[serde(default)]
     description: String,

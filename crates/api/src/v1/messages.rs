@@ -28,8 +28,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A message to send to the application's matching endpoints.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(examples(json!({"eventType": "invoice.paid", "payload": {"id": "inv_1", "amount": 42}})))]
 struct MessageIn {
     /// `invoice.paid`: letters, digits and `._-`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     event_type: String,
     /// The JSON object endpoints receive, byte for byte; `data` is accepted
     /// as its older name.
@@ -40,6 +42,7 @@ struct MessageIn {
     channels: Option<Vec<String>>,
     /// A unique id of your choosing (1 to 256 characters): a second message
     /// with the same one is not stored or sent again.
+    #[schema(min_length = 1, max_length = 256)]
     event_id: Option<String>,
     /// Free-form labels, 1 to 128 characters each.
     tags: Option<Vec<String>>,
