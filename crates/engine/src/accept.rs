@@ -7,7 +7,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use switchyard_core::json::{DocumentError, parse_document};
 use switchyard_core::matching::endpoint_matches;
-use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, MessageId};
 use switchyard_store::{Accepted, DeliveryTask, Forward, Message, NewDelivery, NewMessage};
 
@@ -92,7 +91,7 @@ impl Engine {
             }
             matched.push(e.endpoint.id.clone());
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let payload = input.payload;
         let forward = input.forward.map(Arc::new);
         let message = Message {

@@ -39,8 +39,6 @@ pub struct IngestRequest<'a> {
     /// The raw query, if any.
     pub query: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    /// Unix milliseconds (injectable so signature tests can pin the clock).
-    pub now_ms: u64,
 }
 
 /// What the provider is answered when the request was taken.
@@ -90,6 +88,7 @@ impl Engine {
         request: IngestRequest<'_>,
     ) -> Result<IngestReply, IngestError> {
         let id = source.source.id.as_str();
+        let now_ms = self.now_ms();
         let refuse = |status: u16, code: &'static str, counted: &str, detail: String| {
             self.count_ingest(id, IngestOutcome::Rejected(counted));
             IngestError::Refused(IngestRefusal {
@@ -109,9 +108,9 @@ impl Engine {
             headers: request.headers,
             body: request.body,
             url: &url,
-            now_secs: (request.now_ms / 1000) as i64,
+            now_secs: (now_ms / 1000) as i64,
         };
-        if let Err(rejection) = source.plan.verify(&incoming, request.now_ms) {
+        if let Err(rejection) = source.plan.verify(&incoming, now_ms) {
             let reason = rejection.to_string();
             tracing::debug!(source = id, %reason, "ingest request refused");
             let code = match rejection {
@@ -259,7 +258,6 @@ mod tests {
             suffix,
             query: None,
             content_type: Some("application/json"),
-            now_ms: switchyard_core::timefmt::now_ms(),
         }
     }
 

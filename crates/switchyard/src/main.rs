@@ -131,7 +131,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         admin_token_sha256: admin.sha256,
         max_body_bytes: settings.max_payload_bytes,
         public_url: settings.public_url.clone().map(Into::into),
-        clock: switchyard_core::timefmt::now_ms,
     });
     let app = tower::util::MapRequestLayer::new(normalize_path).layer(app);
     println!("switchyard listening on http://{addr}");

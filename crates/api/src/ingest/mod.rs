@@ -101,7 +101,6 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
                 suffix,
                 query: parts.uri.query(),
                 content_type,
-                now_ms: (state.clock)(),
             },
         )
         .await;

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use switchyard_core::TaskId;
-use switchyard_core::timefmt::{now_ms, parse_rfc3339_ms};
+use switchyard_core::timefmt::parse_rfc3339_ms;
 use switchyard_engine::{EndpointInput, EndpointPatch};
 use switchyard_store::{Endpoint, Metadata, Order};
 
@@ -336,7 +336,7 @@ pub(crate) async fn recover(
         .engine
         .recover_endpoint(&app_id, &endpoint_id, since, until)
         .await?;
-    let now = now_ms();
+    let now = state.engine.now_ms();
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
