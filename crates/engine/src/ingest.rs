@@ -15,7 +15,6 @@
 use crate::{AcceptInput, Engine, EngineError, IngestOutcome, IngestSource, PayloadDocument};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use switchyard_core::MessageId;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::json::DocumentError;
@@ -135,14 +134,6 @@ impl Engine {
         } else {
             ForwardPath::default()
         };
-        let Ok(text) = std::str::from_utf8(request.body) else {
-            return Err(refuse(
-                415,
-                "unsupported_body",
-                "body is not UTF-8",
-                "the body must be UTF-8 text (JSON, form data, XML, ...)".into(),
-            ));
-        };
         let document = document_of(request.content_type, request.body).map_err(|refusal| {
             let reason = refusal.to_string();
             let (code, why) = match refusal {
@@ -174,7 +165,7 @@ impl Engine {
                 event_id,
                 channels: None,
                 tags: None,
-                payload: Arc::from(text),
+                payload: bytes::Bytes::copy_from_slice(request.body),
                 idempotency_key: None,
                 forward: Some(forward),
                 document: PayloadDocument::Parsed(document),
@@ -328,15 +319,26 @@ mod tests {
             ),
             (422, "duplicate_key")
         );
-        assert_eq!(
-            refusal(engine.ingest(&source, request(good, b"\xff\xfe", "")).await).0,
-            415
-        );
+        // A signed body that is not UTF-8 is taken as it is (issue 11: it
+        // used to be refused with 415 after its signature had passed).
+        let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><o>Sch\xf6n</o>";
+        let xml = IngestRequest {
+            content_type: Some("application/xml; charset=ISO-8859-1"),
+            ..request(good, latin1, "")
+        };
+        let Ok(IngestReply::Accepted { message_id, .. }) = engine.ingest(&source, xml).await else {
+            panic!("a non-UTF-8 body is accepted");
+        };
+        let stored = engine
+            .message(&created.app_id, message_id.as_str())
+            .await
+            .unwrap();
+        assert_eq!(stored.payload.as_deref(), Some(&latin1[..]));
         engine.flush_counters().await;
         let stats = engine.source_stats(&created.id).await.unwrap().unwrap();
         assert_eq!(
             (stats.accepted, stats.duplicates, stats.rejected),
-            (1, 1, 4)
+            (2, 1, 3)
         );
     }
 }

@@ -324,7 +324,10 @@ impl Engine {
                 msg_id: message.id.clone(),
                 endpoint_id: endpoint.clone(),
                 attempts: 0,
-                payload: message.payload.as_deref().unwrap_or("{}").into(),
+                payload: message
+                    .payload
+                    .clone()
+                    .unwrap_or_else(|| bytes::Bytes::from_static(b"{}")),
                 forward: message.forward.clone().map(Arc::new),
                 manual: true,
             });

@@ -382,7 +382,7 @@ async fn accept_is_idempotent_by_key_and_event_id(b: Backend) {
     let listed = s.list_messages(&a.id, &f).await.unwrap();
     assert_eq!(listed.data.len(), 2);
     assert_eq!(listed.data[0].id, by_event.id, "newest first");
-    assert_eq!(listed.data[0].payload.as_deref(), Some(r#"{"a":1}"#));
+    assert_eq!(listed.data[0].payload.as_deref(), Some(&br#"{"a":1}"#[..]));
     let other_channel = MessageFilter {
         channel: Some("us".into()),
         ..f.clone()
@@ -420,7 +420,7 @@ async fn delivery_lifecycle_claims_retries_and_recovery(b: Backend) {
     );
     let claimed = s.claim_due(now, 10, &ALL).await.unwrap();
     assert_eq!(claimed.len(), 1, "{}", b.name);
-    assert_eq!(&*claimed[0].payload, r#"{"a":1}"#);
+    assert_eq!(&*claimed[0].payload, br#"{"a":1}"#);
     assert!(
         s.claim_due(now, 10, &ALL).await.unwrap().is_empty(),
         "a claimed delivery is not claimed twice"
@@ -551,12 +551,17 @@ async fn claimed_fan_out_carries_each_message_payload_once(b: Backend) {
     }
     let now = switchyard_core::timefmt::now_ms();
     let mut payloads = std::collections::HashMap::new();
-    for i in 0..2u64 {
+    // Payloads are bytes: the second is not UTF-8 (a Latin-1 body) and
+    // must come back byte for byte.
+    let bodies: [&[u8]; 2] = [br#"{"n":0}"#, b"<o>Sch\xf6n</o>"];
+    for (i, body) in (0u64..).zip(bodies) {
         let mut m = message(&a.id, now - 10 + i, None);
-        let payload = format!(r#"{{"n":{i}}}"#);
+        let payload = bytes::Bytes::from_static(body);
         m.payload = Some(payload.clone());
         payloads.insert(m.id.clone(), payload);
-        created(accept(s, m, None, &eps).await);
+        let stored = created(accept(s, m, None, &eps).await);
+        let read = s.get_message(&a.id, stored.id.as_str()).await.unwrap();
+        assert_eq!(read.unwrap().payload.as_deref(), Some(body), "{}", b.name);
     }
     let claimed = s.claim_due(now, 100, &ALL).await.unwrap();
     assert_eq!(claimed.len(), 6, "{}", b.name);
@@ -564,7 +569,7 @@ async fn claimed_fan_out_carries_each_message_payload_once(b: Backend) {
         assert_eq!(&*task.payload, payloads[&task.msg_id], "{}", b.name);
         let first = claimed.iter().find(|t| t.msg_id == task.msg_id).unwrap();
         assert!(
-            Arc::ptr_eq(&first.payload, &task.payload),
+            first.payload.as_ptr() == task.payload.as_ptr(),
             "{}: deliveries of one message share its payload",
             b.name
         );

@@ -64,16 +64,11 @@ fn message_view<'a>(
     with_content: bool,
     raw: &'a mut Option<Box<RawValue>>,
 ) -> MessageOut<'a> {
-    let text = if with_content {
-        m.payload.as_deref().unwrap_or(EMPTY_OBJECT)
-    } else {
-        EMPTY_OBJECT
+    let bytes = match &m.payload {
+        Some(payload) if with_content => payload.as_ref(),
+        _ => EMPTY_OBJECT.as_bytes(),
     };
-    // Ingested webhooks may carry form data, XML or other text: shown as a
-    // JSON object holding the text, since the API's payload is an object.
-    *raw = RawValue::from_string(text.to_owned())
-        .or_else(|_| serde_json::value::to_raw_value(&serde_json::json!({ "$rawBody": text })))
-        .ok();
+    *raw = payload_view(bytes);
     MessageOut {
         id: &m.id,
         event_type: &m.event_type,
@@ -83,6 +78,25 @@ fn message_view<'a>(
         payload: raw.as_deref().unwrap_or_else(|| empty_raw()),
         timestamp: ts(m.created_at),
     }
+}
+
+/// A stored payload as the API's `payload` field shows it. JSON as it was
+/// sent; since the field is an object, ingested bodies that are not JSON are
+/// wrapped: text (form data, XML, ...) as `{"$rawBody": "<text>"}`, bytes
+/// that are not UTF-8 as `{"$rawBodyBase64": "<standard base64>"}`.
+/// `GET …/msg/{id}/content` returns the bytes themselves.
+fn payload_view(bytes: &[u8]) -> Option<Box<RawValue>> {
+    use base64::Engine as _;
+    let wrapped = match std::str::from_utf8(bytes) {
+        Ok(text) => match RawValue::from_string(text.to_owned()) {
+            Ok(json) => return Some(json),
+            Err(_) => serde_json::json!({ "$rawBody": text }),
+        },
+        Err(_) => serde_json::json!({
+            "$rawBodyBase64": base64::engine::general_purpose::STANDARD.encode(bytes)
+        }),
+    };
+    serde_json::value::to_raw_value(&wrapped).ok()
 }
 
 fn empty_raw() -> &'static RawValue {
@@ -159,7 +173,7 @@ async fn create(
             event_id: input.event_id,
             channels,
             tags: input.tags,
-            payload: std::sync::Arc::from(Box::<str>::from(input.payload)),
+            payload: bytes::Bytes::from(Box::<str>::from(input.payload).into_boxed_bytes()),
             idempotency_key,
             forward: None,
             document: PayloadDocument::Json,
@@ -242,7 +256,9 @@ async fn fetch(
     )))
 }
 
-/// The payload exactly as it was accepted (and as endpoints receive it).
+/// The payload exactly as it was accepted (and as endpoints receive it), byte
+/// for byte, with the Content-Type it was sent with: an ingested webhook's
+/// forwarded `Content-Type`, otherwise `application/json`.
 async fn content(
     State(state): State<AppState>,
     Path((app_id, msg_id)): Path<(String, String)>,
@@ -256,11 +272,20 @@ async fn content(
             "this message's payload was expunged",
         )
     })?;
+    let content_type = msg
+        .forward
+        .as_ref()
+        .and_then(|f| {
+            f.headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        })
+        .and_then(|(_, value)| HeaderValue::from_str(value).ok())
+        .unwrap_or(HeaderValue::from_static("application/json"));
     let mut response = (StatusCode::OK, payload).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
     Ok(response)
 }
 

@@ -240,16 +240,6 @@ fn signed_headers(
     Ok(headers)
 }
 
-/// A message body lent to the HTTP client without copying it: every delivery
-/// of a fan-out sends the one payload the message was stored with.
-struct SharedBody(Arc<str>);
-
-impl AsRef<[u8]> for SharedBody {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
 async fn deliver(inner: &Inner, task: DeliveryTask) {
     let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
         Ok(Some(e)) => e,
@@ -303,7 +293,9 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         });
         return;
     }
-    let body = bytes::Bytes::from_owner(SharedBody(task.payload.clone()));
+    // Every delivery of a fan-out sends the one payload the message was
+    // stored with: cloning `Bytes` shares it.
+    let body = task.payload.clone();
     let result = match signed_headers(
         &endpoint,
         task.msg_id.as_str(),
@@ -518,7 +510,7 @@ mod tests {
                 event_id: None,
                 channels: None,
                 tags: None,
-                payload: Arc::from("{}"),
+                payload: bytes::Bytes::from_static(b"{}"),
                 idempotency_key: None,
                 forward: None,
                 document: PayloadDocument::Json,

@@ -18,10 +18,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 /// Schema steps in order; `switchyard_schema` records those applied.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
+    include_str!("schema4.sql"),
 ];
 const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Any constant shared by all nodes: serialises migrations across them.
@@ -253,7 +254,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
         .prepare_cached(
             "WITH ins AS (
                INSERT INTO messages (id, app_id, event_type, event_id, idem_key, channels, tags, payload, created_at, forward)
-               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $16::text[])
+               SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int8[], $16::text[])
                ON CONFLICT DO NOTHING RETURNING id),
              dl AS (
                INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
@@ -340,6 +341,12 @@ async fn find_earlier(
 impl Columns for Row {
     fn opt_text(&self, column: &str) -> Result<Option<String>> {
         Ok(self.try_get(column)?)
+    }
+
+    fn opt_bytes(&self, column: &str) -> Result<Option<bytes::Bytes>> {
+        Ok(self
+            .try_get::<_, Option<Vec<u8>>>(column)?
+            .map(bytes::Bytes::from))
     }
 
     fn flag(&self, column: &str) -> Result<bool> {

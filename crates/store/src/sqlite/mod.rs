@@ -191,9 +191,36 @@ fn lock_database(path: &Path) -> Result<std::fs::File> {
 
 // ---- row mapping -----------------------------------------------------------
 
+/// A payload as SQLite keeps it: TEXT when it is UTF-8, so the database stays
+/// readable with the `sqlite3` shell and older rows need no migration; BLOB
+/// otherwise.
+fn payload_value(bytes: &[u8]) -> rusqlite::types::ToSqlOutput<'_> {
+    use rusqlite::types::{ToSqlOutput, ValueRef};
+    ToSqlOutput::Borrowed(match std::str::from_utf8(bytes) {
+        Ok(text) => ValueRef::Text(text.as_bytes()),
+        Err(_) => ValueRef::Blob(bytes),
+    })
+}
+
 impl Columns for Row<'_> {
     fn opt_text(&self, column: &str) -> Result<Option<String>> {
         Ok(self.get(column)?)
+    }
+
+    fn opt_bytes(&self, column: &str) -> Result<Option<bytes::Bytes>> {
+        use rusqlite::types::ValueRef;
+        // Payloads that are UTF-8 are stored as TEXT (as every version
+        // before byte payloads did), others as BLOB.
+        Ok(match self.get_ref(column)? {
+            ValueRef::Null => None,
+            ValueRef::Text(b) | ValueRef::Blob(b) => Some(bytes::Bytes::copy_from_slice(b)),
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "{column} has type {}",
+                    other.data_type()
+                )));
+            }
+        })
     }
 
     fn flag(&self, column: &str) -> Result<bool> {
@@ -633,7 +660,7 @@ impl Store for SqliteStore {
                     new.idempotency_key,
                     opt_json_text(&m.channels)?,
                     opt_json_text(&m.tags)?,
-                    m.payload,
+                    m.payload.as_deref().map(payload_value),
                     m.created_at as i64,
                     opt_json_text(&m.forward)?
                 ])?;
