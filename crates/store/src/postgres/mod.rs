@@ -585,7 +585,7 @@ fn partitions_of(rows: &[Row]) -> Result<Vec<u16>> {
 }
 
 #[async_trait]
-impl Store for PgStore {
+impl AppStore for PgStore {
     async fn insert_app(&self, app: Application) -> Result<Application> {
         insert_app_row(&self.client().await?, &app).await?;
         Ok(app)
@@ -644,7 +644,10 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(gone)
     }
+}
 
+#[async_trait]
+impl EventTypeStore for PgStore {
     async fn insert_event_type(&self, et: EventType) -> Result<EventType> {
         self.write_event_type(&et, "").await?;
         Ok(et)
@@ -693,7 +696,10 @@ impl Store for PgStore {
             .await?
             > 0)
     }
+}
 
+#[async_trait]
+impl EndpointStore for PgStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
         self.write_endpoint(&ep, true).await?;
         Ok(ep)
@@ -754,7 +760,10 @@ impl Store for PgStore {
         tx.commit().await?;
         Ok(gone)
     }
+}
 
+#[async_trait]
+impl MessageStore for PgStore {
     async fn accept(&self, new: NewMessage) -> Result<Accepted> {
         let (reply, answer) = oneshot::channel();
         self.accepts
@@ -800,6 +809,46 @@ impl Store for PgStore {
             > 0)
     }
 
+    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
+        let floor = id_floor_for_time(MessageId::PREFIX, before_ms);
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Ids sort by time, so each application's old messages are a range of
+        // the (app_id, id) key: no scan of the whole table.
+        let old = tx
+            .query(
+                "SELECT m.app_id, m.id FROM applications a
+                 JOIN messages m ON m.app_id = a.id AND m.id < $1
+                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.msg_id = m.id AND d.status IN (1, 3))
+                 LIMIT $2
+                 FOR UPDATE OF m SKIP LOCKED",
+                &[&floor, &(limit as i64)],
+            )
+            .await?;
+        let mut apps = Vec::with_capacity(old.len());
+        let mut ids = Vec::with_capacity(old.len());
+        for row in &old {
+            apps.push(row.try_get::<_, String>(0)?);
+            ids.push(row.try_get::<_, String>(1)?);
+        }
+        tx.execute("DELETE FROM attempts WHERE msg_id = ANY($1)", &[&ids])
+            .await?;
+        tx.execute("DELETE FROM deliveries WHERE msg_id = ANY($1)", &[&ids])
+            .await?;
+        tx.execute(
+            "DELETE FROM messages m USING UNNEST($1::text[], $2::text[]) AS old(app_id, id)
+             WHERE m.app_id = old.app_id AND m.id = old.id",
+            &[&apps, &ids],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for PgStore {
     async fn claim_due(
         &self,
         now_ms: u64,
@@ -1002,6 +1051,54 @@ impl Store for PgStore {
         Ok(stats)
     }
 
+    async fn deliveries_of_message(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>> {
+        let cols = endpoint_cols_of_e();
+        let mut q = Query::new(format!(
+            "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols}
+             FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+             WHERE d.app_id = $1 AND d.msg_id = $2"
+        ));
+        q.args.push(Box::new(app.to_string()));
+        q.args.push(Box::new(msg.to_string()));
+        q.keyset("d.endpoint_id", page);
+        let rows = q.run(&self.client().await?, destination_from_row).await?;
+        Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
+    }
+
+    async fn deliveries_of_endpoint(
+        &self,
+        ep: &EndpointId,
+        filter: &MessageFilter,
+        status: Option<u8>,
+    ) -> Result<Page<DeliveryView>> {
+        let mut q = Query::new(format!(
+            "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload
+             FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
+             WHERE d.endpoint_id = $1"
+        ));
+        q.args.push(Box::new(ep.to_string()));
+        if let Some(status) = status {
+            let p = q.bind(i16::from(status));
+            q.push(&format!(" AND d.status = {p}"));
+        }
+        q.message_filter(filter);
+        q.keyset("d.msg_id", &filter.page);
+        let rows = q
+            .run(&self.client().await?, |row| {
+                attempted_message_from_row(row, filter.with_content)
+            })
+            .await?;
+        Ok(paginate(rows, filter.page.limit, |d| d.msg_id.to_string()))
+    }
+}
+
+#[async_trait]
+impl AttemptStore for PgStore {
     async fn list_attempts(&self, f: &AttemptFilter) -> Result<Page<Attempt>> {
         let needs_message = f.event_types.is_some() || f.channel.is_some();
         let mut q = Query::new(format!("SELECT {ATTEMPT_COLS} FROM attempts a"));
@@ -1061,52 +1158,10 @@ impl Store for PgStore {
         )
         .await
     }
+}
 
-    async fn deliveries_of_message(
-        &self,
-        app: &AppId,
-        msg: &MessageId,
-        page: &PageRequest,
-    ) -> Result<Page<DeliveryView>> {
-        let cols = endpoint_cols_of_e();
-        let mut q = Query::new(format!(
-            "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols}
-             FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
-             WHERE d.app_id = $1 AND d.msg_id = $2"
-        ));
-        q.args.push(Box::new(app.to_string()));
-        q.args.push(Box::new(msg.to_string()));
-        q.keyset("d.endpoint_id", page);
-        let rows = q.run(&self.client().await?, destination_from_row).await?;
-        Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
-    }
-
-    async fn deliveries_of_endpoint(
-        &self,
-        ep: &EndpointId,
-        filter: &MessageFilter,
-        status: Option<u8>,
-    ) -> Result<Page<DeliveryView>> {
-        let mut q = Query::new(format!(
-            "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload
-             FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
-             WHERE d.endpoint_id = $1"
-        ));
-        q.args.push(Box::new(ep.to_string()));
-        if let Some(status) = status {
-            let p = q.bind(i16::from(status));
-            q.push(&format!(" AND d.status = {p}"));
-        }
-        q.message_filter(filter);
-        q.keyset("d.msg_id", &filter.page);
-        let rows = q
-            .run(&self.client().await?, |row| {
-                attempted_message_from_row(row, filter.with_content)
-            })
-            .await?;
-        Ok(paginate(rows, filter.page.limit, |d| d.msg_id.to_string()))
-    }
-
+#[async_trait]
+impl IdempotencyStore for PgStore {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
         fetch_one(
             &self.client().await?,
@@ -1133,6 +1188,19 @@ impl Store for PgStore {
         Ok(())
     }
 
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
+        let client = self.client().await?;
+        Ok(client
+            .execute(
+                "DELETE FROM idempotency WHERE created_at < $1",
+                &[&(before_ms as i64)],
+            )
+            .await?)
+    }
+}
+
+#[async_trait]
+impl SettingStore for PgStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         let client = self.client().await?;
         Ok(client
@@ -1163,54 +1231,114 @@ impl Store for PgStore {
             .await?;
         Ok(())
     }
+}
 
-    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
-        let client = self.client().await?;
-        Ok(client
-            .execute(
-                "DELETE FROM idempotency WHERE created_at < $1",
-                &[&(before_ms as i64)],
-            )
-            .await?)
-    }
-
-    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
-        let floor = id_floor_for_time(MessageId::PREFIX, before_ms);
+#[async_trait]
+impl SourceStore for PgStore {
+    async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        // Ids sort by time, so each application's old messages are a range of
-        // the (app_id, id) key: no scan of the whole table.
-        let old = tx
-            .query(
-                "SELECT m.app_id, m.id FROM applications a
-                 JOIN messages m ON m.app_id = a.id AND m.id < $1
-                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d
-                                   WHERE d.msg_id = m.id AND d.status IN (1, 3))
-                 LIMIT $2
-                 FOR UPDATE OF m SKIP LOCKED",
-                &[&floor, &(limit as i64)],
-            )
-            .await?;
-        let mut apps = Vec::with_capacity(old.len());
-        let mut ids = Vec::with_capacity(old.len());
-        for row in &old {
-            apps.push(row.try_get::<_, String>(0)?);
-            ids.push(row.try_get::<_, String>(1)?);
-        }
-        tx.execute("DELETE FROM attempts WHERE msg_id = ANY($1)", &[&ids])
-            .await?;
-        tx.execute("DELETE FROM deliveries WHERE msg_id = ANY($1)", &[&ids])
-            .await?;
-        tx.execute(
-            "DELETE FROM messages m USING UNNEST($1::text[], $2::text[]) AS old(app_id, id)
-             WHERE m.app_id = old.app_id AND m.id = old.id",
-            &[&apps, &ids],
-        )
-        .await?;
+        insert_app_row(&tx, &app).await?;
+        write_source(&tx, &source, true).await?;
         tx.commit().await?;
-        Ok(ids.len() as u64)
+        Ok(source)
     }
 
+    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
+        let client = self.client().await?;
+        fetch_one(
+            &client,
+            &format!(
+                "SELECT {SOURCE_COLS} FROM sources WHERE {} = $1",
+                key_column(SourceId::parse(id_or_uid).is_some())
+            ),
+            &[&id_or_uid],
+            source_from_row,
+        )
+        .await
+    }
+
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
+        let mut q = Query::new(format!("SELECT {SOURCE_COLS} FROM sources WHERE TRUE"));
+        q.keyset("id", page);
+        let rows = q.run(&self.client().await?, source_from_row).await?;
+        Ok(paginate(rows, page.limit, |s| s.id.clone()))
+    }
+
+    async fn all_sources(&self) -> Result<Vec<Source>> {
+        Query::new(format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"))
+            .run(&self.client().await?, source_from_row)
+            .await
+    }
+
+    async fn update_source(&self, source: Source) -> Result<Source> {
+        write_source(&self.client().await?, &source, false).await?;
+        Ok(source)
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT app_id FROM sources WHERE id = $1 FOR UPDATE",
+                &[&id],
+            )
+            .await?
+        else {
+            return Ok(false);
+        };
+        let app: String = row.try_get(0)?;
+        delete_app_rows(&tx, &app).await?;
+        tx.execute("DELETE FROM sources WHERE id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE sources SET accepted = accepted + $2, duplicates = duplicates + $3,
+                   rejected = rejected + $4,
+                   last_rejection = COALESCE($5, last_rejection),
+                   last_rejection_at = COALESCE($6, last_rejection_at)
+                 WHERE id = $1",
+            )
+            .await?;
+        for (id, d) in &deltas {
+            client
+                .execute(
+                    &stmt,
+                    &[
+                        id,
+                        &(d.accepted as i64),
+                        &(d.duplicates as i64),
+                        &(d.rejected as i64),
+                        &d.last_rejection,
+                        &d.last_rejection_at.map(|t| t as i64),
+                    ],
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
+        let client = self.client().await?;
+        fetch_one(
+            &client,
+            &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = $1"),
+            &[&id],
+            source_stats_from_row,
+        )
+        .await
+    }
+}
+
+#[async_trait]
+impl ClusterStore for PgStore {
     async fn lease(&self, r: &LeaseRequest) -> Result<LeaseGrant> {
         let now = r.now_ms as i64;
         let expires = (r.now_ms + r.ttl_ms) as i64;
@@ -1370,107 +1498,6 @@ impl Store for PgStore {
 
     fn subscribe(&self) -> Option<broadcast::Receiver<ClusterEvent>> {
         Some(self.events.subscribe())
-    }
-
-    async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        insert_app_row(&tx, &app).await?;
-        write_source(&tx, &source, true).await?;
-        tx.commit().await?;
-        Ok(source)
-    }
-
-    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
-        let client = self.client().await?;
-        fetch_one(
-            &client,
-            &format!(
-                "SELECT {SOURCE_COLS} FROM sources WHERE {} = $1",
-                key_column(SourceId::parse(id_or_uid).is_some())
-            ),
-            &[&id_or_uid],
-            source_from_row,
-        )
-        .await
-    }
-
-    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let mut q = Query::new(format!("SELECT {SOURCE_COLS} FROM sources WHERE TRUE"));
-        q.keyset("id", page);
-        let rows = q.run(&self.client().await?, source_from_row).await?;
-        Ok(paginate(rows, page.limit, |s| s.id.clone()))
-    }
-
-    async fn all_sources(&self) -> Result<Vec<Source>> {
-        Query::new(format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"))
-            .run(&self.client().await?, source_from_row)
-            .await
-    }
-
-    async fn update_source(&self, source: Source) -> Result<Source> {
-        write_source(&self.client().await?, &source, false).await?;
-        Ok(source)
-    }
-
-    async fn delete_source(&self, id: &str) -> Result<bool> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let Some(row) = tx
-            .query_opt(
-                "SELECT app_id FROM sources WHERE id = $1 FOR UPDATE",
-                &[&id],
-            )
-            .await?
-        else {
-            return Ok(false);
-        };
-        let app: String = row.try_get(0)?;
-        delete_app_rows(&tx, &app).await?;
-        tx.execute("DELETE FROM sources WHERE id = $1", &[&id])
-            .await?;
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "UPDATE sources SET accepted = accepted + $2, duplicates = duplicates + $3,
-                   rejected = rejected + $4,
-                   last_rejection = COALESCE($5, last_rejection),
-                   last_rejection_at = COALESCE($6, last_rejection_at)
-                 WHERE id = $1",
-            )
-            .await?;
-        for (id, d) in &deltas {
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        id,
-                        &(d.accepted as i64),
-                        &(d.duplicates as i64),
-                        &(d.rejected as i64),
-                        &d.last_rejection,
-                        &d.last_rejection_at.map(|t| t as i64),
-                    ],
-                )
-                .await?;
-        }
-        Ok(())
-    }
-
-    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
-        let client = self.client().await?;
-        fetch_one(
-            &client,
-            &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = $1"),
-            &[&id],
-            source_stats_from_row,
-        )
-        .await
     }
 
     async fn ping(&self) -> Result<()> {

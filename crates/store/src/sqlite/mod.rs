@@ -436,7 +436,7 @@ fn message_filter_sql(sql: &mut String, args: &mut Vec<SqlValue>, f: &MessageFil
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl AppStore for SqliteStore {
     async fn insert_app(&self, app: Application) -> Result<Application> {
         self.write(move |conn| {
             insert_app_row(conn, &app)?;
@@ -489,7 +489,10 @@ impl Store for SqliteStore {
         let id = id.to_string();
         self.write(move |conn| delete_app_rows(conn, &id)).await
     }
+}
 
+#[async_trait]
+impl EventTypeStore for SqliteStore {
     async fn insert_event_type(&self, et: EventType) -> Result<EventType> {
         self.write(move |conn| {
             write_event_type(conn, &et, "INSERT")?;
@@ -545,7 +548,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl EndpointStore for SqliteStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
         self.write(move |conn| {
             write_endpoint(conn, &ep, true)?;
@@ -616,7 +622,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl MessageStore for SqliteStore {
     async fn accept(&self, new: NewMessage) -> Result<Accepted> {
         self.write_fast(move |conn| {
             let m = &new.message;
@@ -709,6 +718,38 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
+        let floor = id_floor_for_time(MessageId::PREFIX, before_ms);
+        self.write(move |conn| {
+            // Ids sort by time, so each application's old messages are a
+            // range of the (app_id, id) index: no scan of the whole table.
+            let old = query_all(
+                conn,
+                "SELECT m.app_id, m.id FROM applications a
+                 JOIN messages m ON m.app_id = a.id AND m.id < ?1
+                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d
+                                   WHERE d.msg_id = m.id AND d.status IN (1, 3))
+                 LIMIT ?2",
+                vec![SqlValue::Text(floor), SqlValue::Integer(limit as i64)],
+                |r| Ok((r.text("app_id")?, r.text("id")?)),
+            )?;
+            let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE msg_id = ?")?;
+            let mut deliveries = conn.prepare_cached("DELETE FROM deliveries WHERE msg_id = ?")?;
+            let mut messages =
+                conn.prepare_cached("DELETE FROM messages WHERE app_id = ? AND id = ?")?;
+            for (app_id, id) in &old {
+                attempts.execute([id])?;
+                deliveries.execute([id])?;
+                messages.execute([app_id, id])?;
+            }
+            Ok(old.len() as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeliveryStore for SqliteStore {
     async fn claim_due(
         &self,
         now_ms: u64,
@@ -847,6 +888,57 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn deliveries_of_message(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        page: &PageRequest,
+    ) -> Result<Page<DeliveryView>> {
+        let (app, msg, page) = (app.to_string(), msg.to_string(), page.clone());
+        self.read(move |conn| {
+            let cols = endpoint_cols_of_e();
+            let mut sql = format!(
+                "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols} FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
+                 WHERE d.app_id = ? AND d.msg_id = ?"
+            );
+            let mut args = vec![SqlValue::Text(app), SqlValue::Text(msg)];
+            keyset(&mut sql, &mut args, "d.endpoint_id", &page);
+            let rows = query_all(conn, &sql, args, |r| destination_from_row(r))?;
+            Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
+        })
+        .await
+    }
+
+    async fn deliveries_of_endpoint(
+        &self,
+        ep: &EndpointId,
+        filter: &MessageFilter,
+        status: Option<u8>,
+    ) -> Result<Page<DeliveryView>> {
+        let (ep, f) = (ep.to_string(), filter.clone());
+        self.read(move |conn| {
+            let mut sql = format!(
+                "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
+                 WHERE d.endpoint_id = ?"
+            );
+            let mut args = vec![SqlValue::Text(ep)];
+            if let Some(status) = status {
+                sql.push_str(" AND d.status = ?");
+                args.push(SqlValue::Integer(status.into()));
+            }
+            message_filter_sql(&mut sql, &mut args, &f);
+            keyset(&mut sql, &mut args, "d.msg_id", &f.page);
+            let rows = query_all(conn, &sql, args, |row| {
+                attempted_message_from_row(row, f.with_content)
+            })?;
+            Ok(paginate(rows, f.page.limit, |d| d.msg_id.to_string()))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AttemptStore for SqliteStore {
     async fn list_attempts(&self, filter: &AttemptFilter) -> Result<Page<Attempt>> {
         let f = filter.clone();
         self.read(move |conn| {
@@ -917,55 +1009,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn deliveries_of_message(
-        &self,
-        app: &AppId,
-        msg: &MessageId,
-        page: &PageRequest,
-    ) -> Result<Page<DeliveryView>> {
-        let (app, msg, page) = (app.to_string(), msg.to_string(), page.clone());
-        self.read(move |conn| {
-            let cols = endpoint_cols_of_e();
-            let mut sql = format!(
-                "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols} FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
-                 WHERE d.app_id = ? AND d.msg_id = ?"
-            );
-            let mut args = vec![SqlValue::Text(app), SqlValue::Text(msg)];
-            keyset(&mut sql, &mut args, "d.endpoint_id", &page);
-            let rows = query_all(conn, &sql, args, |r| destination_from_row(r))?;
-            Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
-        })
-        .await
-    }
-
-    async fn deliveries_of_endpoint(
-        &self,
-        ep: &EndpointId,
-        filter: &MessageFilter,
-        status: Option<u8>,
-    ) -> Result<Page<DeliveryView>> {
-        let (ep, f) = (ep.to_string(), filter.clone());
-        self.read(move |conn| {
-            let mut sql = format!(
-                "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
-                 WHERE d.endpoint_id = ?"
-            );
-            let mut args = vec![SqlValue::Text(ep)];
-            if let Some(status) = status {
-                sql.push_str(" AND d.status = ?");
-                args.push(SqlValue::Integer(status.into()));
-            }
-            message_filter_sql(&mut sql, &mut args, &f);
-            keyset(&mut sql, &mut args, "d.msg_id", &f.page);
-            let rows = query_all(conn, &sql, args, |row| {
-                attempted_message_from_row(row, f.with_content)
-            })?;
-            Ok(paginate(rows, f.page.limit, |d| d.msg_id.to_string()))
-        })
-        .await
-    }
-
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
         let key = key.to_owned();
         self.read(move |conn| {
@@ -991,6 +1038,19 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?",
+                [before_ms as i64],
+            )? as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SettingStore for SqliteStore {
     async fn get_setting(&self, key: &str) -> Result<Option<String>> {
         let key = key.to_owned();
         self.read(move |conn| {
@@ -1025,46 +1085,125 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
-    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
+#[async_trait]
+impl SourceStore for SqliteStore {
+    async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
         self.write(move |conn| {
-            Ok(conn.execute(
-                "DELETE FROM idempotency WHERE created_at < ?",
-                [before_ms as i64],
-            )? as u64)
+            insert_app_row(conn, &app)?;
+            write_source(conn, &source, true)?;
+            Ok(source)
         })
         .await
     }
 
-    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64> {
-        let floor = id_floor_for_time(MessageId::PREFIX, before_ms);
-        self.write(move |conn| {
-            // Ids sort by time, so each application's old messages are a
-            // range of the (app_id, id) index: no scan of the whole table.
-            let old = query_all(
+    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
+        let key = id_or_uid.to_owned();
+        self.read(move |conn| {
+            query_first(
                 conn,
-                "SELECT m.app_id, m.id FROM applications a
-                 JOIN messages m ON m.app_id = a.id AND m.id < ?1
-                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d
-                                   WHERE d.msg_id = m.id AND d.status IN (1, 3))
-                 LIMIT ?2",
-                vec![SqlValue::Text(floor), SqlValue::Integer(limit as i64)],
-                |r| Ok((r.text("app_id")?, r.text("id")?)),
-            )?;
-            let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE msg_id = ?")?;
-            let mut deliveries = conn.prepare_cached("DELETE FROM deliveries WHERE msg_id = ?")?;
-            let mut messages =
-                conn.prepare_cached("DELETE FROM messages WHERE app_id = ? AND id = ?")?;
-            for (app_id, id) in &old {
-                attempts.execute([id])?;
-                deliveries.execute([id])?;
-                messages.execute([app_id, id])?;
-            }
-            Ok(old.len() as u64)
+                &format!(
+                    "SELECT {SOURCE_COLS} FROM sources WHERE {} = ?",
+                    key_column(SourceId::parse(&key).is_some())
+                ),
+                [&key],
+                |r| source_from_row(r),
+            )
         })
         .await
     }
 
+    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
+        let page = page.clone();
+        self.read(move |conn| {
+            let mut sql = format!("SELECT {SOURCE_COLS} FROM sources WHERE 1");
+            let mut args = Vec::new();
+            keyset(&mut sql, &mut args, "id", &page);
+            let rows = query_all(conn, &sql, args, |r| source_from_row(r))?;
+            Ok(paginate(rows, page.limit, |s| s.id.clone()))
+        })
+        .await
+    }
+
+    async fn all_sources(&self) -> Result<Vec<Source>> {
+        self.read(move |conn| {
+            query_all(
+                conn,
+                &format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"),
+                vec![],
+                |r| source_from_row(r),
+            )
+        })
+        .await
+    }
+
+    async fn update_source(&self, source: Source) -> Result<Source> {
+        self.write(move |conn| {
+            write_source(conn, &source, false)?;
+            Ok(source)
+        })
+        .await
+    }
+
+    async fn delete_source(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |conn| {
+            let app: Option<String> = conn
+                .query_row("SELECT app_id FROM sources WHERE id = ?", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let Some(app) = app else {
+                return Ok(false);
+            };
+            delete_app_rows(conn, &app)?;
+            conn.execute("DELETE FROM sources WHERE id = ?", [&id])?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE sources SET accepted = accepted + ?2, duplicates = duplicates + ?3,
+                   rejected = rejected + ?4,
+                   last_rejection = COALESCE(?5, last_rejection),
+                   last_rejection_at = COALESCE(?6, last_rejection_at)
+                 WHERE id = ?1",
+            )?;
+            for (id, d) in &deltas {
+                stmt.execute(params![
+                    id,
+                    d.accepted as i64,
+                    d.duplicates as i64,
+                    d.rejected as i64,
+                    d.last_rejection,
+                    d.last_rejection_at.map(|t| t as i64)
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            query_first(
+                conn,
+                &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = ?"),
+                [&id],
+                |r| source_stats_from_row(r),
+            )
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ClusterStore for SqliteStore {
     async fn lease(&self, request: &LeaseRequest) -> Result<LeaseGrant> {
         let r = request.clone();
         self.write(move |conn| {
@@ -1190,118 +1329,6 @@ impl Store for SqliteStore {
 
     fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<ClusterEvent>> {
         None
-    }
-
-    async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
-        self.write(move |conn| {
-            insert_app_row(conn, &app)?;
-            write_source(conn, &source, true)?;
-            Ok(source)
-        })
-        .await
-    }
-
-    async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
-        let key = id_or_uid.to_owned();
-        self.read(move |conn| {
-            query_first(
-                conn,
-                &format!(
-                    "SELECT {SOURCE_COLS} FROM sources WHERE {} = ?",
-                    key_column(SourceId::parse(&key).is_some())
-                ),
-                [&key],
-                |r| source_from_row(r),
-            )
-        })
-        .await
-    }
-
-    async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let page = page.clone();
-        self.read(move |conn| {
-            let mut sql = format!("SELECT {SOURCE_COLS} FROM sources WHERE 1");
-            let mut args = Vec::new();
-            keyset(&mut sql, &mut args, "id", &page);
-            let rows = query_all(conn, &sql, args, |r| source_from_row(r))?;
-            Ok(paginate(rows, page.limit, |s| s.id.clone()))
-        })
-        .await
-    }
-
-    async fn all_sources(&self) -> Result<Vec<Source>> {
-        self.read(move |conn| {
-            query_all(
-                conn,
-                &format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"),
-                vec![],
-                |r| source_from_row(r),
-            )
-        })
-        .await
-    }
-
-    async fn update_source(&self, source: Source) -> Result<Source> {
-        self.write(move |conn| {
-            write_source(conn, &source, false)?;
-            Ok(source)
-        })
-        .await
-    }
-
-    async fn delete_source(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
-        self.write(move |conn| {
-            let app: Option<String> = conn
-                .query_row("SELECT app_id FROM sources WHERE id = ?", [&id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            let Some(app) = app else {
-                return Ok(false);
-            };
-            delete_app_rows(conn, &app)?;
-            conn.execute("DELETE FROM sources WHERE id = ?", [&id])?;
-            Ok(true)
-        })
-        .await
-    }
-
-    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
-        self.write(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE sources SET accepted = accepted + ?2, duplicates = duplicates + ?3,
-                   rejected = rejected + ?4,
-                   last_rejection = COALESCE(?5, last_rejection),
-                   last_rejection_at = COALESCE(?6, last_rejection_at)
-                 WHERE id = ?1",
-            )?;
-            for (id, d) in &deltas {
-                stmt.execute(params![
-                    id,
-                    d.accepted as i64,
-                    d.duplicates as i64,
-                    d.rejected as i64,
-                    d.last_rejection,
-                    d.last_rejection_at.map(|t| t as i64)
-                ])?;
-            }
-            Ok(())
-        })
-        .await
-    }
-
-    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
-        let id = id.to_owned();
-        self.read(move |conn| {
-            query_first(
-                conn,
-                &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = ?"),
-                [&id],
-                |r| source_stats_from_row(r),
-            )
-        })
-        .await
     }
 
     async fn ping(&self) -> Result<()> {
