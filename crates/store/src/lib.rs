@@ -4,6 +4,7 @@
 mod error;
 mod model;
 pub mod postgres;
+mod query;
 mod rows;
 pub mod sqlite;
 

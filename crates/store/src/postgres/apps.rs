@@ -66,9 +66,7 @@ impl AppStore for PgStore {
     }
 
     async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>> {
-        let mut q = Query::new(format!("SELECT {APP_COLS} FROM applications WHERE TRUE"));
-        q.keyset("id", page);
-        let rows = q.run(&self.client().await?, app_from_row).await?;
+        let rows = self.list(query::apps(page), app_from_row).await?;
         Ok(paginate(rows, page.limit, |a| a.id.to_string()))
     }
 

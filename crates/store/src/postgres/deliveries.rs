@@ -214,16 +214,8 @@ impl DeliveryStore for PgStore {
         msg: &MessageId,
         page: &PageRequest,
     ) -> Result<Page<DeliveryView>> {
-        let cols = endpoint_cols_of_e();
-        let mut q = Query::new(format!(
-            "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols}
-             FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
-             WHERE d.app_id = $1 AND d.msg_id = $2"
-        ));
-        q.args.push(Box::new(app.to_string()));
-        q.args.push(Box::new(msg.to_string()));
-        q.keyset("d.endpoint_id", page);
-        let rows = q.run(&self.client().await?, destination_from_row).await?;
+        let q = query::deliveries_of_message(app, msg, page);
+        let rows = self.list(q, destination_from_row).await?;
         Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
     }
 
@@ -233,20 +225,9 @@ impl DeliveryStore for PgStore {
         filter: &MessageFilter,
         status: Option<u8>,
     ) -> Result<Page<DeliveryView>> {
-        let mut q = Query::new(format!(
-            "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload
-             FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
-             WHERE d.endpoint_id = $1"
-        ));
-        q.args.push(Box::new(ep.to_string()));
-        if let Some(status) = status {
-            let p = q.bind(i16::from(status));
-            q.push(&format!(" AND d.status = {p}"));
-        }
-        q.message_filter(filter);
-        q.keyset("d.msg_id", &filter.page);
-        let rows = q
-            .run(&self.client().await?, |row| {
+        let q = query::deliveries_of_endpoint(ep, filter, status);
+        let rows = self
+            .list(q, |row| {
                 attempted_message_from_row(row, filter.with_content)
             })
             .await?;

@@ -22,21 +22,15 @@ impl EndpointStore for PgStore {
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
-        let mut q = Query::new(format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = $1"));
-        q.args.push(Box::new(app.to_string()));
-        q.keyset("id", page);
-        let rows = q.run(&self.client().await?, endpoint_from_row).await?;
+        let rows = self
+            .list(query::endpoints(app, page), endpoint_from_row)
+            .await?;
         Ok(paginate(rows, page.limit, |e| e.id.to_string()))
     }
 
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
-        let mut q = Query::new(format!("SELECT {EP_COLS} FROM endpoints WHERE TRUE"));
-        if let Some(app) = app {
-            let p = q.bind(app.to_string());
-            q.push(&format!(" AND app_id = {p}"));
-        }
-        q.push(" ORDER BY id");
-        q.run(&self.client().await?, endpoint_from_row).await
+        self.list(query::all_endpoints(app), endpoint_from_row)
+            .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {

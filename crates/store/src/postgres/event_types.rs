@@ -36,12 +36,8 @@ impl EventTypeStore for PgStore {
         page: &PageRequest,
         include_archived: bool,
     ) -> Result<Page<EventType>> {
-        let mut q = Query::new(format!("SELECT {ET_COLS} FROM event_types WHERE TRUE"));
-        if !include_archived {
-            q.push(" AND NOT archived");
-        }
-        q.keyset("name", page);
-        let rows = q.run(&self.client().await?, event_type_from_row).await?;
+        let q = query::event_types(page, include_archived);
+        let rows = self.list(q, event_type_from_row).await?;
         Ok(paginate(rows, page.limit, |e| e.name.clone()))
     }
 

@@ -228,16 +228,9 @@ impl MessageStore for PgStore {
     }
 
     async fn list_messages(&self, app: &AppId, filter: &MessageFilter) -> Result<Page<Message>> {
-        let mut q = Query::new(format!(
-            "SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = $1"
-        ));
-        q.args.push(Box::new(app.to_string()));
-        q.message_filter(filter);
-        q.keyset("m.id", &filter.page);
-        let rows = q
-            .run(&self.client().await?, |r| {
-                message_from_row(r, filter.with_content)
-            })
+        let q = query::messages(app, filter);
+        let rows = self
+            .list(q, |r| message_from_row(r, filter.with_content))
             .await?;
         Ok(paginate(rows, filter.page.limit, |m| m.id.to_string()))
     }

@@ -15,6 +15,7 @@ mod settings;
 mod sources;
 mod tls;
 
+use crate::query::{self, Arg, Dialect, Query};
 use crate::rows::*;
 use crate::*;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -209,80 +210,42 @@ fn conflict_or(what: &str) -> impl FnOnce(tokio_postgres::Error) -> StoreError +
     }
 }
 
-/// A statement assembled from optional filters, with numbered parameters.
-#[derive(Default)]
-struct Query {
-    sql: String,
-    args: Vec<Box<dyn ToSql + Sync + Send>>,
+/// PostgreSQL's way with the shared listings: `$N` placeholders, arrays and
+/// `jsonb`.
+pub(crate) struct Postgres;
+
+impl Dialect for Postgres {
+    fn placeholder(n: usize) -> String {
+        format!("${n}")
+    }
+
+    fn one_of(q: &mut Query<Self>, column: &str, values: &[String]) {
+        let p = q.bind(Arg::TextArray(values.to_vec()));
+        q.push(&format!(" AND {column} = ANY({p})"));
+    }
+
+    fn json_array_has(q: &mut Query<Self>, column: &str, value: &str) {
+        let p = q.bind(Arg::Text(value.to_owned()));
+        q.push(&format!(" AND {column}::jsonb ? {p}"));
+    }
 }
 
-impl Query {
-    fn new(sql: impl Into<String>) -> Self {
-        Self {
-            sql: sql.into(),
-            args: Vec::new(),
-        }
+/// A shared listing's argument as the driver takes it.
+fn pg_arg(arg: &Arg) -> &(dyn ToSql + Sync) {
+    match arg {
+        Arg::Text(v) => v,
+        Arg::Int2(v) => v,
+        Arg::Int8(v) => v,
+        Arg::TextArray(v) => v,
     }
+}
 
-    /// Adds a parameter and returns its placeholder.
-    fn bind(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
-        self.args.push(Box::new(value));
-        format!("${}", self.args.len())
-    }
-
-    fn push(&mut self, sql: &str) {
-        self.sql.push_str(sql);
-    }
-
-    fn keyset(&mut self, column: &str, page: &PageRequest) {
-        if let Some(it) = &page.iterator {
-            let op = match page.order {
-                Order::Ascending => '>',
-                Order::Descending => '<',
-            };
-            let p = self.bind(it.clone());
-            self.push(&format!(" AND {column} {op} {p}"));
-        }
-        let dir = match page.order {
-            Order::Ascending => "ASC",
-            Order::Descending => "DESC",
-        };
-        let p = self.bind(page.limit as i64 + 1);
-        self.push(&format!(" ORDER BY {column} {dir} LIMIT {p}"));
-    }
-
-    fn message_filter(&mut self, f: &MessageFilter) {
-        if let Some(types) = &f.event_types
-            && !types.is_empty()
-        {
-            let p = self.bind(types.clone());
-            self.push(&format!(" AND m.event_type = ANY({p})"));
-        }
-        if let Some(channel) = &f.channel {
-            let p = self.bind(channel.clone());
-            self.push(&format!(" AND m.channels::jsonb ? {p}"));
-        }
-        if let Some(before) = f.before_ms {
-            let p = self.bind(before as i64);
-            self.push(&format!(" AND m.created_at < {p}"));
-        }
-        if let Some(after) = f.after_ms {
-            let p = self.bind(after as i64);
-            self.push(&format!(" AND m.created_at > {p}"));
-        }
-    }
-
-    async fn run<T>(
-        &self,
-        client: &deadpool_postgres::Object,
-        map: impl Fn(&Row) -> Result<T>,
-    ) -> Result<Vec<T>> {
-        let stmt = client.prepare_cached(&self.sql).await?;
-        let args: Vec<&(dyn ToSql + Sync)> = self
-            .args
-            .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-            .collect();
+impl PgStore {
+    /// Runs one of the shared listings.
+    async fn list<T>(&self, q: Query<Postgres>, map: impl Fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(q.sql()).await?;
+        let args: Vec<&(dyn ToSql + Sync)> = q.args().iter().map(pg_arg).collect();
         client.query(&stmt, &args).await?.iter().map(map).collect()
     }
 }

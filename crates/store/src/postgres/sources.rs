@@ -70,16 +70,13 @@ impl SourceStore for PgStore {
     }
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let mut q = Query::new(format!("SELECT {SOURCE_COLS} FROM sources WHERE TRUE"));
-        q.keyset("id", page);
-        let rows = q.run(&self.client().await?, source_from_row).await?;
+        let rows = self.list(query::sources(page), source_from_row).await?;
         Ok(paginate(rows, page.limit, |s| s.id.clone()))
     }
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
-        Query::new(format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"))
-            .run(&self.client().await?, source_from_row)
-            .await
+        let q = Query::new(format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"));
+        self.list(q, source_from_row).await
     }
 
     async fn update_source(&self, source: Source) -> Result<Source> {

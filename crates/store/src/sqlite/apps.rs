@@ -55,15 +55,8 @@ impl AppStore for SqliteStore {
     }
 
     async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>> {
-        let page = page.clone();
-        self.read(move |conn| {
-            let mut sql = format!("SELECT {APP_COLS} FROM applications WHERE 1=1");
-            let mut args = Vec::new();
-            keyset(&mut sql, &mut args, "id", &page);
-            let rows = query_all(conn, &sql, args, |r| app_from_row(r))?;
-            Ok(paginate(rows, page.limit, |a| a.id.to_string()))
-        })
-        .await
+        let rows = self.list(query::apps(page), |r| app_from_row(r)).await?;
+        Ok(paginate(rows, page.limit, |a| a.id.to_string()))
     }
 
     async fn update_app(&self, app: Application) -> Result<Application> {

@@ -4,7 +4,6 @@
 //! backends pass one conformance suite.
 
 use super::*;
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params};
 
 #[async_trait]
@@ -112,13 +111,13 @@ impl ClusterStore for SqliteStore {
             let mut nodes = query_all(
                 conn,
                 "SELECT node_id, address, started_at, heartbeat_at FROM nodes ORDER BY node_id",
-                vec![],
+                [],
                 |r| node_from_row(r),
             )?;
             let leases = query_all(
                 conn,
                 "SELECT partition, node_id FROM leases WHERE node_id IS NOT NULL AND expires_at >= ? ORDER BY partition",
-                vec![SqlValue::Integer(now_ms as i64)],
+                [now_ms as i64],
                 |row| Ok((row.get::<_, u16>(0)?, row.get::<_, String>(1)?)),
             )?;
             attach_leases(&mut nodes, leases);

@@ -2,7 +2,6 @@
 
 use super::*;
 use rusqlite::params;
-use rusqlite::types::Value as SqlValue;
 use switchyard_core::{id_floor_for_time, partition_of};
 
 #[async_trait]
@@ -26,11 +25,7 @@ impl DeliveryStore for SqliteStore {
                  WHERE d.status = 1 AND d.next_attempt_at <= ?
                    AND d.partition IN (SELECT value FROM json_each(?))
                  ORDER BY d.next_attempt_at LIMIT ?",
-                vec![
-                    SqlValue::Integer(now_ms as i64),
-                    SqlValue::Text(partitions),
-                    SqlValue::Integer(limit as i64),
-                ],
+                params![now_ms as i64, partitions, limit as i64],
                 |r| tasks.read(r),
             )?;
             let mut mark = conn.prepare_cached(
@@ -151,19 +146,9 @@ impl DeliveryStore for SqliteStore {
         msg: &MessageId,
         page: &PageRequest,
     ) -> Result<Page<DeliveryView>> {
-        let (app, msg, page) = (app.to_string(), msg.to_string(), page.clone());
-        self.read(move |conn| {
-            let cols = endpoint_cols_of_e();
-            let mut sql = format!(
-                "SELECT d.msg_id, d.status AS delivery_status, d.next_attempt_at, {cols} FROM deliveries d JOIN endpoints e ON e.id = d.endpoint_id
-                 WHERE d.app_id = ? AND d.msg_id = ?"
-            );
-            let mut args = vec![SqlValue::Text(app), SqlValue::Text(msg)];
-            keyset(&mut sql, &mut args, "d.endpoint_id", &page);
-            let rows = query_all(conn, &sql, args, |r| destination_from_row(r))?;
-            Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
-        })
-        .await
+        let q = query::deliveries_of_message(app, msg, page);
+        let rows = self.list(q, |r| destination_from_row(r)).await?;
+        Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
     }
 
     async fn deliveries_of_endpoint(
@@ -172,24 +157,11 @@ impl DeliveryStore for SqliteStore {
         filter: &MessageFilter,
         status: Option<u8>,
     ) -> Result<Page<DeliveryView>> {
-        let (ep, f) = (ep.to_string(), filter.clone());
-        self.read(move |conn| {
-            let mut sql = format!(
-                "SELECT d.endpoint_id, d.status AS delivery_status, d.next_attempt_at, {MSG_COLS}, m.payload FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
-                 WHERE d.endpoint_id = ?"
-            );
-            let mut args = vec![SqlValue::Text(ep)];
-            if let Some(status) = status {
-                sql.push_str(" AND d.status = ?");
-                args.push(SqlValue::Integer(status.into()));
-            }
-            message_filter_sql(&mut sql, &mut args, &f);
-            keyset(&mut sql, &mut args, "d.msg_id", &f.page);
-            let rows = query_all(conn, &sql, args, |row| {
-                attempted_message_from_row(row, f.with_content)
-            })?;
-            Ok(paginate(rows, f.page.limit, |d| d.msg_id.to_string()))
-        })
-        .await
+        let with_content = filter.with_content;
+        let q = query::deliveries_of_endpoint(ep, filter, status);
+        let rows = self
+            .list(q, move |row| attempted_message_from_row(row, with_content))
+            .await?;
+        Ok(paginate(rows, filter.page.limit, |d| d.msg_id.to_string()))
     }
 }

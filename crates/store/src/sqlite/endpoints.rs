@@ -1,7 +1,6 @@
 //! Endpoints on SQLite.
 
 use super::*;
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params};
 
 fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Option<Endpoint>> {
@@ -66,34 +65,14 @@ impl EndpointStore for SqliteStore {
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
-        let (app, page) = (app.to_string(), page.clone());
-        self.read(move |conn| {
-            let mut sql = format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ?");
-            let mut args = vec![SqlValue::Text(app)];
-            keyset(&mut sql, &mut args, "id", &page);
-            let rows = query_all(conn, &sql, args, |r| endpoint_from_row(r))?;
-            Ok(paginate(rows, page.limit, |e| e.id.to_string()))
-        })
-        .await
+        let q = query::endpoints(app, page);
+        let rows = self.list(q, |r| endpoint_from_row(r)).await?;
+        Ok(paginate(rows, page.limit, |e| e.id.to_string()))
     }
 
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
-        let app = app.map(|a| a.to_string());
-        self.read(move |conn| match app {
-            Some(app) => query_all(
-                conn,
-                &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ? ORDER BY id"),
-                vec![SqlValue::Text(app)],
-                |r| endpoint_from_row(r),
-            ),
-            None => query_all(
-                conn,
-                &format!("SELECT {EP_COLS} FROM endpoints ORDER BY id"),
-                vec![],
-                |r| endpoint_from_row(r),
-            ),
-        })
-        .await
+        self.list(query::all_endpoints(app), |r| endpoint_from_row(r))
+            .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {

@@ -58,18 +58,9 @@ impl EventTypeStore for SqliteStore {
         page: &PageRequest,
         include_archived: bool,
     ) -> Result<Page<EventType>> {
-        let page = page.clone();
-        self.read(move |conn| {
-            let mut sql = format!("SELECT {ET_COLS} FROM event_types WHERE 1=1");
-            if !include_archived {
-                sql.push_str(" AND archived = 0");
-            }
-            let mut args = Vec::new();
-            keyset(&mut sql, &mut args, "name", &page);
-            let rows = query_all(conn, &sql, args, |r| event_type_from_row(r))?;
-            Ok(paginate(rows, page.limit, |e| e.name.clone()))
-        })
-        .await
+        let q = query::event_types(page, include_archived);
+        let rows = self.list(q, |r| event_type_from_row(r)).await?;
+        Ok(paginate(rows, page.limit, |e| e.name.clone()))
     }
 
     async fn delete_event_type(&self, name: &str) -> Result<bool> {

@@ -2,7 +2,6 @@
 //! groups the jobs into one commit), reads and retention.
 
 use super::*;
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params};
 use switchyard_core::{id_floor_for_time, partition_of};
 
@@ -92,17 +91,12 @@ impl MessageStore for SqliteStore {
     }
 
     async fn list_messages(&self, app: &AppId, filter: &MessageFilter) -> Result<Page<Message>> {
-        let (app, f) = (app.to_string(), filter.clone());
-        self.read(move |conn| {
-            let mut sql =
-                format!("SELECT {MSG_COLS}, m.payload FROM messages m WHERE m.app_id = ?");
-            let mut args = vec![SqlValue::Text(app)];
-            message_filter_sql(&mut sql, &mut args, &f);
-            keyset(&mut sql, &mut args, "m.id", &f.page);
-            let rows = query_all(conn, &sql, args, |r| message_from_row(r, f.with_content))?;
-            Ok(paginate(rows, f.page.limit, |m| m.id.to_string()))
-        })
-        .await
+        let with_content = filter.with_content;
+        let q = query::messages(app, filter);
+        let rows = self
+            .list(q, move |r| message_from_row(r, with_content))
+            .await?;
+        Ok(paginate(rows, filter.page.limit, |m| m.id.to_string()))
     }
 
     async fn expunge_message_content(&self, app: &AppId, id: &MessageId) -> Result<bool> {
@@ -128,7 +122,7 @@ impl MessageStore for SqliteStore {
                  WHERE NOT EXISTS (SELECT 1 FROM deliveries d
                                    WHERE d.msg_id = m.id AND d.status IN (1, 3))
                  LIMIT ?2",
-                vec![SqlValue::Text(floor), SqlValue::Integer(limit as i64)],
+                params![floor, limit as i64],
                 |r| Ok((r.text("app_id")?, r.text("id")?)),
             )?;
             let mut attempts = conn.prepare_cached("DELETE FROM attempts WHERE msg_id = ?")?;

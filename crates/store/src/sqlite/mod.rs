@@ -13,10 +13,11 @@ mod settings;
 mod sources;
 mod writer;
 
+use crate::query::{self, Arg, Dialect, Query};
 use crate::rows::*;
 use crate::*;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OpenFlags, Row, params_from_iter};
+use rusqlite::types::ToSqlOutput;
+use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -215,32 +216,65 @@ impl Columns for Row<'_> {
     }
 }
 
-/// Adds the keyset condition and ordering for `column` to a query.
-fn keyset(sql: &mut String, args: &mut Vec<SqlValue>, column: &str, page: &PageRequest) {
-    if let Some(it) = &page.iterator {
-        let op = match page.order {
-            Order::Ascending => '>',
-            Order::Descending => '<',
-        };
-        sql.push_str(&format!(" AND {column} {op} ?"));
-        args.push(SqlValue::Text(it.clone()));
+/// SQLite's way with the shared listings: numbered `?N` placeholders, and
+/// its JSON functions where PostgreSQL has arrays and `jsonb`.
+pub(crate) struct Sqlite;
+
+impl Dialect for Sqlite {
+    fn placeholder(n: usize) -> String {
+        format!("?{n}")
     }
-    let dir = match page.order {
-        Order::Ascending => "ASC",
-        Order::Descending => "DESC",
-    };
-    sql.push_str(&format!(" ORDER BY {column} {dir} LIMIT ?"));
-    args.push(SqlValue::Integer(page.limit as i64 + 1));
+
+    fn one_of(q: &mut Query<Self>, column: &str, values: &[String]) {
+        let placeholders: Vec<String> = values
+            .iter()
+            .map(|v| q.bind(Arg::Text(v.clone())))
+            .collect();
+        q.push(&format!(" AND {column} IN ({})", placeholders.join(",")));
+    }
+
+    fn json_array_has(q: &mut Query<Self>, column: &str, value: &str) {
+        let p = q.bind(Arg::Text(value.to_owned()));
+        q.push(&format!(
+            " AND EXISTS (SELECT 1 FROM json_each({column}) WHERE value = {p})"
+        ));
+    }
+}
+
+impl ToSql for Arg {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Arg::Text(v) => v.to_sql(),
+            Arg::Int2(v) => v.to_sql(),
+            Arg::Int8(v) => v.to_sql(),
+            // SQLite has no arrays: a list travels as JSON text, for json_each.
+            Arg::TextArray(v) => serde_json::to_string(v)
+                .map(ToSqlOutput::from)
+                .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e))),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// Runs one of the shared listings on a reader.
+    async fn list<T: Send + 'static>(
+        &self,
+        q: Query<Sqlite>,
+        map: impl Fn(&Row) -> Result<T> + Send + 'static,
+    ) -> Result<Vec<T>> {
+        self.read(move |conn| query_all(conn, q.sql(), params_from_iter(q.args()), map))
+            .await
+    }
 }
 
 fn query_all<T>(
     conn: &Connection,
     sql: &str,
-    args: Vec<SqlValue>,
+    args: impl rusqlite::Params,
     mut map: impl FnMut(&Row) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut rows = stmt.query(args)?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         out.push(map(row)?);
@@ -269,29 +303,5 @@ fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
         StoreError::Conflict(what.into())
     } else {
         e.into()
-    }
-}
-
-fn message_filter_sql(sql: &mut String, args: &mut Vec<SqlValue>, f: &MessageFilter) {
-    if let Some(types) = &f.event_types
-        && !types.is_empty()
-    {
-        sql.push_str(&format!(
-            " AND m.event_type IN ({})",
-            vec!["?"; types.len()].join(",")
-        ));
-        args.extend(types.iter().map(|t| SqlValue::Text(t.clone())));
-    }
-    if let Some(channel) = &f.channel {
-        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(m.channels) WHERE value = ?)");
-        args.push(SqlValue::Text(channel.clone()));
-    }
-    if let Some(before) = f.before_ms {
-        sql.push_str(" AND m.created_at < ?");
-        args.push(SqlValue::Integer(before as i64));
-    }
-    if let Some(after) = f.after_ms {
-        sql.push_str(" AND m.created_at > ?");
-        args.push(SqlValue::Integer(after as i64));
     }
 }

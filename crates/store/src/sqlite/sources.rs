@@ -65,15 +65,10 @@ impl SourceStore for SqliteStore {
     }
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let page = page.clone();
-        self.read(move |conn| {
-            let mut sql = format!("SELECT {SOURCE_COLS} FROM sources WHERE 1");
-            let mut args = Vec::new();
-            keyset(&mut sql, &mut args, "id", &page);
-            let rows = query_all(conn, &sql, args, |r| source_from_row(r))?;
-            Ok(paginate(rows, page.limit, |s| s.id.clone()))
-        })
-        .await
+        let rows = self
+            .list(query::sources(page), |r| source_from_row(r))
+            .await?;
+        Ok(paginate(rows, page.limit, |s| s.id.clone()))
     }
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
@@ -81,7 +76,7 @@ impl SourceStore for SqliteStore {
             query_all(
                 conn,
                 &format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"),
-                vec![],
+                [],
                 |r| source_from_row(r),
             )
         })
