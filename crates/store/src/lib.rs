@@ -1,6 +1,12 @@
 //! Persistence: the `Store` trait every backend implements (one trait per
 //! aggregate), the records it keeps, and the embedded SQLite backend.
+//!
+//! The `testing` cargo feature adds what tests need and production code must
+//! not: the storage [`conformance`] suite and scratch PostgreSQL databases
+//! (`postgres::test_database`).
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod error;
 mod model;
 pub mod postgres;
