@@ -1,14 +1,16 @@
 //! Persistence: the `Store` trait every backend implements (one trait per
-//! aggregate), the records it keeps, and the embedded SQLite backend.
+//! aggregate), the records it keeps, the embedded SQLite backend and, with
+//! the `postgres` cargo feature (on by default), the PostgreSQL backend.
 //!
 //! The `testing` cargo feature adds what tests need and production code must
-//! not: the storage [`conformance`] suite and scratch PostgreSQL databases
-//! (`postgres::test_database`).
+//! not: the storage `conformance` suite and, with `postgres`, scratch
+//! databases (`postgres::test_database`).
 
 #[cfg(feature = "testing")]
 pub mod conformance;
 mod error;
 mod model;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod query;
 mod rows;
