@@ -5,10 +5,13 @@
 #   BENCH_DB=postgres bench/run.sh -n 20000 -k 1          # PostgreSQL, one node
 #   BENCH_DB=postgres BENCH_NODES=3 bench/run.sh -n 20000 # three nodes, producers spread
 # BENCH_PG_URL picks the PostgreSQL server (default the local one); a scratch
-# database is created for the run and dropped afterwards.
+# database is created for the run and dropped afterwards. BENCH_BIN names a
+# directory holding other `switchyard` and `switchyard-bench` builds (to compare
+# two versions side by side); then nothing is built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p switchyard -p switchyard-bench
+bin=${BENCH_BIN:-target/release}
+[ -n "${BENCH_BIN:-}" ] || cargo build --release -q -p switchyard -p switchyard-bench
 db=${BENCH_DB:-sqlite}
 nodes=${BENCH_NODES:-1}
 pg_admin=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -36,7 +39,7 @@ for i in $(seq 0 $((nodes - 1))); do
   data=$(mktemp -d)
   dirs+=("$data")
   env "${env_db[@]}" SWITCHYARD_LISTEN=127.0.0.1:$port SWITCHYARD_DATA_DIR="$data" SWITCHYARD_ADMIN_TOKEN=bench-token \
-    SWITCHYARD_ALLOWED_NETWORKS=127.0.0.0/8 RUST_LOG=warn target/release/switchyard serve >/dev/null &
+    SWITCHYARD_ALLOWED_NETWORKS=127.0.0.0/8 RUST_LOG=warn "$bin/switchyard" serve >/dev/null &
   pids+=($!)
   urls+=("http://127.0.0.1:$port")
   for _ in $(seq 100); do
@@ -61,4 +64,4 @@ fi
 url_list=$(IFS=,; echo "${urls[*]}")
 pid_list=$(IFS=,; echo "${pids[*]}")
 echo "database=$db nodes=$nodes"
-target/release/switchyard-bench --url "$url_list" --token bench-token --server-pid "$pid_list" "$@"
+"$bin/switchyard-bench" --url "$url_list" --token bench-token --server-pid "$pid_list" "$@"

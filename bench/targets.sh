@@ -4,9 +4,10 @@
 # PostgreSQL for the BENCH_DB=postgres rows. Takes about five minutes.
 #   bench/targets.sh            # all of them
 #   RUNS=1 bench/targets.sh     # one pass
+#   BENCH_BIN=/tmp/old bench/targets.sh   # the builds in /tmp/old (see run.sh)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p switchyard -p switchyard-bench || exit 1
+[ -n "${BENCH_BIN:-}" ] || cargo build --release -q -p switchyard -p switchyard-bench || exit 1
 runs=${RUNS:-3}
 run() {
   local label=$1

@@ -31,8 +31,6 @@ pub struct AppState {
     /// Where providers reach this server (`https://hooks.example.com`);
     /// `None`: the address the request was sent to.
     pub public_url: Option<Arc<str>>,
-    /// Unix milliseconds; replaceable so signature tests can pin the clock.
-    pub clock: fn() -> u64,
 }
 
 pub use switchyard_engine::admin::{generate_token, token_hash};
@@ -287,7 +285,7 @@ async fn idempotency(State(state): State<AppState>, req: Request, next: Next) ->
     let stored = StoredResponse {
         status: status.as_u16(),
         body: String::from_utf8_lossy(&bytes).into_owned(),
-        created_at: switchyard_core::timefmt::now_ms(),
+        created_at: state.engine.now_ms(),
     };
     if let Err(e) = state.engine.save_idempotent_response(&scoped, stored).await {
         tracing::warn!(error = %e, "could not store idempotency record");

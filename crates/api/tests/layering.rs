@@ -44,16 +44,36 @@ fn the_api_crate_calls_no_store_method() {
     );
 }
 
-/// Whether `Store` (the trait) appears as a whole identifier; `StoreError`,
-/// `StoredResponse` and the `EngineError::Store` variant are data the engine
-/// passes on, and may be named.
+/// Whether the line names the store: `Store`, one of the traits it is
+/// composed of (`AppStore`, `EndpointStore`, ...), a backend (`SqliteStore`)
+/// — any whole identifier ending in `Store` — or the store's `prelude`.
+/// `StoreError`, `StoredResponse` and the `EngineError::Store` variant are
+/// data the engine passes on, and may be named.
 fn names_the_store_trait(line: &str) -> bool {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    line.match_indices("Store").any(|(at, _)| {
-        let before = line[..at].chars().next_back();
+    let names_a_store = line.match_indices("Store").any(|(at, _)| {
         let after = line[at + "Store".len()..].chars().next();
-        !before.is_some_and(ident)
-            && !after.is_some_and(ident)
-            && !line[..at].ends_with("EngineError::")
-    })
+        !after.is_some_and(ident) && !line[..at].ends_with("EngineError::")
+    });
+    names_a_store || line.contains("switchyard_store::prelude")
+}
+
+#[test]
+fn store_names_are_recognised() {
+    for named in [
+        "use switchyard_store::Store;",
+        "fn f(s: &dyn AppStore) {}",
+        "use switchyard_store::{EndpointStore, Page};",
+        "let s = SqliteStore::open(p);",
+        "use switchyard_store::prelude::*;",
+    ] {
+        assert!(names_the_store_trait(named), "{named}");
+    }
+    for allowed in [
+        "Err(EngineError::Store(e)) => {}",
+        "use switchyard_store::{StoreError, StoredResponse};",
+        "let restored = 1;",
+    ] {
+        assert!(!names_the_store_trait(allowed), "{allowed}");
+    }
 }

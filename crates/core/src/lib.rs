@@ -5,6 +5,7 @@
 //! path suffix. Nothing here performs I/O, so all of it is unit- and
 //! property-testable.
 
+pub mod clock;
 pub mod filter;
 pub mod forward;
 pub mod ids;

@@ -7,7 +7,6 @@ use serde_json::Value;
 use std::sync::Arc;
 use switchyard_core::json::{DocumentError, parse_document};
 use switchyard_core::matching::endpoint_matches;
-use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, MessageId};
 use switchyard_store::{Accepted, DeliveryTask, Forward, Message, NewDelivery, NewMessage};
 
@@ -18,7 +17,7 @@ pub struct AcceptInput {
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
     /// The payload exactly as the producer sent it; this text is what endpoints receive.
-    pub payload: Arc<str>,
+    pub payload: bytes::Bytes,
     pub idempotency_key: Option<String>,
     /// For ingested webhooks: provider headers and path passed on.
     pub forward: Option<Forward>,
@@ -54,20 +53,18 @@ impl Engine {
     pub async fn accept(&self, input: AcceptInput) -> Result<AcceptResult, EngineError> {
         let document = match input.document {
             PayloadDocument::Parsed(doc) => doc.unwrap_or(Value::Null),
-            PayloadDocument::Json => {
-                parse_document(input.payload.as_bytes()).map_err(|e| match e {
-                    DocumentError::DuplicateKey(d) => EngineError::InvalidAt {
-                        message: format!(
-                            "duplicate key '{}': object keys must be unique (RFC 8259 section 4)",
-                            d.key()
-                        ),
-                        loc: std::iter::once("payload".to_owned())
-                            .chain(d.path)
-                            .collect(),
-                    },
-                    DocumentError::Syntax(message) => EngineError::invalid("payload", message),
-                })?
-            }
+            PayloadDocument::Json => parse_document(&input.payload).map_err(|e| match e {
+                DocumentError::DuplicateKey(d) => EngineError::InvalidAt {
+                    message: format!(
+                        "duplicate key '{}': object keys must be unique (RFC 8259 section 4)",
+                        d.key()
+                    ),
+                    loc: std::iter::once("payload".to_owned())
+                        .chain(d.path)
+                        .collect(),
+                },
+                DocumentError::Syntax(message) => EngineError::invalid("payload", message),
+            })?,
         };
         if input.check_schema {
             self.check_schema(&input.event_type, &document).await?;
@@ -92,7 +89,7 @@ impl Engine {
             }
             matched.push(e.endpoint.id.clone());
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let payload = input.payload;
         let forward = input.forward.map(Arc::new);
         let message = Message {
@@ -102,7 +99,7 @@ impl Engine {
             event_id: input.event_id,
             channels: input.channels,
             tags: input.tags,
-            payload: Some(payload.to_string()),
+            payload: Some(payload.clone()),
             forward: forward.as_deref().cloned(),
             created_at: now,
         };

@@ -3,7 +3,6 @@
 //! notice to other nodes) in one place for every entry point.
 
 use crate::{Engine, EngineError};
-use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, Uid};
 use switchyard_store::{Application, Metadata, Page, PageRequest, StoreError};
 
@@ -70,9 +69,8 @@ pub fn check_rate_limit(field: &str, rate: Option<u32>) -> Result<Option<u32>, E
 
 /// A new application from checked input; `uid` replaces the input's uid
 /// (upsert and create-on-first-message name the application by it).
-fn new_app(input: AppInput, uid: Option<String>) -> Result<Application, EngineError> {
+fn new_app(input: AppInput, uid: Option<String>, now: u64) -> Result<Application, EngineError> {
     check_name(&input.name)?;
-    let now = now_ms();
     Ok(Application {
         id: AppId::generate_at(now),
         uid: parse_uid("uid", uid.or(input.uid))?,
@@ -114,7 +112,10 @@ impl Engine {
         {
             return Ok((existing, false));
         }
-        let app = self.store.insert_app(new_app(input, None)?).await?;
+        let app = self
+            .store
+            .insert_app(new_app(input, None, self.now_ms())?)
+            .await?;
         Ok((app, true))
     }
 
@@ -133,7 +134,7 @@ impl Engine {
                 app.uid = parse_uid("uid", input.uid)?.or(app.uid);
                 app.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
                 app.metadata = input.metadata.unwrap_or_default();
-                app.updated_at = now_ms();
+                app.updated_at = self.now_ms();
                 let app = self.store.update_app(app).await?;
                 self.app_changed(&app.id);
                 Ok((app, false))
@@ -142,7 +143,7 @@ impl Engine {
             None => {
                 let app = self
                     .store
-                    .insert_app(new_app(input, Some(key.to_owned()))?)
+                    .insert_app(new_app(input, Some(key.to_owned()), self.now_ms())?)
                     .await?;
                 Ok((app, true))
             }
@@ -165,7 +166,7 @@ impl Engine {
         if let Some(metadata) = patch.metadata {
             app.metadata = metadata;
         }
-        app.updated_at = now_ms();
+        app.updated_at = self.now_ms();
         let app = self.store.update_app(app).await?;
         self.app_changed(&app.id);
         Ok(app)
@@ -199,7 +200,7 @@ impl Engine {
         }
         match self
             .store
-            .insert_app(new_app(input, Some(key.to_owned()))?)
+            .insert_app(new_app(input, Some(key.to_owned()), self.now_ms())?)
             .await
         {
             Ok(app) => Ok(app),
@@ -225,17 +226,20 @@ mod tests {
             Err(EngineError::Invalid { field, .. }) => field,
             other => panic!("expected a refusal, got {other:?}"),
         };
-        assert_eq!(field(new_app(input(" ", None, None), None)), "name");
+        assert_eq!(field(new_app(input(" ", None, None), None, 0)), "name");
         assert_eq!(
-            field(new_app(input(&"n".repeat(257), None, None), None)),
+            field(new_app(input(&"n".repeat(257), None, None), None, 0)),
             "name"
         );
         assert_eq!(
-            field(new_app(input("n", Some("bad uid"), None), None)),
+            field(new_app(input("n", Some("bad uid"), None), None, 0)),
             "uid"
         );
-        assert_eq!(field(new_app(input("n", None, Some(0)), None)), "rateLimit");
-        let app = new_app(input("n", Some("a"), Some(5)), Some("b".into())).unwrap();
+        assert_eq!(
+            field(new_app(input("n", None, Some(0)), None, 0)),
+            "rateLimit"
+        );
+        let app = new_app(input("n", Some("a"), Some(5)), Some("b".into()), 0).unwrap();
         assert_eq!(
             app.uid.as_deref(),
             Some("b"),
@@ -291,7 +295,7 @@ mod tests {
             .unwrap();
         assert!(created);
         assert_eq!(fresh.uid.as_deref(), Some("globex"));
-        let unknown_id = AppId::generate_at(now_ms()).to_string();
+        let unknown_id = AppId::generate_at(engine.now_ms()).to_string();
         assert!(matches!(
             engine.upsert_app(&unknown_id, named("X", None)).await,
             Err(EngineError::NotFound("application"))

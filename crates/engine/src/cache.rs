@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use switchyard_core::clock::Clock;
 use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
-use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, EndpointId};
 use switchyard_store::{Endpoint, Store, StoreError};
 
@@ -18,7 +18,7 @@ pub(crate) struct CachedEndpoint {
 }
 
 impl CachedEndpoint {
-    fn new(endpoint: Endpoint) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, now: u64) -> Self {
         let mut secrets = Vec::new();
         match EndpointSecret::parse_any_length(&endpoint.secret) {
             Ok(s) => secrets.push((s, None)),
@@ -26,7 +26,6 @@ impl CachedEndpoint {
                 tracing::error!(endpoint = %endpoint.id, error = %e, "stored secret does not parse")
             }
         }
-        let now = now_ms();
         for retired in &endpoint.retired_secrets {
             if retired.expires_at > now
                 && let Ok(s) = EndpointSecret::parse_any_length(&retired.secret)
@@ -67,15 +66,17 @@ pub(crate) type AppEndpoints = Arc<Vec<Arc<CachedEndpoint>>>;
 #[derive(Clone)]
 pub(crate) struct EndpointCache {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     /// The generation lets a load that raced with an invalidation be dropped
     /// instead of caching stale endpoints.
     inner: Arc<RwLock<(u64, HashMap<AppId, AppEndpoints>)>>,
 }
 
 impl EndpointCache {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            clock,
             inner: Arc::new(RwLock::new((0, HashMap::new()))),
         }
     }
@@ -95,7 +96,7 @@ impl EndpointCache {
                 .all_endpoints(Some(app))
                 .await?
                 .into_iter()
-                .map(|e| Arc::new(CachedEndpoint::new(e)))
+                .map(|e| Arc::new(CachedEndpoint::new(e, self.clock.now_ms())))
                 .collect(),
         );
         if let Ok(mut guard) = self.inner.write()

@@ -10,7 +10,6 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
-use switchyard_core::timefmt::now_ms;
 use switchyard_core::{Channel, EndpointId, EndpointUrl};
 use switchyard_store::{
     Application, Endpoint, EndpointStats, Metadata, Page, PageRequest, RetiredSecret,
@@ -176,10 +175,10 @@ fn new_endpoint(
     app_id: switchyard_core::AppId,
     input: EndpointInput,
     uid: Option<String>,
+    now: u64,
 ) -> Result<Endpoint, EngineError> {
     let headers = input.headers.unwrap_or_default();
     check_headers(&headers)?;
-    let now = now_ms();
     Ok(Endpoint {
         id: EndpointId::generate_at(now),
         app_id,
@@ -228,7 +227,7 @@ impl Engine {
     }
 
     async fn save_endpoint(&self, mut ep: Endpoint) -> Result<Endpoint, EngineError> {
-        ep.updated_at = now_ms();
+        ep.updated_at = self.now_ms();
         let ep = self.store.update_endpoint(ep).await?;
         self.endpoints_changed(&ep.app_id);
         Ok(ep)
@@ -240,7 +239,7 @@ impl Engine {
         input: EndpointInput,
         uid: Option<String>,
     ) -> Result<Endpoint, EngineError> {
-        let ep = new_endpoint(app.id.clone(), input, uid)?;
+        let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
         let ep = self.store.insert_endpoint(ep).await?;
         self.endpoints_changed(&ep.app_id);
         Ok(ep)
@@ -363,7 +362,7 @@ impl Engine {
         }
         let mut ep = self.endpoint(app_key, key).await?;
         let new_secret = parse_secret("key", new_key)?;
-        let now = now_ms();
+        let now = self.now_ms();
         ep.retired_secrets.retain(|r| r.expires_at > now);
         if grace > 0 {
             ep.retired_secrets.push(RetiredSecret {
@@ -421,7 +420,10 @@ impl Engine {
         until: Option<u64>,
     ) -> Result<u64, EngineError> {
         let ep = self.endpoint(app_key, key).await?;
-        let requeued = self.store.recover(&ep.id, since, until, now_ms()).await?;
+        let requeued = self
+            .store
+            .recover(&ep.id, since, until, self.now_ms())
+            .await?;
         tracing::info!(endpoint = %ep.id, deliveries = requeued, "recovering failed deliveries");
         self.wake_dispatcher();
         Ok(requeued)
@@ -456,7 +458,7 @@ mod tests {
             url: "https://example.com/hook".into(),
             ..EndpointInput::default()
         };
-        assert!(new_endpoint(app.clone(), ok(), None).is_ok());
+        assert!(new_endpoint(app.clone(), ok(), None, 0).is_ok());
         let cases: Vec<(EndpointInput, &str)> = vec![
             (
                 EndpointInput {
@@ -509,7 +511,7 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(field(new_endpoint(app.clone(), input, None)), want);
+            assert_eq!(field(new_endpoint(app.clone(), input, None, 0)), want);
         }
     }
 }

@@ -5,7 +5,6 @@
 use crate::{Engine, EngineError, schema};
 use serde_json::Value;
 use switchyard_core::EventTypeName;
-use switchyard_core::timefmt::now_ms;
 use switchyard_store::{EventType, Page, PageRequest};
 
 /// An event type's settable fields (create and upsert).
@@ -59,10 +58,10 @@ fn build(
     name: &str,
     input: EventTypeInput,
     created_at: Option<u64>,
+    now: u64,
 ) -> Result<EventType, EngineError> {
     EventTypeName::parse(name).map_err(|e| EngineError::invalid("name", e.to_string()))?;
     check_schemas(input.schemas.as_ref())?;
-    let now = now_ms();
     Ok(EventType {
         name: name.to_owned(),
         description: input.description,
@@ -106,7 +105,7 @@ impl Engine {
     ) -> Result<EventType, EngineError> {
         let et = self
             .store
-            .insert_event_type(build(name, input, None)?)
+            .insert_event_type(build(name, input, None, self.now_ms())?)
             .await?;
         self.event_type_changed(&et.name);
         Ok(et)
@@ -120,7 +119,7 @@ impl Engine {
     ) -> Result<(EventType, bool), EngineError> {
         let existing = self.store.get_event_type(name).await?;
         let created = existing.is_none();
-        let et = build(name, input, existing.map(|e| e.created_at))?;
+        let et = build(name, input, existing.map(|e| e.created_at), self.now_ms())?;
         let et = self.store.put_event_type(et).await?;
         self.event_type_changed(&et.name);
         Ok((et, created))
@@ -152,7 +151,7 @@ impl Engine {
         if let Some(g) = patch.group_name {
             et.group_name = g;
         }
-        et.updated_at = now_ms();
+        et.updated_at = self.now_ms();
         let et = self.store.put_event_type(et).await?;
         self.event_type_changed(&et.name);
         Ok(et)
@@ -166,7 +165,7 @@ impl Engine {
             self.store.delete_event_type(name).await?;
         } else {
             et.archived = true;
-            et.updated_at = now_ms();
+            et.updated_at = self.now_ms();
             self.store.put_event_type(et).await?;
         }
         self.event_type_changed(name);
@@ -193,19 +192,20 @@ mod tests {
             ..EventTypeInput::default()
         };
         assert_eq!(
-            field(build("bad name", EventTypeInput::default(), None)),
+            field(build("bad name", EventTypeInput::default(), None, 0)),
             "name"
         );
-        assert_eq!(field(build("t", with(json!([1])), None)), "schemas");
+        assert_eq!(field(build("t", with(json!([1])), None, 0)), "schemas");
         assert_eq!(
             field(build(
                 "t",
                 with(json!({"3": {"allOf": [{"$ref": "#"}]}})),
-                None
+                None,
+                0
             )),
             "schemas.3"
         );
-        let et = build("t", with(Value::Null), Some(5)).unwrap();
+        let et = build("t", with(Value::Null), Some(5), 0).unwrap();
         assert_eq!((et.schemas, et.created_at), (None, 5));
     }
 }

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use switchyard_core::timefmt::now_ms;
 use switchyard_store::Store;
 
 /// How long an `Idempotency-Key` is remembered (Svix: 24 hours).
@@ -16,11 +15,15 @@ const PURGE_BATCH: usize = 1_000;
 
 /// Runs forever: every ten minutes, one pass (the first at once).
 /// `retention`: `None` keeps messages for ever.
-pub(crate) async fn run(store: Arc<dyn Store>, retention: Option<Duration>) {
+pub(crate) async fn run(
+    store: Arc<dyn Store>,
+    retention: Option<Duration>,
+    clock: Arc<dyn switchyard_core::clock::Clock>,
+) {
     let mut tick = tokio::time::interval(INTERVAL);
     loop {
         tick.tick().await;
-        pass(store.as_ref(), retention, now_ms()).await;
+        pass(store.as_ref(), retention, clock.now_ms()).await;
     }
 }
 

@@ -15,7 +15,6 @@
 use crate::{AcceptInput, Engine, EngineError, IngestOutcome, IngestSource, PayloadDocument};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::sync::Arc;
 use switchyard_core::MessageId;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::json::DocumentError;
@@ -39,8 +38,6 @@ pub struct IngestRequest<'a> {
     /// The raw query, if any.
     pub query: Option<&'a str>,
     pub content_type: Option<&'a str>,
-    /// Unix milliseconds (injectable so signature tests can pin the clock).
-    pub now_ms: u64,
 }
 
 /// What the provider is answered when the request was taken.
@@ -90,6 +87,7 @@ impl Engine {
         request: IngestRequest<'_>,
     ) -> Result<IngestReply, IngestError> {
         let id = source.source.id.as_str();
+        let now_ms = self.now_ms();
         let refuse = |status: u16, code: &'static str, counted: &str, detail: String| {
             self.count_ingest(id, IngestOutcome::Rejected(counted));
             IngestError::Refused(IngestRefusal {
@@ -109,9 +107,9 @@ impl Engine {
             headers: request.headers,
             body: request.body,
             url: &url,
-            now_secs: (request.now_ms / 1000) as i64,
+            now_secs: (now_ms / 1000) as i64,
         };
-        if let Err(rejection) = source.plan.verify(&incoming, request.now_ms) {
+        if let Err(rejection) = source.plan.verify(&incoming, now_ms) {
             let reason = rejection.to_string();
             tracing::debug!(source = id, %reason, "ingest request refused");
             let code = match rejection {
@@ -135,14 +133,6 @@ impl Engine {
             })?
         } else {
             ForwardPath::default()
-        };
-        let Ok(text) = std::str::from_utf8(request.body) else {
-            return Err(refuse(
-                415,
-                "unsupported_body",
-                "body is not UTF-8",
-                "the body must be UTF-8 text (JSON, form data, XML, ...)".into(),
-            ));
         };
         let document = document_of(request.content_type, request.body).map_err(|refusal| {
             let reason = refusal.to_string();
@@ -175,7 +165,7 @@ impl Engine {
                 event_id,
                 channels: None,
                 tags: None,
-                payload: Arc::from(text),
+                payload: bytes::Bytes::copy_from_slice(request.body),
                 idempotency_key: None,
                 forward: Some(forward),
                 document: PayloadDocument::Parsed(document),
@@ -259,7 +249,6 @@ mod tests {
             suffix,
             query: None,
             content_type: Some("application/json"),
-            now_ms: switchyard_core::timefmt::now_ms(),
         }
     }
 
@@ -330,15 +319,26 @@ mod tests {
             ),
             (422, "duplicate_key")
         );
-        assert_eq!(
-            refusal(engine.ingest(&source, request(good, b"\xff\xfe", "")).await).0,
-            415
-        );
+        // A signed body that is not UTF-8 is taken as it is (issue 11: it
+        // used to be refused with 415 after its signature had passed).
+        let latin1 = b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><o>Sch\xf6n</o>";
+        let xml = IngestRequest {
+            content_type: Some("application/xml; charset=ISO-8859-1"),
+            ..request(good, latin1, "")
+        };
+        let Ok(IngestReply::Accepted { message_id, .. }) = engine.ingest(&source, xml).await else {
+            panic!("a non-UTF-8 body is accepted");
+        };
+        let stored = engine
+            .message(&created.app_id, message_id.as_str())
+            .await
+            .unwrap();
+        assert_eq!(stored.payload.as_deref(), Some(&latin1[..]));
         engine.flush_counters().await;
         let stats = engine.source_stats(&created.id).await.unwrap().unwrap();
         assert_eq!(
             (stats.accepted, stats.duplicates, stats.rejected),
-            (1, 1, 4)
+            (2, 1, 3)
         );
     }
 }

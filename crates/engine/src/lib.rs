@@ -5,9 +5,7 @@ mod accept;
 pub mod admin;
 mod apps;
 mod cache;
-mod client;
 mod cluster;
-pub mod destination;
 mod dispatch;
 mod endpoints;
 mod event_types;
@@ -20,8 +18,9 @@ mod sources;
 
 pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
 pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
-pub use client::DeliveryClientConfig;
 pub use cluster::ClusterConfig;
+pub use dispatch::destination;
+pub use dispatch::http::DeliveryClientConfig;
 pub use endpoints::{EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
@@ -31,6 +30,7 @@ pub use sources::{IngestOutcome, IngestSource};
 
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::clock::{Clock, SystemClock};
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_store::{ClusterEvent, Store, StoreError};
@@ -49,6 +49,10 @@ pub struct EngineConfig {
     /// Finished messages older than this are deleted by housekeeping;
     /// `None` keeps them.
     pub retention: Option<Duration>,
+    /// Where the engine reads the time: the system clock, or a
+    /// [`switchyard_core::clock::ManualClock`] in tests that move time on
+    /// instead of sleeping.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Default for EngineConfig {
@@ -62,6 +66,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_millis(200),
             cluster: ClusterConfig::default(),
             retention: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -111,6 +116,7 @@ pub struct Engine {
     lease_keeper: cluster::LeaseKeeper,
     /// Whether other processes share the database and must hear of changes.
     shared: bool,
+    clock: Arc<dyn Clock>,
 }
 
 impl Engine {
@@ -121,7 +127,7 @@ impl Engine {
         store: Arc<dyn Store>,
         config: EngineConfig,
     ) -> Result<Arc<Self>, EngineError> {
-        let endpoints = cache::EndpointCache::new(store.clone());
+        let endpoints = cache::EndpointCache::new(store.clone(), config.clock.clone());
         let partitions = Arc::new(cluster::Partitions::new());
         let dispatcher = dispatch::Dispatcher::start(
             store.clone(),
@@ -136,12 +142,13 @@ impl Engine {
             endpoints,
             apps: cache::AppCache::default(),
             schemas: schema::SchemaCache::default(),
-            sources: sources::SourceCache::new(store.clone()),
+            sources: sources::SourceCache::new(store.clone(), config.clock.clone()),
             dispatcher: dispatcher.clone(),
             partitions: partitions.clone(),
             cluster: config.cluster.clone(),
             lease_keeper: cluster::LeaseKeeper::default(),
             shared: events.is_some(),
+            clock: config.clock.clone(),
         });
         let (first_grant, granted) = tokio::sync::oneshot::channel();
         let waker = dispatcher.clone();
@@ -158,9 +165,19 @@ impl Engine {
             tokio::spawn(follow_cluster_events(Arc::downgrade(&engine), events));
         }
         tokio::spawn(sources::run_flusher(Arc::downgrade(&engine)));
-        tokio::spawn(housekeeping::run(store.clone(), config.retention));
+        tokio::spawn(housekeeping::run(
+            store.clone(),
+            config.retention,
+            config.clock.clone(),
+        ));
         let _ = tokio::time::timeout(Duration::from_secs(5), granted).await;
         Ok(engine)
+    }
+
+    /// The engine's current time in Unix milliseconds, from its clock: what
+    /// every stored time and due time is written with.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// This node's id and the lease time.
@@ -293,7 +310,7 @@ impl Engine {
         message: &switchyard_store::Message,
         endpoint: &switchyard_core::EndpointId,
     ) -> Result<(), EngineError> {
-        let now = switchyard_core::timefmt::now_ms();
+        let now = self.now_ms();
         if self
             .store
             .requeue(&message.app_id, &message.id, endpoint, now)
@@ -307,7 +324,10 @@ impl Engine {
                 msg_id: message.id.clone(),
                 endpoint_id: endpoint.clone(),
                 attempts: 0,
-                payload: message.payload.as_deref().unwrap_or("{}").into(),
+                payload: message
+                    .payload
+                    .clone()
+                    .unwrap_or_else(|| bytes::Bytes::from_static(b"{}")),
                 forward: message.forward.clone().map(Arc::new),
                 manual: true,
             });
@@ -346,10 +366,17 @@ async fn follow_cluster_events(
 /// directory lives as long as the returned guard.
 #[cfg(test)]
 pub(crate) async fn test_engine() -> (Arc<Engine>, tempfile::TempDir) {
+    test_engine_with(EngineConfig::default()).await
+}
+
+/// As [`test_engine`], with the given configuration (a manual clock, a
+/// network policy that lets deliveries reach a loopback receiver, ...).
+#[cfg(test)]
+pub(crate) async fn test_engine_with(config: EngineConfig) -> (Arc<Engine>, tempfile::TempDir) {
     use switchyard_store::sqlite::{Durability, SqliteStore};
     let dir = tempfile::tempdir().expect("temporary directory");
     let store = SqliteStore::open(dir.path().join("db"), Durability::Normal).expect("open store");
-    let engine = Engine::start(Arc::new(store), EngineConfig::default())
+    let engine = Engine::start(Arc::new(store), config)
         .await
         .expect("start engine");
     (engine, dir)
@@ -374,5 +401,34 @@ mod tests {
         engine.lease_keeper.nudge();
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(held(engine.cluster_nodes(now()).await.unwrap()), 0);
+    }
+
+    /// A rotated-out ingest token keeps working for its 48 h grace period on
+    /// the engine's clock, then stops; the new one works throughout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rotated_source_token_expires_on_the_engine_clock() {
+        let clock = Arc::new(switchyard_core::clock::ManualClock::starting_now());
+        let (engine, _dir) = test_engine_with(EngineConfig {
+            clock: clock.clone(),
+            ..EngineConfig::default()
+        })
+        .await;
+        let input = SourceInput {
+            name: "n".into(),
+            kind: "none".into(),
+            ..SourceInput::default()
+        };
+        let source = engine.create_source(input, None).await.unwrap();
+        let rotated = engine
+            .rotate_source_token(source.id.as_str())
+            .await
+            .unwrap();
+        let finds = async |token: &str| engine.find_source(token).await.unwrap().is_some();
+        clock.advance(Duration::from_secs(47 * 3600));
+        assert!(finds(&source.token).await, "inside the grace period");
+        assert!(finds(&rotated.token).await);
+        clock.advance(Duration::from_secs(2 * 3600));
+        assert!(!finds(&source.token).await, "after the grace period");
+        assert!(finds(&rotated.token).await);
     }
 }

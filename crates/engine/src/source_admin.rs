@@ -7,7 +7,6 @@ use crate::apps::parse_uid;
 use crate::{Engine, EngineError};
 use serde_json::{Value, json};
 use switchyard_core::source::{RETIRED_SECRETS_KEY, compile, secret_key};
-use switchyard_core::timefmt::now_ms;
 use switchyard_core::{AppId, SourceId};
 use switchyard_store::{Application, Metadata, Page, PageRequest, RetiredSecret, Source};
 
@@ -88,7 +87,7 @@ impl Engine {
     }
 
     async fn save_source(&self, mut source: Source) -> Result<Source, EngineError> {
-        source.updated_at = now_ms();
+        source.updated_at = self.now_ms();
         let source = self.store.update_source(source).await?;
         self.sources_changed();
         Ok(source)
@@ -102,7 +101,7 @@ impl Engine {
         uid: Option<String>,
     ) -> Result<Source, EngineError> {
         check(&input)?;
-        let now = now_ms();
+        let now = self.now_ms();
         let id = SourceId::generate_at(now).into_string();
         let app = Application {
             id: AppId::generate_at(now),
@@ -184,7 +183,7 @@ impl Engine {
     /// Errors: [`EngineError::Conflict`] when three are already retired.
     pub async fn rotate_source_token(&self, key: &str) -> Result<Source, EngineError> {
         let mut source = self.source(key).await?;
-        let now = now_ms();
+        let now = self.now_ms();
         source.retired_tokens.retain(|t| t.expires_at > now);
         if source.retired_tokens.len() >= MAX_RETIRED_TOKENS {
             return Err(EngineError::Conflict(format!(
@@ -235,7 +234,7 @@ impl Engine {
             }
             None => hex::encode(rand::random::<[u8; 32]>()),
         };
-        let now = now_ms();
+        let now = self.now_ms();
         let Some(config) = source.config.as_object_mut() else {
             return Err(EngineError::Conflict(
                 "the source's config is not an object".into(),

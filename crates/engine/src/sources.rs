@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use switchyard_core::clock::Clock;
 use switchyard_core::source::{Plan, compile};
-use switchyard_core::timefmt::now_ms;
 use switchyard_store::{Source, SourceStats, Store, StoreError};
 
 /// A source ready for requests.
@@ -28,6 +28,7 @@ const MISS_RELOAD_INTERVAL: Duration = Duration::from_millis(250);
 
 pub(crate) struct SourceCache {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     inner: RwLock<(u64, Option<Arc<Index>>)>,
     counters: Mutex<HashMap<String, SourceStats>>,
 }
@@ -40,9 +41,10 @@ pub enum IngestOutcome<'a> {
 }
 
 impl SourceCache {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
+            clock,
             inner: RwLock::new((0, None)),
             counters: Mutex::new(HashMap::new()),
         }
@@ -55,7 +57,7 @@ impl SourceCache {
             Err(_) => (0, None),
         };
         if let Some(index) = &index {
-            if let Some(found) = lookup(index, key) {
+            if let Some(found) = lookup(index, key, self.clock.now_ms()) {
                 return Ok(Some(found));
             }
             if index.loaded.elapsed() < MISS_RELOAD_INTERVAL {
@@ -63,7 +65,7 @@ impl SourceCache {
             }
         }
         let index = Arc::new(self.load().await?);
-        let found = lookup(&index, key);
+        let found = lookup(&index, key, self.clock.now_ms());
         if let Ok(mut g) = self.inner.write()
             && g.0 == generation
         {
@@ -114,7 +116,7 @@ impl SourceCache {
             IngestOutcome::Rejected(reason) => {
                 entry.rejected += 1;
                 entry.last_rejection = Some(reason.to_owned());
-                entry.last_rejection_at = Some(now_ms());
+                entry.last_rejection_at = Some(self.clock.now_ms());
             }
         }
     }
@@ -146,13 +148,12 @@ impl SourceCache {
     }
 }
 
-fn lookup(index: &Index, key: &str) -> Option<Arc<IngestSource>> {
+fn lookup(index: &Index, key: &str, now: u64) -> Option<Arc<IngestSource>> {
     let found = index.by_key.get(key)?;
     if found.source.token == key || found.source.id == key {
         return Some(found.clone());
     }
     // A retired token: valid until its expiry.
-    let now = now_ms();
     found
         .source
         .retired_tokens

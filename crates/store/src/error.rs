@@ -37,6 +37,7 @@ impl From<serde_json::Error> for StoreError {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<tokio_postgres::Error> for StoreError {
     fn from(e: tokio_postgres::Error) -> Self {
         use tokio_postgres::error::SqlState;
@@ -63,6 +64,7 @@ impl From<tokio_postgres::Error> for StoreError {
     }
 }
 
+#[cfg(feature = "postgres")]
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
         // Every pool error means no usable connection: the server is down,

@@ -1,9 +1,18 @@
-//! Persistence: the `Store` trait every backend implements, the records it
-//! keeps, and the embedded SQLite backend.
+//! Persistence: the `Store` trait every backend implements (one trait per
+//! aggregate), the records it keeps, the embedded SQLite backend and, with
+//! the `postgres` cargo feature (on by default), the PostgreSQL backend.
+//!
+//! The `testing` cargo feature adds what tests need and production code must
+//! not: the storage `conformance` suite and, with `postgres`, scratch
+//! databases (`postgres::test_database`).
 
+#[cfg(feature = "testing")]
+pub mod conformance;
 mod error;
 mod model;
+#[cfg(feature = "postgres")]
 pub mod postgres;
+mod query;
 mod rows;
 pub mod sqlite;
 
@@ -15,19 +24,63 @@ use switchyard_core::{AppId, AttemptId, EndpointId, MessageId, SourceId};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Everything the engine and API need from a database. Backends must behave
-/// identically; writes that the caller is told succeeded are durable.
+/// Everything the engine needs from a database: one trait per aggregate,
+/// each implemented by every backend (`sqlite/<aggregate>.rs`,
+/// `postgres/<aggregate>.rs`). Backends must behave identically, which the
+/// conformance suite checks; writes that the caller is told succeeded are
+/// durable. Holders of an `Arc<dyn Store>` call the methods with
+/// [`prelude`] in scope.
+pub trait Store:
+    AppStore
+    + EventTypeStore
+    + EndpointStore
+    + MessageStore
+    + DeliveryStore
+    + AttemptStore
+    + IdempotencyStore
+    + SettingStore
+    + SourceStore
+    + ClusterStore
+{
+}
+
+impl<T> Store for T where
+    T: AppStore
+        + EventTypeStore
+        + EndpointStore
+        + MessageStore
+        + DeliveryStore
+        + AttemptStore
+        + IdempotencyStore
+        + SettingStore
+        + SourceStore
+        + ClusterStore
+{
+}
+
+/// The store traits, for calling their methods on an `Arc<dyn Store>`:
+/// `use switchyard_store::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        AppStore, AttemptStore, ClusterStore, DeliveryStore, EndpointStore, EventTypeStore,
+        IdempotencyStore, MessageStore, SettingStore, SourceStore, Store,
+    };
+}
+
+/// Applications. `id_or_uid` lookups accept either form.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
-    // Applications. `id_or_uid` lookups accept either form.
+pub trait AppStore: Send + Sync + 'static {
     async fn insert_app(&self, app: Application) -> Result<Application>;
     async fn get_app(&self, id_or_uid: &str) -> Result<Option<Application>>;
     async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>>;
     async fn update_app(&self, app: Application) -> Result<Application>;
     /// Removes the application with its endpoints, messages, deliveries and attempts.
     async fn delete_app(&self, id: &AppId) -> Result<bool>;
+}
 
-    // Event types.
+/// Event types, by name.
+#[async_trait]
+pub trait EventTypeStore: Send + Sync + 'static {
     async fn insert_event_type(&self, et: EventType) -> Result<EventType>;
     async fn put_event_type(&self, et: EventType) -> Result<EventType>;
     async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
@@ -37,8 +90,11 @@ pub trait Store: Send + Sync + 'static {
         include_archived: bool,
     ) -> Result<Page<EventType>>;
     async fn delete_event_type(&self, name: &str) -> Result<bool>;
+}
 
-    // Endpoints.
+/// Endpoints, within their application.
+#[async_trait]
+pub trait EndpointStore: Send + Sync + 'static {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>>;
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>>;
@@ -46,16 +102,26 @@ pub trait Store: Send + Sync + 'static {
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>>;
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool>;
+}
 
-    // Messages.
+/// Messages: intake, reads and retention.
+#[async_trait]
+pub trait MessageStore: Send + Sync + 'static {
     /// Stores a message and its deliveries in one commit, or returns the message
     /// an earlier call stored under the same idempotency key or event id.
     async fn accept(&self, msg: NewMessage) -> Result<Accepted>;
     async fn get_message(&self, app: &AppId, id_or_event_id: &str) -> Result<Option<Message>>;
     async fn list_messages(&self, app: &AppId, filter: &MessageFilter) -> Result<Page<Message>>;
     async fn expunge_message_content(&self, app: &AppId, id: &MessageId) -> Result<bool>;
+    /// Deletes up to `limit` messages created before `before_ms`, with their
+    /// deliveries and attempts, and returns how many went. A message with a
+    /// delivery still pending or being sent is kept until it is finished.
+    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64>;
+}
 
-    // Deliveries.
+/// Deliveries: the queue the dispatcher claims from, and views of it.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync + 'static {
     /// Marks up to `limit` due pending deliveries in the given partitions as
     /// sending and returns them.
     async fn claim_due(
@@ -85,15 +151,6 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<u64>;
     async fn endpoint_stats(&self, ep: &EndpointId) -> Result<EndpointStats>;
-
-    // Attempts.
-    async fn list_attempts(&self, filter: &AttemptFilter) -> Result<Page<Attempt>>;
-    async fn get_attempt(
-        &self,
-        app: &AppId,
-        msg: &MessageId,
-        id: &AttemptId,
-    ) -> Result<Option<Attempt>>;
     async fn deliveries_of_message(
         &self,
         app: &AppId,
@@ -106,22 +163,41 @@ pub trait Store: Send + Sync + 'static {
         filter: &MessageFilter,
         status: Option<u8>,
     ) -> Result<Page<DeliveryView>>;
+}
 
-    // Idempotency of non-message POSTs and small settings.
+/// The attempt log.
+#[async_trait]
+pub trait AttemptStore: Send + Sync + 'static {
+    async fn list_attempts(&self, filter: &AttemptFilter) -> Result<Page<Attempt>>;
+    async fn get_attempt(
+        &self,
+        app: &AppId,
+        msg: &MessageId,
+        id: &AttemptId,
+    ) -> Result<Option<Attempt>>;
+}
+
+/// Saved responses of non-message POSTs, replayed for a repeated idempotency key.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync + 'static {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>>;
     async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()>;
+    /// Deletes idempotency records older than `before_ms`.
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
+}
+
+/// Small settings by key (the hashed admin token, for one).
+#[async_trait]
+pub trait SettingStore: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Stores the setting unless one exists; returns whether it was stored.
     async fn init_setting(&self, key: &str, value: &str) -> Result<bool>;
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()>;
-    /// Deletes idempotency records older than `before_ms`.
-    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64>;
-    /// Deletes up to `limit` messages created before `before_ms`, with their
-    /// deliveries and attempts, and returns how many went. A message with a
-    /// delivery still pending or being sent is kept until it is finished.
-    async fn purge_messages(&self, before_ms: u64, limit: usize) -> Result<u64>;
+}
 
-    // Incoming-webhook sources.
+/// Incoming-webhook sources.
+#[async_trait]
+pub trait SourceStore: Send + Sync + 'static {
     /// Stores a source together with the application its destinations live in.
     async fn insert_source(&self, source: Source, app: Application) -> Result<Source>;
     /// By id (`src_…`) or uid.
@@ -135,8 +211,12 @@ pub trait Store: Send + Sync + 'static {
     /// Adds counted requests to the sources' totals.
     async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()>;
     async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>>;
+}
 
-    // Cluster membership and partition leases.
+/// Cluster membership, partition leases, events between nodes, and the
+/// database's health.
+#[async_trait]
+pub trait ClusterStore: Send + Sync + 'static {
     /// Records the node's heartbeat, renews its leases and takes free or
     /// expired partitions up to its fair share, all in one transaction.
     ///

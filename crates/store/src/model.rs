@@ -65,9 +65,9 @@ pub struct Message {
     pub event_id: Option<String>,
     pub channels: Option<Vec<String>>,
     pub tags: Option<Vec<String>>,
-    /// The payload text as received (JSON for the API; any UTF-8 body for
-    /// ingested webhooks); `None` once expunged.
-    pub payload: Option<String>,
+    /// The payload bytes as received (JSON for the API; any body, UTF-8 or
+    /// not, for ingested webhooks); `None` once expunged.
+    pub payload: Option<bytes::Bytes>,
     /// For ingested webhooks: what to pass on besides the body.
     pub forward: Option<Forward>,
     pub created_at: u64,
@@ -146,7 +146,8 @@ pub struct DeliveryTask {
     pub endpoint_id: EndpointId,
     /// Attempts made so far.
     pub attempts: u32,
-    pub payload: std::sync::Arc<str>,
+    /// Shared by every delivery of the message (cloning is a reference count).
+    pub payload: bytes::Bytes,
     pub forward: Option<std::sync::Arc<Forward>>,
     pub manual: bool,
 }

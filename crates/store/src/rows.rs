@@ -6,6 +6,8 @@ use crate::*;
 /// Reading one column of a result row by name.
 pub(crate) trait Columns {
     fn opt_text(&self, column: &str) -> Result<Option<String>>;
+    /// A column of bytes (a payload), whichever way the backend stored them.
+    fn opt_bytes(&self, column: &str) -> Result<Option<bytes::Bytes>>;
     fn flag(&self, column: &str) -> Result<bool>;
     /// Any integer column, whatever its width; `None` for NULL.
     fn opt_int(&self, column: &str) -> Result<Option<i64>>;
@@ -145,7 +147,7 @@ pub(crate) fn message_from_row(row: &impl Columns, with_payload: bool) -> Result
         channels: row.json("channels")?,
         tags: row.json("tags")?,
         payload: if with_payload {
-            row.opt_text("payload")?
+            row.opt_bytes("payload")?
         } else {
             None
         },
@@ -224,7 +226,7 @@ pub(crate) struct TaskReader {
     contents: std::collections::HashMap<String, MessageContent>,
 }
 
-type MessageContent = (std::sync::Arc<str>, Option<std::sync::Arc<Forward>>);
+type MessageContent = (bytes::Bytes, Option<std::sync::Arc<Forward>>);
 
 impl TaskReader {
     pub(crate) fn read(&mut self, row: &impl Columns) -> Result<DeliveryTask> {
@@ -233,10 +235,9 @@ impl TaskReader {
             Some(content) => content.clone(),
             None => {
                 // An expunged message is still delivered, with an empty object.
-                let payload: std::sync::Arc<str> = row
-                    .opt_text("payload")?
-                    .unwrap_or_else(|| "{}".into())
-                    .into();
+                let payload = row
+                    .opt_bytes("payload")?
+                    .unwrap_or_else(|| bytes::Bytes::from_static(b"{}"));
                 let forward = row.json("forward")?.map(std::sync::Arc::new);
                 self.contents
                     .insert(msg_id.clone(), (payload.clone(), forward.clone()));

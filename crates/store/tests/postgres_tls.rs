@@ -1,7 +1,8 @@
 //! `sslmode` in the database URL, against the machine's PostgreSQL.
 
+use switchyard_store::Application;
 use switchyard_store::postgres::{PgOptions, PgStore, test_database};
-use switchyard_store::{Application, Store};
+use switchyard_store::prelude::*;
 
 fn with(url: &str, params: &str) -> String {
     let joint = if url.contains('?') { '&' } else { '?' };

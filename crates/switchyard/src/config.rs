@@ -79,6 +79,8 @@ pub struct Settings {
     pub max_connections_per_host: usize,
     pub durability: Durability,
     pub database_url: Option<String>,
+    // Read by the PostgreSQL backend only.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub database_pool_size: usize,
     pub node_id: Option<String>,
     pub lease_ttl: Duration,
@@ -175,7 +177,10 @@ impl Settings {
     /// The database for messages, without any password in it.
     pub fn database_name(&self) -> String {
         match &self.database_url {
+            #[cfg(feature = "postgres")]
             Some(url) => switchyard_store::postgres::describe_url(url),
+            #[cfg(not(feature = "postgres"))]
+            Some(_) => "postgres (not supported by this build)".into(),
             None => self.database_path().display().to_string(),
         }
     }

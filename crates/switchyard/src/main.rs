@@ -16,6 +16,7 @@ use switchyard_api::{AppState, normalize_path, router};
 use switchyard_engine::admin::{admin_token, rotate_admin_token};
 use switchyard_engine::{ClusterConfig, Engine, EngineConfig};
 use switchyard_store::Store;
+#[cfg(feature = "postgres")]
 use switchyard_store::postgres::{PgOptions, PgStore};
 use switchyard_store::sqlite::SqliteStore;
 use tower::Layer;
@@ -77,19 +78,37 @@ fn main() -> anyhow::Result<()> {
 /// either way migrated to this binary's schema.
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &settings.database_url {
-        let store = PgStore::connect(&PgOptions {
-            pool_size: settings.database_pool_size,
-            ..PgOptions::new(url.clone())
-        })
-        .await
-        .with_context(|| format!("opening {}", settings.database_name()))?;
-        return Ok(Arc::new(store));
+        return open_postgres(url, settings).await;
     }
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(settings.database_path(), settings.durability)
         .with_context(|| format!("opening {}", settings.database_path().display()))?;
     Ok(Arc::new(store))
+}
+
+#[cfg(feature = "postgres")]
+async fn open_postgres(url: &str, settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    let store = PgStore::connect(&PgOptions {
+        pool_size: settings.database_pool_size,
+        ..PgOptions::new(url)
+    })
+    .await
+    .with_context(|| format!("opening {}", settings.database_name()))?;
+    Ok(Arc::new(store))
+}
+
+/// A build without the `postgres` feature refuses a database URL rather
+/// than quietly using SQLite: nodes meant to share one database would each
+/// keep their own.
+#[cfg(not(feature = "postgres"))]
+async fn open_postgres(_url: &str, _settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    anyhow::bail!(
+        "a PostgreSQL database URL is set (--database-url or SWITCHYARD_DATABASE_URL), \
+         but this switchyard was built without PostgreSQL support; rebuild it with the \
+         cargo feature `postgres` (on by default), or unset the URL to use the embedded \
+         SQLite database"
+    )
 }
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -131,7 +150,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         admin_token_sha256: admin.sha256,
         max_body_bytes: settings.max_payload_bytes,
         public_url: settings.public_url.clone().map(Into::into),
-        clock: switchyard_core::timefmt::now_ms,
     });
     let app = tower::util::MapRequestLayer::new(normalize_path).layer(app);
     println!("switchyard listening on http://{addr}");

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+#[cfg(feature = "postgres")]
 use switchyard_store::postgres::test_database;
 
 async fn sigkill_under_load(env: &[(&str, &str)]) {
@@ -43,6 +44,7 @@ async fn sigkill_under_load_loses_no_accepted_message() {
     sigkill_under_load(&[]).await;
 }
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
 async fn sigkill_under_load_loses_no_accepted_message_on_postgres() {

@@ -6,16 +6,10 @@
 
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use switchyard_api::{AppState, router, token_hash};
+use switchyard_core::clock::ManualClock;
 use switchyard_engine::{Engine, EngineConfig};
 use switchyard_store::sqlite::{Durability, SqliteStore};
-
-static NOW_MS: AtomicU64 = AtomicU64::new(0);
-
-fn pinned_clock() -> u64 {
-    NOW_MS.load(Ordering::SeqCst)
-}
 
 const TOKEN: &str = "vector-token";
 
@@ -23,10 +17,14 @@ const TOKEN: &str = "vector-token";
 mod vectors_file;
 use vectors_file::vectors;
 
-async fn serve() -> (String, tempfile::TempDir) {
+async fn serve(clock: Arc<ManualClock>) -> (String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = SqliteStore::open(dir.path().join("v.db"), Durability::Normal).expect("sqlite");
-    let engine = Engine::start(Arc::new(store), EngineConfig::default())
+    let config = EngineConfig {
+        clock,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::start(Arc::new(store), config)
         .await
         .expect("engine");
     let app = router(AppState {
@@ -34,7 +32,6 @@ async fn serve() -> (String, tempfile::TempDir) {
         admin_token_sha256: token_hash(TOKEN),
         max_body_bytes: 1 << 20,
         public_url: None,
-        clock: pinned_clock,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -46,7 +43,8 @@ async fn serve() -> (String, tempfile::TempDir) {
 
 #[tokio::test]
 async fn every_vector_through_the_ingest_route() {
-    let (base, _dir) = serve().await;
+    let clock = Arc::new(ManualClock::starting_now());
+    let (base, _dir) = serve(clock.clone()).await;
     let http = reqwest::Client::new();
     let (mut checked, mut skipped) = (0, Vec::new());
     for v in vectors() {
@@ -99,7 +97,7 @@ async fn every_vector_through_the_ingest_route() {
             url = format!("{url}?{q}");
         }
         let now_secs = v["now"].as_u64().unwrap_or(1_700_000_000);
-        NOW_MS.store(now_secs * 1000, Ordering::SeqCst);
+        clock.set(now_secs * 1000);
         let body = v["body"].as_str().expect("body").to_owned();
         let mut request = http.post(&url).body(body.clone());
         let mut headers: Vec<(String, String)> = v["headers"]

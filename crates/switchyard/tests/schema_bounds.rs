@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 use switchyard_store::sqlite::Durability;
 use switchyard_store::sqlite::SqliteStore;
-use switchyard_store::{EventType, Store};
+use switchyard_store::{EventType, EventTypeStore};
 
 fn loc(body: &Value) -> Vec<String> {
     body["detail"][0]["loc"]

@@ -115,7 +115,6 @@ fn reject(status: StatusCode, code: &'static str, detail: impl Into<String>) -> 
             (IngestReplyOut = "application/json"),
         )),
         (status = 401, description = "Signature or credentials missing, wrong or stale", body = crate::error::HttpErrorOut),
-        (status = 415, description = "The body is not text", body = crate::error::HttpErrorOut),
     ))]
 async fn receive(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
@@ -173,7 +172,6 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
                 suffix,
                 query: parts.uri.query(),
                 content_type,
-                now_ms: (state.clock)(),
             },
         )
         .await;

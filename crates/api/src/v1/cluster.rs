@@ -6,7 +6,7 @@ use crate::error::ApiResult;
 use axum::Json;
 use axum::extract::State;
 use serde::Serialize;
-use switchyard_core::timefmt::{format_ms, now_ms};
+use switchyard_core::timefmt::format_ms;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -52,7 +52,7 @@ struct NodeOut {
 #[utoipa::path(get, path = "/api/v1/cluster", operation_id = "v1.cluster.get",
     responses((status = 200, description = "The cluster as this node sees it", body = ClusterOut)))]
 async fn cluster(State(state): State<AppState>) -> ApiResult<Json<ClusterOut>> {
-    let now = now_ms();
+    let now = state.engine.now_ms();
     let config = state.engine.cluster_config();
     let ttl = config.lease_ttl.as_millis() as u64;
     let nodes = state.engine.cluster_nodes(now).await?;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::TaskId;
-use switchyard_core::timefmt::{now_ms, parse_rfc3339_ms};
+use switchyard_core::timefmt::parse_rfc3339_ms;
 use switchyard_engine::{EndpointInput, EndpointPatch};
 use switchyard_store::{Endpoint, Metadata, Order};
 use utoipa::ToSchema;
@@ -453,7 +453,7 @@ pub(crate) async fn recover_of(
         })
         .transpose()?;
     let requeued = state.engine.recover_endpoint(app, ep, since, until).await?;
-    let now = now_ms();
+    let now = state.engine.now_ms();
     let out = RecoverOut {
         id: TaskId::generate_at(now).as_str().to_owned(),
         status: "finished",

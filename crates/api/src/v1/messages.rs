@@ -65,8 +65,9 @@ pub(crate) struct MessageOut {
     #[schema(required = true)]
     tags: Option<Vec<String>>,
     /// The payload as sent, `{}` without its content (expunged, or
-    /// `with_content=false`). An ingested body that is not JSON (form data,
-    /// XML) is shown as `{"$rawBody": "<the text>"}`.
+    /// `with_content=false`). An ingested body that is not JSON is wrapped:
+    /// text (form data, XML) as `{"$rawBody": "<the text>"}`, bytes that are
+    /// not UTF-8 as `{"$rawBodyBase64": "<standard base64>"}`.
     #[schema(value_type = Value)]
     payload: Box<RawValue>,
     #[schema(format = DateTime)]
@@ -78,26 +79,39 @@ const EMPTY_OBJECT: &str = "{}";
 impl MessageOut {
     /// The API shape of a message; `with_content: false` shows `{}` as the payload.
     pub(crate) fn new(m: &Message, with_content: bool) -> Self {
-        let text = if with_content {
-            m.payload.as_deref().unwrap_or(EMPTY_OBJECT)
-        } else {
-            EMPTY_OBJECT
+        let bytes = match &m.payload {
+            Some(payload) if with_content => payload.as_ref(),
+            _ => EMPTY_OBJECT.as_bytes(),
         };
-        // Ingested webhooks may carry form data, XML or other text: shown as a
-        // JSON object holding the text, since the API's payload is an object.
-        let payload = RawValue::from_string(text.to_owned())
-            .or_else(|_| serde_json::value::to_raw_value(&serde_json::json!({ "$rawBody": text })))
-            .unwrap_or_default();
         MessageOut {
             id: m.id.as_str().to_owned(),
             event_type: m.event_type.clone(),
             event_id: m.event_id.clone(),
             channels: m.channels.clone(),
             tags: m.tags.clone(),
-            payload,
+            payload: payload_view(bytes),
             timestamp: ts(m.created_at),
         }
     }
+}
+
+/// A stored payload as the API's `payload` field shows it. JSON as it was
+/// sent; since the field is an object, ingested bodies that are not JSON are
+/// wrapped: text (form data, XML, ...) as `{"$rawBody": "<text>"}`, bytes
+/// that are not UTF-8 as `{"$rawBodyBase64": "<standard base64>"}`.
+/// `GET …/msg/{id}/content` returns the bytes themselves.
+fn payload_view(bytes: &[u8]) -> Box<RawValue> {
+    use base64::Engine as _;
+    let wrapped = match std::str::from_utf8(bytes) {
+        Ok(text) => match RawValue::from_string(text.to_owned()) {
+            Ok(json) => return json,
+            Err(_) => serde_json::json!({ "$rawBody": text }),
+        },
+        Err(_) => serde_json::json!({
+            "$rawBodyBase64": base64::engine::general_purpose::STANDARD.encode(bytes)
+        }),
+    };
+    serde_json::value::to_raw_value(&wrapped).unwrap_or_default()
 }
 
 fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
@@ -177,7 +191,7 @@ async fn create(
             event_id: input.event_id,
             channels,
             tags: input.tags,
-            payload: std::sync::Arc::from(Box::<str>::from(input.payload)),
+            payload: bytes::Bytes::from(Box::<str>::from(input.payload).into_boxed_bytes()),
             idempotency_key,
             forward: None,
             document: PayloadDocument::Json,
@@ -267,10 +281,16 @@ async fn fetch(
 }
 
 /// The payload exactly as it was accepted (and as endpoints receive it).
+///
+/// Byte for byte, with the Content-Type it was sent with: an ingested
+/// webhook's forwarded `Content-Type`, otherwise `application/json`.
 #[utoipa::path(get, path = "/api/v1/app/{app_id}/msg/{msg_id}/content", operation_id = "v1.message.get-content",
     params(MessagePath),
     responses(
-        (status = 200, description = "The payload, byte for byte", body = Value),
+        (status = 200, description = "The payload, byte for byte", content(
+            (Value = "application/json"),
+            ("*/*"),
+        )),
         (status = 410, description = "The payload was expunged", body = crate::error::HttpErrorOut),
     ))]
 async fn content(State(state): State<AppState>, Path(p): Path<MessagePath>) -> ApiResult<Response> {
@@ -283,11 +303,20 @@ async fn content(State(state): State<AppState>, Path(p): Path<MessagePath>) -> A
             "this message's payload was expunged",
         )
     })?;
+    let content_type = msg
+        .forward
+        .as_ref()
+        .and_then(|f| {
+            f.headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        })
+        .and_then(|(_, value)| HeaderValue::from_str(value).ok())
+        .unwrap_or(HeaderValue::from_static("application/json"));
     let mut response = (StatusCode::OK, payload).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, content_type);
     Ok(response)
 }
 

@@ -19,7 +19,7 @@ use switchyard_core::netguard::{NetworkPolicy, Refusal};
 use switchyard_core::retry::parse_retry_after;
 use tokio::sync::Semaphore;
 
-use crate::destination::{Delivery, Destination, SendFuture, SendResult};
+use super::destination::{Delivery, Destination, SendFuture, SendResult};
 
 /// At most this much of a response body is kept in the attempt log.
 pub const MAX_RESPONSE_BYTES: usize = 4096;

@@ -3,18 +3,23 @@
 //! Each is signed and sent; outcomes are written back in batches.
 
 use crate::cache::EndpointCache;
-use crate::client::{DeliveryClient, DeliveryClientConfig};
+pub mod destination;
+pub(crate) mod http;
+mod lane;
+
 use crate::cluster::Partitions;
-use crate::destination::{Delivery, Destinations, SendResult};
 use crate::{EngineConfig, EngineError};
+use destination::{Delivery, Destinations, SendResult};
+use http::{DeliveryClient, DeliveryClientConfig};
+use lane::{Admission, Lanes};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use switchyard_core::AttemptId;
+use switchyard_core::clock::Clock;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::retry::RetrySchedule;
-use switchyard_core::timefmt::now_ms;
 use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
@@ -37,6 +42,8 @@ struct Inner {
     wake: Notify,
     outcomes: mpsc::UnboundedSender<Outcome>,
     partitions: Arc<Partitions>,
+    clock: Arc<dyn Clock>,
+    lanes: Lanes,
 }
 
 #[derive(Clone)]
@@ -72,6 +79,8 @@ impl Dispatcher {
             wake: Notify::new(),
             outcomes,
             partitions,
+            clock: config.clock.clone(),
+            lanes: Lanes::default(),
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
@@ -141,7 +150,7 @@ async fn run_poller(inner: Arc<Inner>, interval: Duration) {
             let claim = inner.partitions.claiming();
             match inner
                 .store
-                .claim_due(now_ms(), room.min(CLAIM_BATCH), &owned)
+                .claim_due(inner.clock.now_ms(), room.min(CLAIM_BATCH), &owned)
                 .await
             {
                 Ok(tasks) => {
@@ -190,8 +199,8 @@ fn signed_headers(
     msg_id: &str,
     body: &[u8],
     forward: Option<&Forward>,
+    now: u64,
 ) -> Result<HeaderMap, String> {
-    let now = now_ms();
     let timestamp = (now / 1000) as i64;
     let signature = endpoint
         .live_secrets(now)
@@ -231,16 +240,6 @@ fn signed_headers(
     Ok(headers)
 }
 
-/// A message body lent to the HTTP client without copying it: every delivery
-/// of a fan-out sends the one payload the message was stored with.
-struct SharedBody(Arc<str>);
-
-impl AsRef<[u8]> for SharedBody {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
 async fn deliver(inner: &Inner, task: DeliveryTask) {
     let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
         Ok(Some(e)) => e,
@@ -268,15 +267,25 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         Some(f) if !f.path.is_empty() => with_path(&endpoint.endpoint.url, &f.path),
         _ => Ok(endpoint.endpoint.url.clone()),
     };
-    // Neither can change by retrying: the delivery fails at once.
-    let refused = match &url {
-        _ if endpoint.endpoint.disabled => Some("endpoint is disabled".to_owned()),
-        Err(reason) => Some(reason.clone()),
-        Ok(_) => None,
+    let admission = inner.lanes.admit(&endpoint);
+    // Neither a lane's refusal nor a refused path can change by retrying:
+    // the delivery fails at once.
+    let (pass, refused) = match (admission, &url) {
+        (Admission::Refuse(reason), _) => (None, Some(reason)),
+        (Admission::Send(_), Err(reason)) => (None, Some(reason.clone())),
+        (Admission::Send(pass), Ok(_)) => (Some(pass), None),
     };
     let url = url.unwrap_or_else(|_| endpoint.endpoint.url.clone());
     if let Some(reason) = refused {
-        let attempt = attempt_of(&task, &url, DeliveryStatus::Fail, 0, reason, Duration::ZERO);
+        let attempt = attempt_of(
+            &task,
+            &url,
+            DeliveryStatus::Fail,
+            0,
+            reason,
+            Duration::ZERO,
+            inner.clock.now_ms(),
+        );
         let _ = inner.outcomes.send(Outcome {
             attempt,
             delivery_status: DeliveryStatus::Fail,
@@ -284,12 +293,15 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         });
         return;
     }
-    let body = bytes::Bytes::from_owner(SharedBody(task.payload.clone()));
+    // Every delivery of a fan-out sends the one payload the message was
+    // stored with: cloning `Bytes` shares it.
+    let body = task.payload.clone();
     let result = match signed_headers(
         &endpoint,
         task.msg_id.as_str(),
         &body,
         task.forward.as_deref(),
+        inner.clock.now_ms(),
     ) {
         Ok(headers) => match inner.destinations.for_url(&url) {
             Some(destination) => {
@@ -314,6 +326,7 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
                 result.status,
                 result.body,
                 result.duration,
+                inner.clock.now_ms(),
             ),
             delivery_status: DeliveryStatus::Success,
             next_attempt_at: None,
@@ -331,6 +344,8 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         )
     };
     let _ = inner.outcomes.send(outcome);
+    // The endpoint's lane counts this delivery until its outcome is on its way.
+    drop(pass);
 }
 
 /// The destination URL with an ingested request's path suffix and query
@@ -349,8 +364,8 @@ fn attempt_of(
     code: u16,
     response: String,
     duration: Duration,
+    now: u64,
 ) -> Attempt {
-    let now = now_ms();
     Attempt {
         id: AttemptId::generate_at(now),
         app_id: task.app_id.clone(),
@@ -376,7 +391,16 @@ fn retry_later(
     duration: Duration,
     retry_after: Option<Duration>,
 ) -> Outcome {
-    let attempt = attempt_of(task, url, DeliveryStatus::Fail, code, response, duration);
+    let now = inner.clock.now_ms();
+    let attempt = attempt_of(
+        task,
+        url,
+        DeliveryStatus::Fail,
+        code,
+        response,
+        duration,
+        now,
+    );
     let next = if task.manual {
         None
     } else {
@@ -389,7 +413,7 @@ fn retry_later(
         Some(delay) => Outcome {
             attempt,
             delivery_status: DeliveryStatus::Pending,
-            next_attempt_at: Some(now_ms() + delay.as_millis() as u64),
+            next_attempt_at: Some(now + delay.as_millis() as u64),
         },
         None => Outcome {
             attempt,
@@ -402,6 +426,159 @@ fn retry_later(
 #[cfg(test)]
 mod tests {
     use super::with_path;
+    use crate::{AcceptInput, AppInput, EndpointInput, EngineConfig, PayloadDocument};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use switchyard_core::clock::ManualClock;
+    use switchyard_core::netguard::NetworkPolicy;
+    use switchyard_store::{AttemptFilter, DeliveryStatus, PageRequest};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A loopback HTTP receiver answering each request with the next status
+    /// of `statuses` (the last one repeats), counting the requests.
+    async fn receiver(statuses: Vec<u16>) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                let status = statuses[n.min(statuses.len() - 1)];
+                // The request is small; one read takes its head and body.
+                let mut buf = vec![0; 64 << 10];
+                let _ = socket.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, count)
+    }
+
+    /// Waits (a bounded number of short pauses) until `done` holds.
+    async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+        for _ in 0..500 {
+            if done().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("timed out waiting until {what}");
+    }
+
+    /// The retry schedule runs on the engine's clock: a failed delivery is
+    /// sent again only once the clock passes its due time (5 s, then 5 min,
+    /// each ±10 %), however often the poller looks, and no test sleeps for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_follow_the_engine_clock() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let config = EngineConfig {
+            clock: clock.clone(),
+            network_policy: NetworkPolicy::parse("127.0.0.0/8").unwrap(),
+            poll_interval: Duration::from_millis(10),
+            ..EngineConfig::default()
+        };
+        let (engine, _dir) = crate::test_engine_with(config).await;
+        let (url, received) = receiver(vec![500, 503, 200]).await;
+        let (app, _) = engine
+            .create_app(
+                AppInput {
+                    name: "a".into(),
+                    ..AppInput::default()
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let endpoint = engine
+            .create_endpoint(
+                app.id.as_str(),
+                EndpointInput {
+                    url,
+                    ..EndpointInput::default()
+                },
+            )
+            .await
+            .unwrap();
+        engine
+            .accept(AcceptInput {
+                app_id: app.id.clone(),
+                event_type: "order.paid".into(),
+                event_id: None,
+                channels: None,
+                tags: None,
+                payload: bytes::Bytes::from_static(b"{}"),
+                idempotency_key: None,
+                forward: None,
+                document: PayloadDocument::Json,
+                check_schema: false,
+            })
+            .await
+            .unwrap();
+        let attempts = || {
+            let engine = engine.clone();
+            let endpoint = endpoint.id.clone();
+            async move {
+                engine
+                    .list_attempts(&AttemptFilter {
+                        endpoint_id: Some(endpoint),
+                        page: PageRequest {
+                            limit: 10,
+                            ..PageRequest::default()
+                        },
+                        ..AttemptFilter::default()
+                    })
+                    .await
+                    .unwrap()
+                    .data
+            }
+        };
+        let recorded = |n: usize| {
+            let attempts = &attempts;
+            async move || attempts().await.len() == n
+        };
+        eventually("the first attempt is recorded", recorded(1)).await;
+
+        // Not due: the poller is woken and polls many times, nothing is sent.
+        clock.advance(Duration::from_millis(4_400));
+        engine.wake_dispatcher();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(received.load(Ordering::SeqCst), 1);
+
+        clock.advance(Duration::from_millis(1_200));
+        engine.wake_dispatcher();
+        eventually("the second attempt is recorded", recorded(2)).await;
+
+        clock.advance(Duration::from_secs(260));
+        engine.wake_dispatcher();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(received.load(Ordering::SeqCst), 2);
+
+        clock.advance(Duration::from_secs(80));
+        engine.wake_dispatcher();
+        eventually("the third attempt is recorded", recorded(3)).await;
+        let mut listed = attempts().await;
+        listed.sort_by_key(|a| a.created_at);
+        let statuses: Vec<_> = listed.iter().map(|a| a.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                DeliveryStatus::Fail,
+                DeliveryStatus::Fail,
+                DeliveryStatus::Success
+            ]
+        );
+        // Attempt times are the engine clock's, not the system's.
+        let gaps: Vec<u64> = listed
+            .windows(2)
+            .map(|w| w[1].created_at - w[0].created_at)
+            .collect();
+        assert!((5_500..=5_700).contains(&gaps[0]), "{gaps:?}");
+        assert!((340_000..=340_100).contains(&gaps[1]), "{gaps:?}");
+    }
 
     #[test]
     fn ingested_paths_extend_the_destination() {

@@ -1,0 +1,59 @@
+//! Endpoints: uids and lookups scoped to their application, updates of every field.
+
+use super::*;
+
+/// Endpoint uids are unique within their application only, lookups do not
+/// cross applications, every field survives an update, and a delete
+/// removes the endpoint once.
+pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
+    let s = b.store.as_ref();
+    let a1 = s.insert_app(app(None, 1)).await.unwrap();
+    let a2 = s.insert_app(app(None, 2)).await.unwrap();
+    let e1 = s
+        .insert_endpoint(endpoint(&a1.id, Some("main"), 3))
+        .await
+        .unwrap();
+    s.insert_endpoint(endpoint(&a2.id, Some("main"), 4))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.insert_endpoint(endpoint(&a1.id, Some("main"), 5)).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        s.get_endpoint(&a1.id, "main").await.unwrap().unwrap().id,
+        e1.id
+    );
+    assert!(
+        s.get_endpoint(&a2.id, e1.id.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = s
+        .list_endpoints(&a1.id, &page(10, None, Order::Ascending))
+        .await
+        .unwrap();
+    assert_eq!(listed.data.len(), 1);
+    assert_eq!(s.all_endpoints(None).await.unwrap().len(), 2);
+    let mut changed = e1.clone();
+    changed.headers.insert("X-A".into(), "1".into());
+    changed.retired_secrets.push(RetiredSecret {
+        secret: "whsec_x".into(),
+        expires_at: 99,
+    });
+    s.update_endpoint(changed.clone()).await.unwrap();
+    assert_eq!(
+        s.get_endpoint(&a1.id, e1.id.as_str())
+            .await
+            .unwrap()
+            .unwrap(),
+        changed
+    );
+    assert!(s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
+    assert!(!s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
+}

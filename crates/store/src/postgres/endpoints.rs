@@ -1,0 +1,107 @@
+//! Endpoints on PostgreSQL.
+
+use super::*;
+
+#[async_trait]
+impl EndpointStore for PgStore {
+    async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write_endpoint(&ep, true).await?;
+        Ok(ep)
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
+        let column = key_column(EndpointId::parse(id_or_uid).is_some());
+        let client = self.client().await?;
+        fetch_one(
+            &client,
+            &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = $1 AND {column} = $2"),
+            &[&app.as_str(), &id_or_uid],
+            endpoint_from_row,
+        )
+        .await
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
+        let rows = self
+            .list(query::endpoints(app, page), endpoint_from_row)
+            .await?;
+        Ok(paginate(rows, page.limit, |e| e.id.to_string()))
+    }
+
+    async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
+        self.list(query::all_endpoints(app), endpoint_from_row)
+            .await
+    }
+
+    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write_endpoint(&ep, false).await?;
+        Ok(ep)
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let gone = tx
+            .execute(
+                "DELETE FROM endpoints WHERE app_id = $1 AND id = $2",
+                &[&app.as_str(), &id.as_str()],
+            )
+            .await?
+            > 0;
+        // Undelivered work for a deleted endpoint has nowhere to go; the
+        // attempt log stays for inspection.
+        tx.execute(
+            "DELETE FROM deliveries WHERE endpoint_id = $1 AND status IN (1, 3)",
+            &[&id.as_str()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(gone)
+    }
+}
+
+impl PgStore {
+    async fn write_endpoint(&self, ep: &Endpoint, insert: bool) -> Result<()> {
+        let sql = if insert {
+            format!(
+                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)"
+            )
+        } else {
+            "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=$6, filter_types=$7, channels=$8,
+               rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
+               payload_filter=$16
+             WHERE id=$1"
+                .to_string()
+        };
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await?;
+        let changed = client
+            .execute(
+                &stmt,
+                &[
+                    &ep.id.as_str(),
+                    &ep.app_id.as_str(),
+                    &ep.uid,
+                    &ep.url,
+                    &ep.description,
+                    &ep.disabled,
+                    &opt_json_text(&ep.filter_types)?,
+                    &opt_json_text(&ep.channels)?,
+                    &ep.rate_limit.map(i64::from),
+                    &json_text(&ep.metadata)?,
+                    &json_text(&ep.headers)?,
+                    &ep.secret,
+                    &json_text(&ep.retired_secrets)?,
+                    &(ep.created_at as i64),
+                    &(ep.updated_at as i64),
+                    &opt_json_text(&ep.payload_filter)?,
+                ],
+            )
+            .await
+            .map_err(conflict_or("an endpoint with this uid"))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound("endpoint".into()));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Endpoints on SQLite.
+
+use super::*;
+use rusqlite::{Connection, params};
+
+fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Option<Endpoint>> {
+    let column = key_column(EndpointId::parse(id_or_uid).is_some());
+    query_first(
+        conn,
+        &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ? AND {column} = ?"),
+        [app, id_or_uid],
+        |r| endpoint_from_row(r),
+    )
+}
+
+fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
+    let sql = if insert {
+        format!(
+            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+        )
+    } else {
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16 WHERE id=?1".to_string()
+    };
+    let changed = conn
+        .prepare_cached(&sql)?
+        .execute(params![
+            ep.id.as_str(),
+            ep.app_id.as_str(),
+            ep.uid,
+            ep.url,
+            ep.description,
+            ep.disabled,
+            opt_json_text(&ep.filter_types)?,
+            opt_json_text(&ep.channels)?,
+            ep.rate_limit,
+            json_text(&ep.metadata)?,
+            json_text(&ep.headers)?,
+            ep.secret,
+            json_text(&ep.retired_secrets)?,
+            ep.created_at as i64,
+            ep.updated_at as i64,
+            opt_json_text(&ep.payload_filter)?,
+        ])
+        .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
+    if changed == 0 {
+        return Err(StoreError::NotFound("endpoint".into()));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl EndpointStore for SqliteStore {
+    async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write(move |conn| {
+            write_endpoint(conn, &ep, true)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
+        let (app, key) = (app.to_string(), id_or_uid.to_owned());
+        self.read(move |conn| get_endpoint_sync(conn, &app, &key))
+            .await
+    }
+
+    async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
+        let q = query::endpoints(app, page);
+        let rows = self.list(q, |r| endpoint_from_row(r)).await?;
+        Ok(paginate(rows, page.limit, |e| e.id.to_string()))
+    }
+
+    async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
+        self.list(query::all_endpoints(app), |r| endpoint_from_row(r))
+            .await
+    }
+
+    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        self.write(move |conn| {
+            write_endpoint(conn, &ep, false)?;
+            Ok(ep)
+        })
+        .await
+    }
+
+    async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool> {
+        let (app, id) = (app.to_string(), id.to_string());
+        self.write(move |conn| {
+            let gone = conn.execute(
+                "DELETE FROM endpoints WHERE app_id = ? AND id = ?",
+                [&app, &id],
+            )? > 0;
+            // Undelivered work for a deleted endpoint has nowhere to go; the
+            // attempt log stays for inspection.
+            conn.execute(
+                "DELETE FROM deliveries WHERE endpoint_id = ? AND status IN (1, 3)",
+                [&id],
+            )?;
+            Ok(gone)
+        })
+        .await
+    }
+}

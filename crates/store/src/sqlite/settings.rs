@@ -1,0 +1,80 @@
+//! Idempotency records and settings on SQLite.
+
+use super::*;
+use rusqlite::{OptionalExtension, params};
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            query_first(
+                conn,
+                "SELECT status, body, created_at FROM idempotency WHERE key = ?",
+                [key],
+                |r| stored_response_from_row(r),
+            )
+        })
+        .await
+    }
+
+    async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO idempotency (key, status, body, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
+                params![key, response.status, response.body, response.created_at as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn purge_idempotency(&self, before_ms: u64) -> Result<u64> {
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "DELETE FROM idempotency WHERE created_at < ?",
+                [before_ms as i64],
+            )? as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SettingStore for SqliteStore {
+    async fn get_setting(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT value FROM settings WHERE key = ?", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn init_setting(&self, key: &str, value: &str) -> Result<bool> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [key, value],
+            )? > 0)
+        })
+        .await
+    }
+
+    async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {
+        let (key, value) = (key.to_owned(), value.to_owned());
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                [key, value],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
