@@ -59,12 +59,10 @@ pub fn normalize_path(mut req: Request) -> Request {
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
     let (authed, document) = routes(state.clone());
-    let document: Arc<str> = serde_json::to_string(&document)
-        .unwrap_or_else(|e| {
-            tracing::error!(error = %e, "the OpenAPI document could not be written");
-            "{}".to_owned()
-        })
-        .into();
+    let document = bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the OpenAPI document could not be written");
+        b"{}".to_vec()
+    }));
     let routes = Router::new()
         .route(
             "/api/v1/openapi.json",
@@ -104,8 +102,8 @@ fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
 }
 
 /// The OpenAPI 3.1 document of this API.
-async fn openapi_json(document: Arc<str>) -> Response {
-    let mut response = String::from(&*document).into_response();
+async fn openapi_json(document: bytes::Bytes) -> Response {
+    let mut response = document.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -34,11 +34,7 @@ struct ApiDoc;
 
 /// The document's frame: info, and the error schemas every operation uses.
 pub fn base() -> OpenApi {
-    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
-    // The crate's own metadata (authors, license) is not the API's.
-    doc.info.contact = None;
-    doc.info.license = None;
-    doc
+    <ApiDoc as utoipa::OpenApi>::openapi()
 }
 
 /// Marks every operation of `doc` as needing the admin token.
