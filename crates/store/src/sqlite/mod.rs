@@ -66,11 +66,12 @@ fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connectio
 }
 
 /// Schema steps in order; the database's `user_version` counts those applied.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
+    include_str!("schema5.sql"),
 ];
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -327,11 +328,11 @@ fn conflict_or(e: rusqlite::Error, what: &str) -> StoreError {
 fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO sources ({SOURCE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)"
+            "INSERT INTO sources ({SOURCE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
         )
     } else {
         "UPDATE sources SET uid=?2, name=?3, kind=?4, config=?5, settings=?6, metadata=?7, app_id=?8,
-           token=?9, retired_tokens=?10, created_at=?11, updated_at=?12 WHERE id=?1"
+           token=?9, retired_tokens=?10, retired_secrets=?11, created_at=?12, updated_at=?13 WHERE id=?1"
             .to_string()
     };
     let changed = conn
@@ -347,6 +348,7 @@ fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
             s.app_id.as_str(),
             s.token,
             json_text(&s.retired_tokens)?,
+            json_text(&s.retired_secrets)?,
             s.created_at as i64,
             s.updated_at as i64,
         ])
