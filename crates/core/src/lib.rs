@@ -1,6 +1,7 @@
 //! Domain types and pure logic shared by every Switchyard crate: prefixed ids,
 //! validated names, Standard Webhooks signing, retry math, endpoint matching and
-//! the network guard, provider signature checks for incoming webhooks, the
+//! the network guard, incoming-webhook providers (one module each) and their
+//! shared signature primitives, the
 //! strict JSON parse payload decisions are made on, and the checked ingest
 //! path suffix. Nothing here performs I/O, so all of it is unit- and
 //! property-testable.
@@ -13,6 +14,7 @@ pub mod json;
 pub mod matching;
 pub mod names;
 pub mod netguard;
+pub mod providers;
 pub mod retry;
 pub mod schema;
 pub mod signing;

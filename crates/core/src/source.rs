@@ -1,48 +1,135 @@
-//! Incoming-webhook sources as configured: which verifier a source type
-//! uses and with which secrets, and Switchyard's per-source options (where
-//! the event type and the provider's delivery id are read from, which
-//! headers are passed on, body limit, the answer given to the provider).
-//! Parsing happens once, when a source is written or loaded; requests then
-//! run against the compiled [`Plan`].
+//! Incoming-webhook sources as configured: the provider a source type names
+//! (see [`crate::providers`]) with its secrets, and Switchyard's per-source
+//! options (where the event type and the provider's delivery id are read
+//! from, which headers are passed on, body limit, the answer given to the
+//! provider). Parsing happens once, when a source is written or loaded;
+//! requests then run against the compiled [`Plan`]. A refused definition is
+//! a [`FieldError`] naming the field.
 
 use crate::json::{DocumentError, parse_document};
-use crate::verify::{
-    Encoding, GenericHmac, HashAlgorithm, Incoming, Rejection, Scheme, verify, verify_api_key,
-    verify_basic_auth, verify_generic,
-};
+use crate::providers::{self, Provider, Verify};
+use crate::verify::{Incoming, Rejection};
 use serde_json::map::Entry;
 use serde_json::{Map, Value, json};
-
-/// Source types Switchyard verifies, by their API name.
-pub const KINDS: &[&str] = &[
-    "standard-webhooks",
-    "svix",
-    "stripe",
-    "github",
-    "shopify",
-    "slack",
-    "twilio",
-    "paddle",
-    "linear",
-    "zoom",
-    "generic-webhook",
-    "basic-auth",
-    "api-key",
-    "none",
-];
+use std::sync::Arc;
 
 /// Seconds a signed timestamp may be off by, for schemes that sign one.
 pub const DEFAULT_TOLERANCE_SECS: i64 = 300;
 pub const MAX_BODY_CEILING: usize = 16 << 20;
 
-/// The config key holding the secret that a rotation replaces.
-pub fn secret_key(kind: &str) -> Option<&'static str> {
-    match kind {
-        "none" => None,
-        "basic-auth" => Some("password"),
-        "api-key" => Some("key"),
-        _ => Some("secret"),
+/// The config key under which secrets retired by a rotation were kept
+/// before they became a field of the source of their own. Stored configs
+/// that still hold it are migrated when read; it is never shown.
+pub const LEGACY_RETIRED_SECRETS_KEY: &str = "retiredSecrets";
+
+/// A step of a [`FieldPath`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// An object key (`config`, `secret`, `eventType`, ...).
+    Key(String),
+    /// A list position, from 0.
+    Index(usize),
+}
+
+/// Where in a source definition a problem is, from the request body's top:
+/// written `type`, `config.secret` or `settings.eventType[0].pointer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPath(Vec<Segment>);
+
+impl FieldPath {
+    /// A top-level field (`type`, `config`, `settings`).
+    pub fn root(key: &str) -> Self {
+        FieldPath(vec![Segment::Key(key.to_owned())])
     }
+
+    /// The path of `key` inside this one.
+    #[must_use]
+    pub fn key(mut self, key: &str) -> Self {
+        self.0.push(Segment::Key(key.to_owned()));
+        self
+    }
+
+    /// The path of list position `index` inside this one.
+    #[must_use]
+    pub fn index(mut self, index: usize) -> Self {
+        self.0.push(Segment::Index(index));
+        self
+    }
+
+    pub fn segments(&self) -> &[Segment] {
+        &self.0
+    }
+
+    /// The path below the top-level field `root`, when it starts there and
+    /// goes deeper (`config.secret` below `config` is `secret`).
+    pub fn below(&self, root: &str) -> Option<FieldPath> {
+        match self.0.split_first() {
+            Some((Segment::Key(first), rest)) if first == root && !rest.is_empty() => {
+                Some(FieldPath(rest.to_vec()))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, segment) in self.0.iter().enumerate() {
+            match segment {
+                Segment::Key(key) if i == 0 => f.write_str(key)?,
+                Segment::Key(key) => write!(f, ".{key}")?,
+                Segment::Index(index) => write!(f, "[{index}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A refused source definition: the field, and what is wrong with it (a
+/// sentence fragment such as `required for stripe sources`). Displayed as
+/// `field: problem`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct FieldError {
+    pub path: FieldPath,
+    pub problem: String,
+}
+
+impl FieldError {
+    pub fn new(path: FieldPath, problem: impl Into<String>) -> Self {
+        FieldError {
+            path,
+            problem: problem.into(),
+        }
+    }
+
+    /// A problem at the path of `keys` (`["config"]`, `["settings", "dedupe"]`).
+    pub fn at(keys: &[&str], problem: impl Into<String>) -> Self {
+        let mut path = FieldPath(Vec::with_capacity(keys.len()));
+        for key in keys {
+            path = path.key(key);
+        }
+        FieldError::new(path, problem)
+    }
+
+    /// A problem with the config key `key` (`config.<key>`).
+    pub fn config(key: &str, problem: impl Into<String>) -> Self {
+        FieldError::new(FieldPath::root("config").key(key), problem)
+    }
+}
+
+/// The provider of source type `kind`.
+///
+/// # Errors
+/// `type`, naming the supported types, for any other.
+pub fn provider(kind: &str) -> Result<&'static dyn Provider, FieldError> {
+    providers::find(kind).ok_or_else(|| {
+        let kinds: Vec<&str> = providers::kinds().collect();
+        FieldError::at(
+            &["type"],
+            format!("'{kind}' is not supported; use one of {}", kinds.join(", ")),
+        )
+    })
 }
 
 /// Where a value is read from in an ingested request.
@@ -56,28 +143,52 @@ pub enum Location {
 }
 
 impl Location {
-    fn parse(field: &str, v: &Value, allow_value: bool) -> Result<Location, String> {
-        let obj = v.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
-            format!(
-                "{field}: must be one of {{\"pointer\": \"/a/b\"}}, {{\"header\": \"Name\"}}{}",
-                if allow_value {
-                    " or {\"value\": \"fixed\"}"
-                } else {
-                    ""
-                }
-            )
-        })?;
-        let (key, val) = obj.iter().next().ok_or_else(|| format!("{field}: empty"))?;
-        let text = val
-            .as_str()
-            .filter(|s| !s.is_empty() && s.len() <= 256)
-            .ok_or_else(|| format!("{field}.{key}: must be a string of 1 to 256 characters"))?;
+    /// A JSON pointer (`/type`).
+    pub fn pointer(pointer: &str) -> Self {
+        Location::Pointer(pointer.to_owned())
+    }
+
+    /// A header, by name.
+    pub fn header(name: &str) -> Self {
+        Location::Header(name.to_owned())
+    }
+
+    fn parse(field: FieldPath, v: &Value, allow_value: bool) -> Result<Location, FieldError> {
+        let Some((key, val)) = v
+            .as_object()
+            .filter(|o| o.len() == 1)
+            .and_then(|o| o.iter().next())
+        else {
+            return Err(FieldError::new(
+                field,
+                format!(
+                    "must be one of {{\"pointer\": \"/a/b\"}}, {{\"header\": \"Name\"}}{}",
+                    if allow_value {
+                        " or {\"value\": \"fixed\"}"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+        };
+        let Some(text) = val.as_str().filter(|s| !s.is_empty() && s.len() <= 256) else {
+            return Err(FieldError::new(
+                field.key(key),
+                "must be a string of 1 to 256 characters",
+            ));
+        };
         match key.as_str() {
             "pointer" if text.starts_with('/') => Ok(Location::Pointer(text.into())),
-            "pointer" => Err(format!("{field}.pointer: a JSON pointer starts with '/'")),
+            "pointer" => Err(FieldError::new(
+                field.key("pointer"),
+                "a JSON pointer starts with '/'",
+            )),
             "header" => Ok(Location::Header(text.into())),
             "value" if allow_value => Ok(Location::Value(text.into())),
-            other => Err(format!("{field}: unknown location '{other}'")),
+            other => Err(FieldError::new(
+                field,
+                format!("unknown location '{other}'"),
+            )),
         }
     }
 
@@ -106,20 +217,11 @@ impl Location {
     }
 }
 
-/// How requests to a source are checked.
-#[derive(Debug, Clone)]
-pub enum Verifier {
-    Scheme(Scheme),
-    Generic(GenericHmac),
-    BasicAuth { username: String },
-    ApiKey { header: String },
-    None,
-}
-
 /// A secret with the time it stops being accepted (`None`: current).
 #[derive(Debug, Clone)]
 pub struct Secret {
     pub value: String,
+    /// Unix milliseconds.
     pub expires_at: Option<u64>,
 }
 
@@ -134,8 +236,11 @@ pub struct Reply {
 /// A source compiled for the request path.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub kind: String,
-    pub verifier: Verifier,
+    pub provider: &'static dyn Provider,
+    /// The provider's config, read.
+    pub verifier: Arc<dyn Verify>,
+    /// The current secret first, then retired ones still in their grace
+    /// period (see [`Plan::with_retired_secrets`]).
     pub secrets: Vec<Secret>,
     pub tolerance_secs: Option<i64>,
     pub event_type: Vec<Location>,
@@ -153,6 +258,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The source type.
+    pub fn kind(&self) -> &'static str {
+        self.provider.kind()
+    }
+
+    /// Adds secrets a rotation retired, each accepted until its expiry
+    /// (`(secret, unix milliseconds)`).
+    #[must_use]
+    pub fn with_retired_secrets<'a>(
+        mut self,
+        retired: impl IntoIterator<Item = (&'a str, u64)>,
+    ) -> Self {
+        self.secrets
+            .extend(retired.into_iter().map(|(value, expires_at)| Secret {
+                value: value.to_owned(),
+                expires_at: Some(expires_at),
+            }));
+        self
+    }
+
     /// Checks a request against the secrets valid at `now_ms`.
     pub fn verify(&self, request: &Incoming<'_>, now_ms: u64) -> Result<(), Rejection> {
         let secrets: Vec<&str> = self
@@ -161,18 +286,13 @@ impl Plan {
             .filter(|s| s.expires_at.is_none_or(|at| at > now_ms))
             .map(|s| s.value.as_str())
             .collect();
-        match &self.verifier {
-            Verifier::None => Ok(()),
-            Verifier::Scheme(scheme) => verify(*scheme, &secrets, request, self.tolerance_secs),
-            Verifier::Generic(hmac) => verify_generic(hmac, &secrets, request),
-            Verifier::BasicAuth { username } => {
-                let pairs: Vec<String> =
-                    secrets.iter().map(|p| format!("{username}:{p}")).collect();
-                let pairs: Vec<&str> = pairs.iter().map(String::as_str).collect();
-                verify_basic_auth(&pairs, request)
-            }
-            Verifier::ApiKey { header } => verify_api_key(header, &secrets, request),
-        }
+        self.verifier.verify(&secrets, request, self.tolerance_secs)
+    }
+
+    /// The answer to the provider's verification handshake when `document`
+    /// is one (answered instead of stored).
+    pub fn challenge(&self, document: &Value) -> Option<Value> {
+        self.provider.challenge(document, self.verifier.secret())
     }
 
     /// The event type: the first configured location that has a value, else
@@ -182,7 +302,7 @@ impl Plan {
             .event_type
             .iter()
             .find_map(|l| l.read(request, document))
-            .unwrap_or_else(|| self.kind.clone());
+            .unwrap_or_else(|| self.kind().to_owned());
         clean_event_type(&found)
     }
 
@@ -204,90 +324,6 @@ fn clean_event_type(raw: &str) -> String {
         "unknown".into()
     } else {
         cleaned
-    }
-}
-
-fn defaults(kind: &str) -> (Vec<Location>, Vec<Location>, &'static [&'static str]) {
-    use Location::{Header as H, Pointer as P};
-    let p = |s: &str| P(s.into());
-    let h = |s: &str| H(s.into());
-    match kind {
-        "stripe" => (vec![p("/type")], vec![p("/id")], &["stripe-signature"]),
-        "github" => (
-            vec![h("X-GitHub-Event")],
-            vec![h("X-GitHub-Delivery")],
-            &[
-                "x-github-event",
-                "x-github-delivery",
-                "x-github-hook-id",
-                "x-github-hook-installation-target-id",
-                "x-github-hook-installation-target-type",
-                "x-hub-signature-256",
-            ],
-        ),
-        "shopify" => (
-            vec![h("X-Shopify-Topic")],
-            vec![h("X-Shopify-Webhook-Id"), h("X-Shopify-Event-Id")],
-            &[
-                "x-shopify-topic",
-                "x-shopify-hmac-sha256",
-                "x-shopify-shop-domain",
-                "x-shopify-api-version",
-                "x-shopify-webhook-id",
-                "x-shopify-event-id",
-                "x-shopify-triggered-at",
-            ],
-        ),
-        "slack" => (
-            vec![
-                p("/event/type"),
-                p("/type"),
-                p("/command"),
-                p("/payload/type"),
-            ],
-            vec![p("/event_id"), p("/trigger_id"), p("/payload/trigger_id")],
-            &[
-                "x-slack-signature",
-                "x-slack-request-timestamp",
-                "x-slack-retry-num",
-                "x-slack-retry-reason",
-            ],
-        ),
-        "twilio" => (
-            vec![p("/EventType"), p("/MessageStatus"), p("/CallStatus")],
-            vec![h("I-Twilio-Idempotency-Token")],
-            &["x-twilio-signature", "i-twilio-idempotency-token"],
-        ),
-        "paddle" => (
-            vec![p("/event_type")],
-            vec![p("/notification_id"), p("/event_id")],
-            &["paddle-signature"],
-        ),
-        "linear" => (
-            vec![h("Linear-Event"), p("/type")],
-            vec![h("Linear-Delivery")],
-            &["linear-signature", "linear-delivery", "linear-event"],
-        ),
-        "zoom" => (
-            vec![p("/event")],
-            vec![],
-            &[
-                "x-zm-signature",
-                "x-zm-request-timestamp",
-                "x-zm-trackingid",
-            ],
-        ),
-        "svix" => (
-            vec![p("/type"), p("/eventType")],
-            vec![h("svix-id"), h("webhook-id")],
-            &["svix-id", "svix-timestamp", "svix-signature"],
-        ),
-        "standard-webhooks" => (
-            vec![p("/type")],
-            vec![h("webhook-id")],
-            &["webhook-original-id"],
-        ),
-        _ => (vec![p("/type")], vec![h("Idempotency-Key")], &[]),
     }
 }
 
@@ -313,218 +349,95 @@ pub const NEVER_FORWARD: &[&str] = &[
     "webhook-signature",
 ];
 
-fn parse_scheme(kind: &str) -> Option<Scheme> {
-    Some(match kind {
-        "standard-webhooks" => Scheme::StandardWebhooks,
-        "svix" => Scheme::Svix,
-        "stripe" => Scheme::Stripe,
-        "github" => Scheme::Github,
-        "shopify" => Scheme::Shopify,
-        "slack" => Scheme::Slack,
-        "twilio" => Scheme::Twilio,
-        "paddle" => Scheme::Paddle,
-        "linear" => Scheme::Linear,
-        "zoom" => Scheme::Zoom,
-        _ => return None,
-    })
-}
-
-/// Whether the scheme signs a send time (a header, or Linear's
-/// `webhookTimestamp` in the body), which then gets the default tolerance.
-fn has_clock(scheme: Scheme) -> bool {
-    !matches!(scheme, Scheme::Github | Scheme::Shopify | Scheme::Twilio)
-}
-
-fn text_field(config: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
-    match config.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-        Some(_) => Err(format!("config.{key}: must be a non-empty string")),
-    }
-}
-
-fn required_text(config: &Map<String, Value>, key: &str, why: &str) -> Result<String, String> {
-    text_field(config, key)?.ok_or_else(|| format!("config.{key}: required{why}"))
-}
-
-/// Config keys Switchyard keeps for itself inside a source's config.
-pub const RETIRED_SECRETS_KEY: &str = "retiredSecrets";
-
-fn verifier_of(kind: &str, config: &Map<String, Value>) -> Result<(Verifier, Vec<Secret>), String> {
-    let mut secrets = Vec::new();
-    let verifier = if let Some(scheme) = parse_scheme(kind) {
-        let secret = required_text(config, "secret", &format!(" for {kind} sources"))?;
-        if matches!(scheme, Scheme::StandardWebhooks | Scheme::Svix)
-            && crate::signing::EndpointSecret::parse_any_length(&secret).is_err()
-        {
-            return Err("config.secret: must be a whsec_ secret (base64 after the prefix)".into());
-        }
-        secrets.push(secret);
-        Verifier::Scheme(scheme)
-    } else {
-        match kind {
-            "generic-webhook" => {
-                let why =
-                    " for generic-webhook sources (use type none to accept unsigned requests)";
-                secrets.push(required_text(config, "secret", why)?);
-                let algorithm = match text_field(config, "algorithm")?.as_deref() {
-                    None | Some("sha256") => HashAlgorithm::Sha256,
-                    Some("sha1") => HashAlgorithm::Sha1,
-                    Some("sha512") => HashAlgorithm::Sha512,
-                    Some(_) => {
-                        return Err("config.algorithm: must be sha1, sha256 or sha512".into());
-                    }
-                };
-                let encoding = match text_field(config, "encoding")?.as_deref() {
-                    None | Some("hex") => Encoding::Hex,
-                    Some("base64") => Encoding::Base64,
-                    Some(_) => return Err("config.encoding: must be hex or base64".into()),
-                };
-                let hmac = GenericHmac {
-                    header: required_text(
-                        config,
-                        "header",
-                        " (the header carrying the signature)",
-                    )?,
-                    algorithm,
-                    encoding,
-                    prefix: text_field(config, "prefix")?.unwrap_or_default(),
-                    template: text_field(config, "template")?.unwrap_or_default(),
-                };
-                hmac.validate().map_err(|e| format!("config.{e}"))?;
-                Verifier::Generic(hmac)
-            }
-            "basic-auth" => {
-                let username = required_text(config, "username", "")?;
-                if username.contains(':') {
-                    return Err("config.username: must not contain ':'".into());
-                }
-                secrets.push(required_text(config, "password", "")?);
-                Verifier::BasicAuth { username }
-            }
-            "api-key" => {
-                let header = text_field(config, "header")?.unwrap_or_else(|| "X-API-Key".into());
-                if !header
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    return Err("config.header: must be a header name".into());
-                }
-                secrets.push(required_text(config, "key", "")?);
-                Verifier::ApiKey { header }
-            }
-            "none" => Verifier::None,
-            other => {
-                return Err(format!(
-                    "type: '{other}' is not supported; use one of {}",
-                    KINDS.join(", ")
-                ));
-            }
-        }
-    };
-    let mut secrets: Vec<Secret> = secrets
-        .into_iter()
-        .map(|value| Secret {
-            value,
-            expires_at: None,
-        })
-        .collect();
-    if let Some(retired) = config.get(RETIRED_SECRETS_KEY).and_then(Value::as_array) {
-        for r in retired {
-            if let (Some(value), Some(at)) = (r["secret"].as_str(), r["expiresAt"].as_u64()) {
-                secrets.push(Secret {
-                    value: value.into(),
-                    expires_at: Some(at),
-                });
-            }
-        }
-    }
-    Ok((verifier, secrets))
-}
-
-/// Compiles a source's type, config and settings; the error names the
-/// offending field (`config.secret`, `settings.eventType`, ...).
-pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, String> {
+/// Compiles a source's type, config and settings. Retired secrets are not
+/// part of the config; add them with [`Plan::with_retired_secrets`].
+///
+/// # Errors
+/// A [`FieldError`] naming the offending field (`config.secret`,
+/// `settings.eventType`, `type`, ...); the fields are checked in the order
+/// config, settings, type, the provider's config keys, settings' keys.
+pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, FieldError> {
     let empty = Map::new();
     let config = match config {
         Value::Object(m) => m,
         Value::Null => &empty,
-        _ => return Err("config: must be an object".into()),
+        _ => return Err(FieldError::at(&["config"], "must be an object")),
     };
     let settings = match settings {
         Value::Object(m) => m,
         Value::Null => &empty,
-        _ => return Err("settings: must be an object".into()),
+        _ => return Err(FieldError::at(&["settings"], "must be an object")),
     };
-    let (verifier, secrets) = verifier_of(kind, config)?;
-    let (mut event_type, mut dedupe, provider_headers) = defaults(kind);
+    let provider = provider(kind)?;
+    let verifier: Arc<dyn Verify> = Arc::from(provider.parse(config)?);
+    let defaults = provider.defaults();
+    let (mut event_type, mut dedupe) = (defaults.event_type, defaults.dedupe);
     let mut forward_headers: Vec<String> = COMMON_FORWARD
         .iter()
-        .chain(provider_headers)
+        .chain(defaults.forward_headers)
         .map(|s| s.to_string())
         .collect();
-    if let Verifier::Generic(h) = &verifier {
-        forward_headers.push(h.header.to_ascii_lowercase());
+    if let Some(header) = verifier.signature_header() {
+        forward_headers.push(header.to_ascii_lowercase());
     }
-    let mut tolerance_secs = match verifier {
-        Verifier::Scheme(s) if has_clock(s) => Some(DEFAULT_TOLERANCE_SECS),
-        _ => None,
-    };
+    let mut tolerance_secs = defaults.signs_time.then_some(DEFAULT_TOLERANCE_SECS);
     let mut forward_path = true;
     let mut max_body_bytes = None;
     let mut reply = None;
     let mut signed_url = None;
     for (key, value) in settings {
-        let field = format!("settings.{key}");
+        let field = FieldPath::root("settings").key(key);
+        let refuse = |problem: &str| Err(FieldError::new(field.clone(), problem));
         match key.as_str() {
-            "eventType" => event_type = locations(&field, value, true)?,
-            "dedupe" => dedupe = locations(&field, value, false)?,
+            "eventType" => event_type = locations(field, value, true)?,
+            "dedupe" => dedupe = locations(field, value, false)?,
             "forwardHeaders" => {
-                let list = value
-                    .as_array()
-                    .ok_or_else(|| format!("{field}: must be a list of header names"))?;
+                let Some(list) = value.as_array() else {
+                    return refuse("must be a list of header names");
+                };
                 forward_headers = Vec::with_capacity(list.len());
                 for name in list {
-                    let name = name
-                        .as_str()
-                        .filter(|n| {
-                            !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b':')
-                        })
-                        .ok_or_else(|| format!("{field}: each entry must be a header name"))?
-                        .to_ascii_lowercase();
+                    let Some(name) = name.as_str().filter(|n| {
+                        !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                    }) else {
+                        return refuse("each entry must be a header name");
+                    };
+                    let name = name.to_ascii_lowercase();
                     if NEVER_FORWARD.contains(&name.as_str()) {
-                        return Err(format!("{field}: '{name}' cannot be passed on"));
+                        return refuse(&format!("'{name}' cannot be passed on"));
                     }
                     forward_headers.push(name);
                 }
             }
             "forwardPath" => {
-                forward_path = value
-                    .as_bool()
-                    .ok_or_else(|| format!("{field}: must be true or false"))?
+                let Some(on) = value.as_bool() else {
+                    return refuse("must be true or false");
+                };
+                forward_path = on;
             }
-            "toleranceSeconds" => tolerance_secs = match value {
-                Value::Null => None,
-                v => Some(
-                    v.as_i64()
-                        .filter(|t| (1..=86_400 * 7).contains(t))
-                        .ok_or_else(|| {
-                            format!(
-                                "{field}: must be 1 to 604800 seconds, or null for no clock check"
-                            )
-                        })?,
-                ),
-            },
+            "toleranceSeconds" => {
+                tolerance_secs = match value {
+                    Value::Null => None,
+                    v => match v.as_i64().filter(|t| (1..=86_400 * 7).contains(t)) {
+                        Some(t) => Some(t),
+                        None => {
+                            return refuse(
+                                "must be 1 to 604800 seconds, or null for no clock check",
+                            );
+                        }
+                    },
+                }
+            }
             "maxBodyBytes" => {
-                max_body_bytes = Some(
-                    value
-                        .as_u64()
-                        .filter(|n| (1..=MAX_BODY_CEILING as u64).contains(n))
-                        .ok_or_else(|| format!("{field}: must be 1 to {MAX_BODY_CEILING} bytes"))?
-                        as usize,
-                )
+                let Some(n) = value
+                    .as_u64()
+                    .filter(|n| (1..=MAX_BODY_CEILING as u64).contains(n))
+                else {
+                    return refuse(&format!("must be 1 to {MAX_BODY_CEILING} bytes"));
+                };
+                max_body_bytes = Some(n as usize);
             }
-            "response" => reply = Some(parse_reply(&field, value)?),
+            "response" => reply = Some(parse_reply(field, value)?),
             "signedUrl" => {
                 signed_url = match value {
                     Value::Null => None,
@@ -534,20 +447,23 @@ pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, Str
                     {
                         Some(u.clone())
                     }
-                    _ => {
-                        return Err(format!(
-                            "{field}: must be an http(s) URL without a query string"
-                        ));
-                    }
+                    _ => return refuse("must be an http(s) URL without a query string"),
                 }
             }
-            _ => return Err(format!("{field}: unknown setting")),
+            _ => return refuse("unknown setting"),
         }
     }
     Ok(Plan {
-        kind: kind.to_owned(),
+        provider,
+        secrets: verifier
+            .secret()
+            .map(|value| Secret {
+                value: value.to_owned(),
+                expires_at: None,
+            })
+            .into_iter()
+            .collect(),
         verifier,
-        secrets,
         tolerance_secs,
         event_type,
         dedupe,
@@ -559,36 +475,43 @@ pub fn compile(kind: &str, config: &Value, settings: &Value) -> Result<Plan, Str
     })
 }
 
-fn locations(field: &str, value: &Value, allow_value: bool) -> Result<Vec<Location>, String> {
+fn locations(
+    field: FieldPath,
+    value: &Value,
+    allow_value: bool,
+) -> Result<Vec<Location>, FieldError> {
     match value {
         Value::Null => Ok(Vec::new()),
         Value::Array(items) => items
             .iter()
             .enumerate()
-            .map(|(i, v)| Location::parse(&format!("{field}[{i}]"), v, allow_value))
+            .map(|(i, v)| Location::parse(field.clone().index(i), v, allow_value))
             .collect(),
         v => Ok(vec![Location::parse(field, v, allow_value)?]),
     }
 }
 
-fn parse_reply(field: &str, value: &Value) -> Result<Reply, String> {
-    let obj = value
-        .as_object()
-        .ok_or_else(|| format!("{field}: must be an object with status, body and contentType"))?;
+fn parse_reply(field: FieldPath, value: &Value) -> Result<Reply, FieldError> {
+    let Some(obj) = value.as_object() else {
+        return Err(FieldError::new(
+            field,
+            "must be an object with status, body and contentType",
+        ));
+    };
     let status = match obj.get("status") {
         None => 200,
-        Some(v) => {
-            v.as_u64()
-                .filter(|s| (200..=299).contains(s))
-                .ok_or_else(|| format!("{field}.status: must be a 2xx status"))? as u16
-        }
+        Some(v) => match v.as_u64().filter(|s| (200..=299).contains(s)) {
+            Some(s) => s as u16,
+            None => return Err(FieldError::new(field.key("status"), "must be a 2xx status")),
+        },
     };
     let body = match obj.get("body") {
         None => String::new(),
         Some(Value::String(s)) if s.len() <= 4096 => s.clone(),
         Some(_) => {
-            return Err(format!(
-                "{field}.body: must be a string of at most 4096 bytes"
+            return Err(FieldError::new(
+                field.key("body"),
+                "must be a string of at most 4096 bytes",
             ));
         }
     };
@@ -599,7 +522,12 @@ fn parse_reply(field: &str, value: &Value) -> Result<Reply, String> {
         {
             s.clone()
         }
-        Some(_) => return Err(format!("{field}.contentType: must be a media type")),
+        Some(_) => {
+            return Err(FieldError::new(
+                field.key("contentType"),
+                "must be a media type",
+            ));
+        }
     };
     Ok(Reply {
         status,
@@ -627,12 +555,15 @@ impl Plan {
     }
 }
 
-/// A source's config as the API shows it: secrets left out.
+/// A source's config as the API shows it: the provider's secret left out
+/// (and the key retired secrets were once kept under, should a config still
+/// hold it).
 pub fn public_config(kind: &str, config: &Value) -> Value {
     let Some(obj) = config.as_object() else {
         return json!({});
     };
-    let hidden = [secret_key(kind).unwrap_or(""), RETIRED_SECRETS_KEY];
+    let secret = providers::find(kind).map_or(Some("secret"), |p| p.secret_field());
+    let hidden = [secret.unwrap_or(""), LEGACY_RETIRED_SECRETS_KEY];
     Value::Object(
         obj.iter()
             .filter(|(k, _)| !hidden.contains(&k.as_str()))
@@ -754,9 +685,9 @@ mod tests {
 
     #[test]
     fn every_kind_names_its_missing_secret() {
-        for kind in KINDS {
-            let result = compile(kind, &json!({}), &json!({}));
-            match *kind {
+        for kind in providers::kinds() {
+            let result = compile(kind, &json!({}), &json!({})).map_err(|e| e.to_string());
+            match kind {
                 "none" => assert!(result.is_ok()),
                 "basic-auth" => assert_eq!(result.unwrap_err(), "config.username: required"),
                 "api-key" => assert_eq!(result.unwrap_err(), "config.key: required"),
@@ -766,6 +697,7 @@ mod tests {
         assert!(
             compile("nope", &json!({}), &json!({}))
                 .unwrap_err()
+                .to_string()
                 .starts_with("type:")
         );
     }
@@ -853,16 +785,19 @@ mod tests {
             ),
             (json!({"what": 1}), "settings.what"),
         ] {
-            let err = compile("none", &json!({}), &settings).unwrap_err();
+            let err = compile("none", &json!({}), &settings)
+                .unwrap_err()
+                .to_string();
             assert!(err.starts_with(field), "{err} should name {field}");
         }
     }
 
     #[test]
     fn retired_secrets_verify_until_they_expire() {
-        let config = json!({"username": "u", "password": "new",
-                            "retiredSecrets": [{"secret": "old", "expiresAt": 1000}]});
-        let plan = compile("basic-auth", &config, &json!({})).unwrap();
+        let config = json!({"username": "u", "password": "new"});
+        let plan = compile("basic-auth", &config, &json!({}))
+            .unwrap()
+            .with_retired_secrets([("old", 1000)]);
         let old = format!(
             "Basic {}",
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "u:old")
@@ -1002,6 +937,43 @@ mod tests {
             plan.event_type(&request(&[], b""), Some(&doc)),
             "api-key",
             "a repeated field is no single value"
+        );
+    }
+
+    /// A refusal names its field as a path (the API's `loc`) and says what
+    /// is wrong, the two apart.
+    #[test]
+    fn errors_name_the_field_path() {
+        let settings = json!({"eventType": [{"pointer": "/a"}, {"pointer": "b"}]});
+        let err = compile("none", &json!({}), &settings).unwrap_err();
+        assert_eq!(
+            err.path.segments(),
+            [
+                Segment::Key("settings".into()),
+                Segment::Key("eventType".into()),
+                Segment::Index(1),
+                Segment::Key("pointer".into())
+            ]
+        );
+        assert_eq!(err.problem, "a JSON pointer starts with '/'");
+        assert_eq!(
+            err.to_string(),
+            "settings.eventType[1].pointer: a JSON pointer starts with '/'"
+        );
+        let err = compile("stripe", &json!({}), &json!({})).unwrap_err();
+        assert_eq!(err.path.below("config"), Some(FieldPath::root("secret")));
+        assert_eq!(err.path.below("settings"), None);
+        assert_eq!(err.problem, "required for stripe sources");
+        let err = compile("stripe", &json!(5), &json!(5)).unwrap_err();
+        assert_eq!(err.to_string(), "config: must be an object");
+        assert_eq!(err.path.below("config"), None);
+        let err = compile("nope", &json!({}), &json!({"a.b": 1})).unwrap_err();
+        assert_eq!(err.path, FieldPath::root("type"));
+        assert!(err.problem.contains("standard-webhooks, svix, stripe"));
+        let err = compile("none", &json!({}), &json!({"response": {"status": 500}})).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "settings.response.status: must be a 2xx status"
         );
     }
 

@@ -13,13 +13,13 @@
 //! `switchyard_core::forward::ForwardPath`.
 
 use crate::{AcceptInput, Engine, EngineError, IngestOutcome, IngestSource, PayloadDocument};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard_core::MessageId;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::json::DocumentError;
 use switchyard_core::source::{Plan, document_of};
-use switchyard_core::verify::{Incoming, Rejection, zoom_encrypted_token};
+use switchyard_core::verify::{Incoming, Rejection};
 use switchyard_store::Forward;
 
 /// Event ids are bounded; a longer provider id is replaced by its digest.
@@ -148,7 +148,7 @@ impl Engine {
             };
             refuse(422, code, &reason, format!("{reason}: {why}"))
         })?;
-        if let Some(answer) = challenge(source, document.as_ref()) {
+        if let Some(answer) = document.as_ref().and_then(|d| source.plan.challenge(d)) {
             return Ok(IngestReply::Challenge(answer));
         }
         let event_type = source.plan.event_type(&incoming, document.as_ref());
@@ -187,27 +187,6 @@ impl Engine {
     }
 }
 
-/// Verification handshakes some providers make when a URL is configured;
-/// they are answered, not stored.
-fn challenge(source: &IngestSource, document: Option<&Value>) -> Option<Value> {
-    let doc = document?;
-    match source.plan.kind.as_str() {
-        "slack" if doc["type"] == "url_verification" => {
-            let challenge = doc["challenge"].as_str()?;
-            Some(json!({ "challenge": challenge }))
-        }
-        "zoom" if doc["event"] == "endpoint.url_validation" => {
-            let plain = doc["payload"]["plainToken"].as_str()?;
-            let secret = source.plan.secrets.first()?;
-            Some(json!({
-                "plainToken": plain,
-                "encryptedToken": zoom_encrypted_token(&secret.value, plain),
-            }))
-        }
-        _ => None,
-    }
-}
-
 fn bounded_event_id(id: String) -> String {
     if id.len() <= MAX_EVENT_ID {
         id
@@ -236,6 +215,7 @@ fn forward_of(plan: &Plan, headers: &[(&str, &str)], path: &ForwardPath) -> Forw
 mod tests {
     use super::*;
     use crate::SourceInput;
+    use serde_json::json;
 
     fn request<'a>(
         headers: &'a [(&'a str, &'a str)],

@@ -6,7 +6,7 @@
 use crate::apps::parse_uid;
 use crate::{Engine, EngineError};
 use serde_json::{Value, json};
-use switchyard_core::source::{RETIRED_SECRETS_KEY, compile, secret_key};
+use switchyard_core::source::{FieldError, compile, provider};
 use switchyard_core::{AppId, SourceId};
 use switchyard_store::{Application, Metadata, Page, PageRequest, RetiredSecret, Source};
 
@@ -27,9 +27,11 @@ pub struct SourceInput {
     pub name: String,
     pub uid: Option<String>,
     pub metadata: Option<Metadata>,
-    /// The verifier: see `switchyard_core::source::KINDS`.
+    /// The verifier: see `switchyard_core::providers::PROVIDERS`.
     pub kind: String,
-    /// The verifier's configuration (an object, or `null` for none).
+    /// The verifier's configuration (an object, or `null` for none). A
+    /// `retiredSecrets` key, as stored configs once held, is read as the
+    /// source's retired secrets.
     pub config: Value,
     /// Switchyard's options (see `switchyard_core::source`).
     pub settings: Value,
@@ -51,10 +53,12 @@ fn object_or_empty(v: Value) -> Value {
     if v.is_null() { json!({}) } else { v }
 }
 
-/// A source compile error (`field: problem`) as an error naming the field.
-fn compile_error(e: &str, fallback_field: &str) -> EngineError {
-    let (field, message) = e.split_once(": ").unwrap_or((fallback_field, e));
-    EngineError::invalid(field, message.to_owned())
+impl From<FieldError> for EngineError {
+    /// The field's path as the dotted name the API reports (`config.secret`,
+    /// `settings.eventType[0].pointer`).
+    fn from(e: FieldError) -> Self {
+        EngineError::invalid(e.path.to_string(), e.problem)
+    }
 }
 
 /// Checks a source's name, type, config and settings together.
@@ -65,8 +69,7 @@ fn check(input: &SourceInput) -> Result<(), EngineError> {
     if !input.config.is_object() && !input.config.is_null() {
         return Err(EngineError::invalid("config", "must be an object"));
     }
-    compile(&input.kind, &input.config, &input.settings)
-        .map_err(|e| compile_error(&e, "config"))?;
+    compile(&input.kind, &input.config, &input.settings)?;
     Ok(())
 }
 
@@ -101,6 +104,8 @@ impl Engine {
         uid: Option<String>,
     ) -> Result<Source, EngineError> {
         check(&input)?;
+        let mut config = object_or_empty(input.config);
+        let retired_secrets = Source::take_legacy_retired_secrets(&mut config);
         let now = self.now_ms();
         let id = SourceId::generate_at(now).into_string();
         let app = Application {
@@ -117,12 +122,13 @@ impl Engine {
             uid: parse_uid("uid", uid.or(input.uid))?,
             name: input.name,
             kind: input.kind,
-            config: object_or_empty(input.config),
+            config,
             settings: object_or_empty(input.settings),
             metadata: input.metadata.unwrap_or_default(),
             app_id: app.id.clone(),
             token: new_token(),
             retired_tokens: Vec::new(),
+            retired_secrets,
             created_at: now,
             updated_at: now,
         };
@@ -151,13 +157,11 @@ impl Engine {
         };
         check(&input)?;
         let mut config = object_or_empty(input.config);
-        if source.kind == input.kind
-            && let (Some(retired), Some(obj)) = (
-                source.config.get(RETIRED_SECRETS_KEY).cloned(),
-                config.as_object_mut(),
-            )
-        {
-            obj.insert(RETIRED_SECRETS_KEY.into(), retired);
+        // Retired secrets a rotation made stay with a source that keeps its
+        // type; any the input carries under the old config key count otherwise.
+        let given = Source::take_legacy_retired_secrets(&mut config);
+        if source.kind != input.kind || source.retired_secrets.is_empty() {
+            source.retired_secrets = given;
         }
         source.uid = parse_uid("uid", input.uid)?.or(source.uid);
         source.name = input.name;
@@ -219,20 +223,19 @@ impl Engine {
             ));
         }
         let mut source = self.source(key).await?;
-        let Some(field) = secret_key(&source.kind) else {
-            return Err(EngineError::Conflict(
-                "sources of type none have no secret".into(),
-            ));
+        let provider = provider(&source.kind)?;
+        let Some(field) = provider.secret_field() else {
+            return Err(EngineError::Conflict(format!(
+                "sources of type {} have no secret",
+                source.kind
+            )));
         };
         let new_secret = match secret {
             Some(s) if !s.is_empty() => s,
             Some(_) => {
                 return Err(EngineError::invalid("secret", "must not be empty"));
             }
-            None if matches!(source.kind.as_str(), "standard-webhooks" | "svix") => {
-                switchyard_core::signing::EndpointSecret::generate().to_whsec()
-            }
-            None => hex::encode(rand::random::<[u8; 32]>()),
+            None => provider.generate_secret(),
         };
         let now = self.now_ms();
         let Some(config) = source.config.as_object_mut() else {
@@ -240,22 +243,21 @@ impl Engine {
                 "the source's config is not an object".into(),
             ));
         };
-        let mut retired: Vec<Value> = config
-            .get(RETIRED_SECRETS_KEY)
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        retired.retain(|r| r["expiresAt"].as_u64().is_some_and(|at| at > now));
+        source.retired_secrets.retain(|r| r.expires_at > now);
         let old = config.insert(field.into(), Value::String(new_secret.clone()));
         if grace > 0
             && let Some(Value::String(old)) = old
         {
-            retired.push(json!({ "secret": old, "expiresAt": now + grace * 1000 }));
+            source.retired_secrets.push(RetiredSecret {
+                secret: old,
+                expires_at: now + grace * 1000,
+            });
         }
-        config.insert(RETIRED_SECRETS_KEY.into(), Value::Array(retired));
         // The new secret is the request's `secret` field, not `config.secret`.
-        compile(&source.kind, &source.config, &source.settings)
-            .map_err(|e| compile_error(e.strip_prefix("config.").unwrap_or(&e), "secret"))?;
+        compile(&source.kind, &source.config, &source.settings).map_err(|e| {
+            let path = e.path.below("config").unwrap_or(e.path);
+            EngineError::invalid(path.to_string(), e.problem)
+        })?;
         self.save_source(source).await?;
         Ok(RotatedSecret {
             field,
@@ -295,5 +297,137 @@ mod tests {
             engine.rotate_source_secret(&made.id, None, None).await,
             Err(EngineError::Conflict(_))
         ));
+    }
+
+    fn api_key(key: &str) -> SourceInput {
+        SourceInput {
+            name: "n".into(),
+            kind: "api-key".into(),
+            config: json!({"header": "X-Key", "key": key}),
+            ..SourceInput::default()
+        }
+    }
+
+    /// Whether the source's compiled plan takes `key` now.
+    async fn accepts(engine: &Engine, id: &str, key: &str) -> bool {
+        let source = engine.find_source(id).await.unwrap().unwrap();
+        let headers = [("x-key", key)];
+        let request = switchyard_core::verify::Incoming {
+            headers: &headers,
+            body: b"",
+            url: "",
+            now_secs: 0,
+        };
+        source.plan.verify(&request, engine.now_ms()).is_ok()
+    }
+
+    /// A rotation retires the old secret into the source's own field, not
+    /// into its config; it verifies until its grace ends, and a replace that
+    /// keeps the type keeps it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rotated_secrets_are_a_field_of_the_source() {
+        let (engine, _dir) = crate::test_engine().await;
+        let made = engine.create_source(api_key("one"), None).await.unwrap();
+        let rotated = engine
+            .rotate_source_secret(&made.id, Some("two".into()), Some(60))
+            .await
+            .unwrap();
+        assert_eq!((rotated.field, rotated.secret.as_str()), ("key", "two"));
+        let stored = engine.source(&made.id).await.unwrap();
+        assert_eq!(stored.config, json!({"header": "X-Key", "key": "two"}));
+        assert_eq!(stored.retired_secrets.len(), 1);
+        assert_eq!(stored.retired_secrets[0].secret, "one");
+        assert!(accepts(&engine, &made.id, "one").await);
+        assert!(accepts(&engine, &made.id, "two").await);
+
+        let (kept, _) = engine
+            .upsert_source(&made.id, api_key("two"))
+            .await
+            .unwrap();
+        assert_eq!(kept.retired_secrets, stored.retired_secrets);
+        let mut other = api_key("x");
+        other.kind = "basic-auth".into();
+        other.config = json!({"username": "u", "password": "p"});
+        let (changed, _) = engine.upsert_source(&made.id, other).await.unwrap();
+        assert!(changed.retired_secrets.is_empty(), "a new type drops them");
+
+        // Without grace the old secret stops at once.
+        engine
+            .upsert_source(&made.id, api_key("three"))
+            .await
+            .unwrap();
+        engine
+            .rotate_source_secret(&made.id, Some("four".into()), Some(0))
+            .await
+            .unwrap();
+        assert!(!accepts(&engine, &made.id, "three").await);
+        assert!(accepts(&engine, &made.id, "four").await);
+    }
+
+    /// A row written before retired secrets had a column keeps them in its
+    /// config; it loads with them as the typed field and verifies with them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn legacy_rows_are_migrated_on_read() {
+        let (engine, _dir) = crate::test_engine().await;
+        let made = engine.create_source(api_key("new"), None).await.unwrap();
+        let mut legacy = made.clone();
+        legacy.config = json!({"header": "X-Key", "key": "new",
+            "retiredSecrets": [{"secret": "old", "expiresAt": engine.now_ms() + 60_000}]});
+        engine.store.update_source(legacy).await.unwrap();
+        engine.sources_changed();
+        let loaded = engine.source(&made.id).await.unwrap();
+        assert_eq!(loaded.config, json!({"header": "X-Key", "key": "new"}));
+        assert_eq!(loaded.retired_secrets.len(), 1);
+        assert!(accepts(&engine, &made.id, "old").await);
+        assert!(!accepts(&engine, &made.id, "older").await);
+        // The next write stores them in their own column.
+        engine
+            .rotate_source_secret(&made.id, Some("newer".into()), Some(60))
+            .await
+            .unwrap();
+        let rotated = engine.source(&made.id).await.unwrap();
+        let retired: Vec<&str> = rotated
+            .retired_secrets
+            .iter()
+            .map(|r| r.secret.as_str())
+            .collect();
+        assert_eq!(retired, ["old", "new"]);
+    }
+
+    /// A refused definition names its field as the API reports it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refusals_name_the_field() {
+        let (engine, _dir) = crate::test_engine().await;
+        let mut input = api_key("p");
+        input.settings = json!({"eventType": [{"pointer": "/a"}, {"header": ""}]});
+        match engine.create_source(input, None).await {
+            Err(EngineError::Invalid { field, message }) => {
+                assert_eq!(field, "settings.eventType[1].header");
+                assert_eq!(message, "must be a string of 1 to 256 characters");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let svix = SourceInput {
+            name: "n".into(),
+            kind: "svix".into(),
+            config: json!({"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+            ..SourceInput::default()
+        };
+        let made = engine.create_source(svix, None).await.unwrap();
+        match engine
+            .rotate_source_secret(&made.id, Some("plain".into()), None)
+            .await
+        {
+            Err(EngineError::Invalid { field, message }) => {
+                assert_eq!(field, "secret", "the request's field, not the config's");
+                assert_eq!(message, "must be a whsec_ secret (base64 after the prefix)");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let generated = engine
+            .rotate_source_secret(&made.id, None, None)
+            .await
+            .unwrap();
+        assert!(generated.secret.starts_with("whsec_"));
     }
 }

@@ -78,7 +78,12 @@ impl SourceCache {
         let mut by_key = HashMap::new();
         for source in self.store.all_sources().await? {
             let plan = match compile(&source.kind, &source.config, &source.settings) {
-                Ok(plan) => plan,
+                Ok(plan) => plan.with_retired_secrets(
+                    source
+                        .retired_secrets
+                        .iter()
+                        .map(|r| (r.secret.as_str(), r.expires_at)),
+                ),
                 Err(e) => {
                     tracing::error!(source = %source.id, error = %e, "stored source does not compile; its requests are refused");
                     continue;

@@ -319,8 +319,36 @@ pub struct Source {
     pub token: String,
     /// Earlier tokens still accepted until they expire.
     pub retired_tokens: Vec<RetiredSecret>,
+    /// Earlier verification secrets (the config's secret before a rotation)
+    /// still accepted until they expire.
+    pub retired_secrets: Vec<RetiredSecret>,
     pub created_at: u64,
     pub updated_at: u64,
+}
+
+impl Source {
+    /// Moves retired secrets out of a config that still holds them under
+    /// [`switchyard_core::source::LEGACY_RETIRED_SECRETS_KEY`] (`[{"secret":
+    /// "…", "expiresAt": ms}]`, as written before they became
+    /// [`Source::retired_secrets`]). Entries without a string secret and a
+    /// whole expiry were never accepted and are dropped.
+    pub fn take_legacy_retired_secrets(config: &mut serde_json::Value) -> Vec<RetiredSecret> {
+        let legacy = config
+            .as_object_mut()
+            .and_then(|c| c.remove(switchyard_core::source::LEGACY_RETIRED_SECRETS_KEY));
+        let Some(serde_json::Value::Array(entries)) = legacy else {
+            return Vec::new();
+        };
+        entries
+            .iter()
+            .filter_map(|e| {
+                Some(RetiredSecret {
+                    secret: e.get("secret")?.as_str()?.to_owned(),
+                    expires_at: e.get("expiresAt")?.as_u64()?,
+                })
+            })
+            .collect()
+    }
 }
 
 /// Counters of what a source received, added to in batches.
@@ -394,5 +422,38 @@ mod tests {
             assert_eq!(ClusterEvent::decode(&e.encode()), Some(e));
         }
         assert_eq!(ClusterEvent::decode("nonsense"), None);
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A config written before retired secrets had their own field gives
+    /// them up: the accepted entries become typed, the key leaves the config.
+    #[test]
+    fn legacy_retired_secrets_leave_the_config() {
+        let mut config = json!({
+            "secret": "new",
+            "retiredSecrets": [
+                {"secret": "old", "expiresAt": 1000},
+                {"secret": 5, "expiresAt": 1000},
+                {"secret": "no-expiry"},
+            ],
+        });
+        let retired = Source::take_legacy_retired_secrets(&mut config);
+        assert_eq!(
+            retired,
+            [RetiredSecret {
+                secret: "old".into(),
+                expires_at: 1000
+            }]
+        );
+        assert_eq!(config, json!({"secret": "new"}));
+        assert!(Source::take_legacy_retired_secrets(&mut config).is_empty());
+        let mut odd = json!({"retiredSecrets": "junk"});
+        assert!(Source::take_legacy_retired_secrets(&mut odd).is_empty());
+        assert_eq!(odd, json!({}));
     }
 }

@@ -256,20 +256,27 @@ impl TaskReader {
     }
 }
 
-pub(crate) const SOURCE_COLS: &str = "id, uid, name, kind, config, settings, metadata, app_id, token, retired_tokens, created_at, updated_at";
+pub(crate) const SOURCE_COLS: &str = "id, uid, name, kind, config, settings, metadata, app_id, token, retired_tokens, retired_secrets, created_at, updated_at";
 
+/// A source row; retired secrets a row from before their column still keeps
+/// in its config are moved to [`Source::retired_secrets`] (and written there
+/// with the source's next change).
 pub(crate) fn source_from_row(row: &impl Columns) -> Result<Source> {
+    let mut config: serde_json::Value = row.json("config")?.unwrap_or_default();
+    let mut retired_secrets: Vec<RetiredSecret> = row.json("retired_secrets")?.unwrap_or_default();
+    retired_secrets.extend(Source::take_legacy_retired_secrets(&mut config));
     Ok(Source {
         id: row.text("id")?,
         uid: row.opt_text("uid")?,
         name: row.text("name")?,
         kind: row.text("kind")?,
-        config: row.json("config")?.unwrap_or_default(),
+        config,
         settings: row.json("settings")?.unwrap_or_default(),
         metadata: row.json("metadata")?.unwrap_or_default(),
         app_id: AppId::from_trusted(row.text("app_id")?),
         token: row.text("token")?,
         retired_tokens: row.json("retired_tokens")?.unwrap_or_default(),
+        retired_secrets,
         created_at: row.ms("created_at")?,
         updated_at: row.ms("updated_at")?,
     })

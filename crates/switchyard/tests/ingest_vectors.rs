@@ -116,7 +116,7 @@ async fn every_vector_through_the_ingest_route() {
                 "x-zm-signature".into(),
                 format!(
                     "v0={}",
-                    switchyard_core::verify::zoom_encrypted_token(
+                    switchyard_core::providers::zoom::encrypted_token(
                         secret,
                         &format!("v0:{ts}:{body}")
                     )

@@ -14,6 +14,7 @@ fn source(app: &AppId, uid: Option<&str>, at: u64) -> Source {
         app_id: app.clone(),
         token: format!("tok{at}"),
         retired_tokens: vec![],
+        retired_secrets: vec![],
         created_at: at,
         updated_at: at,
     }
@@ -62,6 +63,10 @@ pub async fn sources_own_their_application_and_count_requests(b: Backend) {
         expires_at: 99,
     });
     changed.token = "rotated".into();
+    changed.retired_secrets.push(RetiredSecret {
+        secret: "whsec_old".into(),
+        expires_at: 98,
+    });
     s.update_source(changed.clone()).await.unwrap();
     assert_eq!(s.all_sources().await.unwrap(), vec![changed.clone()]);
     let listed = s

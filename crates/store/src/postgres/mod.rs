@@ -32,11 +32,12 @@ use tokio_postgres::types::ToSql;
 pub use scratch::{ScratchDatabase, test_database, test_server_url};
 
 /// Schema steps in order; `switchyard_schema` records those applied.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
+    include_str!("schema5.sql"),
 ];
 
 const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

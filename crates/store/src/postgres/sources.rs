@@ -10,11 +10,11 @@ async fn write_source(
 ) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO sources ({SOURCE_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)"
+            "INSERT INTO sources ({SOURCE_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)"
         )
     } else {
         "UPDATE sources SET uid=$2, name=$3, kind=$4, config=$5, settings=$6, metadata=$7, app_id=$8,
-           token=$9, retired_tokens=$10, created_at=$11, updated_at=$12 WHERE id=$1"
+           token=$9, retired_tokens=$10, retired_secrets=$11, created_at=$12, updated_at=$13 WHERE id=$1"
             .to_string()
     };
     let stmt = client.prepare_cached(&sql).await?;
@@ -32,6 +32,7 @@ async fn write_source(
                 &s.app_id.as_str(),
                 &s.token,
                 &json_text(&s.retired_tokens)?,
+                &json_text(&s.retired_secrets)?,
                 &(s.created_at as i64),
                 &(s.updated_at as i64),
             ],

@@ -76,11 +76,12 @@ fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connectio
 }
 
 /// Schema steps in order; the database's `user_version` counts those applied.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
+    include_str!("schema5.sql"),
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
