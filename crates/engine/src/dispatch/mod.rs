@@ -80,7 +80,7 @@ impl Dispatcher {
             outcomes,
             partitions,
             clock: config.clock.clone(),
-            lanes: Lanes::default(),
+            lanes: Lanes,
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
@@ -270,10 +270,10 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
     let admission = inner.lanes.admit(&endpoint);
     // Neither a lane's refusal nor a refused path can change by retrying:
     // the delivery fails at once.
-    let (pass, refused) = match (admission, &url) {
-        (Admission::Refuse(reason), _) => (None, Some(reason)),
-        (Admission::Send(_), Err(reason)) => (None, Some(reason.clone())),
-        (Admission::Send(pass), Ok(_)) => (Some(pass), None),
+    let refused = match (admission, &url) {
+        (Admission::Refuse(reason), _) => Some(reason),
+        (Admission::Send, Err(reason)) => Some(reason.clone()),
+        (Admission::Send, Ok(_)) => None,
     };
     let url = url.unwrap_or_else(|_| endpoint.endpoint.url.clone());
     if let Some(reason) = refused {
@@ -344,8 +344,6 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         )
     };
     let _ = inner.outcomes.send(outcome);
-    // The endpoint's lane counts this delivery until its outcome is on its way.
-    drop(pass);
 }
 
 /// The destination URL with an ingested request's path suffix and query
