@@ -1,22 +1,22 @@
 //! Which endpoints a message goes to.
 
+use crate::names::{Channel, EventTypePattern};
+
 /// An endpoint receives a message when it is enabled, its event-type filter (if
 /// any) names the message's type (patterns may use `*` wildcards), and — when the endpoint lists channels — the
 /// message carries at least one of them.
 pub fn endpoint_matches(
     disabled: bool,
-    filter_types: Option<&[String]>,
-    endpoint_channels: Option<&[String]>,
+    filter_types: Option<&[EventTypePattern]>,
+    endpoint_channels: Option<&[Channel]>,
     event_type: &str,
-    message_channels: &[String],
+    message_channels: &[Channel],
 ) -> bool {
     if disabled {
         return false;
     }
     if let Some(types) = filter_types
-        && !types
-            .iter()
-            .any(|t| crate::filter::event_type_matches(t, event_type))
+        && !types.iter().any(|t| t.matches(event_type))
     {
         return false;
     }
@@ -33,13 +33,20 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn v(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
+    fn types(items: &[&str]) -> Vec<EventTypePattern> {
+        items
+            .iter()
+            .map(|s| EventTypePattern::parse(s).unwrap())
+            .collect()
+    }
+
+    fn v(items: &[&str]) -> Vec<Channel> {
+        items.iter().map(|s| Channel::parse(s).unwrap()).collect()
     }
 
     #[test]
     fn filters() {
-        let types = v(&["a", "b"]);
+        let types = types(&["a", "b"]);
         let chans = v(&["eu"]);
         assert!(endpoint_matches(false, None, None, "x", &[]));
         assert!(!endpoint_matches(true, None, None, "x", &[]));
@@ -65,9 +72,10 @@ mod tests {
     proptest! {
         #[test]
         fn unfiltered_enabled_endpoints_take_everything(t in "[a-z.]{1,20}", ch in proptest::collection::vec("[a-z]{1,5}", 0..4)) {
+            let ch: Vec<Channel> = ch.iter().map(|c| Channel::parse(c).unwrap()).collect();
             prop_assert!(endpoint_matches(false, None, None, &t, &ch));
             prop_assert!(!endpoint_matches(true, None, None, &t, &ch));
-            let only = vec![t.clone()];
+            let only = types(&[&t]);
             prop_assert!(endpoint_matches(false, Some(&only), None, &t, &ch));
         }
     }

@@ -27,24 +27,24 @@ fn check_token(kind: &str, s: &str, max: usize) -> Result<(), InvalidName> {
     Ok(())
 }
 
-macro_rules! token_type {
-    ($name:ident, $kind:literal, $max:expr) => {
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
+/// What every validated name shares: read access, conversion back to text,
+/// display, serialization as the plain string, and `from_trusted` for values
+/// read back from our own store (which only holds values once parsed).
+macro_rules! name_common {
+    ($name:ident) => {
         impl $name {
-            pub fn parse(s: &str) -> Result<Self, InvalidName> {
-                check_token($kind, s, $max)?;
-                Ok(Self(s.to_owned()))
-            }
-
+            /// For values read back from our own store, which only ever holds
+            /// values that were parsed when they came in.
             pub fn from_trusted(s: String) -> Self {
                 Self(s)
             }
 
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
             }
         }
 
@@ -59,6 +59,77 @@ macro_rules! token_type {
                 f.write_str(&self.0)
             }
         }
+
+        /// Reads as the text it holds, so `&str` APIs (and `Option::as_deref`)
+        /// take it directly.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(v: $name) -> String {
+                v.0
+            }
+        }
+    };
+}
+
+/// Deserializing parses: a value read from JSON is checked as one from a
+/// request would be.
+macro_rules! name_deserialize {
+    ($name:ident) => {
+        impl TryFrom<String> for $name {
+            type Error = InvalidName;
+            fn try_from(s: String) -> Result<Self, InvalidName> {
+                Self::parse(&s)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+macro_rules! token_type {
+    ($name:ident, $kind:literal, $max:expr) => {
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, InvalidName> {
+                check_token($kind, s, $max)?;
+                Ok(Self(s.to_owned()))
+            }
+        }
+
+        name_common!($name);
+        name_deserialize!($name);
     };
 }
 
@@ -67,7 +138,7 @@ token_type!(Channel, "channel", 128);
 
 /// A caller-chosen alias for an application or endpoint. It may not look like an
 /// id of any kind, so a path segment is never ambiguous.
-#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct Uid(String);
 
@@ -83,17 +154,19 @@ impl Uid {
         }
         Ok(Self(s.to_owned()))
     }
+}
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+impl Uid {
+    /// The uid a source's application gets: the source's id, so the
+    /// application is addressable as `/app/{source id}`. Users cannot pick a
+    /// uid with an id prefix, so this one never collides with theirs.
+    pub fn of_source(source: &crate::SourceId) -> Self {
+        Self(source.as_str().to_owned())
     }
 }
 
-impl fmt::Debug for Uid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+name_common!(Uid);
+name_deserialize!(Uid);
 
 /// An absolute http(s) URL a delivery can be sent to, at most 65 536 bytes
 /// long, kept as the user wrote it (trimmed).
@@ -109,7 +182,7 @@ impl fmt::Debug for Uid {
 /// Internal addresses are accepted: the SSRF guard judges them at delivery
 /// time against the allow-list in force then. User info (`user:pass@host`)
 /// is accepted, as Svix does, and sent as HTTP Basic authorization.
-#[derive(Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct EndpointUrl(String);
 
@@ -152,15 +225,10 @@ impl EndpointUrl {
         }
         Ok(Self(s.to_owned()))
     }
-
-    pub fn from_trusted(s: String) -> Self {
-        Self(s)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
+
+name_common!(EndpointUrl);
+name_deserialize!(EndpointUrl);
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
@@ -168,11 +236,71 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
-impl fmt::Debug for EndpointUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+/// The event type a message carries: an [`EventTypeName`] for messages
+/// created through the API, or the name a provider gave an incoming webhook,
+/// which may hold characters names may not (Shopify's `orders/create`, a
+/// non-ASCII name) and is kept as the provider wrote it, made printable and
+/// bounded by [`MessageEventType::from_provider`].
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct MessageEventType(String);
+
+impl MessageEventType {
+    /// Longest kept provider event type, in characters.
+    pub const MAX_CHARS: usize = 256;
+
+    /// A provider's event type: control characters dropped, whitespace made
+    /// `_`, cut to [`Self::MAX_CHARS`] characters; `unknown` when nothing is
+    /// left.
+    pub fn from_provider(raw: &str) -> Self {
+        let cleaned: String = raw
+            .chars()
+            .filter(|c| !c.is_control())
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .take(Self::MAX_CHARS)
+            .collect();
+        if cleaned.is_empty() {
+            Self("unknown".into())
+        } else {
+            Self(cleaned)
+        }
     }
 }
+
+name_common!(MessageEventType);
+
+impl From<EventTypeName> for MessageEventType {
+    fn from(name: EventTypeName) -> Self {
+        Self(name.0)
+    }
+}
+
+/// One entry of an endpoint's event-type filter: an event type or a pattern
+/// in which `*` stands for any run of characters (`invoice.*`), 1 to 256
+/// visible ASCII characters without commas. Looser than [`EventTypeName`]
+/// because ingested events keep their provider's names (`orders/create`).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct EventTypePattern(String);
+
+impl EventTypePattern {
+    pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        if s.is_empty() || s.len() > 256 || !s.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
+            return Err(InvalidName(format!(
+                "'{s}' must be 1 to 256 visible characters without commas"
+            )));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// Whether `event_type` is this type or matches this pattern.
+    pub fn matches(&self, event_type: &str) -> bool {
+        crate::filter::event_type_matches(&self.0, event_type)
+    }
+}
+
+name_common!(EventTypePattern);
+name_deserialize!(EventTypePattern);
 
 #[cfg(test)]
 mod tests {
@@ -189,6 +317,31 @@ mod tests {
         assert!(EndpointUrl::parse("ftp://example.com").is_err());
         assert!(EndpointUrl::parse("http:///nohost").is_err());
         assert!(EndpointUrl::parse("http://exa mple.com").is_err());
+        assert!(EventTypePattern::parse("orders/create").is_ok());
+        assert!(EventTypePattern::parse("invoice.*").is_ok());
+        assert!(EventTypePattern::parse("a,b").is_err());
+        assert!(EventTypePattern::parse("").is_err());
+        assert!(EventTypePattern::parse("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn provider_event_types_are_made_printable_and_bounded() {
+        assert_eq!(
+            MessageEventType::from_provider("orders/create").as_str(),
+            "orders/create"
+        );
+        assert_eq!(
+            MessageEventType::from_provider("a b\u{0}\tc\n").as_str(),
+            "a_bc"
+        );
+        assert_eq!(MessageEventType::from_provider("\u{1}").as_str(), "unknown");
+        assert_eq!(
+            MessageEventType::from_provider(&"\u{e9}".repeat(300))
+                .as_str()
+                .chars()
+                .count(),
+            MessageEventType::MAX_CHARS
+        );
     }
 
     #[test]

@@ -31,6 +31,21 @@ impl std::fmt::Debug for EndpointSecret {
     }
 }
 
+/// Stored and shown as its `whsec_` form.
+impl serde::Serialize for EndpointSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_whsec())
+    }
+}
+
+/// Reads the `whsec_` form (or bare base64) of any non-empty key, as stored.
+impl<'de> serde::Deserialize<'de> for EndpointSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse_any_length(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 impl EndpointSecret {
     pub fn generate() -> Self {
         let key: [u8; MIN_KEY_BYTES] = rand::random();

@@ -7,6 +7,7 @@
 //! a [`FieldError`] naming the field.
 
 use crate::json::{DocumentError, parse_document};
+use crate::names::MessageEventType;
 use crate::providers::{self, Provider, Verify};
 use crate::verify::{Incoming, Rejection};
 use serde_json::map::Entry;
@@ -297,33 +298,18 @@ impl Plan {
 
     /// The event type: the first configured location that has a value, else
     /// the source type's name.
-    pub fn event_type(&self, request: &Incoming<'_>, document: Option<&Value>) -> String {
+    pub fn event_type(&self, request: &Incoming<'_>, document: Option<&Value>) -> MessageEventType {
         let found = self
             .event_type
             .iter()
             .find_map(|l| l.read(request, document))
             .unwrap_or_else(|| self.kind().to_owned());
-        clean_event_type(&found)
+        MessageEventType::from_provider(&found)
     }
 
     /// The provider's delivery id, used to drop the provider's retries.
     pub fn dedupe_id(&self, request: &Incoming<'_>, document: Option<&Value>) -> Option<String> {
         self.dedupe.iter().find_map(|l| l.read(request, document))
-    }
-}
-
-/// Event types from providers are free text; keep them printable and bounded.
-fn clean_event_type(raw: &str) -> String {
-    let cleaned: String = raw
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if c.is_whitespace() { '_' } else { c })
-        .take(256)
-        .collect();
-    if cleaned.is_empty() {
-        "unknown".into()
-    } else {
-        cleaned
     }
 }
 
@@ -886,8 +872,8 @@ mod tests {
         );
         assert_eq!(document_of(Some("text/plain"), b"not json"), Ok(None));
         assert_eq!(
-            clean_event_type("products/create\n"),
-            "products/create".to_string()
+            MessageEventType::from_provider("products/create\n"),
+            "products/create"
         );
     }
 

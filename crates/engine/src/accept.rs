@@ -7,14 +7,14 @@ use serde_json::Value;
 use std::sync::Arc;
 use switchyard_core::json::{DocumentError, parse_document};
 use switchyard_core::matching::endpoint_matches;
-use switchyard_core::{AppId, MessageId};
+use switchyard_core::{AppId, Channel, EventTypeName, MessageEventType, MessageId};
 use switchyard_store::{Accepted, DeliveryTask, Forward, Message, NewDelivery, NewMessage};
 
 pub struct AcceptInput {
     pub app_id: AppId,
-    pub event_type: String,
+    pub event_type: AcceptEventType,
     pub event_id: Option<String>,
-    pub channels: Option<Vec<String>>,
+    pub channels: Option<Vec<Channel>>,
     pub tags: Option<Vec<String>>,
     /// The payload exactly as the producer sent it; this text is what endpoints receive.
     pub payload: bytes::Bytes,
@@ -23,9 +23,16 @@ pub struct AcceptInput {
     pub forward: Option<Forward>,
     /// How schema checks and payload filters read the payload.
     pub document: PayloadDocument,
-    /// Checks the payload against its event type's schema (API messages;
-    /// ingested events are the provider's and are taken as they come).
-    pub check_schema: bool,
+}
+
+/// A message's event type, and whether its payload answers to a schema.
+pub enum AcceptEventType {
+    /// A registered-style name (API messages): the payload is checked
+    /// against the latest schema of that event type, if it has one.
+    Checked(EventTypeName),
+    /// A provider's name (ingested webhooks): the event is the provider's
+    /// and is taken as it comes.
+    Provider(MessageEventType),
 }
 
 /// The parsed copy of a payload that decisions are made on. Whichever way
@@ -66,9 +73,13 @@ impl Engine {
                 DocumentError::Syntax(message) => EngineError::invalid("payload", message),
             })?,
         };
-        if input.check_schema {
-            self.check_schema(&input.event_type, &document).await?;
-        }
+        let event_type = match input.event_type {
+            AcceptEventType::Checked(name) => {
+                self.check_schema(&name, &document).await?;
+                MessageEventType::from(name)
+            }
+            AcceptEventType::Provider(name) => name,
+        };
         let endpoints = self.endpoints.for_app(&input.app_id).await?;
         let channels = input.channels.clone().unwrap_or_default();
         let mut matched = Vec::new();
@@ -77,7 +88,7 @@ impl Engine {
                 e.endpoint.disabled,
                 e.endpoint.filter_types.as_deref(),
                 e.endpoint.channels.as_deref(),
-                &input.event_type,
+                &event_type,
                 &channels,
             ) {
                 continue;
@@ -95,7 +106,7 @@ impl Engine {
         let message = Message {
             id: MessageId::generate_at(now),
             app_id: input.app_id.clone(),
-            event_type: input.event_type,
+            event_type,
             event_id: input.event_id,
             channels: input.channels,
             tags: input.tags,
@@ -173,7 +184,11 @@ impl Engine {
 
     /// Rejects a payload that violates its event type's latest schema, and
     /// any payload of an event type whose stored schema is refused.
-    async fn check_schema(&self, event_type: &str, payload: &Value) -> Result<(), EngineError> {
+    async fn check_schema(
+        &self,
+        event_type: &EventTypeName,
+        payload: &Value,
+    ) -> Result<(), EngineError> {
         let state = match self.schemas.get(event_type) {
             Some(state) => state,
             None => {

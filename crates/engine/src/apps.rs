@@ -46,13 +46,9 @@ fn check_name(name: &str) -> Result<(), EngineError> {
 }
 
 /// Checks an optional uid, naming `field` when it is not a [`Uid`].
-pub fn parse_uid(field: &str, uid: Option<String>) -> Result<Option<String>, EngineError> {
-    uid.map(|u| {
-        Uid::parse(&u)
-            .map(|u| u.as_str().to_owned())
-            .map_err(|e| EngineError::invalid(field, e.to_string()))
-    })
-    .transpose()
+pub fn parse_uid(field: &str, uid: Option<String>) -> Result<Option<Uid>, EngineError> {
+    uid.map(|u| Uid::parse(&u).map_err(|e| EngineError::invalid(field, e.to_string())))
+        .transpose()
 }
 
 /// A rate limit (applications and endpoints, messages per second): absent,

@@ -19,18 +19,10 @@ pub(crate) struct CachedEndpoint {
 
 impl CachedEndpoint {
     pub(crate) fn new(endpoint: Endpoint, now: u64) -> Self {
-        let mut secrets = Vec::new();
-        match EndpointSecret::parse_any_length(&endpoint.secret) {
-            Ok(s) => secrets.push((s, None)),
-            Err(e) => {
-                tracing::error!(endpoint = %endpoint.id, error = %e, "stored secret does not parse")
-            }
-        }
+        let mut secrets = vec![(endpoint.secret.clone(), None)];
         for retired in &endpoint.retired_secrets {
-            if retired.expires_at > now
-                && let Ok(s) = EndpointSecret::parse_any_length(&retired.secret)
-            {
-                secrets.push((s, Some(retired.expires_at)));
+            if retired.expires_at > now {
+                secrets.push((retired.secret.clone(), Some(retired.expires_at)));
             }
         }
         // The API checks filters before storing them; one that no longer

@@ -10,7 +10,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
-use switchyard_core::{Channel, EndpointId, EndpointUrl};
+use switchyard_core::{Channel, EndpointId, EndpointUrl, EventTypePattern};
 use switchyard_store::{
     Application, Endpoint, EndpointStats, Metadata, Page, PageRequest, RetiredSecret,
 };
@@ -74,16 +74,16 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Most channels on an endpoint or a message.
 const MAX_CHANNELS: usize = 10;
 
-fn parse_url(url: &str) -> Result<String, EngineError> {
-    EndpointUrl::parse(url)
-        .map(|u| u.as_str().to_owned())
-        .map_err(|e| EngineError::invalid("url", e.to_string()))
+fn parse_url(url: &str) -> Result<EndpointUrl, EngineError> {
+    EndpointUrl::parse(url).map_err(|e| EngineError::invalid("url", e.to_string()))
 }
 
-/// Event types or patterns with `*` wildcards (`invoice.*`). Ingested
-/// events keep their provider's names, which may hold characters such as
-/// `/` (Shopify topics), so any visible text without commas is allowed.
-fn parse_filter_types(types: Option<Vec<String>>) -> Result<Option<Vec<String>>, EngineError> {
+/// Event types or [`EventTypePattern`]s with `*` wildcards (`invoice.*`).
+/// Ingested events keep their provider's names, which may hold characters
+/// such as `/` (Shopify topics), so patterns are looser than event-type names.
+fn parse_filter_types(
+    types: Option<Vec<String>>,
+) -> Result<Option<Vec<EventTypePattern>>, EngineError> {
     let Some(types) = types else {
         return Ok(None);
     };
@@ -93,15 +93,11 @@ fn parse_filter_types(types: Option<Vec<String>>) -> Result<Option<Vec<String>>,
             "must list at least one event type (omit it to receive all)",
         ));
     }
-    for t in &types {
-        if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic() && b != b',') {
-            return Err(EngineError::invalid(
-                "filterTypes",
-                format!("'{t}' must be 1 to 256 visible characters without commas"),
-            ));
-        }
-    }
-    Ok(Some(types))
+    types
+        .iter()
+        .map(|t| EventTypePattern::parse(t).map_err(|e| EngineError::invalid("filterTypes", e.0)))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// At most [`MAX_CHANNELS`] channels, each a [`Channel`]; `field` names them
@@ -109,7 +105,7 @@ fn parse_filter_types(types: Option<Vec<String>>) -> Result<Option<Vec<String>>,
 pub fn parse_channels(
     field: &str,
     channels: Option<Vec<String>>,
-) -> Result<Option<Vec<String>>, EngineError> {
+) -> Result<Option<Vec<Channel>>, EngineError> {
     let Some(channels) = channels else {
         return Ok(None);
     };
@@ -119,10 +115,11 @@ pub fn parse_channels(
             format!("at most {MAX_CHANNELS} channels are allowed"),
         ));
     }
-    for c in &channels {
-        Channel::parse(c).map_err(|e| EngineError::invalid(field, e.to_string()))?;
-    }
-    Ok(Some(channels))
+    channels
+        .iter()
+        .map(|c| Channel::parse(c).map_err(|e| EngineError::invalid(field, e.to_string())))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 fn parse_payload_filter(filter: Option<Value>) -> Result<Option<Value>, EngineError> {
@@ -135,12 +132,12 @@ fn parse_payload_filter(filter: Option<Value>) -> Result<Option<Value>, EngineEr
     }
 }
 
-fn parse_secret(field: &str, secret: Option<String>) -> Result<String, EngineError> {
+fn parse_secret(field: &str, secret: Option<String>) -> Result<EndpointSecret, EngineError> {
     match secret {
-        None => Ok(EndpointSecret::generate().to_whsec()),
-        Some(s) => EndpointSecret::parse(&s)
-            .map(|s| s.to_whsec())
-            .map_err(|e| EngineError::invalid(field, e.to_string())),
+        None => Ok(EndpointSecret::generate()),
+        Some(s) => {
+            EndpointSecret::parse(&s).map_err(|e| EngineError::invalid(field, e.to_string()))
+        }
     }
 }
 
@@ -352,7 +349,7 @@ impl Engine {
         key: &str,
         new_key: Option<String>,
         grace_secs: Option<u64>,
-    ) -> Result<String, EngineError> {
+    ) -> Result<EndpointSecret, EngineError> {
         let grace = grace_secs.unwrap_or(DEFAULT_GRACE_SECS);
         if grace > MAX_GRACE_SECS {
             return Err(EngineError::invalid(

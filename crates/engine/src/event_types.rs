@@ -54,16 +54,19 @@ fn check_schemas(schemas: Option<&Value>) -> Result<(), EngineError> {
     Ok(())
 }
 
+fn parse_name(name: &str) -> Result<EventTypeName, EngineError> {
+    EventTypeName::parse(name).map_err(|e| EngineError::invalid("name", e.to_string()))
+}
+
 fn build(
-    name: &str,
+    name: EventTypeName,
     input: EventTypeInput,
     created_at: Option<u64>,
     now: u64,
 ) -> Result<EventType, EngineError> {
-    EventTypeName::parse(name).map_err(|e| EngineError::invalid("name", e.to_string()))?;
     check_schemas(input.schemas.as_ref())?;
     Ok(EventType {
-        name: name.to_owned(),
+        name,
         description: input.description,
         archived: input.archived,
         deprecated: input.deprecated,
@@ -89,8 +92,12 @@ impl Engine {
     ///
     /// Errors: [`EngineError::NotFound`] when there is none.
     pub async fn event_type(&self, name: &str) -> Result<EventType, EngineError> {
+        // No event type can have a name that does not parse.
+        let Ok(name) = EventTypeName::parse(name) else {
+            return Err(EngineError::NotFound("event type"));
+        };
         self.store
-            .get_event_type(name)
+            .get_event_type(&name)
             .await?
             .ok_or(EngineError::NotFound("event type"))
     }
@@ -105,7 +112,7 @@ impl Engine {
     ) -> Result<EventType, EngineError> {
         let et = self
             .store
-            .insert_event_type(build(name, input, None, self.now_ms())?)
+            .insert_event_type(build(parse_name(name)?, input, None, self.now_ms())?)
             .await?;
         self.event_type_changed(&et.name);
         Ok(et)
@@ -117,7 +124,8 @@ impl Engine {
         name: &str,
         input: EventTypeInput,
     ) -> Result<(EventType, bool), EngineError> {
-        let existing = self.store.get_event_type(name).await?;
+        let name = parse_name(name)?;
+        let existing = self.store.get_event_type(&name).await?;
         let created = existing.is_none();
         let et = build(name, input, existing.map(|e| e.created_at), self.now_ms())?;
         let et = self.store.put_event_type(et).await?;
@@ -161,14 +169,15 @@ impl Engine {
     /// for good.
     pub async fn delete_event_type(&self, name: &str, expunge: bool) -> Result<(), EngineError> {
         let mut et = self.event_type(name).await?;
+        let name = et.name.clone();
         if expunge {
-            self.store.delete_event_type(name).await?;
+            self.store.delete_event_type(&name).await?;
         } else {
             et.archived = true;
             et.updated_at = self.now_ms();
             self.store.put_event_type(et).await?;
         }
-        self.event_type_changed(name);
+        self.event_type_changed(&name);
         Ok(())
     }
 }
@@ -191,21 +200,22 @@ mod tests {
             schemas: Some(schemas),
             ..EventTypeInput::default()
         };
-        assert_eq!(
-            field(build("bad name", EventTypeInput::default(), None, 0)),
-            "name"
-        );
-        assert_eq!(field(build("t", with(json!([1])), None, 0)), "schemas");
+        assert!(matches!(
+            parse_name("bad name"),
+            Err(EngineError::Invalid { field, .. }) if field == "name"
+        ));
+        let t = || parse_name("t").unwrap();
+        assert_eq!(field(build(t(), with(json!([1])), None, 0)), "schemas");
         assert_eq!(
             field(build(
-                "t",
+                t(),
                 with(json!({"3": {"allOf": [{"$ref": "#"}]}})),
                 None,
                 0
             )),
             "schemas.3"
         );
-        let et = build("t", with(Value::Null), Some(5), 0).unwrap();
+        let et = build(t(), with(Value::Null), Some(5), 0).unwrap();
         assert_eq!((et.schemas, et.created_at), (None, 5));
     }
 }

@@ -12,7 +12,9 @@
 //! query are passed on only in the checked form of
 //! `switchyard_core::forward::ForwardPath`.
 
-use crate::{AcceptInput, Engine, EngineError, IngestOutcome, IngestSource, PayloadDocument};
+use crate::{
+    AcceptEventType, AcceptInput, Engine, EngineError, IngestOutcome, IngestSource, PayloadDocument,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use switchyard_core::MessageId;
@@ -86,7 +88,7 @@ impl Engine {
         source: &IngestSource,
         request: IngestRequest<'_>,
     ) -> Result<IngestReply, IngestError> {
-        let id = source.source.id.as_str();
+        let id = &source.source.id;
         let now_ms = self.now_ms();
         let refuse = |status: u16, code: &'static str, counted: &str, detail: String| {
             self.count_ingest(id, IngestOutcome::Rejected(counted));
@@ -111,7 +113,7 @@ impl Engine {
         };
         if let Err(rejection) = source.plan.verify(&incoming, now_ms) {
             let reason = rejection.to_string();
-            tracing::debug!(source = id, %reason, "ingest request refused");
+            tracing::debug!(source = %id, %reason, "ingest request refused");
             let code = match rejection {
                 Rejection::Stale => "timestamp_out_of_tolerance",
                 _ => "signature_invalid",
@@ -161,7 +163,7 @@ impl Engine {
         let accepted = self
             .accept(AcceptInput {
                 app_id: source.source.app_id.clone(),
-                event_type,
+                event_type: AcceptEventType::Provider(event_type),
                 event_id,
                 channels: None,
                 tags: None,
@@ -169,7 +171,6 @@ impl Engine {
                 idempotency_key: None,
                 forward: Some(forward),
                 document: PayloadDocument::Parsed(document),
-                check_schema: false,
             })
             .await?;
         self.count_ingest(

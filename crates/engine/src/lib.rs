@@ -16,7 +16,7 @@ mod schema;
 mod source_admin;
 mod sources;
 
-pub use accept::{AcceptInput, AcceptResult, PayloadDocument};
+pub use accept::{AcceptEventType, AcceptInput, AcceptResult, PayloadDocument};
 pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
 pub use cluster::ClusterConfig;
 pub use dispatch::destination;
@@ -33,6 +33,7 @@ use std::time::Duration;
 use switchyard_core::clock::{Clock, SystemClock};
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
+use switchyard_core::{EventTypeName, SourceId};
 use switchyard_store::{ClusterEvent, Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -215,19 +216,19 @@ impl Engine {
     pub fn app_changed(&self, app: &switchyard_core::AppId) {
         self.apps.clear();
         self.endpoints.invalidate(app);
-        self.tell_others(ClusterEvent::AppChanged(app.to_string()));
+        self.tell_others(ClusterEvent::AppChanged(app.clone()));
     }
 
     /// Must be called after any change to an application's endpoints.
     pub fn endpoints_changed(&self, app: &switchyard_core::AppId) {
         self.endpoints.invalidate(app);
-        self.tell_others(ClusterEvent::EndpointsChanged(app.to_string()));
+        self.tell_others(ClusterEvent::EndpointsChanged(app.clone()));
     }
 
     /// Must be called after any change to an event type.
-    pub fn event_type_changed(&self, name: &str) {
+    pub fn event_type_changed(&self, name: &EventTypeName) {
         self.schemas.invalidate(name);
-        self.tell_others(ClusterEvent::EventTypeChanged(name.to_owned()));
+        self.tell_others(ClusterEvent::EventTypeChanged(name.clone()));
     }
 
     /// Must be called after any change to a source.
@@ -241,14 +242,14 @@ impl Engine {
         Ok(self.sources.find(key).await?)
     }
 
-    pub fn count_ingest(&self, source_id: &str, outcome: IngestOutcome<'_>) {
+    pub fn count_ingest(&self, source_id: &SourceId, outcome: IngestOutcome<'_>) {
         self.sources.count(source_id, outcome);
     }
 
     /// A source's counters, including those not yet written.
     pub async fn source_stats(
         &self,
-        source_id: &str,
+        source_id: &SourceId,
     ) -> Result<Option<switchyard_store::SourceStats>, EngineError> {
         let Some(mut stats) = self.store.source_stats(source_id).await? else {
             return Ok(None);
@@ -281,13 +282,9 @@ impl Engine {
             ClusterEvent::Leases => self.lease_keeper.nudge(),
             ClusterEvent::AppChanged(app) => {
                 self.apps.clear();
-                self.endpoints
-                    .invalidate(&switchyard_core::AppId::from_trusted(app));
+                self.endpoints.invalidate(&app);
             }
-            ClusterEvent::EndpointsChanged(app) => {
-                self.endpoints
-                    .invalidate(&switchyard_core::AppId::from_trusted(app));
-            }
+            ClusterEvent::EndpointsChanged(app) => self.endpoints.invalidate(&app),
             ClusterEvent::EventTypeChanged(name) => self.schemas.invalidate(&name),
             ClusterEvent::SourcesChanged => self.sources.invalidate(),
             ClusterEvent::Resync => {

@@ -7,7 +7,7 @@ use crate::apps::parse_uid;
 use crate::{Engine, EngineError};
 use serde_json::{Value, json};
 use switchyard_core::source::{FieldError, compile, provider};
-use switchyard_core::{AppId, SourceId};
+use switchyard_core::{AppId, SourceId, Uid};
 use switchyard_store::{Application, Metadata, Page, PageRequest, RetiredSecret, Source};
 
 /// How long a rotated-out ingest token keeps working, and how many may be
@@ -107,10 +107,10 @@ impl Engine {
         let mut config = object_or_empty(input.config);
         let retired_secrets = Source::take_legacy_retired_secrets(&mut config);
         let now = self.now_ms();
-        let id = SourceId::generate_at(now).into_string();
+        let id = SourceId::generate_at(now);
         let app = Application {
             id: AppId::generate_at(now),
-            uid: Some(id.clone()),
+            uid: Some(Uid::of_source(&id)),
             name: format!("source {}", input.name),
             rate_limit: None,
             metadata: Metadata::new(),
@@ -292,9 +292,11 @@ mod tests {
             Err(EngineError::NotFound("source"))
         ));
         // The source's application holds its destinations.
-        assert!(engine.find_app(&made.id).await.unwrap().is_some());
+        assert!(engine.find_app(made.id.as_str()).await.unwrap().is_some());
         assert!(matches!(
-            engine.rotate_source_secret(&made.id, None, None).await,
+            engine
+                .rotate_source_secret(made.id.as_str(), None, None)
+                .await,
             Err(EngineError::Conflict(_))
         ));
     }
@@ -329,39 +331,39 @@ mod tests {
         let (engine, _dir) = crate::test_engine().await;
         let made = engine.create_source(api_key("one"), None).await.unwrap();
         let rotated = engine
-            .rotate_source_secret(&made.id, Some("two".into()), Some(60))
+            .rotate_source_secret(made.id.as_str(), Some("two".into()), Some(60))
             .await
             .unwrap();
         assert_eq!((rotated.field, rotated.secret.as_str()), ("key", "two"));
-        let stored = engine.source(&made.id).await.unwrap();
+        let stored = engine.source(made.id.as_str()).await.unwrap();
         assert_eq!(stored.config, json!({"header": "X-Key", "key": "two"}));
         assert_eq!(stored.retired_secrets.len(), 1);
         assert_eq!(stored.retired_secrets[0].secret, "one");
-        assert!(accepts(&engine, &made.id, "one").await);
-        assert!(accepts(&engine, &made.id, "two").await);
+        assert!(accepts(&engine, made.id.as_str(), "one").await);
+        assert!(accepts(&engine, made.id.as_str(), "two").await);
 
         let (kept, _) = engine
-            .upsert_source(&made.id, api_key("two"))
+            .upsert_source(made.id.as_str(), api_key("two"))
             .await
             .unwrap();
         assert_eq!(kept.retired_secrets, stored.retired_secrets);
         let mut other = api_key("x");
         other.kind = "basic-auth".into();
         other.config = json!({"username": "u", "password": "p"});
-        let (changed, _) = engine.upsert_source(&made.id, other).await.unwrap();
+        let (changed, _) = engine.upsert_source(made.id.as_str(), other).await.unwrap();
         assert!(changed.retired_secrets.is_empty(), "a new type drops them");
 
         // Without grace the old secret stops at once.
         engine
-            .upsert_source(&made.id, api_key("three"))
+            .upsert_source(made.id.as_str(), api_key("three"))
             .await
             .unwrap();
         engine
-            .rotate_source_secret(&made.id, Some("four".into()), Some(0))
+            .rotate_source_secret(made.id.as_str(), Some("four".into()), Some(0))
             .await
             .unwrap();
-        assert!(!accepts(&engine, &made.id, "three").await);
-        assert!(accepts(&engine, &made.id, "four").await);
+        assert!(!accepts(&engine, made.id.as_str(), "three").await);
+        assert!(accepts(&engine, made.id.as_str(), "four").await);
     }
 
     /// A row written before retired secrets had a column keeps them in its
@@ -375,17 +377,17 @@ mod tests {
             "retiredSecrets": [{"secret": "old", "expiresAt": engine.now_ms() + 60_000}]});
         engine.store.update_source(legacy).await.unwrap();
         engine.sources_changed();
-        let loaded = engine.source(&made.id).await.unwrap();
+        let loaded = engine.source(made.id.as_str()).await.unwrap();
         assert_eq!(loaded.config, json!({"header": "X-Key", "key": "new"}));
         assert_eq!(loaded.retired_secrets.len(), 1);
-        assert!(accepts(&engine, &made.id, "old").await);
-        assert!(!accepts(&engine, &made.id, "older").await);
+        assert!(accepts(&engine, made.id.as_str(), "old").await);
+        assert!(!accepts(&engine, made.id.as_str(), "older").await);
         // The next write stores them in their own column.
         engine
-            .rotate_source_secret(&made.id, Some("newer".into()), Some(60))
+            .rotate_source_secret(made.id.as_str(), Some("newer".into()), Some(60))
             .await
             .unwrap();
-        let rotated = engine.source(&made.id).await.unwrap();
+        let rotated = engine.source(made.id.as_str()).await.unwrap();
         let retired: Vec<&str> = rotated
             .retired_secrets
             .iter()
@@ -415,7 +417,7 @@ mod tests {
         };
         let made = engine.create_source(svix, None).await.unwrap();
         match engine
-            .rotate_source_secret(&made.id, Some("plain".into()), None)
+            .rotate_source_secret(made.id.as_str(), Some("plain".into()), None)
             .await
         {
             Err(EngineError::Invalid { field, message }) => {
@@ -425,7 +427,7 @@ mod tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         let generated = engine
-            .rotate_source_secret(&made.id, None, None)
+            .rotate_source_secret(made.id.as_str(), None, None)
             .await
             .unwrap();
         assert!(generated.secret.starts_with("whsec_"));

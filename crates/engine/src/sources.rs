@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use switchyard_core::SourceId;
 use switchyard_core::clock::Clock;
 use switchyard_core::source::{Plan, compile};
 use switchyard_store::{Source, SourceStats, Store, StoreError};
@@ -30,7 +31,7 @@ pub(crate) struct SourceCache {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     inner: RwLock<(u64, Option<Arc<Index>>)>,
-    counters: Mutex<HashMap<String, SourceStats>>,
+    counters: Mutex<HashMap<SourceId, SourceStats>>,
 }
 
 /// What became of one request to a source.
@@ -91,7 +92,7 @@ impl SourceCache {
             };
             let compiled = Arc::new(IngestSource { source, plan });
             let s = &compiled.source;
-            by_key.insert(s.id.clone(), compiled.clone());
+            by_key.insert(s.id.to_string(), compiled.clone());
             by_key.insert(s.token.clone(), compiled.clone());
             for retired in &s.retired_tokens {
                 by_key.insert(retired.secret.clone(), compiled.clone());
@@ -110,11 +111,11 @@ impl SourceCache {
         }
     }
 
-    pub fn count(&self, source_id: &str, outcome: IngestOutcome<'_>) {
+    pub fn count(&self, source_id: &SourceId, outcome: IngestOutcome<'_>) {
         let Ok(mut counters) = self.counters.lock() else {
             return;
         };
-        let entry = counters.entry(source_id.to_owned()).or_default();
+        let entry = counters.entry(source_id.clone()).or_default();
         match outcome {
             IngestOutcome::Accepted => entry.accepted += 1,
             IngestOutcome::Duplicate => entry.duplicates += 1,
@@ -127,7 +128,7 @@ impl SourceCache {
     }
 
     /// Counts not yet written, for a stats answer that is up to date.
-    pub fn unflushed(&self, source_id: &str) -> SourceStats {
+    pub fn unflushed(&self, source_id: &SourceId) -> SourceStats {
         self.counters
             .lock()
             .ok()
@@ -138,7 +139,7 @@ impl SourceCache {
     /// Writes the counters gathered since the last flush; on failure they
     /// are kept for the next one.
     pub async fn flush(&self) {
-        let taken: Vec<(String, SourceStats)> = match self.counters.lock() {
+        let taken: Vec<(SourceId, SourceStats)> = match self.counters.lock() {
             Ok(mut c) if !c.is_empty() => c.drain().collect(),
             _ => return,
         };
@@ -155,7 +156,7 @@ impl SourceCache {
 
 fn lookup(index: &Index, key: &str, now: u64) -> Option<Arc<IngestSource>> {
     let found = index.by_key.get(key)?;
-    if found.source.token == key || found.source.id == key {
+    if found.source.token == key || found.source.id.as_str() == key {
         return Some(found.clone());
     }
     // A retired token: valid until its expiry.

@@ -20,7 +20,10 @@ pub use error::StoreError;
 pub use model::*;
 
 use async_trait::async_trait;
-use switchyard_core::{AppId, AttemptId, EndpointId, MessageId, SourceId};
+use switchyard_core::{
+    AppId, AttemptId, EndpointId, EndpointUrl, EventTypeName, MessageEventType, MessageId,
+    SourceId, Uid,
+};
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -83,13 +86,13 @@ pub trait AppStore: Send + Sync + 'static {
 pub trait EventTypeStore: Send + Sync + 'static {
     async fn insert_event_type(&self, et: EventType) -> Result<EventType>;
     async fn put_event_type(&self, et: EventType) -> Result<EventType>;
-    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>>;
+    async fn get_event_type(&self, name: &EventTypeName) -> Result<Option<EventType>>;
     async fn list_event_types(
         &self,
         page: &PageRequest,
         include_archived: bool,
     ) -> Result<Page<EventType>>;
-    async fn delete_event_type(&self, name: &str) -> Result<bool>;
+    async fn delete_event_type(&self, name: &EventTypeName) -> Result<bool>;
 }
 
 /// Endpoints, within their application.
@@ -207,10 +210,10 @@ pub trait SourceStore: Send + Sync + 'static {
     async fn all_sources(&self) -> Result<Vec<Source>>;
     async fn update_source(&self, source: Source) -> Result<Source>;
     /// Removes the source and its application (destinations, messages, attempts).
-    async fn delete_source(&self, id: &str) -> Result<bool>;
+    async fn delete_source(&self, id: &SourceId) -> Result<bool>;
     /// Adds counted requests to the sources' totals.
-    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()>;
-    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>>;
+    async fn add_source_stats(&self, deltas: Vec<(SourceId, SourceStats)>) -> Result<()>;
+    async fn source_stats(&self, id: &SourceId) -> Result<Option<SourceStats>>;
 }
 
 /// Cluster membership, partition leases, events between nodes, and the

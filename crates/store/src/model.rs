@@ -1,12 +1,16 @@
 use std::collections::BTreeMap;
-use switchyard_core::{AppId, AttemptId, EndpointId, MessageId};
+use switchyard_core::signing::EndpointSecret;
+use switchyard_core::{
+    AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, EventTypePattern,
+    MessageEventType, MessageId, SourceId, Uid,
+};
 
 pub type Metadata = BTreeMap<String, String>;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Application {
     pub id: AppId,
-    pub uid: Option<String>,
+    pub uid: Option<Uid>,
     pub name: String,
     pub rate_limit: Option<u32>,
     pub metadata: Metadata,
@@ -16,7 +20,7 @@ pub struct Application {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventType {
-    pub name: String,
+    pub name: EventTypeName,
     pub description: String,
     pub archived: bool,
     pub deprecated: bool,
@@ -28,10 +32,12 @@ pub struct EventType {
     pub updated_at: u64,
 }
 
-/// A secret that still signs until `expires_at` after a rotation.
+/// A secret that still signs (endpoints, `S` = [`EndpointSecret`]) or is
+/// still accepted (source tokens and provider secrets, kept as text) until
+/// `expires_at` (Unix ms) after a rotation.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RetiredSecret {
-    pub secret: String,
+pub struct RetiredSecret<S = String> {
+    pub secret: S,
     pub expires_at: u64,
 }
 
@@ -39,20 +45,19 @@ pub struct RetiredSecret {
 pub struct Endpoint {
     pub id: EndpointId,
     pub app_id: AppId,
-    pub uid: Option<String>,
-    pub url: String,
+    pub uid: Option<Uid>,
+    pub url: EndpointUrl,
     pub description: String,
     pub disabled: bool,
-    pub filter_types: Option<Vec<String>>,
-    pub channels: Option<Vec<String>>,
+    pub filter_types: Option<Vec<EventTypePattern>>,
+    pub channels: Option<Vec<Channel>>,
     pub rate_limit: Option<u32>,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
     /// A payload filter (see `switchyard_core::filter`), as written by the user.
     pub payload_filter: Option<serde_json::Value>,
-    /// `whsec_…`
-    pub secret: String,
-    pub retired_secrets: Vec<RetiredSecret>,
+    pub secret: EndpointSecret,
+    pub retired_secrets: Vec<RetiredSecret<EndpointSecret>>,
     pub created_at: u64,
     pub updated_at: u64,
 }
@@ -61,9 +66,9 @@ pub struct Endpoint {
 pub struct Message {
     pub id: MessageId,
     pub app_id: AppId,
-    pub event_type: String,
+    pub event_type: MessageEventType,
     pub event_id: Option<String>,
-    pub channels: Option<Vec<String>>,
+    pub channels: Option<Vec<Channel>>,
     pub tags: Option<Vec<String>>,
     /// The payload bytes as received (JSON for the API; any body, UTF-8 or
     /// not, for ingested webhooks); `None` once expunged.
@@ -158,7 +163,10 @@ pub struct Attempt {
     pub app_id: AppId,
     pub msg_id: MessageId,
     pub endpoint_id: EndpointId,
-    pub url: String,
+    /// The URL the attempt was sent to (the endpoint's, with an ingested
+    /// request's path joined on); `None` when it failed before the endpoint
+    /// could be read (a store error), which the API shows as `""`.
+    pub url: Option<EndpointUrl>,
     pub status: DeliveryStatus,
     pub response_status_code: i32,
     pub response: String,
@@ -304,8 +312,8 @@ pub struct NodeInfo {
 /// verified, and the application whose endpoints are its destinations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Source {
-    pub id: String,
-    pub uid: Option<String>,
+    pub id: SourceId,
+    pub uid: Option<Uid>,
     pub name: String,
     /// The verifier type (`stripe`, `github`, `generic-webhook`, ...).
     pub kind: String,
@@ -369,9 +377,9 @@ pub enum ClusterEvent {
     /// A node joined or handed partitions back: every node should run its
     /// lease round now rather than at its next renewal.
     Leases,
-    AppChanged(String),
-    EndpointsChanged(String),
-    EventTypeChanged(String),
+    AppChanged(AppId),
+    EndpointsChanged(AppId),
+    EventTypeChanged(EventTypeName),
     SourcesChanged,
     /// Events may have been missed (the listener reconnected): drop caches.
     Resync,
@@ -396,9 +404,9 @@ impl ClusterEvent {
             None if text == "leases" => Self::Leases,
             None if text == "resync" => Self::Resync,
             None if text == "sources" => Self::SourcesChanged,
-            Some(("app", id)) => Self::AppChanged(id.into()),
-            Some(("endpoints", app)) => Self::EndpointsChanged(app.into()),
-            Some(("event_type", name)) => Self::EventTypeChanged(name.into()),
+            Some(("app", id)) => Self::AppChanged(AppId::parse(id)?),
+            Some(("endpoints", app)) => Self::EndpointsChanged(AppId::parse(app)?),
+            Some(("event_type", name)) => Self::EventTypeChanged(EventTypeName::parse(name).ok()?),
             _ => return None,
         })
     }
@@ -407,6 +415,7 @@ impl ClusterEvent {
 #[cfg(test)]
 mod tests {
     use super::ClusterEvent;
+    use switchyard_core::{AppId, EventTypeName};
 
     #[test]
     fn cluster_events_round_trip() {
@@ -415,13 +424,15 @@ mod tests {
             ClusterEvent::SourcesChanged,
             ClusterEvent::Leases,
             ClusterEvent::Resync,
-            ClusterEvent::AppChanged("app_1".into()),
-            ClusterEvent::EndpointsChanged("app_2".into()),
-            ClusterEvent::EventTypeChanged("a:b.c".into()),
+            ClusterEvent::AppChanged(AppId::generate()),
+            ClusterEvent::EndpointsChanged(AppId::generate()),
+            ClusterEvent::EventTypeChanged(EventTypeName::parse("b.c-d_1").unwrap()),
         ] {
             assert_eq!(ClusterEvent::decode(&e.encode()), Some(e));
         }
-        assert_eq!(ClusterEvent::decode("nonsense"), None);
+        for junk in ["nonsense", "app:ep_1", "endpoints:", "event_type:a b"] {
+            assert_eq!(ClusterEvent::decode(junk), None, "{junk}");
+        }
     }
 }
 

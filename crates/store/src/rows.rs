@@ -2,6 +2,7 @@
 //! read one column, so a record reads the same whichever database it came from.
 
 use crate::*;
+use switchyard_core::signing::EndpointSecret;
 
 /// Reading one column of a result row by name.
 pub(crate) trait Columns {
@@ -78,7 +79,7 @@ pub(crate) const APP_COLS: &str = "id, uid, name, rate_limit, metadata, created_
 pub(crate) fn app_from_row(row: &impl Columns) -> Result<Application> {
     Ok(Application {
         id: AppId::from_trusted(row.text("id")?),
-        uid: row.opt_text("uid")?,
+        uid: row.opt_text("uid")?.map(Uid::from_trusted),
         name: row.text("name")?,
         rate_limit: row.opt_u32("rate_limit")?,
         metadata: row.json("metadata")?.unwrap_or_default(),
@@ -91,7 +92,7 @@ pub(crate) const ET_COLS: &str = "name, description, archived, deprecated, schem
 
 pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
     Ok(EventType {
-        name: row.text("name")?,
+        name: EventTypeName::from_trusted(row.text("name")?),
         description: row.text("description")?,
         archived: row.flag("archived")?,
         deprecated: row.flag("deprecated")?,
@@ -109,8 +110,8 @@ pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
     Ok(Endpoint {
         id: EndpointId::from_trusted(row.text("id")?),
         app_id: AppId::from_trusted(row.text("app_id")?),
-        uid: row.opt_text("uid")?,
-        url: row.text("url")?,
+        uid: row.opt_text("uid")?.map(Uid::from_trusted),
+        url: EndpointUrl::from_trusted(row.text("url")?),
         description: row.text("description")?,
         disabled: row.flag("disabled")?,
         filter_types: row.json("filter_types")?,
@@ -119,11 +120,16 @@ pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
         metadata: row.json("metadata")?.unwrap_or_default(),
         headers: row.json("headers")?.unwrap_or_default(),
         payload_filter: row.json("payload_filter")?,
-        secret: row.text("secret")?,
+        secret: endpoint_secret(&row.text("secret")?)?,
         retired_secrets: row.json("retired_secrets")?.unwrap_or_default(),
         created_at: row.ms("created_at")?,
         updated_at: row.ms("updated_at")?,
     })
+}
+
+fn endpoint_secret(text: &str) -> Result<EndpointSecret> {
+    EndpointSecret::parse_any_length(text)
+        .map_err(|e| StoreError::Corrupt(format!("endpoint secret: {e}")))
 }
 
 /// The endpoint columns qualified with the `e.` alias, for joins.
@@ -142,7 +148,7 @@ pub(crate) fn message_from_row(row: &impl Columns, with_payload: bool) -> Result
     Ok(Message {
         id: MessageId::from_trusted(row.text("id")?),
         app_id: AppId::from_trusted(row.text("app_id")?),
-        event_type: row.text("event_type")?,
+        event_type: MessageEventType::from_trusted(row.text("event_type")?),
         event_id: row.opt_text("event_id")?,
         channels: row.json("channels")?,
         tags: row.json("tags")?,
@@ -165,7 +171,9 @@ pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<Attempt> {
         app_id: AppId::from_trusted(row.text("app_id")?),
         msg_id: MessageId::from_trusted(row.text("msg_id")?),
         endpoint_id: EndpointId::from_trusted(row.text("endpoint_id")?),
-        url: row.text("url")?,
+        url: Some(row.text("url")?)
+            .filter(|u| !u.is_empty())
+            .map(EndpointUrl::from_trusted),
         status: row.status("status")?,
         response_status_code: i32::try_from(code)
             .map_err(|_| StoreError::Corrupt(format!("response_status_code {code}")))?,
@@ -266,8 +274,8 @@ pub(crate) fn source_from_row(row: &impl Columns) -> Result<Source> {
     let mut retired_secrets: Vec<RetiredSecret> = row.json("retired_secrets")?.unwrap_or_default();
     retired_secrets.extend(Source::take_legacy_retired_secrets(&mut config));
     Ok(Source {
-        id: row.text("id")?,
-        uid: row.opt_text("uid")?,
+        id: SourceId::from_trusted(row.text("id")?),
+        uid: row.opt_text("uid")?.map(Uid::from_trusted),
         name: row.text("name")?,
         kind: row.text("kind")?,
         config,

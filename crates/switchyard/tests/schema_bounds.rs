@@ -89,7 +89,7 @@ async fn a_schema_stored_before_the_rules_refuses_its_messages_at_once() {
             SqliteStore::open(data.path().join("switchyard.db"), Durability::Normal).unwrap();
         store
             .insert_event_type(EventType {
-                name: "loop".into(),
+                name: switchyard_core::EventTypeName::parse("loop").unwrap(),
                 description: "d".into(),
                 archived: false,
                 deprecated: false,

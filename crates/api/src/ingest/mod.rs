@@ -129,7 +129,6 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         Ok(None) => return ApiError::not_found("source").into_response(),
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let id = source.source.id.as_str();
     let limit = source.plan.max_body_bytes.unwrap_or(state.max_body_bytes);
     let declared = parts
         .headers
@@ -145,7 +144,7 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
         Err(e) => {
             state
                 .engine
-                .count_ingest(id, IngestOutcome::Rejected(e.counted()));
+                .count_ingest(&source.source.id, IngestOutcome::Rejected(e.counted()));
             return e
                 .into_api_error(&format!("this source's limit of {limit} bytes"))
                 .into_response();

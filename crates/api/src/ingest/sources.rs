@@ -177,7 +177,7 @@ impl SourceOut {
         };
         SourceOut {
             id: s.id.as_str().to_owned(),
-            uid: s.uid.clone(),
+            uid: s.uid.as_deref().map(str::to_owned),
             name: s.name.clone(),
             wire_type: wire_type.to_owned(),
             verifier: s.kind.clone(),

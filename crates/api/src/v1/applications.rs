@@ -90,7 +90,7 @@ impl ApplicationOut {
     pub(crate) fn new(app: &Application) -> Self {
         ApplicationOut {
             id: app.id.as_str().to_owned(),
-            uid: app.uid.clone(),
+            uid: app.uid.as_deref().map(str::to_owned),
             name: app.name.clone(),
             rate_limit: app.rate_limit,
             throttle_rate: app.rate_limit,

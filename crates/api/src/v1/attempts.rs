@@ -82,7 +82,7 @@ impl MessageAttemptOut {
     fn new(a: &Attempt, msg: Option<&Message>) -> Self {
         MessageAttemptOut {
             id: a.id.as_str().to_owned(),
-            url: a.url.clone(),
+            url: a.url.as_deref().unwrap_or_default().to_owned(),
             msg_id: a.msg_id.as_str().to_owned(),
             endpoint_id: a.endpoint_id.as_str().to_owned(),
             response: a.response.clone(),

@@ -3,7 +3,7 @@
 //! Ingest destinations are endpoints too: the `…_of` functions here serve
 //! both APIs, each handler naming the application its own way.
 
-use super::{AppPath, EndpointPath, ListResponse, created_status, ts};
+use super::{AppPath, EndpointPath, ListResponse, created_status, texts, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query, double_option};
@@ -157,14 +157,14 @@ impl EndpointOut {
     pub(crate) fn new(ep: &Endpoint) -> Self {
         EndpointOut {
             id: ep.id.as_str().to_owned(),
-            uid: ep.uid.clone(),
-            url: ep.url.clone(),
+            uid: ep.uid.as_deref().map(str::to_owned),
+            url: ep.url.to_string(),
             version: 1,
             description: ep.description.clone(),
             disabled: ep.disabled,
-            filter_types: ep.filter_types.clone(),
-            event_types: ep.filter_types.clone(),
-            channels: ep.channels.clone(),
+            filter_types: texts(ep.filter_types.as_deref()),
+            event_types: texts(ep.filter_types.as_deref()),
+            channels: texts(ep.channels.as_deref()),
             rate_limit: ep.rate_limit,
             throttle_rate: ep.rate_limit,
             metadata: ep.metadata.clone(),
@@ -365,7 +365,9 @@ pub(crate) async fn secret_of(
     ep: &str,
 ) -> ApiResult<Json<EndpointSecretOut>> {
     let ep = state.engine.endpoint(app, ep).await?;
-    Ok(Json(EndpointSecretOut { key: ep.secret }))
+    Ok(Json(EndpointSecretOut {
+        key: ep.secret.to_whsec(),
+    }))
 }
 
 /// Issues a new secret; the old one keeps signing alongside it for the grace period.
@@ -380,7 +382,9 @@ pub(crate) async fn rotate_secret_of(
         .engine
         .rotate_endpoint_secret(app, ep, input.key, input.grace_period_seconds)
         .await?;
-    Ok(Json(EndpointSecretOut { key }))
+    Ok(Json(EndpointSecretOut {
+        key: key.to_whsec(),
+    }))
 }
 
 pub(crate) async fn headers_of(

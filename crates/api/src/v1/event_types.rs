@@ -94,7 +94,7 @@ struct EventTypeOut {
 impl EventTypeOut {
     pub(crate) fn new(et: &EventType) -> Self {
         EventTypeOut {
-            name: et.name.clone(),
+            name: et.name.to_string(),
             description: et.description.clone(),
             archived: et.archived,
             deprecated: et.deprecated,

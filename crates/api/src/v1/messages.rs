@@ -1,7 +1,7 @@
 //! Messages: `/api/v1/app/{app}/msg`.
 
 use super::applications::ApplicationIn;
-use super::{AppPath, ListResponse, MessagePath, find_app, parse_channels, ts};
+use super::{AppPath, ListResponse, MessagePath, find_app, parse_channels, texts, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query, bool_param, list_param, time_param};
@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use switchyard_core::{AppId, EventTypeName};
-use switchyard_engine::{AcceptInput, PayloadDocument};
+use switchyard_engine::{AcceptEventType, AcceptInput, PayloadDocument};
 use switchyard_store::{Message, MessageFilter, Order};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -85,9 +85,9 @@ impl MessageOut {
         };
         MessageOut {
             id: m.id.as_str().to_owned(),
-            event_type: m.event_type.clone(),
+            event_type: m.event_type.to_string(),
             event_id: m.event_id.clone(),
-            channels: m.channels.clone(),
+            channels: texts(m.channels.as_deref()),
             tags: m.tags.clone(),
             payload: payload_view(bytes),
             timestamp: ts(m.created_at),
@@ -145,7 +145,7 @@ async fn create(
     Body(input): Body<MessageIn>,
 ) -> ApiResult<Response> {
     let with_content = bool_param("with_content", &q.with_content, true)?;
-    EventTypeName::parse(&input.event_type)
+    let event_type = EventTypeName::parse(&input.event_type)
         .map_err(|e| ApiError::field("eventType", e.to_string()))?;
     if !input.payload.get().trim_start().starts_with('{') {
         return Err(ApiError::field("payload", "must be a JSON object"));
@@ -187,7 +187,7 @@ async fn create(
         .engine
         .accept(AcceptInput {
             app_id: app.id,
-            event_type: input.event_type,
+            event_type: AcceptEventType::Checked(event_type),
             event_id: input.event_id,
             channels,
             tags: input.tags,
@@ -195,7 +195,6 @@ async fn create(
             idempotency_key,
             forward: None,
             document: PayloadDocument::Json,
-            check_schema: true,
         })
         .await?;
     Ok((

@@ -12,6 +12,7 @@ mod messages;
 use crate::AppState;
 use crate::error::ApiResult;
 use serde::{Deserialize, Serialize};
+use switchyard_core::Channel;
 use switchyard_core::timefmt::format_ms;
 use switchyard_store::{Application, Endpoint, Page};
 use utoipa::{IntoParams, ToSchema};
@@ -99,8 +100,13 @@ pub(crate) fn ts(ms: u64) -> String {
 pub(crate) fn parse_channels(
     field: &str,
     channels: Option<Vec<String>>,
-) -> ApiResult<Option<Vec<String>>> {
+) -> ApiResult<Option<Vec<Channel>>> {
     Ok(switchyard_engine::parse_channels(field, channels)?)
+}
+
+/// A list of names as the API shows them.
+pub(crate) fn texts<T: std::fmt::Display>(names: Option<&[T]>) -> Option<Vec<String>> {
+    names.map(|v| v.iter().map(ToString::to_string).collect())
 }
 
 /// `{app_id}`: an application's id (`app_…`) or uid.

@@ -16,10 +16,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use switchyard_core::AttemptId;
 use switchyard_core::clock::Clock;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::retry::RetrySchedule;
+use switchyard_core::{AttemptId, EndpointUrl};
 use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
 use tokio::sync::{Notify, Semaphore, mpsc};
 
@@ -253,7 +253,7 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
             let outcome = retry_later(
                 inner,
                 &task,
-                "",
+                None,
                 0,
                 format!("internal error: {e}"),
                 Duration::ZERO,
@@ -279,7 +279,7 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
     if let Some(reason) = refused {
         let attempt = attempt_of(
             &task,
-            &url,
+            Some(&url),
             DeliveryStatus::Fail,
             0,
             reason,
@@ -321,7 +321,7 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         Outcome {
             attempt: attempt_of(
                 &task,
-                &url,
+                Some(&url),
                 DeliveryStatus::Success,
                 result.status,
                 result.body,
@@ -336,7 +336,7 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         retry_later(
             inner,
             &task,
-            &url,
+            Some(&url),
             result.status,
             result.body,
             result.duration,
@@ -349,15 +349,19 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
 /// The destination URL with an ingested request's path suffix and query
 /// added by the one rule that checked them at intake; a stored suffix is
 /// checked again since rows from older versions were stored unchecked.
-fn with_path(base: &str, stored: &str) -> Result<String, String> {
+/// The endpoint URL with a forwarded path and query joined on; the path
+/// segments are strictly re-encoded, so the result is a URL of the same
+/// scheme and host.
+fn with_path(base: &EndpointUrl, stored: &str) -> Result<EndpointUrl, String> {
     ForwardPath::from_stored(stored)
         .and_then(|p| p.join(base))
+        .map(EndpointUrl::from_trusted)
         .map_err(|e| format!("forwarded path refused, not sent: {e}"))
 }
 
 fn attempt_of(
     task: &DeliveryTask,
-    url: &str,
+    url: Option<&EndpointUrl>,
     status: DeliveryStatus,
     code: u16,
     response: String,
@@ -369,7 +373,7 @@ fn attempt_of(
         app_id: task.app_id.clone(),
         msg_id: task.msg_id.clone(),
         endpoint_id: task.endpoint_id.clone(),
-        url: url.to_owned(),
+        url: url.cloned(),
         status,
         response_status_code: i32::from(code),
         response,
@@ -383,7 +387,7 @@ fn attempt_of(
 fn retry_later(
     inner: &Inner,
     task: &DeliveryTask,
-    url: &str,
+    url: Option<&EndpointUrl>,
     code: u16,
     response: String,
     duration: Duration,
@@ -423,11 +427,14 @@ fn retry_later(
 
 #[cfg(test)]
 mod tests {
-    use super::with_path;
-    use crate::{AcceptInput, AppInput, EndpointInput, EngineConfig, PayloadDocument};
+    use super::{EndpointUrl, with_path};
+    use crate::{
+        AcceptEventType, AcceptInput, AppInput, EndpointInput, EngineConfig, PayloadDocument,
+    };
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
+    use switchyard_core::MessageEventType;
     use switchyard_core::clock::ManualClock;
     use switchyard_core::netguard::NetworkPolicy;
     use switchyard_store::{AttemptFilter, DeliveryStatus, PageRequest};
@@ -504,7 +511,9 @@ mod tests {
         engine
             .accept(AcceptInput {
                 app_id: app.id.clone(),
-                event_type: "order.paid".into(),
+                event_type: AcceptEventType::Provider(MessageEventType::from_provider(
+                    "order.paid",
+                )),
                 event_id: None,
                 channels: None,
                 tags: None,
@@ -512,7 +521,6 @@ mod tests {
                 idempotency_key: None,
                 forward: None,
                 document: PayloadDocument::Json,
-                check_schema: false,
             })
             .await
             .unwrap();
@@ -578,9 +586,13 @@ mod tests {
         assert!((340_000..=340_100).contains(&gaps[1]), "{gaps:?}");
     }
 
+    fn url(s: &str) -> EndpointUrl {
+        EndpointUrl::parse(s).unwrap()
+    }
+
     #[test]
     fn ingested_paths_extend_the_destination() {
-        let ok = |base, path| with_path(base, path).unwrap();
+        let ok = |base, path| with_path(&url(base), path).unwrap();
         assert_eq!(ok("http://svc/hook", "/a/b?x=1"), "http://svc/hook/a/b?x=1");
         assert_eq!(ok("http://svc/hook/", "/a"), "http://svc/hook/a");
         assert_eq!(ok("http://svc/hook?k=v", "?x=1"), "http://svc/hook?k=v&x=1");
@@ -592,12 +604,12 @@ mod tests {
     fn unsafe_stored_paths_are_not_sent() {
         // As a version before the intake check stored the request.
         let refused = with_path(
-            "http://127.0.0.1:19511/stripe/hook",
+            &url("http://127.0.0.1:19511/stripe/hook"),
             "/%2e%2e/%2e%2e/admin?q=1",
         )
         .unwrap_err();
         assert!(refused.contains("dot segment"), "{refused}");
-        assert!(with_path("http://svc/hook", "/a/..;x/b").is_err());
-        assert!(with_path("http://svc/hook", "/a%2f..%2f..%2fadmin").is_err());
+        assert!(with_path(&url("http://svc/hook"), "/a/..;x/b").is_err());
+        assert!(with_path(&url("http://svc/hook"), "/a%2f..%2f..%2fadmin").is_err());
     }
 }

@@ -22,7 +22,8 @@ pub async fn applications_crud_uid_and_pagination(b: Backend) {
             .unwrap()
             .unwrap()
             .uid
-            .as_deref(),
+            .as_ref()
+            .map(Uid::as_str),
         Some("acme")
     );
     for i in 0..4 {

@@ -43,7 +43,7 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
     let mut changed = e1.clone();
     changed.headers.insert("X-A".into(), "1".into());
     changed.retired_secrets.push(RetiredSecret {
-        secret: "whsec_x".into(),
+        secret: EndpointSecret::generate(),
         expires_at: 99,
     });
     s.update_endpoint(changed.clone()).await.unwrap();

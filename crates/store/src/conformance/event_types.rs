@@ -7,7 +7,7 @@ use super::*;
 pub async fn event_types_archive_and_list(b: Backend) {
     let s = b.store.as_ref();
     let et = EventType {
-        name: "user.created".into(),
+        name: EventTypeName::from_trusted("user.created".into()),
         description: "d".into(),
         archived: false,
         deprecated: false,
@@ -36,13 +36,9 @@ pub async fn event_types_archive_and_list(b: Backend) {
         .unwrap();
     assert_eq!(all.data.len(), 1);
     assert_eq!(
-        s.get_event_type("user.created")
-            .await
-            .unwrap()
-            .unwrap()
-            .schemas,
+        s.get_event_type(&et.name).await.unwrap().unwrap().schemas,
         et.schemas
     );
-    assert!(s.delete_event_type("user.created").await.unwrap());
-    assert!(s.get_event_type("user.created").await.unwrap().is_none());
+    assert!(s.delete_event_type(&et.name).await.unwrap());
+    assert!(s.get_event_type(&et.name).await.unwrap().is_none());
 }

@@ -22,7 +22,8 @@ pub mod sources;
 
 use crate::*;
 use std::sync::Arc;
-use switchyard_core::{AppId, AttemptId, EndpointId, MessageId};
+use switchyard_core::signing::EndpointSecret;
+use switchyard_core::{AppId, AttemptId, Channel, EndpointId, MessageId};
 
 /// A store under test, fresh for one check.
 pub struct Backend {
@@ -135,12 +136,22 @@ fn lease_request(node: &str, now: u64, fresh: bool) -> LeaseRequest {
     }
 }
 
+/// A uid for a test record; `uid` must be a valid one.
+pub fn test_uid(uid: &str) -> Uid {
+    Uid::parse(uid).expect("a valid test uid")
+}
+
+/// The signing secret of test endpoints.
+pub fn test_secret() -> EndpointSecret {
+    EndpointSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("a valid secret")
+}
+
 /// An application with the given uid, created at `at`; for backend-specific
 /// tests too.
 pub fn app(uid: Option<&str>, at: u64) -> Application {
     Application {
         id: AppId::generate_at(at),
-        uid: uid.map(str::to_owned),
+        uid: uid.map(test_uid),
         name: "app".into(),
         rate_limit: None,
         metadata: Default::default(),
@@ -153,8 +164,8 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
     Endpoint {
         id: EndpointId::generate_at(at),
         app_id: app.clone(),
-        uid: uid.map(str::to_owned),
-        url: "https://example.com/hook".into(),
+        uid: uid.map(test_uid),
+        url: EndpointUrl::from_trusted("https://example.com/hook".into()),
         description: String::new(),
         disabled: false,
         filter_types: None,
@@ -163,7 +174,7 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
         metadata: Default::default(),
         headers: Default::default(),
         payload_filter: None,
-        secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        secret: test_secret(),
         retired_secrets: vec![],
         created_at: at,
         updated_at: at,
@@ -174,9 +185,9 @@ fn message(app: &AppId, at: u64, event_id: Option<&str>) -> Message {
     Message {
         id: MessageId::generate_at(at),
         app_id: app.clone(),
-        event_type: "order.created".into(),
+        event_type: MessageEventType::from_provider("order.created"),
         event_id: event_id.map(str::to_owned),
-        channels: Some(vec!["eu".into()]),
+        channels: Some(vec![Channel::from_trusted("eu".into())]),
         tags: None,
         payload: Some(r#"{"a":1}"#.into()),
         forward: None,
@@ -242,7 +253,7 @@ fn outcome(
             app_id: task.app_id.clone(),
             msg_id: task.msg_id.clone(),
             endpoint_id: task.endpoint_id.clone(),
-            url: "https://example.com/hook".into(),
+            url: Some(EndpointUrl::from_trusted("https://example.com/hook".into())),
             status: if code == 200 {
                 DeliveryStatus::Success
             } else {

@@ -4,8 +4,8 @@ use super::*;
 
 fn source(app: &AppId, uid: Option<&str>, at: u64) -> Source {
     Source {
-        id: switchyard_core::SourceId::generate_at(at).into_string(),
-        uid: uid.map(str::to_owned),
+        id: switchyard_core::SourceId::generate_at(at),
+        uid: uid.map(test_uid),
         name: "stripe".into(),
         kind: "stripe".into(),
         config: serde_json::json!({"secret": "whsec_x"}),
@@ -31,7 +31,7 @@ pub async fn sources_own_their_application_and_count_requests(b: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        s.get_source(&src.id).await.unwrap().as_ref(),
+        s.get_source(src.id.as_str()).await.unwrap().as_ref(),
         Some(&src),
         "{}",
         b.name
@@ -137,7 +137,7 @@ pub async fn sources_own_their_application_and_count_requests(b: Backend) {
     assert_eq!(task.forward.as_deref(), m.forward.as_ref(), "{}", b.name);
 
     assert!(s.delete_source(&src.id).await.unwrap());
-    assert!(s.get_source(&src.id).await.unwrap().is_none());
+    assert!(s.get_source(src.id.as_str()).await.unwrap().is_none());
     assert!(
         s.get_app(backing.id.as_str()).await.unwrap().is_none(),
         "{}",

@@ -16,7 +16,7 @@ pub(super) async fn insert_app_row(
             &stmt,
             &[
                 &app.id.as_str(),
-                &app.uid,
+                &app.uid.as_ref().map(Uid::as_str),
                 &app.name,
                 &app.rate_limit.map(i64::from),
                 &json_text(&app.metadata)?,
@@ -82,7 +82,7 @@ impl AppStore for PgStore {
                 &stmt,
                 &[
                     &app.id.as_str(),
-                    &app.uid,
+                    &app.uid.as_ref().map(Uid::as_str),
                     &app.name,
                     &app.rate_limit.map(i64::from),
                     &json_text(&app.metadata)?,

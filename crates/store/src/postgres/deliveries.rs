@@ -69,7 +69,7 @@ impl DeliveryStore for PgStore {
             a_apps.push(a.app_id.as_str());
             a_msgs.push(a.msg_id.as_str());
             a_eps.push(a.endpoint_id.as_str());
-            a_urls.push(a.url.as_str());
+            a_urls.push(a.url.as_deref().unwrap_or(""));
             a_status.push(a.status as i16);
             a_codes.push(a.response_status_code);
             a_responses.push(a.response.as_str());

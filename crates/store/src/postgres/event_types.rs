@@ -20,12 +20,12 @@ impl EventTypeStore for PgStore {
         Ok(et)
     }
 
-    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
+    async fn get_event_type(&self, name: &EventTypeName) -> Result<Option<EventType>> {
         let client = self.client().await?;
         fetch_one(
             &client,
             &format!("SELECT {ET_COLS} FROM event_types WHERE name = $1"),
-            &[&name],
+            &[&name.as_str()],
             event_type_from_row,
         )
         .await
@@ -38,13 +38,13 @@ impl EventTypeStore for PgStore {
     ) -> Result<Page<EventType>> {
         let q = query::event_types(page, include_archived);
         let rows = self.list(q, event_type_from_row).await?;
-        Ok(paginate(rows, page.limit, |e| e.name.clone()))
+        Ok(paginate(rows, page.limit, |e| e.name.to_string()))
     }
 
-    async fn delete_event_type(&self, name: &str) -> Result<bool> {
+    async fn delete_event_type(&self, name: &EventTypeName) -> Result<bool> {
         let client = self.client().await?;
         Ok(client
-            .execute("DELETE FROM event_types WHERE name = $1", &[&name])
+            .execute("DELETE FROM event_types WHERE name = $1", &[&name.as_str()])
             .await?
             > 0)
     }
@@ -62,7 +62,7 @@ impl PgStore {
             .execute(
                 &stmt,
                 &[
-                    &et.name,
+                    &et.name.as_str(),
                     &et.description,
                     &et.archived,
                     &et.deprecated,

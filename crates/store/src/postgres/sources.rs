@@ -22,8 +22,8 @@ async fn write_source(
         .execute(
             &stmt,
             &[
-                &s.id,
-                &s.uid,
+                &s.id.as_str(),
+                &s.uid.as_ref().map(Uid::as_str),
                 &s.name,
                 &s.kind,
                 &json_text(&s.config)?,
@@ -72,7 +72,7 @@ impl SourceStore for PgStore {
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
         let rows = self.list(query::sources(page), source_from_row).await?;
-        Ok(paginate(rows, page.limit, |s| s.id.clone()))
+        Ok(paginate(rows, page.limit, |s| s.id.to_string()))
     }
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
@@ -85,13 +85,13 @@ impl SourceStore for PgStore {
         Ok(source)
     }
 
-    async fn delete_source(&self, id: &str) -> Result<bool> {
+    async fn delete_source(&self, id: &SourceId) -> Result<bool> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let Some(row) = tx
             .query_opt(
                 "SELECT app_id FROM sources WHERE id = $1 FOR UPDATE",
-                &[&id],
+                &[&id.as_str()],
             )
             .await?
         else {
@@ -99,13 +99,13 @@ impl SourceStore for PgStore {
         };
         let app: String = row.try_get(0)?;
         delete_app_rows(&tx, &app).await?;
-        tx.execute("DELETE FROM sources WHERE id = $1", &[&id])
+        tx.execute("DELETE FROM sources WHERE id = $1", &[&id.as_str()])
             .await?;
         tx.commit().await?;
         Ok(true)
     }
 
-    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
+    async fn add_source_stats(&self, deltas: Vec<(SourceId, SourceStats)>) -> Result<()> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
@@ -121,7 +121,7 @@ impl SourceStore for PgStore {
                 .execute(
                     &stmt,
                     &[
-                        id,
+                        &id.as_str(),
                         &(d.accepted as i64),
                         &(d.duplicates as i64),
                         &(d.rejected as i64),
@@ -134,12 +134,12 @@ impl SourceStore for PgStore {
         Ok(())
     }
 
-    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
+    async fn source_stats(&self, id: &SourceId) -> Result<Option<SourceStats>> {
         let client = self.client().await?;
         fetch_one(
             &client,
             &format!("SELECT {SOURCE_STATS_COLS} FROM sources WHERE id = $1"),
-            &[&id],
+            &[&id.as_str()],
             source_stats_from_row,
         )
         .await

@@ -19,7 +19,7 @@ pub(super) fn insert_app_row(conn: &Connection, app: &Application) -> Result<()>
     ))?
     .execute(params![
         app.id.as_str(),
-        app.uid,
+        app.uid.as_ref().map(Uid::as_str),
         app.name,
         app.rate_limit,
         json_text(&app.metadata)?,
@@ -67,7 +67,7 @@ impl AppStore for SqliteStore {
                 )?
                 .execute(params![
                     app.id.as_str(),
-                    app.uid,
+                    app.uid.as_ref().map(Uid::as_str),
                     app.name,
                     app.rate_limit,
                     json_text(&app.metadata)?,

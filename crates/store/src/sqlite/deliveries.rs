@@ -60,7 +60,7 @@ impl DeliveryStore for SqliteStore {
                     a.app_id.as_str(),
                     a.msg_id.as_str(),
                     a.endpoint_id.as_str(),
-                    a.url,
+                    a.url.as_deref().unwrap_or(""),
                     a.status as u8,
                     a.response_status_code,
                     a.response,

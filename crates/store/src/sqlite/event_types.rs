@@ -8,7 +8,7 @@ fn write_event_type(conn: &Connection, et: &EventType, mode: &str) -> Result<()>
         "{mode} INTO event_types ({ET_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)"
     ))?
     .execute(params![
-        et.name,
+        et.name.as_str(),
         et.description,
         et.archived,
         et.deprecated,
@@ -40,8 +40,8 @@ impl EventTypeStore for SqliteStore {
         .await
     }
 
-    async fn get_event_type(&self, name: &str) -> Result<Option<EventType>> {
-        let name = name.to_owned();
+    async fn get_event_type(&self, name: &EventTypeName) -> Result<Option<EventType>> {
+        let name = name.to_string();
         self.read(move |conn| {
             query_first(
                 conn,
@@ -60,11 +60,11 @@ impl EventTypeStore for SqliteStore {
     ) -> Result<Page<EventType>> {
         let q = query::event_types(page, include_archived);
         let rows = self.list(q, |r| event_type_from_row(r)).await?;
-        Ok(paginate(rows, page.limit, |e| e.name.clone()))
+        Ok(paginate(rows, page.limit, |e| e.name.to_string()))
     }
 
-    async fn delete_event_type(&self, name: &str) -> Result<bool> {
-        let name = name.to_owned();
+    async fn delete_event_type(&self, name: &EventTypeName) -> Result<bool> {
+        let name = name.to_string();
         self.write(move |conn| {
             Ok(conn.execute("DELETE FROM event_types WHERE name = ?", [name])? > 0)
         })

@@ -34,7 +34,7 @@ impl MessageStore for SqliteStore {
                 .execute(params![
                     m.id.as_str(),
                     m.app_id.as_str(),
-                    m.event_type,
+                    m.event_type.as_str(),
                     m.event_id,
                     new.idempotency_key,
                     opt_json_text(&m.channels)?,

@@ -17,8 +17,8 @@ fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
     let changed = conn
         .prepare_cached(&sql)?
         .execute(params![
-            s.id,
-            s.uid,
+            s.id.as_str(),
+            s.uid.as_ref().map(Uid::as_str),
             s.name,
             s.kind,
             json_text(&s.config)?,
@@ -69,7 +69,7 @@ impl SourceStore for SqliteStore {
         let rows = self
             .list(query::sources(page), |r| source_from_row(r))
             .await?;
-        Ok(paginate(rows, page.limit, |s| s.id.clone()))
+        Ok(paginate(rows, page.limit, |s| s.id.to_string()))
     }
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
@@ -92,8 +92,8 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn delete_source(&self, id: &str) -> Result<bool> {
-        let id = id.to_owned();
+    async fn delete_source(&self, id: &SourceId) -> Result<bool> {
+        let id = id.to_string();
         self.write(move |conn| {
             let app: Option<String> = conn
                 .query_row("SELECT app_id FROM sources WHERE id = ?", [&id], |r| {
@@ -110,7 +110,7 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn add_source_stats(&self, deltas: Vec<(String, SourceStats)>) -> Result<()> {
+    async fn add_source_stats(&self, deltas: Vec<(SourceId, SourceStats)>) -> Result<()> {
         self.write(move |conn| {
             let mut stmt = conn.prepare_cached(
                 "UPDATE sources SET accepted = accepted + ?2, duplicates = duplicates + ?3,
@@ -121,7 +121,7 @@ impl SourceStore for SqliteStore {
             )?;
             for (id, d) in &deltas {
                 stmt.execute(params![
-                    id,
+                    id.as_str(),
                     d.accepted as i64,
                     d.duplicates as i64,
                     d.rejected as i64,
@@ -134,8 +134,8 @@ impl SourceStore for SqliteStore {
         .await
     }
 
-    async fn source_stats(&self, id: &str) -> Result<Option<SourceStats>> {
-        let id = id.to_owned();
+    async fn source_stats(&self, id: &SourceId) -> Result<Option<SourceStats>> {
+        let id = id.to_string();
         self.read(move |conn| {
             query_first(
                 conn,
