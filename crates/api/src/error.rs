@@ -70,6 +70,14 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Conflict(what) => Self::conflict(format!("{what} already exists")),
             StoreError::NotFound(what) => Self::not_found(&what),
+            StoreError::Unrepresentable(reason) => {
+                tracing::debug!(error = %reason, "value refused by the database");
+                Self::http(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_text",
+                    "a value in the request cannot be stored (text holding a NUL character, U+0000)",
+                )
+            }
             StoreError::Unavailable(reason) => {
                 tracing::warn!(error = %reason, "database unavailable");
                 Self::http(

@@ -25,6 +25,22 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     }
 }
 
+/// A message's JSON body: as [`Body`], except that strings inside its
+/// `payload` (or `data`) may hold NUL, since payloads are stored as bytes.
+pub struct MessageBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for MessageBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let limit = state.max_body_bytes;
+        let bytes = read_body(req.into_body(), limit)
+            .await
+            .map_err(|e| e.into_api_error(&format!("the limit of {limit} bytes")))?;
+        parse_json_within(&bytes, &["payload", "data"]).map(MessageBody)
+    }
+}
+
 /// Why a request body could not be read.
 pub enum BodyError {
     /// Longer than the limit.
@@ -74,7 +90,74 @@ pub async fn read_body(body: axum::body::Body, limit: usize) -> Result<bytes::By
     })
 }
 
+/// Parses a JSON request body into `T`; 422 naming the field for a value
+/// that does not fit, or for text holding a NUL character (U+0000), which
+/// PostgreSQL cannot store in text and no name, id or description needs.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    parse_json_within(bytes, &[])
+}
+
+/// As [`parse_json`], with NUL allowed in the strings under the top-level
+/// fields `opaque` (payloads, kept as bytes).
+fn parse_json_within<T: DeserializeOwned>(bytes: &[u8], opaque: &[&str]) -> Result<T, ApiError> {
+    let value = parse_json_value(bytes)?;
+    if has_nul_escape(bytes)
+        && let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bytes)
+        && let Some(mut loc) = nul_location(&doc, opaque)
+    {
+        loc.insert(0, "body".into());
+        return Err(ApiError::Validation {
+            loc,
+            msg: "must not contain a NUL character (U+0000)".into(),
+        });
+    }
+    Ok(value)
+}
+
+/// Whether JSON text holds an escaped NUL (`\u0000`): the only way a JSON
+/// string can carry one, since raw control bytes are not valid JSON.
+fn has_nul_escape(bytes: &[u8]) -> bool {
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            // Skip the escaped character, so `\\u0000` (text) is not one.
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+/// Where the first key or string holding NUL is, outside `opaque` fields.
+fn nul_location(value: &serde_json::Value, opaque: &[&str]) -> Option<Vec<String>> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.contains('\0').then(Vec::new),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, v)| {
+            let mut loc = nul_location(v, &[])?;
+            loc.insert(0, i.to_string());
+            Some(loc)
+        }),
+        Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(vec![k.replace('\0', "\\u0000")]);
+            }
+            if opaque.contains(&k.as_str()) {
+                return None;
+            }
+            let mut loc = nul_location(v, &[])?;
+            loc.insert(0, k.clone());
+            Some(loc)
+        }),
+        _ => None,
+    }
+}
+
+fn parse_json_value<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         // An empty body is acceptable exactly where the body is optional.
         return serde_json::from_slice(b"null").map_err(|_| ApiError::Validation {
@@ -119,6 +202,14 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         use axum::extract::path::ErrorKind;
         use axum::extract::rejection::PathRejection;
+        // Nothing stored has a NUL in its id or name, and PostgreSQL could
+        // not even look one up.
+        if parts.uri.path().contains("%00") {
+            return Err(path_error(
+                StatusCode::BAD_REQUEST,
+                "a path parameter contains a NUL character (%00)".into(),
+            ));
+        }
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(Path(value)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
@@ -154,6 +245,15 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let raw = parts.uri.query().unwrap_or("");
         let pairs: Vec<(String, String)> = form_pairs(raw);
+        if let Some((k, _)) = pairs
+            .iter()
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::query(
+                &k.replace('\0', "%00"),
+                "must not contain a NUL character (%00)",
+            ));
+        }
         // Repeated keys (event_types=a&event_types=b) are folded into one
         // comma-separated value, which is how the SDKs send lists anyway.
         let mut map = serde_json::Map::new();

@@ -308,8 +308,19 @@ impl Plan {
     }
 
     /// The provider's delivery id, used to drop the provider's retries.
+    /// A NUL character (which PostgreSQL cannot store in text) is kept as
+    /// the six characters `\u0000`.
     pub fn dedupe_id(&self, request: &Incoming<'_>, document: Option<&Value>) -> Option<String> {
-        self.dedupe.iter().find_map(|l| l.read(request, document))
+        self.dedupe
+            .iter()
+            .find_map(|l| l.read(request, document))
+            .map(|id| {
+                if id.contains('\0') {
+                    id.replace('\0', "\\u0000")
+                } else {
+                    id
+                }
+            })
     }
 }
 
@@ -589,25 +600,43 @@ pub fn document_of(
     // RFC 8259 §8.1 lets parsers ignore a byte order mark, and common ones
     // (Python's `json.loads` on bytes) do: decisions must read that JSON too.
     let body = body.strip_prefix(UTF8_BOM).unwrap_or(body);
-    // The Content-Type header is not covered by any provider's signature and
-    // many receivers parse the body as JSON whatever it says, so repeated
-    // keys are refused in any body that is JSON, not only in declared JSON.
-    let as_json = parse_document(body);
-    if let Err(DocumentError::DuplicateKey(d)) = as_json {
-        return Err(d.into());
-    }
     let media = content_type
         .and_then(|c| c.split(';').next())
         .map(|c| c.trim().to_ascii_lowercase());
+    // A body in a declared charset other than UTF-8 (a legacy system's
+    // ISO-8859-1 JSON) is read in that charset; the bytes are stored and
+    // forwarded unchanged either way.
+    let decoded = content_type
+        .and_then(charset_of)
+        .filter(|e| *e != encoding_rs::UTF_8)
+        .map(|e| e.decode_without_bom_handling_and_without_replacement(body));
+    let text: &[u8] = match &decoded {
+        Some(Some(text)) => text.as_bytes(),
+        // Not text in its declared charset: bytes, no document.
+        Some(None) => return Ok(None),
+        None => body,
+    };
+    // Bytes that are not UTF-8 are not JSON to any receiver either (RFC
+    // 8259 §8.1), so no decision can differ from a receiver's: no document.
+    if std::str::from_utf8(text).is_err() && media.as_deref() != Some(FORM_MEDIA) {
+        return Ok(None);
+    }
+    // The Content-Type header is not covered by any provider's signature and
+    // many receivers parse the body as JSON whatever it says, so repeated
+    // keys are refused in any body that is JSON, not only in declared JSON.
+    let as_json = parse_document(text);
+    if let Err(DocumentError::DuplicateKey(d)) = as_json {
+        return Err(d.into());
+    }
     let declared_json = media
         .as_deref()
         .is_some_and(|m| m == "application/json" || m.ends_with("+json"));
     if let Err(e) = &as_json
-        && (declared_json || looks_like_json(body))
+        && (declared_json || looks_like_json(text))
     {
         return Err(e.clone());
     }
-    if media.as_deref() == Some("application/x-www-form-urlencoded") {
+    if media.as_deref() == Some(FORM_MEDIA) {
         let mut map = Map::new();
         for (k, v) in form_urlencoded::parse(body) {
             // Slack interactivity and GitHub's form-encoded deliveries put the
@@ -647,6 +676,19 @@ pub fn document_of(
 }
 
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+const FORM_MEDIA: &str = "application/x-www-form-urlencoded";
+
+/// The encoding a Content-Type's `charset` parameter names (WHATWG labels:
+/// `iso-8859-1`, `latin1`, `windows-1252`, `utf-16le`, ...), if any.
+fn charset_of(content_type: &str) -> Option<&'static encoding_rs::Encoding> {
+    content_type.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| encoding_rs::Encoding::for_label(value.trim().trim_matches('"').as_bytes()))
+            .flatten()
+    })
+}
 
 /// Text whose first non-blank byte opens a JSON object or array.
 fn looks_like_json(text: &[u8]) -> bool {
@@ -711,6 +753,12 @@ mod tests {
             Some("evt_1")
         );
         assert_eq!(plan.tolerance_secs, Some(DEFAULT_TOLERANCE_SECS));
+        // PostgreSQL cannot store NUL in text: it is kept as `\u0000`.
+        let doc = json!({"id": "evt\u{0}1"});
+        assert_eq!(
+            plan.dedupe_id(&request(&[], b""), Some(&doc)).as_deref(),
+            Some("evt\\u00001")
+        );
     }
 
     /// Every scheme that signs a send time gets the default clock check; the
@@ -843,6 +891,38 @@ mod tests {
             document_of(form, b"payload=hello").map(|d| d.is_some()),
             Ok(true)
         );
+    }
+
+    /// Item 3 of the engine-services issue: a signed body in a legacy
+    /// charset, or bytes that merely start like JSON, are not refused.
+    #[test]
+    fn bodies_in_other_charsets_or_not_text_are_not_refused() {
+        let latin1 = b"{\"name\":\"M\xfcller\",\"type\":\"order.created\"}";
+        let doc = document_of(Some("application/json; charset=ISO-8859-1"), latin1).unwrap();
+        assert_eq!(
+            doc,
+            Some(json!({"name": "M\u{fc}ller", "type": "order.created"}))
+        );
+        // The same bytes without their charset: not UTF-8, so not a document.
+        assert_eq!(document_of(Some("application/json"), latin1), Ok(None));
+        let utf16: Vec<u8> = "{\"type\":\"a\"}"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert_eq!(
+            document_of(Some("application/json; charset=utf-16le"), &utf16),
+            Ok(Some(json!({"type": "a"})))
+        );
+        for binary in [&b"{\x00\x01\xff\xfe"[..], b"[\xc0\xae]"] {
+            assert_eq!(
+                document_of(Some("application/octet-stream"), binary),
+                Ok(None)
+            );
+            assert_eq!(document_of(None, binary), Ok(None));
+        }
+        // Declared Latin-1 but JSON-looking and malformed once read: refused
+        // as before, since a receiver reading it in its charset disagrees.
+        assert!(document_of(Some("text/plain; charset=latin1"), b"{\"a\":NaN}").is_err());
     }
 
     #[test]

@@ -158,7 +158,22 @@ impl Engine {
             .plan
             .dedupe_id(&incoming, document.as_ref())
             .map(bounded_event_id);
-        let forward = forward_of(&source.plan, request.headers, &forward_path);
+        let mut forward = forward_of(&source.plan, request.headers, &forward_path);
+        // Without a Content-Type from the provider, deliveries would carry
+        // the default `application/json`; say what the bytes are instead
+        // (only where the source passes Content-Type on at all).
+        if request.content_type.is_none()
+            && document.is_none()
+            && source
+                .plan
+                .forward_headers
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case("content-type"))
+        {
+            forward
+                .headers
+                .push(("content-type".into(), "application/octet-stream".into()));
+        }
         // Never a 2xx for something not stored: an error here lets the provider retry.
         let accepted = self
             .accept(AcceptInput {

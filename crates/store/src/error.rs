@@ -10,6 +10,10 @@ pub enum StoreError {
     Database(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A value the database cannot hold (PostgreSQL text refuses U+0000);
+    /// the request's fault, not the server's.
+    #[error("value cannot be stored: {0}")]
+    Unrepresentable(String),
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -56,6 +60,13 @@ impl From<tokio_postgres::Error> for StoreError {
                     .contains(code)
             }
         };
+        if matches!(
+            e.code(),
+            Some(c) if *c == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+                || *c == SqlState::UNTRANSLATABLE_CHARACTER
+        ) {
+            return StoreError::Unrepresentable(switchyard_core::error_chain(&e));
+        }
         if unavailable {
             StoreError::Unavailable(switchyard_core::error_chain(&e))
         } else {

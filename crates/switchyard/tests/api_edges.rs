@@ -309,3 +309,84 @@ async fn a_far_future_signed_timestamp_is_refused_at_ingest() {
         }
     }
 }
+
+/// Text holding NUL (U+0000) is refused where it enters, naming the field,
+/// on every backend alike (PostgreSQL cannot store it in text and answered
+/// 500); inside a message's payload, which is stored as bytes, it is kept.
+#[tokio::test]
+async fn text_holding_nul_is_refused_naming_the_field() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let auth = format!("Bearer {TOKEN}");
+    let call = |method: Method, path: String, body: Option<Value>| {
+        let (server, auth) = (&server, auth.clone());
+        async move { raw(server, method, &path, Some(&auth), body).await }
+    };
+    let (status, _, body) = call(
+        Method::POST,
+        "/api/v1/app".into(),
+        Some(json!({"name": "a\u{0}b"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "name"]), "{body}");
+    let (status, _, app) = call(
+        Method::POST,
+        "/api/v1/app".into(),
+        Some(json!({"name": "ok", "metadata": {"k": "v"}})),
+    )
+    .await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap().to_owned();
+    for (body, loc) in [
+        (
+            json!({"eventType": "a.b", "payload": {}, "eventId": "e\u{0}"}),
+            json!(["body", "eventId"]),
+        ),
+        (
+            json!({"eventType": "a.b", "payload": {}, "tags": ["ok", "t\u{0}"]}),
+            json!(["body", "tags", "1"]),
+        ),
+    ] {
+        let (status, _, answer) = call(
+            Method::POST,
+            format!("/api/v1/app/{app_id}/msg"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(status, 422, "{answer}");
+        assert_eq!(answer["detail"][0]["loc"], loc, "{answer}");
+    }
+    let (status, _, answer) = call(
+        Method::POST,
+        format!("/api/v1/app/{app_id}/endpoint"),
+        Some(json!({"url": "http://127.0.0.1:9/x", "description": "d\u{0}"})),
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["detail"][0]["loc"], json!(["body", "description"]));
+    // In a payload it is data, kept as sent.
+    let (status, _, msg) = call(
+        Method::POST,
+        format!("/api/v1/app/{app_id}/msg"),
+        Some(json!({"eventType": "a.b", "payload": {"k": "v\u{0}"}})),
+    )
+    .await;
+    assert_eq!(status, 202, "{msg}");
+    assert_eq!(msg["payload"], json!({"k": "v\u{0}"}));
+    // In a path or a query: refused before any lookup.
+    let (status, _, answer) = call(Method::GET, "/api/v1/app/%00".into(), None).await;
+    assert_eq!(
+        (status, answer["code"].clone()),
+        (400, json!("invalid_path")),
+        "{answer}"
+    );
+    let (status, _, answer) = call(
+        Method::GET,
+        format!("/api/v1/app/{app_id}/msg?channel=%00"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["detail"][0]["loc"], json!(["query", "channel"]));
+}

@@ -152,3 +152,86 @@ async fn a_signed_body_that_is_not_utf8_is_stored_and_delivered_byte_for_byte() 
         assert_eq!(&content.bytes().await.unwrap()[..], *body);
     }
 }
+
+/// Found by a hostile review after the first fix: signed bodies that merely
+/// start like JSON, JSON in a declared legacy charset, and bodies without a
+/// Content-Type are taken, delivered as sent and shown as an object; a 204
+/// reply carries no body.
+#[tokio::test]
+async fn signed_bodies_in_other_charsets_or_shapes_are_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = server.client();
+    let (received, destination) = receiver().await;
+    let (status, source) = api
+        .post(
+            "/ingest/api/v1/source",
+            json!({"name": "legacy", "type": "stripe", "config": {"secret": STRIPE_SECRET},
+                   "settings": {"response": {"status": 204, "body": "ignored"}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let source_id = source["id"].as_str().unwrap().to_owned();
+    let ingest_url = source["ingestUrl"].as_str().unwrap().to_owned();
+    let (status, dest) = api
+        .post(
+            &format!("/ingest/api/v1/source/{source_id}/endpoint"),
+            json!({ "url": destination }),
+        )
+        .await;
+    assert_eq!(status, 201, "{dest}");
+    let cases: [(&[u8], Option<&str>, &str); 4] = [
+        (
+            b"{\"name\":\"M\xfcller\",\"type\":\"order.created\"}",
+            Some("application/json; charset=iso-8859-1"),
+            "application/json; charset=iso-8859-1",
+        ),
+        (
+            b"{\x00\x01\xff\xfe",
+            Some("application/octet-stream"),
+            "application/octet-stream",
+        ),
+        // No Content-Type: not JSON, so not said to be.
+        (b"\xff\xfe\x00raw", None, "application/octet-stream"),
+        // JSON, but not an object: shown wrapped, delivered as sent.
+        (b"[1,2]", Some("application/json"), "application/json"),
+    ];
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (body, content_type, _) in cases {
+        let mut request = http
+            .post(&ingest_url)
+            .header("stripe-signature", stripe_signature(body))
+            .body(body.to_vec());
+        if let Some(ct) = content_type {
+            request = request.header("content-type", ct);
+        }
+        let answer = request.send().await.unwrap();
+        assert_eq!(answer.status().as_u16(), 204, "{content_type:?}");
+        assert_eq!(answer.headers().get("content-length"), None);
+        assert!(answer.bytes().await.unwrap().is_empty());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while received.0.lock().unwrap().len() < cases.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = received.0.lock().unwrap().clone();
+    assert_eq!(got.len(), cases.len());
+    for (body, _, delivered_as) in cases {
+        assert!(
+            got.iter()
+                .any(|(b, ct)| &b[..] == body && ct == delivered_as),
+            "{body:?} as {delivered_as}: {got:?}"
+        );
+    }
+    // Every payload shows as an object, as the SDKs type it.
+    let (status, list) = api
+        .get(&format!("/api/v1/app/{source_id}/msg?with_content=true"))
+        .await;
+    assert_eq!(status, 200, "{list}");
+    for msg in list["data"].as_array().unwrap() {
+        assert!(msg["payload"].is_object(), "{msg}");
+        ids.push(msg["payload"].clone());
+    }
+    assert!(ids.contains(&json!({"$rawBody": "[1,2]"})), "{ids:?}");
+}

@@ -114,6 +114,9 @@ fn reject(status: StatusCode, code: &'static str, detail: impl Into<String>) -> 
         (status = 200, description = "Stored (or a repeat of one stored before), or a provider's URL check answered", content(
             (IngestReplyOut = "application/json"),
         )),
+        (status = "2XX", description = "Stored, answered with the source's own reply (`settings.response`: any 2xx status, its body and content type; no body with 204 or 205)", content(
+            (String = "*/*"),
+        )),
         (status = 401, description = "Signature or credentials missing, wrong or stale", body = crate::error::HttpErrorOut),
     ))]
 async fn receive(State(state): State<AppState>, request: Request) -> Response {
@@ -181,11 +184,13 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
             duplicate,
         }) => match &source.plan.reply {
             Some(reply) => {
-                let mut response = (
-                    StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK),
-                    reply.body.clone(),
-                )
-                    .into_response();
+                let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+                // RFC 9110 §15.3.5/§15.3.6: a 204 or 205 carries no content,
+                // whatever the source's settings say.
+                if matches!(status, StatusCode::NO_CONTENT | StatusCode::RESET_CONTENT) {
+                    return status.into_response();
+                }
+                let mut response = (status, reply.body.clone()).into_response();
                 if let Ok(ct) = HeaderValue::from_str(&reply.content_type) {
                     response.headers_mut().insert(header::CONTENT_TYPE, ct);
                 }

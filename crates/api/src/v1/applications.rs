@@ -194,7 +194,7 @@ async fn patch(
     let patch = AppPatch {
         name: input.name,
         uid: input.uid,
-        rate_limit: input.throttle_rate.or(input.rate_limit),
+        rate_limit: super::either_name(input.throttle_rate, input.rate_limit),
         metadata: input.metadata,
     };
     Ok(Json(ApplicationOut::new(

@@ -198,10 +198,10 @@ impl From<EndpointPatchIn> for EndpointPatch {
         EndpointPatch {
             url: input.url,
             description: input.description,
-            rate_limit: input.throttle_rate.or(input.rate_limit),
+            rate_limit: super::either_name(input.throttle_rate, input.rate_limit),
             uid: input.uid,
             disabled: input.disabled,
-            filter_types: input.event_types.or(input.filter_types),
+            filter_types: super::either_name(input.event_types, input.filter_types),
             channels: input.channels,
             metadata: input.metadata,
             secret: input.secret,

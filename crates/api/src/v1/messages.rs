@@ -4,7 +4,7 @@ use super::applications::ApplicationIn;
 use super::{AppPath, ListResponse, MessagePath, find_app, parse_channels, texts, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Body, PageQuery, Path, Query, bool_param, list_param, time_param};
+use crate::extract::{MessageBody, PageQuery, Path, Query, bool_param, list_param, time_param};
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -49,6 +49,11 @@ struct MessageIn {
     /// Creates the application named by the path (as its uid) when there is
     /// none yet.
     application: Option<ApplicationIn>,
+    /// Scheduled delivery (Svix's `deliverAt`) is not supported yet: a value
+    /// is refused with 422 rather than delivered early; null or absent
+    /// delivers now.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    deliver_at: Option<serde_json::Value>,
 }
 
 /// A message as the API shows it.
@@ -95,17 +100,18 @@ impl MessageOut {
     }
 }
 
-/// A stored payload as the API's `payload` field shows it. JSON as it was
-/// sent; since the field is an object, ingested bodies that are not JSON are
-/// wrapped: text (form data, XML, ...) as `{"$rawBody": "<text>"}`, bytes
-/// that are not UTF-8 as `{"$rawBodyBase64": "<standard base64>"}`.
+/// A stored payload as the API's `payload` field shows it. A JSON object as
+/// it was sent; since the field is an object (the SDKs type it so), other
+/// ingested bodies are wrapped: text (form data, XML, a JSON array or
+/// scalar, ...) as `{"$rawBody": "<text>"}`, bytes that are not UTF-8 as
+/// `{"$rawBodyBase64": "<standard base64>"}`.
 /// `GET …/msg/{id}/content` returns the bytes themselves.
 fn payload_view(bytes: &[u8]) -> Box<RawValue> {
     use base64::Engine as _;
     let wrapped = match std::str::from_utf8(bytes) {
         Ok(text) => match RawValue::from_string(text.to_owned()) {
-            Ok(json) => return json,
-            Err(_) => serde_json::json!({ "$rawBody": text }),
+            Ok(json) if json.get().trim_start().starts_with('{') => return json,
+            _ => serde_json::json!({ "$rawBody": text }),
         },
         Err(_) => serde_json::json!({
             "$rawBodyBase64": base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -142,13 +148,19 @@ async fn create(
     Path(p): Path<AppPath>,
     Query(q): Query<ContentQuery>,
     headers: HeaderMap,
-    Body(input): Body<MessageIn>,
+    MessageBody(input): MessageBody<MessageIn>,
 ) -> ApiResult<Response> {
     let with_content = bool_param("with_content", &q.with_content, true)?;
     let event_type = EventTypeName::parse(&input.event_type)
         .map_err(|e| ApiError::field("eventType", e.to_string()))?;
     if !input.payload.get().trim_start().starts_with('{') {
         return Err(ApiError::field("payload", "must be a JSON object"));
+    }
+    if input.deliver_at.as_ref().is_some_and(|v| !v.is_null()) {
+        return Err(ApiError::field(
+            "deliverAt",
+            "scheduled delivery is not supported yet; omit deliverAt to deliver now",
+        ));
     }
     if let Some(event_id) = &input.event_id {
         check_token("eventId", event_id, 256)?;

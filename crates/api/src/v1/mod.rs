@@ -109,6 +109,30 @@ pub(crate) fn texts<T: std::fmt::Display>(names: Option<&[T]>) -> Option<Vec<Str
     names.map(|v| v.iter().map(ToString::to_string).collect())
 }
 
+/// A PATCH field the Svix API takes under two names (`eventTypes` and
+/// `filterTypes`, `throttleRate` and `rateLimit`): a value under either wins
+/// over a null under the other; a null alone clears; absent under both
+/// leaves the field as it is.
+pub(crate) fn either_name<T>(
+    first: Option<Option<T>>,
+    second: Option<Option<T>>,
+) -> Option<Option<T>> {
+    match (first, second) {
+        (Some(Some(v)), _) | (_, Some(Some(v))) => Some(Some(v)),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn a_value_under_either_name_wins_over_a_null() {
+    assert_eq!(either_name(Some(None), Some(Some(1))), Some(Some(1)));
+    assert_eq!(either_name(Some(Some(2)), Some(None)), Some(Some(2)));
+    assert_eq!(either_name(Some(Some(2)), Some(Some(1))), Some(Some(2)));
+    assert_eq!(either_name::<u8>(None, Some(None)), Some(None));
+    assert_eq!(either_name::<u8>(None, None), None);
+}
+
 /// `{app_id}`: an application's id (`app_…`) or uid.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -41,10 +41,7 @@ impl Provider for ApiKey {
             .optional("header")?
             .unwrap_or(DEFAULT_HEADER)
             .to_owned();
-        if !header
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
+        if !super::is_header_name(&header) {
             return Err(FieldError::config("header", "must be a header name"));
         }
         let key = config.key.required("key", "")?;

@@ -117,7 +117,7 @@ impl TryFrom<Config> for GenericHmac {
             .optional("template")?
             .unwrap_or_default()
             .to_owned();
-        if header.trim().is_empty() {
+        if !super::is_header_name(&header) {
             return Err(FieldError::config(
                 "header",
                 "must name the header carrying the signature",
@@ -209,6 +209,7 @@ fn render_template(template: &str, incoming: &Incoming<'_>) -> Result<Vec<u8>, R
             name => {
                 let header = name
                     .strip_prefix("header:")
+                    .filter(|h| super::is_header_name(h))
                     .ok_or(Rejection::Malformed("template"))?;
                 let value = incoming
                     .header(header)
@@ -309,6 +310,15 @@ mod tests {
             ),
             (
                 json!({"secret": "s", "header": "H", "template": "{body"}),
+                "config.template: unknown placeholder (use {body}, {url} or {header:Name})",
+            ),
+            // Found by a hostile review: accepted, then every request failed.
+            (
+                json!({"secret": "s", "header": "bad header\n"}),
+                "config.header: must name the header carrying the signature",
+            ),
+            (
+                json!({"secret": "s", "header": "H", "template": "{header:}.{body}"}),
                 "config.template: unknown placeholder (use {body}, {url} or {header:Name})",
             ),
         ] {

@@ -203,6 +203,17 @@ impl Text {
 /// Reads a provider's config struct, whose fields are all [`Text`] (so
 /// reading cannot fail on a value; an error here would be a config struct
 /// with another field type).
+/// Whether `name` can name a header a config reads (`X-Signature`): letters,
+/// digits, `-` and `_`, at least one. Narrower than RFC 9110's token on
+/// purpose: every provider's header fits, and a typo (a space, a newline)
+/// is refused when the source is saved instead of failing every request.
+pub fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub fn read_config<'a, T: Deserialize<'a>>(
     config: &'a Map<String, Value>,
 ) -> Result<T, FieldError> {
