@@ -65,6 +65,11 @@ struct Args {
     /// ingest URL, as Stripe would.
     #[arg(long)]
     ingest: bool,
+    /// Sets this `rateLimit` (deliveries per second) on every endpoint, so
+    /// the per-endpoint lane's controls are in the measured path; pick one
+    /// above the offered load to measure their cost alone.
+    #[arg(long)]
+    endpoint_rate_limit: Option<u32>,
 }
 
 struct Receiver {
@@ -442,7 +447,8 @@ async fn main() -> anyhow::Result<()> {
             &client,
             &args,
             &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec() }),
+            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec(),
+                     "rateLimit": args.endpoint_rate_limit }),
         )
         .await?;
     }
@@ -550,7 +556,8 @@ async fn run_ingest(
             &client,
             &args,
             &format!("/ingest/api/v1/source/{source_id}/endpoint"),
-            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec() }),
+            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec(),
+                     "rateLimit": args.endpoint_rate_limit }),
         )
         .await?;
     }

@@ -15,10 +15,13 @@ pub(crate) struct CachedEndpoint {
     /// at load time (expiry is re-checked when signing).
     pub secrets: Vec<(EndpointSecret, Option<u64>)>,
     pub payload_filter: Option<Filter>,
+    /// Deliveries per second the lane lets through: the endpoint's
+    /// `rateLimit`, or else its application's.
+    pub rate_limit: Option<u32>,
 }
 
 impl CachedEndpoint {
-    pub(crate) fn new(endpoint: Endpoint, now: u64) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, app_rate_limit: Option<u32>, now: u64) -> Self {
         let mut secrets = vec![(endpoint.secret.clone(), None)];
         for retired in &endpoint.retired_secrets {
             if retired.expires_at > now {
@@ -39,6 +42,7 @@ impl CachedEndpoint {
                 }
             });
         Self {
+            rate_limit: endpoint.rate_limit.or(app_rate_limit),
             endpoint,
             secrets,
             payload_filter,
@@ -83,12 +87,22 @@ impl EndpointCache {
             }
             Err(_) => 0,
         };
-        let loaded: AppEndpoints = Arc::new(
+        let endpoints = self.store.all_endpoints(Some(app)).await?;
+        // Endpoints inherit their application's rate limit; an application
+        // change invalidates its endpoints, so this stays current.
+        let app_rate_limit = if endpoints.is_empty() {
+            None
+        } else {
             self.store
-                .all_endpoints(Some(app))
+                .get_app(app.as_str())
                 .await?
+                .and_then(|a| a.rate_limit)
+        };
+        let now = self.clock.now_ms();
+        let loaded: AppEndpoints = Arc::new(
+            endpoints
                 .into_iter()
-                .map(|e| Arc::new(CachedEndpoint::new(e, self.clock.now_ms())))
+                .map(|e| Arc::new(CachedEndpoint::new(e, app_rate_limit, now)))
                 .collect(),
         );
         if let Ok(mut guard) = self.inner.write()

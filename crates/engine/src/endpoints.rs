@@ -23,6 +23,8 @@ pub struct EndpointInput {
     pub description: String,
     /// Messages per second; at least 1 when given.
     pub rate_limit: Option<u32>,
+    /// Deliveries in flight at once, 1 to [`MAX_CONCURRENCY_LIMIT`] when given.
+    pub concurrency_limit: Option<u32>,
     pub uid: Option<String>,
     pub disabled: bool,
     /// Event types or `*` patterns; `None` receives all, an empty list is refused.
@@ -45,6 +47,7 @@ pub struct EndpointPatch {
     pub url: Option<String>,
     pub description: Option<String>,
     pub rate_limit: Option<Option<u32>>,
+    pub concurrency_limit: Option<Option<u32>>,
     pub uid: Option<Option<String>>,
     pub disabled: Option<bool>,
     pub filter_types: Option<Option<Vec<String>>>,
@@ -52,6 +55,20 @@ pub struct EndpointPatch {
     pub metadata: Option<Metadata>,
     pub secret: Option<String>,
     pub payload_filter: Option<Option<Value>>,
+}
+
+/// Most deliveries an endpoint's concurrency limit may allow in flight.
+pub const MAX_CONCURRENCY_LIMIT: u32 = 10_000;
+
+/// A concurrency limit: absent, or 1 to [`MAX_CONCURRENCY_LIMIT`].
+fn check_concurrency_limit(limit: Option<u32>) -> Result<Option<u32>, EngineError> {
+    match limit {
+        Some(n) if !(1..=MAX_CONCURRENCY_LIMIT).contains(&n) => Err(EngineError::invalid(
+            "concurrencyLimit",
+            format!("must be 1 to {MAX_CONCURRENCY_LIMIT} deliveries in flight"),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// Default grace period of a rotated-out endpoint secret, in seconds.
@@ -186,6 +203,7 @@ fn new_endpoint(
         filter_types: parse_filter_types(input.filter_types)?,
         channels: parse_channels("channels", input.channels)?,
         rate_limit: check_rate_limit("rateLimit", input.rate_limit)?,
+        concurrency_limit: check_concurrency_limit(input.concurrency_limit)?,
         metadata: input.metadata.unwrap_or_default(),
         headers,
         payload_filter: parse_payload_filter(input.payload_filter)?,
@@ -268,6 +286,7 @@ impl Engine {
                 ep.url = parse_url(&input.url)?;
                 ep.description = input.description;
                 ep.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
+                ep.concurrency_limit = check_concurrency_limit(input.concurrency_limit)?;
                 ep.uid = parse_uid("uid", input.uid)?.or(ep.uid);
                 ep.disabled = input.disabled;
                 ep.filter_types = parse_filter_types(input.filter_types)?;
@@ -306,6 +325,9 @@ impl Engine {
         }
         if let Some(r) = patch.rate_limit {
             ep.rate_limit = check_rate_limit("rateLimit", r)?;
+        }
+        if let Some(c) = patch.concurrency_limit {
+            ep.concurrency_limit = check_concurrency_limit(c)?;
         }
         if let Some(uid) = patch.uid {
             ep.uid = parse_uid("uid", uid)?;
@@ -484,6 +506,13 @@ mod tests {
                     ..ok()
                 },
                 "rateLimit",
+            ),
+            (
+                EndpointInput {
+                    concurrency_limit: Some(0),
+                    ..ok()
+                },
+                "concurrencyLimit",
             ),
             (
                 EndpointInput {

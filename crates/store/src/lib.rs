@@ -135,6 +135,11 @@ pub trait DeliveryStore: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryTask>>;
     /// Writes attempts and moves their deliveries on, all in one commit.
     async fn record_outcomes(&self, outcomes: Vec<Outcome>) -> Result<()>;
+    /// Puts claimed deliveries back to pending, each due at its `run_at`,
+    /// without an attempt: the attempt count and the manual flag stay as
+    /// they were. Only deliveries still marked sending change, so one that
+    /// a hand-over already made pending is left to its new owner.
+    async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()>;
     /// Makes the (message, endpoint) delivery pending again now, for a manual
     /// resend. Returns false when the delivery is being sent right now, in which
     /// case nothing changed.

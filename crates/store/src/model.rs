@@ -51,7 +51,11 @@ pub struct Endpoint {
     pub disabled: bool,
     pub filter_types: Option<Vec<EventTypePattern>>,
     pub channels: Option<Vec<Channel>>,
+    /// Deliveries per second; `None` takes the application's.
     pub rate_limit: Option<u32>,
+    /// Deliveries in flight at once; `None` is unlimited (within the
+    /// per-host connection cap).
+    pub concurrency_limit: Option<u32>,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
     /// A payload filter (see `switchyard_core::filter`), as written by the user.
@@ -173,6 +177,16 @@ pub struct Attempt {
     pub response_duration_ms: u64,
     pub manual: bool,
     pub created_at: u64,
+}
+
+/// A claimed delivery that a per-endpoint control held back (a rate limit,
+/// an open circuit breaker): it goes back to pending, due at `run_at` (ms
+/// since the epoch), with no attempt recorded and none counted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deferral {
+    pub msg_id: MessageId,
+    pub endpoint_id: EndpointId,
+    pub run_at: u64,
 }
 
 /// The result of one attempt and where it leaves the delivery.

@@ -35,8 +35,8 @@ pub(crate) struct ApplicationIn {
     /// Deprecated name of `throttleRate`, which wins when both are sent.
     #[schema(deprecated)]
     pub rate_limit: Option<u32>,
-    /// Messages per second to this application's endpoints (stored, not yet
-    /// enforced).
+    /// Deliveries per second to each of this application's endpoints that
+    /// sets none of its own; deliveries over it wait their turn.
     pub throttle_rate: Option<u32>,
     /// Free-form string pairs of your own.
     #[schema(value_type = Option<BTreeMap<String, String>>)]

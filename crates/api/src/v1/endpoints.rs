@@ -55,8 +55,13 @@ pub(crate) struct EndpointIn {
     /// Deprecated name of `throttleRate`, which wins when both are sent.
     #[schema(deprecated)]
     rate_limit: Option<u32>,
-    /// Messages per second to this endpoint (stored, not yet enforced).
+    /// Deliveries per second to this endpoint (its application's
+    /// `throttleRate` when absent); deliveries over it wait their turn.
     throttle_rate: Option<u32>,
+    /// Deliveries in flight to this endpoint at once, 1 to 10,000 (absent:
+    /// no limit beyond the per-host connection cap). A Switchyard addition.
+    #[schema(minimum = 1, maximum = 10000)]
+    concurrency_limit: Option<u32>,
     /// A unique name of your choosing; the API takes it wherever it takes
     /// the id. It may not start like an id (`app_`, `ep_`, ...).
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
@@ -97,6 +102,10 @@ pub(crate) struct EndpointPatchIn {
     rate_limit: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
     throttle_rate: Option<Option<u32>>,
+    /// Deliveries in flight at once, 1 to 10,000; `null` removes the limit.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(minimum = 1, maximum = 10000)]
+    concurrency_limit: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<Option<String>>,
@@ -142,6 +151,9 @@ pub(crate) struct EndpointOut {
     rate_limit: Option<u32>,
     #[schema(required = true)]
     throttle_rate: Option<u32>,
+    /// Deliveries in flight at once; `null`: no limit.
+    #[schema(required = true)]
+    concurrency_limit: Option<u32>,
     /// Free-form string pairs of your own.
     #[schema(value_type = BTreeMap<String, String>)]
     metadata: Metadata,
@@ -167,6 +179,7 @@ impl EndpointOut {
             channels: texts(ep.channels.as_deref()),
             rate_limit: ep.rate_limit,
             throttle_rate: ep.rate_limit,
+            concurrency_limit: ep.concurrency_limit,
             metadata: ep.metadata.clone(),
             payload_filter: ep.payload_filter.clone(),
             created_at: ts(ep.created_at),
@@ -181,6 +194,7 @@ impl From<EndpointIn> for EndpointInput {
             url: input.url,
             description: input.description,
             rate_limit: input.throttle_rate.or(input.rate_limit),
+            concurrency_limit: input.concurrency_limit,
             uid: input.uid,
             disabled: input.disabled,
             filter_types: input.event_types.or(input.filter_types),
@@ -199,6 +213,7 @@ impl From<EndpointPatchIn> for EndpointPatch {
             url: input.url,
             description: input.description,
             rate_limit: super::either_name(input.throttle_rate, input.rate_limit),
+            concurrency_limit: input.concurrency_limit,
             uid: input.uid,
             disabled: input.disabled,
             filter_types: super::either_name(input.event_types, input.filter_types),

@@ -3,48 +3,326 @@
 //! [`Lanes::admit`] after its endpoint is looked up and before it is signed,
 //! whether it came from intake, the poller or a manual resend.
 //!
-//! Today the lane refuses deliveries to disabled endpoints. The per-endpoint
-//! controls (rate limit, concurrency limit, circuit breaker, FIFO) are to
-//! decide here as well, adding the state they need and a "not yet" answer
-//! that puts the delivery back to pending without an attempt. Partition
-//! leases give each endpoint one owning node at a time, so the lane's state
-//! on that node will be the endpoint's state cluster-wide.
+//! Decisions today:
+//! - a disabled endpoint is refused (the delivery fails at once);
+//! - a rate limit (`rateLimit`, deliveries per second, the endpoint's or else
+//!   its application's) and a concurrency limit (`concurrencyLimit`,
+//!   deliveries in flight at once) are enforced: a delivery over either
+//!   waits, parked in memory (at most about a second of the endpoint's rate,
+//!   or [`MAX_PARKED`]), or put back in the store due when its turn should
+//!   come. Waiting never records an attempt, never consumes a retry and
+//!   never fails the delivery.
+//!
+//! Partition leases give each endpoint one owning node at a time, so the
+//! lane's state on that node is the endpoint's state cluster-wide. A rate
+//! limiter lives only in memory: after a takeover the new owner starts with
+//! a full burst (a tenth of a second of the rate), which is the most a
+//! takeover can add.
+//!
+//! The circuit breaker and FIFO order are to decide here too, with the same
+//! answers (send, refuse, park, defer).
 
 use crate::cache::CachedEndpoint;
+use governor::clock::Clock as _;
+use governor::nanos::Nanos;
+use governor::{Quota, RateLimiter};
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use switchyard_core::EndpointId;
+use switchyard_core::clock::Clock;
+use switchyard_store::{Deferral, DeliveryTask};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// The most deliveries parked in memory per endpoint: about one second of
+/// its rate, within these bounds (without a rate, the most). More wait in
+/// the store.
+const MIN_PARKED: usize = 1;
+const MAX_PARKED: usize = 1_000;
+/// How long a delivery held back by the concurrency limit alone, with the
+/// memory queue full, waits in the store before it is looked at again.
+const CONCURRENCY_RETRY: Duration = Duration::from_secs(1);
 
 /// What the lane decided for one delivery.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Admission {
-    /// Send now.
-    Send,
+    /// Send now; the permit (when the endpoint has a concurrency limit)
+    /// is held until the request is over.
+    Send(DeliveryTask, Option<OwnedSemaphorePermit>),
     /// Never send: the delivery fails at once with this reason, since
     /// retrying could not change it.
-    Refuse(String),
+    Refuse(DeliveryTask, String),
+    /// Parked until its turn; `start_pump` asks the caller to start the
+    /// endpoint's pump (see [`Lanes::next_ready`]), which none runs yet.
+    Parked { start_pump: bool },
+    /// Not now: back to the store, due at the deferral's time.
+    Defer(Deferral),
 }
 
-/// The lanes of the endpoints this node is sending to. Stateless until the
-/// delivery controls give it something to keep; nothing is counted on the
-/// hot path that no decision reads.
-pub(crate) struct Lanes;
+/// What an endpoint's pump does next.
+#[derive(Debug)]
+pub(crate) enum PumpStep {
+    /// This parked delivery may go now, holding this permit while it is sent.
+    Send(DeliveryTask, Option<OwnedSemaphorePermit>),
+    /// Nothing may go before this much time has passed.
+    Wait(Duration),
+    /// Nothing may go before a request to the endpoint is over: wait for a
+    /// permit of this semaphore and hand it to the next step.
+    WaitForSlot(Arc<Semaphore>),
+    /// Nothing is parked; the pump stops (a later park starts a new one).
+    Done,
+}
+
+/// The engine's clock as the rate limiter reads it, in nanoseconds.
+#[derive(Clone)]
+struct LimiterClock(Arc<dyn Clock>);
+
+impl governor::clock::Clock for LimiterClock {
+    type Instant = Nanos;
+
+    fn now(&self) -> Nanos {
+        Nanos::from(Duration::from_millis(self.0.now_ms()))
+    }
+}
+
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    LimiterClock,
+    governor::middleware::NoOpMiddleware<Nanos>,
+>;
+
+/// The limits an endpoint's lane enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    rate: Option<NonZeroU32>,
+    concurrency: Option<NonZeroU32>,
+}
+
+/// One limited endpoint's state on its owning node.
+struct Lane {
+    limits: Limits,
+    limiter: Option<Limiter>,
+    /// One permit per delivery the endpoint may have in flight.
+    slots: Option<Arc<Semaphore>>,
+    parked: VecDeque<DeliveryTask>,
+    pumping: bool,
+    /// The latest time, in microseconds, given to a deferred delivery, so
+    /// deferred deliveries come back one per turn rather than all at once.
+    deferred_until_us: u64,
+}
+
+impl Lane {
+    fn new(limits: Limits, clock: &LimiterClock) -> Self {
+        let limiter = limits.rate.map(|rate| {
+            // A burst of a tenth of a second of the rate: the clock has
+            // millisecond steps, so a rate over 1,000/s needs a burst above
+            // one to be reachable at all; over a minute the burst adds under
+            // 0.2 %.
+            let burst = NonZeroU32::new(rate.get() / 10).unwrap_or(NonZeroU32::MIN);
+            RateLimiter::direct_with_clock(
+                Quota::per_second(rate).allow_burst(burst),
+                clock.clone(),
+            )
+        });
+        Self {
+            limits,
+            limiter,
+            slots: limits
+                .concurrency
+                .map(|n| Arc::new(Semaphore::new(n.get() as usize))),
+            parked: VecDeque::new(),
+            pumping: false,
+            deferred_until_us: 0,
+        }
+    }
+
+    fn park_limit(&self) -> usize {
+        self.limits.rate.map_or(MAX_PARKED, |rate| {
+            (rate.get() as usize).clamp(MIN_PARKED, MAX_PARKED)
+        })
+    }
+
+    /// When a delivery arriving now behind the parked ones gets its turn, in
+    /// ms since the epoch; each call hands out the next turn.
+    fn next_turn_ms(&mut self, now_ms: u64) -> u64 {
+        let Some(rate) = self.limits.rate else {
+            // No rate to plan turns by: look again in a while.
+            return now_ms + CONCURRENCY_RETRY.as_millis() as u64;
+        };
+        let interval_us = (1_000_000 / u64::from(rate.get())).max(1);
+        let behind_parked = now_ms * 1_000 + (self.parked.len() as u64 + 1) * interval_us;
+        let turn = behind_parked.max(self.deferred_until_us + interval_us);
+        self.deferred_until_us = turn;
+        turn.div_ceil(1_000)
+    }
+
+    /// A permit, when the endpoint has a concurrency limit and one is free
+    /// (`Err` when it has one and none is).
+    fn try_slot(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        match &self.slots {
+            None => Ok(None),
+            Some(slots) => slots.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        }
+    }
+
+    /// Whether the rate lets one more delivery go now (and counts it); if
+    /// not, how long until it would.
+    fn rate_allows(&self, clock: &LimiterClock) -> Result<(), Duration> {
+        match &self.limiter {
+            None => Ok(()),
+            Some(limiter) => limiter
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(clock.now())),
+        }
+    }
+}
+
+/// The lanes of the endpoints this node is sending to. An endpoint without
+/// a rate limit has no lane state and costs no lock.
+pub(crate) struct Lanes {
+    clock: LimiterClock,
+    lanes: Mutex<HashMap<EndpointId, Lane>>,
+}
 
 impl Lanes {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock: LimiterClock(clock),
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
     /// Decides for one delivery bound for `endpoint`.
-    pub fn admit(&self, endpoint: &CachedEndpoint) -> Admission {
+    pub fn admit(&self, endpoint: &CachedEndpoint, task: DeliveryTask) -> Admission {
         // Manual resends included: a disabled endpoint receives nothing.
         if endpoint.endpoint.disabled {
-            return Admission::Refuse("endpoint is disabled".to_owned());
+            return Admission::Refuse(task, "endpoint is disabled".to_owned());
         }
-        Admission::Send
+        let limits = Limits {
+            rate: endpoint.rate_limit.and_then(NonZeroU32::new),
+            concurrency: endpoint
+                .endpoint
+                .concurrency_limit
+                .and_then(NonZeroU32::new),
+        };
+        if limits.rate.is_none() && limits.concurrency.is_none() {
+            return Admission::Send(task, None);
+        }
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return Admission::Send(task, None);
+        };
+        let lane = lanes
+            .entry(task.endpoint_id.clone())
+            .or_insert_with(|| Lane::new(limits, &self.clock));
+        if lane.limits != limits {
+            // Changed limits start afresh; what is parked keeps its place.
+            // Requests in flight hold permits of the old semaphore, so the
+            // new limit counts only what starts from now on.
+            let parked = std::mem::take(&mut lane.parked);
+            let pumping = lane.pumping;
+            *lane = Lane::new(limits, &self.clock);
+            lane.parked = parked;
+            lane.pumping = pumping;
+        }
+        // Parked deliveries go first: a newcomer never overtakes them.
+        if lane.parked.is_empty()
+            && let Ok(permit) = lane.try_slot()
+            && lane.rate_allows(&self.clock).is_ok()
+        {
+            return Admission::Send(task, permit);
+        }
+        if lane.parked.len() < lane.park_limit() {
+            lane.parked.push_back(task);
+            let start_pump = !lane.pumping;
+            lane.pumping = true;
+            return Admission::Parked { start_pump };
+        }
+        let run_at = lane.next_turn_ms(self.clock.0.now_ms());
+        Admission::Defer(Deferral {
+            msg_id: task.msg_id,
+            endpoint_id: task.endpoint_id,
+            run_at,
+        })
+    }
+
+    /// The next step of `endpoint`'s pump: the first parked delivery once
+    /// the limits allow it. `slot` is a permit the pump already waited for
+    /// (see [`PumpStep::WaitForSlot`]); it is used or kept for the next step.
+    pub fn next_ready(
+        &self,
+        endpoint: &EndpointId,
+        slot: &mut Option<OwnedSemaphorePermit>,
+    ) -> PumpStep {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return PumpStep::Done;
+        };
+        let Some(lane) = lanes.get_mut(endpoint) else {
+            return PumpStep::Done;
+        };
+        if lane.parked.is_empty() {
+            lane.pumping = false;
+            return PumpStep::Done;
+        }
+        // A permit of a semaphore the lane replaced (the limit changed)
+        // does not count.
+        if let (Some(held), Some(slots)) = (slot.as_ref(), lane.slots.as_ref())
+            && !std::ptr::eq(held.semaphore().as_ref(), slots.as_ref())
+        {
+            *slot = None;
+        }
+        if slot.is_none() {
+            match lane.try_slot() {
+                Ok(permit) => *slot = permit,
+                Err(()) => {
+                    if let Some(slots) = &lane.slots {
+                        return PumpStep::WaitForSlot(slots.clone());
+                    }
+                }
+            }
+        }
+        match lane.rate_allows(&self.clock) {
+            Ok(()) => match lane.parked.pop_front() {
+                Some(task) => PumpStep::Send(task, slot.take()),
+                None => PumpStep::Done,
+            },
+            Err(wait) => PumpStep::Wait(wait),
+        }
+    }
+
+    /// Takes every parked delivery of `endpoint` out (the node no longer
+    /// owns it) and stops its pump.
+    pub fn release(&self, endpoint: &EndpointId) -> Vec<DeliveryTask> {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return Vec::new();
+        };
+        match lanes.get_mut(endpoint) {
+            Some(lane) => {
+                lane.pumping = false;
+                lane.parked.drain(..).collect()
+            }
+            None => Vec::new(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_core::{AppId, EndpointId};
+    use switchyard_core::clock::ManualClock;
+    use switchyard_core::{AppId, MessageId};
     use switchyard_store::Endpoint;
 
-    fn endpoint(disabled: bool) -> CachedEndpoint {
+    fn endpoint(disabled: bool, rate_limit: Option<u32>) -> CachedEndpoint {
+        limited(disabled, rate_limit, None)
+    }
+
+    fn limited(
+        disabled: bool,
+        rate_limit: Option<u32>,
+        concurrency: Option<u32>,
+    ) -> CachedEndpoint {
         CachedEndpoint::new(
             Endpoint {
                 id: EndpointId::generate_at(1),
@@ -55,7 +333,8 @@ mod tests {
                 disabled,
                 filter_types: None,
                 channels: None,
-                rate_limit: None,
+                rate_limit,
+                concurrency_limit: concurrency,
                 metadata: Default::default(),
                 headers: Default::default(),
                 payload_filter: None,
@@ -64,18 +343,166 @@ mod tests {
                 created_at: 1,
                 updated_at: 1,
             },
+            None,
             1,
         )
     }
 
+    fn task(ep: &CachedEndpoint, n: u64) -> DeliveryTask {
+        DeliveryTask {
+            app_id: ep.endpoint.app_id.clone(),
+            msg_id: MessageId::generate_at(n),
+            endpoint_id: ep.endpoint.id.clone(),
+            attempts: 0,
+            payload: bytes::Bytes::new(),
+            forward: None,
+            manual: false,
+        }
+    }
+
     #[test]
     fn a_disabled_endpoint_is_refused() {
-        let lanes = Lanes;
-        let ep = endpoint(true);
-        assert_eq!(
-            lanes.admit(&ep),
-            Admission::Refuse("endpoint is disabled".into())
+        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let ep = endpoint(true, None);
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 1)),
+            Admission::Refuse(_, reason) if reason == "endpoint is disabled"
+        ));
+        let ep = endpoint(false, None);
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 1)),
+            Admission::Send(..)
+        ));
+    }
+
+    /// Over simulated seconds, a rate-limited endpoint gets exactly its
+    /// rate (plus the one-off burst); the excess is parked up to a second
+    /// of the rate, then deferred one turn apart, and nothing is dropped.
+    #[test]
+    fn the_rate_limit_holds_and_the_excess_waits() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let lanes = Lanes::new(clock.clone());
+        let ep = endpoint(false, Some(20));
+        let start = clock.now_ms();
+        let (mut sent, mut parked, mut deferred) = (0, 0, Vec::new());
+        for n in 0..100 {
+            match lanes.admit(&ep, task(&ep, n)) {
+                Admission::Send(..) => sent += 1,
+                Admission::Parked { start_pump } => {
+                    assert_eq!(start_pump, parked == 0);
+                    parked += 1;
+                }
+                Admission::Defer(d) => deferred.push(d.run_at),
+                Admission::Refuse(..) => panic!("refused"),
+            }
+        }
+        // Burst 2 (a tenth of a second of 20/s), then 20 parked, 78 deferred.
+        assert_eq!((sent, parked, deferred.len()), (2, 20, 78));
+        // Deferred ones come back 50 ms apart, after the parked ones.
+        assert_eq!(deferred[0], start + 21 * 50);
+        assert!(
+            deferred.windows(2).all(|w| w[1] - w[0] == 50),
+            "{deferred:?}"
         );
-        assert_eq!(lanes.admit(&endpoint(false)), Admission::Send);
+
+        // The pump lets one go per 50 ms of the engine clock.
+        let mut pumped = 0;
+        for _ in 0..10_000 {
+            match lanes.next_ready(&ep.endpoint.id, &mut None) {
+                PumpStep::Send(..) => pumped += 1,
+                PumpStep::Wait(d) => {
+                    assert!(d <= Duration::from_millis(50), "{d:?}");
+                    clock.advance(d);
+                }
+                PumpStep::WaitForSlot(_) => panic!("no concurrency limit"),
+                PumpStep::Done => break,
+            }
+        }
+        assert_eq!(pumped, 20);
+        let elapsed = clock.now_ms() - start;
+        assert!((950..=1_000).contains(&elapsed), "{elapsed} ms");
+        assert!(matches!(
+            lanes.next_ready(&ep.endpoint.id, &mut None),
+            PumpStep::Done
+        ));
+    }
+
+    #[test]
+    fn endpoints_without_a_rate_limit_keep_no_state() {
+        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let ep = endpoint(false, None);
+        for n in 0..1_000 {
+            assert!(matches!(
+                lanes.admit(&ep, task(&ep, n)),
+                Admission::Send(..)
+            ));
+        }
+        assert!(lanes.lanes.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn released_lanes_hand_back_what_they_parked() {
+        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let ep = endpoint(false, Some(1));
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 1)),
+            Admission::Send(..)
+        ));
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 2)),
+            Admission::Parked { start_pump: true }
+        ));
+        assert_eq!(lanes.release(&ep.endpoint.id).len(), 1);
+        assert!(matches!(
+            lanes.next_ready(&ep.endpoint.id, &mut None),
+            PumpStep::Done
+        ));
+    }
+
+    /// With a concurrency limit of 2, a third delivery waits until one of
+    /// the two in flight is over, then goes with the freed permit.
+    #[test]
+    fn the_concurrency_limit_holds_deliveries_until_a_request_ends() {
+        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let ep = limited(false, None, Some(2));
+        let mut in_flight = Vec::new();
+        for n in 0..2 {
+            match lanes.admit(&ep, task(&ep, n)) {
+                Admission::Send(_, Some(permit)) => in_flight.push(permit),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 2)),
+            Admission::Parked { start_pump: true }
+        ));
+        let mut slot = None;
+        let PumpStep::WaitForSlot(slots) = lanes.next_ready(&ep.endpoint.id, &mut slot) else {
+            panic!("the third must wait for a slot");
+        };
+        assert!(slots.clone().try_acquire_owned().is_err());
+        in_flight.pop();
+        slot = slots.try_acquire_owned().ok();
+        assert!(slot.is_some());
+        assert!(matches!(
+            lanes.next_ready(&ep.endpoint.id, &mut slot),
+            PumpStep::Send(_, Some(_))
+        ));
+        assert!(matches!(
+            lanes.next_ready(&ep.endpoint.id, &mut slot),
+            PumpStep::Done
+        ));
+        // Beyond what memory holds, the rest waits in the store.
+        let (mut sent, mut parked, mut deferred) = (Vec::new(), 0, 0);
+        for n in 3..(3 + MAX_PARKED as u64 + 6) {
+            match lanes.admit(&ep, task(&ep, n)) {
+                Admission::Send(_, permit) => sent.push(permit),
+                Admission::Parked { .. } => parked += 1,
+                Admission::Defer(_) => deferred += 1,
+                Admission::Refuse(..) => panic!("refused"),
+            }
+        }
+        // One permit was free; the rest fills memory, then the store.
+        assert_eq!((sent.len(), parked, deferred), (1, MAX_PARKED, 5));
     }
 }

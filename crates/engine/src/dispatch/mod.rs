@@ -11,7 +11,7 @@ use crate::cluster::Partitions;
 use crate::{EngineConfig, EngineError};
 use destination::{Delivery, Destinations, SendResult};
 use http::{DeliveryClient, DeliveryClientConfig};
-use lane::{Admission, Lanes};
+use lane::{Admission, Lanes, PumpStep};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,8 +20,8 @@ use switchyard_core::clock::Clock;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_core::{AttemptId, EndpointUrl};
-use switchyard_store::{Attempt, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use switchyard_store::{Attempt, Deferral, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Above this many queued deliveries intake leaves new ones to the poller
 /// instead of queueing them in memory.
@@ -41,6 +41,8 @@ struct Inner {
     slots: Arc<Semaphore>,
     wake: Notify,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    /// Deliveries the lanes held back, on their way back to the store.
+    deferrals: mpsc::UnboundedSender<Deferral>,
     partitions: Arc<Partitions>,
     clock: Arc<dyn Clock>,
     lanes: Lanes,
@@ -68,6 +70,7 @@ impl Dispatcher {
         destinations.register(&["http", "https"], Arc::new(client));
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
+        let (deferrals, deferrals_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             endpoints,
@@ -78,13 +81,15 @@ impl Dispatcher {
             slots: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             wake: Notify::new(),
             outcomes,
+            deferrals,
             partitions,
             clock: config.clock.clone(),
-            lanes: Lanes,
+            lanes: Lanes::new(config.clock.clone()),
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
         tokio::spawn(run_recorder(inner.clone(), outcomes_rx));
+        tokio::spawn(run_deferrer(inner.clone(), deferrals_rx));
         Ok(Self { inner })
     }
 
@@ -102,7 +107,7 @@ impl Dispatcher {
         {
             let inner = self.inner.clone();
             tokio::spawn(async move {
-                deliver(&inner, task).await;
+                deliver(&inner, task, Gate::Ask).await;
                 drop(slot);
             });
             return;
@@ -135,7 +140,7 @@ async fn run_senders(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Deliv
         inner.queued.fetch_sub(1, Ordering::Relaxed);
         let inner = inner.clone();
         tokio::spawn(async move {
-            deliver(&inner, task).await;
+            deliver(&inner, task, Gate::Ask).await;
             drop(slot);
         });
     }
@@ -194,6 +199,61 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
     }
 }
 
+/// Writes held-back deliveries back to the store in batches; each stays
+/// counted in flight until its deferral is stored.
+async fn run_deferrer(inner: Arc<Inner>, mut deferrals: mpsc::UnboundedReceiver<Deferral>) {
+    let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+    while deferrals.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = inner.store.defer(batch.clone(), inner.clock.now_ms()).await {
+            tracing::warn!(error = %e, deferrals = batch.len(), "deferring deliveries failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        for deferral in batch.drain(..) {
+            inner.partitions.end(&deferral.endpoint_id);
+        }
+    }
+}
+
+/// Sends an endpoint's parked deliveries as its lane lets them go, then
+/// stops. A delivery whose partition this node lost is dropped here: its row
+/// is still marked sending, and the hand-over makes it pending for the new
+/// owner.
+fn spawn_pump(inner: Arc<Inner>, endpoint: switchyard_core::EndpointId) {
+    tokio::spawn(async move {
+        let mut slot = None;
+        loop {
+            match inner.lanes.next_ready(&endpoint, &mut slot) {
+                PumpStep::Send(task, permit) => {
+                    if !task.manual && !inner.partitions.owns(&endpoint) {
+                        inner.partitions.end(&endpoint);
+                        for dropped in inner.lanes.release(&endpoint) {
+                            inner.partitions.end(&dropped.endpoint_id);
+                        }
+                        return;
+                    }
+                    let Ok(slot) = inner.slots.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let inner = inner.clone();
+                    tokio::spawn(async move {
+                        deliver(&inner, task, Gate::Passed(permit)).await;
+                        drop(slot);
+                    });
+                }
+                PumpStep::WaitForSlot(slots) => slot = slots.acquire_owned().await.ok(),
+                // The wait is on the engine clock; at least a millisecond,
+                // so a clock that stands still (tests) does not spin.
+                PumpStep::Wait(wait) => {
+                    tokio::time::sleep(wait.max(Duration::from_millis(1))).await
+                }
+                PumpStep::Done => return,
+            }
+        }
+    });
+}
+
 fn signed_headers(
     endpoint: &crate::cache::CachedEndpoint,
     msg_id: &str,
@@ -240,7 +300,16 @@ fn signed_headers(
     Ok(headers)
 }
 
-async fn deliver(inner: &Inner, task: DeliveryTask) {
+/// Whether a delivery still needs its lane's decision.
+enum Gate {
+    Ask,
+    /// The lane let it go (its pump sends it), with the endpoint's
+    /// concurrency permit when it has a limit.
+    Passed(Option<OwnedSemaphorePermit>),
+}
+
+/// Sends one delivery, or hands it to its endpoint's lane.
+async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
     let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
         Ok(Some(e)) => e,
         // Deleted: its pending deliveries were removed with it.
@@ -267,13 +336,28 @@ async fn deliver(inner: &Inner, task: DeliveryTask) {
         Some(f) if !f.path.is_empty() => with_path(&endpoint.endpoint.url, &f.path),
         _ => Ok(endpoint.endpoint.url.clone()),
     };
-    let admission = inner.lanes.admit(&endpoint);
+    let admission = match gate {
+        Gate::Passed(permit) if !endpoint.endpoint.disabled => Admission::Send(task, permit),
+        _ => inner.lanes.admit(&endpoint, task),
+    };
     // Neither a lane's refusal nor a refused path can change by retrying:
-    // the delivery fails at once.
-    let refused = match (admission, &url) {
-        (Admission::Refuse(reason), _) => Some(reason),
-        (Admission::Send, Err(reason)) => Some(reason.clone()),
-        (Admission::Send, Ok(_)) => None,
+    // the delivery fails at once. The permit is held until the request ends.
+    let (task, refused, _permit) = match (admission, &url) {
+        (Admission::Refuse(task, reason), _) => (task, Some(reason), None),
+        (Admission::Send(task, permit), Err(reason)) => (task, Some(reason.clone()), permit),
+        (Admission::Send(task, permit), Ok(_)) => (task, None, permit),
+        (Admission::Parked { start_pump }, _) => {
+            if start_pump {
+                spawn_pump(inner.clone(), endpoint.endpoint.id.clone());
+            }
+            return;
+        }
+        (Admission::Defer(deferral), _) => {
+            if let Err(unsent) = inner.deferrals.send(deferral) {
+                inner.partitions.end(&unsent.0.endpoint_id);
+            }
+            return;
+        }
     };
     let url = url.unwrap_or_else(|_| endpoint.endpoint.url.clone());
     if let Some(reason) = refused {

@@ -159,3 +159,73 @@ pub async fn claimed_fan_out_carries_each_message_payload_once(b: Backend) {
         );
     }
 }
+
+/// A deferred delivery waits for its time without an attempt: none is
+/// recorded, none counted, and a delivery no longer being sent (made pending
+/// by a hand-over) is not touched.
+pub async fn deferred_deliveries_wait_without_an_attempt(b: Backend) {
+    let s = b.store.as_ref();
+    let a = s.insert_app(app(None, 1)).await.unwrap();
+    let e = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
+    let now = switchyard_core::timefmt::now_ms();
+    let m = created(
+        accept(
+            s,
+            message(&a.id, now - 10, None),
+            None,
+            std::slice::from_ref(&e.id),
+        )
+        .await,
+    );
+    let task = s.claim_due(now, 10, &ALL).await.unwrap().remove(0);
+    let deferral = Deferral {
+        msg_id: task.msg_id.clone(),
+        endpoint_id: task.endpoint_id.clone(),
+        run_at: now + 5_000,
+    };
+    s.defer(vec![deferral.clone()], now).await.unwrap();
+    assert!(
+        s.claim_due(now + 4_999, 10, &ALL).await.unwrap().is_empty(),
+        "{}: not due before its time",
+        b.name
+    );
+    let again = s.claim_due(now + 5_000, 10, &ALL).await.unwrap();
+    assert_eq!(again.len(), 1, "{}", b.name);
+    assert_eq!(
+        again[0].attempts, 0,
+        "{}: a deferral is not an attempt",
+        b.name
+    );
+    let attempts = s
+        .list_attempts(&AttemptFilter {
+            msg_id: Some(m.id.clone()),
+            page: page(10, None, Order::Descending),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(attempts.data.is_empty(), "{}", b.name);
+    // Finished, then deferred late (a stale deferral): nothing changes.
+    s.record_outcomes(vec![outcome(
+        &again[0],
+        DeliveryStatus::Success,
+        200,
+        None,
+        now + 5_001,
+    )])
+    .await
+    .unwrap();
+    s.defer(vec![deferral], now + 5_002).await.unwrap();
+    assert!(
+        s.claim_due(now + 10_000, 10, &ALL)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        s.endpoint_stats(&e.id).await.unwrap().success,
+        1,
+        "{}",
+        b.name
+    );
+}

@@ -42,6 +42,8 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
     assert_eq!(s.all_endpoints(None).await.unwrap().len(), 2);
     let mut changed = e1.clone();
     changed.headers.insert("X-A".into(), "1".into());
+    changed.rate_limit = Some(7);
+    changed.concurrency_limit = Some(3);
     changed.retired_secrets.push(RetiredSecret {
         secret: EndpointSecret::generate(),
         expires_at: 99,

@@ -75,7 +75,8 @@ macro_rules! conformance_suite {
                 messages_past_retention_go_with_their_deliveries_and_attempts;
             deliveries:
                 delivery_lifecycle_claims_retries_and_recovery,
-                claimed_fan_out_carries_each_message_payload_once;
+                claimed_fan_out_carries_each_message_payload_once,
+                deferred_deliveries_wait_without_an_attempt;
             settings: settings_and_idempotency_records;
             cluster:
                 partition_leases_are_shared_renewed_and_taken_over,
@@ -171,6 +172,7 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
         filter_types: None,
         channels: None,
         rate_limit: None,
+        concurrency_limit: None,
         metadata: Default::default(),
         headers: Default::default(),
         payload_filter: None,

@@ -143,6 +143,27 @@ impl DeliveryStore for PgStore {
         Ok(())
     }
 
+    async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()> {
+        if deferrals.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<&str> = deferrals.iter().map(|d| d.msg_id.as_str()).collect();
+        let eps: Vec<&str> = deferrals.iter().map(|d| d.endpoint_id.as_str()).collect();
+        let runs: Vec<i64> = deferrals.iter().map(|d| d.run_at as i64).collect();
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE deliveries d SET status = 1, next_attempt_at = u.n, updated_at = $4
+                 FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(m, e, n)
+                 WHERE d.msg_id = u.m AND d.endpoint_id = u.e AND d.status = 3",
+            )
+            .await?;
+        client
+            .execute(&stmt, &[&msgs, &eps, &runs, &(now_ms as i64)])
+            .await?;
+        Ok(())
+    }
+
     async fn requeue(
         &self,
         app: &AppId,

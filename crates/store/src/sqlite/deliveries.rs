@@ -82,6 +82,28 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
+    async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()> {
+        if deferrals.is_empty() {
+            return Ok(());
+        }
+        self.write_fast(move |conn| {
+            let mut update = conn.prepare_cached(
+                "UPDATE deliveries SET status = 1, next_attempt_at = ?3, updated_at = ?4
+                 WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3",
+            )?;
+            for d in &deferrals {
+                update.execute(params![
+                    d.msg_id.as_str(),
+                    d.endpoint_id.as_str(),
+                    d.run_at as i64,
+                    now_ms as i64
+                ])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn requeue(
         &self,
         app: &AppId,

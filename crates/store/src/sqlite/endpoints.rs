@@ -16,10 +16,10 @@ fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Op
 fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)"
+            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17 WHERE id=?1".to_string()
     };
     let changed = conn
         .prepare_cached(&sql)?
@@ -40,6 +40,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
             ep.created_at as i64,
             ep.updated_at as i64,
             opt_json_text(&ep.payload_filter)?,
+            ep.concurrency_limit,
         ])
         .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {

@@ -1,0 +1,3 @@
+-- Version 6: an endpoint's concurrency limit (deliveries in flight at once;
+-- NULL is unlimited within the per-host connection cap).
+ALTER TABLE endpoints ADD COLUMN concurrency_limit INTEGER;

@@ -1,0 +1,279 @@
+//! Per-endpoint delivery controls against the real binary and a real
+//! receiver: a rate limit (the endpoint's, or its application's default) is
+//! held within 10 % of the set rate, and the excess waits without failing or
+//! consuming a retry, on SQLite and on three PostgreSQL nodes; a concurrency
+//! limit caps the requests open at once.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Deliveries per second set on the endpoint, and on the application whose
+/// endpoint inherits it.
+const RATE: u32 = 40;
+/// Messages per endpoint: ten seconds at the set rate.
+const MESSAGES: usize = 400;
+
+/// Creates an application (with `app_rate` as its default rate limit) and
+/// one endpoint at `base{path}` with `endpoint_rate`.
+async fn rate_limited(
+    api: &Api,
+    base: &str,
+    path: &str,
+    app_rate: Option<u32>,
+    endpoint_rate: Option<u32>,
+) -> (String, String) {
+    let (status, app) = api
+        .post(
+            "/api/v1/app",
+            json!({ "name": "rate", "rateLimit": app_rate }),
+        )
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    let (status, ep) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}{path}"), "rateLimit": endpoint_rate }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    (app_id, ep["id"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Posts `count` messages to `app_id` through the given nodes, 16 at a time,
+/// and returns their ids.
+async fn publish(apis: &[Api], app_id: &str, count: usize) -> Vec<String> {
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let api = apis[worker % apis.len()].clone();
+        let app_id = app_id.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in (worker..count).step_by(16) {
+                ids.push(send_message(&api, &app_id).await);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.expect("publisher"));
+    }
+    ids
+}
+
+/// Deliveries per second at `path`, from the first arrival to the last,
+/// once every message has arrived exactly once.
+fn measured_rate(rx: &Receiver, path: &str, ids: &[String]) -> f64 {
+    let arrivals = rx.arrivals.lock().unwrap();
+    let mut times: Vec<Instant> = Vec::new();
+    for id in ids {
+        let seen = &arrivals[&(path.to_owned(), id.clone())];
+        assert_eq!(seen.len(), 1, "{id} arrived {} times", seen.len());
+        times.push(seen[0]);
+    }
+    times.sort();
+    let span = times[times.len() - 1] - times[0];
+    (times.len() - 1) as f64 / span.as_secs_f64()
+}
+
+/// No attempt failed: waiting for the rate is not a failed attempt.
+async fn assert_no_failed_attempt(api: &Api, app_id: &str, ep_id: &str) {
+    let (status, failed) = api
+        .get(&format!(
+            "/api/v1/app/{app_id}/attempt/endpoint/{ep_id}?status=2&limit=10"
+        ))
+        .await;
+    assert_eq!(status, 200, "{failed}");
+    assert_eq!(failed["data"], json!([]), "{failed}");
+    let (status, stats) = api
+        .get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (stats["success"].clone(), stats["fail"].clone()),
+        (json!(MESSAGES), json!(0)),
+        "{stats}"
+    );
+}
+
+async fn rate_limits_hold(apis: &[Api]) {
+    let (rx, base) = Receiver::start().await;
+    let (own_app, own_ep) = rate_limited(&apis[0], &base, "/own", None, Some(RATE)).await;
+    let (inherit_app, inherit_ep) =
+        rate_limited(&apis[0], &base, "/inherited", Some(RATE), None).await;
+    let started = Instant::now();
+    let (own, inherited) = tokio::join!(
+        publish(apis, &own_app, MESSAGES),
+        publish(apis, &inherit_app, MESSAGES)
+    );
+    let published_in = started.elapsed();
+    // Publishing is far faster than the rate: the excess has to wait.
+    assert!(
+        published_in < Duration::from_secs(5),
+        "publishing took {published_in:?}; the test would not load the limit"
+    );
+    let paths = |p: &str| vec![p.to_owned()];
+    rx.assert_all_arrive(&paths("/own"), &own, Duration::from_secs(60))
+        .await;
+    rx.assert_all_arrive(&paths("/inherited"), &inherited, Duration::from_secs(60))
+        .await;
+    for (path, ids) in [("/own", &own), ("/inherited", &inherited)] {
+        let rate = measured_rate(&rx, path, ids);
+        let set = f64::from(RATE);
+        eprintln!("{path}: {rate:.2} deliveries/s (set {set}/s)");
+        assert!(
+            (rate - set).abs() <= set * 0.10,
+            "{path}: {rate:.1} deliveries/s, set {set}/s"
+        );
+    }
+    assert_no_failed_attempt(&apis[0], &own_app, &own_ep).await;
+    assert_no_failed_attempt(&apis[0], &inherit_app, &inherit_ep).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limits_hold_on_sqlite() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    rate_limits_hold(&[server.client()]).await;
+}
+
+/// Three nodes share the partitions; messages are published through all of
+/// them, and the node owning each endpoint holds its rate alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
+async fn rate_limits_hold_on_three_postgres_nodes() {
+    use switchyard_store::postgres::test_database;
+    let db = test_database().await;
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let servers: Vec<Server> = dirs
+        .iter()
+        .map(|d| {
+            Server::start(
+                d.path(),
+                &[
+                    ("SWITCHYARD_DATABASE_URL", db.url()),
+                    ("SWITCHYARD_LEASE_TTL_SECS", "3"),
+                    ("SWITCHYARD_DATABASE_POOL_SIZE", "8"),
+                ],
+            )
+        })
+        .collect();
+    let apis: Vec<Api> = servers.iter().map(Server::client).collect();
+    // Wait until the partitions are spread, so the endpoints' owners are
+    // settled before the measurement starts.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, view): (u16, Value) = apis[0].get("/api/v1/cluster").await;
+        let counts: Vec<u64> = view["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["live"] == json!(true))
+            .filter_map(|n| n["partitionCount"].as_u64())
+            .collect();
+        if counts.len() == 3 && counts.iter().all(|&n| n > 0) && counts.iter().sum::<u64>() == 256 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "partitions never spread: {view}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    rate_limits_hold(&apis).await;
+}
+
+/// A receiver that holds each request for `hold` and records the most
+/// requests it had open at once, and how many it answered.
+#[derive(Clone, Default)]
+struct SlowReceiver {
+    open: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+}
+
+async fn slow_receiver(hold: Duration) -> (SlowReceiver, String) {
+    let rx = SlowReceiver::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = rx.clone();
+    let app = axum::Router::new().fallback(move || {
+        let rx = state.clone();
+        async move {
+            let now = rx.open.fetch_add(1, Ordering::SeqCst) + 1;
+            rx.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(hold).await;
+            rx.open.fetch_sub(1, Ordering::SeqCst);
+            rx.answered.fetch_add(1, Ordering::SeqCst);
+            axum::http::StatusCode::OK
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (rx, base)
+}
+
+/// An endpoint with `concurrencyLimit: 2` never has more than two requests
+/// open, however many deliveries are due; all arrive, none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_concurrency_limit_holds() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (rx, base) = slow_receiver(Duration::from_millis(150)).await;
+    let (status, app) = api.post("/api/v1/app", json!({ "name": "c" })).await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    let (status, ep) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/slow"), "concurrencyLimit": 2 }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    assert_eq!(ep["concurrencyLimit"], json!(2), "{ep}");
+    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    let count = 20;
+    publish(&[api.clone()], &app_id, count).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rx.answered.load(Ordering::SeqCst) < count {
+        assert!(Instant::now() < deadline, "not all deliveries arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(rx.most.load(Ordering::SeqCst), 2);
+    // Lifting the limit lets them all go at once.
+    let (status, patched) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
+            Some(json!({ "concurrencyLimit": null })),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["concurrencyLimit"], Value::Null);
+    rx.most.store(0, Ordering::SeqCst);
+    publish(&[api.clone()], &app_id, count).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rx.answered.load(Ordering::SeqCst) < 2 * count {
+        assert!(Instant::now() < deadline, "not all deliveries arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(rx.most.load(Ordering::SeqCst) > 2);
+    let (status, stats) = api
+        .get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["fail"], json!(0), "{stats}");
+    let (status, bad) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/x"), "concurrencyLimit": 0 }),
+        )
+        .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(bad["detail"][0]["loc"], json!(["body", "concurrencyLimit"]));
+}
