@@ -70,6 +70,10 @@ struct Args {
     /// above the offered load to measure their cost alone.
     #[arg(long)]
     endpoint_rate_limit: Option<u32>,
+    /// Gives every endpoint a circuit breaker with the default settings, so
+    /// its bookkeeping is in the measured path.
+    #[arg(long)]
+    endpoint_breaker: bool,
 }
 
 struct Receiver {
@@ -448,7 +452,8 @@ async fn main() -> anyhow::Result<()> {
             &args,
             &format!("/api/v1/app/{app_id}/endpoint"),
             json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec(),
-                     "rateLimit": args.endpoint_rate_limit }),
+                     "rateLimit": args.endpoint_rate_limit,
+                     "circuitBreaker": args.endpoint_breaker.then(|| json!({})) }),
         )
         .await?;
     }
@@ -557,7 +562,8 @@ async fn run_ingest(
             &args,
             &format!("/ingest/api/v1/source/{source_id}/endpoint"),
             json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec(),
-                     "rateLimit": args.endpoint_rate_limit }),
+                     "rateLimit": args.endpoint_rate_limit,
+                     "circuitBreaker": args.endpoint_breaker.then(|| json!({})) }),
         )
         .await?;
     }

@@ -6,6 +6,7 @@
 //! path suffix. Nothing here performs I/O, so all of it is unit- and
 //! property-testable.
 
+pub mod breaker;
 pub mod clock;
 pub mod filter;
 pub mod forward;

@@ -7,7 +7,7 @@ use switchyard_core::clock::Clock;
 use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
 use switchyard_core::{AppId, EndpointId};
-use switchyard_store::{Endpoint, Store, StoreError};
+use switchyard_store::{CircuitSnapshot, Endpoint, Store, StoreError};
 
 pub(crate) struct CachedEndpoint {
     pub endpoint: Endpoint,
@@ -18,6 +18,9 @@ pub(crate) struct CachedEndpoint {
     /// Deliveries per second the lane lets through: the endpoint's
     /// `rateLimit`, or else its application's.
     pub rate_limit: Option<u32>,
+    /// The breaker state last stored for the endpoint, if any (only read
+    /// for endpoints with a breaker).
+    pub circuit: Option<CircuitSnapshot>,
 }
 
 impl CachedEndpoint {
@@ -43,6 +46,7 @@ impl CachedEndpoint {
             });
         Self {
             rate_limit: endpoint.rate_limit.or(app_rate_limit),
+            circuit: None,
             endpoint,
             secrets,
             payload_filter,
@@ -98,11 +102,22 @@ impl EndpointCache {
                 .await?
                 .and_then(|a| a.rate_limit)
         };
+        let mut circuits: HashMap<EndpointId, CircuitSnapshot> =
+            if endpoints.iter().any(|e| e.circuit_breaker.is_some()) {
+                self.store.circuits(app).await?.into_iter().collect()
+            } else {
+                HashMap::new()
+            };
         let now = self.clock.now_ms();
         let loaded: AppEndpoints = Arc::new(
             endpoints
                 .into_iter()
-                .map(|e| Arc::new(CachedEndpoint::new(e, app_rate_limit, now)))
+                .map(|e| {
+                    let circuit = circuits.remove(&e.id);
+                    let mut cached = CachedEndpoint::new(e, app_rate_limit, now);
+                    cached.circuit = circuit;
+                    Arc::new(cached)
+                })
                 .collect(),
         );
         if let Ok(mut guard) = self.inner.write()

@@ -8,11 +8,13 @@ use crate::{Engine, EngineError};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use switchyard_core::breaker::BreakerConfig;
 use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
 use switchyard_core::{Channel, EndpointId, EndpointUrl, EventTypePattern};
 use switchyard_store::{
-    Application, Endpoint, EndpointStats, Metadata, Page, PageRequest, RetiredSecret,
+    Application, CircuitSnapshot, Endpoint, EndpointStats, Metadata, Page, PageRequest,
+    RetiredSecret,
 };
 
 /// An endpoint's settable fields (create and upsert).
@@ -39,6 +41,8 @@ pub struct EndpointInput {
     pub headers: Option<BTreeMap<String, String>>,
     /// A [`Filter`] on the payload; `null` means none.
     pub payload_filter: Option<Value>,
+    /// Circuit-breaker settings (a [`BreakerConfig`] as JSON); `null` means none.
+    pub circuit_breaker: Option<Value>,
 }
 
 /// A partial change: `None` leaves a field as it is; `Some(None)` clears it.
@@ -55,6 +59,7 @@ pub struct EndpointPatch {
     pub metadata: Option<Metadata>,
     pub secret: Option<String>,
     pub payload_filter: Option<Option<Value>>,
+    pub circuit_breaker: Option<Option<Value>>,
 }
 
 /// Most deliveries an endpoint's concurrency limit may allow in flight.
@@ -69,6 +74,14 @@ fn check_concurrency_limit(limit: Option<u32>) -> Result<Option<u32>, EngineErro
         )),
         other => Ok(other),
     }
+}
+
+/// An endpoint's circuit breaker as the engine reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitView {
+    /// `None`: the endpoint has no breaker (its state stays closed).
+    pub config: Option<BreakerConfig>,
+    pub snapshot: CircuitSnapshot,
 }
 
 /// Default grace period of a rotated-out endpoint secret, in seconds.
@@ -149,6 +162,20 @@ fn parse_payload_filter(filter: Option<Value>) -> Result<Option<Value>, EngineEr
     }
 }
 
+/// Circuit-breaker settings; errors name `circuitBreaker.<field>`.
+fn parse_breaker(settings: Option<Value>) -> Result<Option<BreakerConfig>, EngineError> {
+    let settings = match settings {
+        None | Some(Value::Null) => return Ok(None),
+        Some(s) => s,
+    };
+    let config: BreakerConfig = serde_json::from_value(settings)
+        .map_err(|e| EngineError::invalid("circuitBreaker", e.to_string()))?;
+    config.check().map_err(|(field, problem)| {
+        EngineError::invalid(format!("circuitBreaker.{field}"), problem)
+    })?;
+    Ok(Some(config))
+}
+
 fn parse_secret(field: &str, secret: Option<String>) -> Result<EndpointSecret, EngineError> {
     match secret {
         None => Ok(EndpointSecret::generate()),
@@ -204,6 +231,7 @@ fn new_endpoint(
         channels: parse_channels("channels", input.channels)?,
         rate_limit: check_rate_limit("rateLimit", input.rate_limit)?,
         concurrency_limit: check_concurrency_limit(input.concurrency_limit)?,
+        circuit_breaker: parse_breaker(input.circuit_breaker)?,
         metadata: input.metadata.unwrap_or_default(),
         headers,
         payload_filter: parse_payload_filter(input.payload_filter)?,
@@ -293,6 +321,7 @@ impl Engine {
                 ep.channels = parse_channels("channels", input.channels)?;
                 ep.metadata = input.metadata.unwrap_or_default();
                 ep.payload_filter = parse_payload_filter(input.payload_filter)?;
+                ep.circuit_breaker = parse_breaker(input.circuit_breaker)?;
                 if let Some(headers) = input.headers {
                     check_headers(&headers)?;
                     ep.headers = headers;
@@ -350,7 +379,61 @@ impl Engine {
         if let Some(f) = patch.payload_filter {
             ep.payload_filter = parse_payload_filter(f)?;
         }
+        if let Some(b) = patch.circuit_breaker {
+            ep.circuit_breaker = parse_breaker(b)?;
+        }
         self.save_endpoint(ep).await
+    }
+
+    /// An endpoint's circuit breaker: its settings and its state as last
+    /// stored (every change of state is stored by the node sending to the
+    /// endpoint; an endpoint whose breaker never tripped is closed).
+    pub async fn endpoint_circuit(
+        &self,
+        app_key: &str,
+        key: &str,
+    ) -> Result<CircuitView, EngineError> {
+        let ep = self.endpoint(app_key, key).await?;
+        let snapshot = self
+            .store
+            .circuits(&ep.app_id)
+            .await?
+            .into_iter()
+            .find(|(id, _)| *id == ep.id)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| CircuitSnapshot::closed(ep.created_at));
+        Ok(CircuitView {
+            config: ep.circuit_breaker,
+            snapshot,
+        })
+    }
+
+    /// Closes an endpoint's breaker now, whatever its state, and makes its
+    /// waiting deliveries (held back, or waiting for a retry) due now. The
+    /// node sending to the endpoint
+    /// takes the new state when its endpoint cache reloads (at once: the
+    /// change is announced like any endpoint change).
+    pub async fn reset_circuit(
+        &self,
+        app_key: &str,
+        key: &str,
+    ) -> Result<CircuitView, EngineError> {
+        let ep = self.endpoint(app_key, key).await?;
+        let now = self.clock.now_ms();
+        let snapshot = CircuitSnapshot::closed(now);
+        self.store
+            .save_circuit(&ep.app_id, &ep.id, &snapshot)
+            .await?;
+        self.endpoints_changed(&ep.app_id);
+        // What the breaker held back waits for its cool-down in the queue:
+        // due now instead, like every retry the endpoint was waiting on.
+        let due = self.store.due_now(&ep.id, now).await?;
+        tracing::info!(endpoint = %ep.id, deliveries = due, "circuit breaker reset");
+        self.wake_dispatcher();
+        Ok(CircuitView {
+            config: ep.circuit_breaker,
+            snapshot,
+        })
     }
 
     /// Deletes an endpoint; its pending deliveries go with it.

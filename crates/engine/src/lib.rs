@@ -21,7 +21,7 @@ pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
 pub use cluster::ClusterConfig;
 pub use dispatch::destination;
 pub use dispatch::http::DeliveryClientConfig;
-pub use endpoints::{EndpointInput, EndpointPatch, parse_channels};
+pub use endpoints::{CircuitView, EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
 pub use ingest::{IngestError, IngestRefusal, IngestReply, IngestRequest};

@@ -18,6 +18,7 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use model::*;
+pub use switchyard_core::breaker::{CircuitSnapshot, CircuitState};
 
 use async_trait::async_trait;
 use switchyard_core::{
@@ -105,6 +106,16 @@ pub trait EndpointStore: Send + Sync + 'static {
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>>;
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool>;
+    /// The stored circuit-breaker states of an application's endpoints
+    /// (those never stored are closed).
+    async fn circuits(&self, app: &AppId) -> Result<Vec<(EndpointId, CircuitSnapshot)>>;
+    /// Stores an endpoint's breaker state (replacing the one before).
+    async fn save_circuit(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        snapshot: &CircuitSnapshot,
+    ) -> Result<()>;
 }
 
 /// Messages: intake, reads and retention.
@@ -150,6 +161,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
         ep: &EndpointId,
         now_ms: u64,
     ) -> Result<bool>;
+    /// Makes the endpoint's pending deliveries that are due later (held back
+    /// by its circuit breaker, or waiting for a retry) due at `now_ms`;
+    /// returns how many.
+    async fn due_now(&self, ep: &EndpointId, now_ms: u64) -> Result<u64>;
     /// Makes the endpoint's failed deliveries in the window pending again.
     async fn recover(
         &self,

@@ -56,6 +56,8 @@ pub struct Endpoint {
     /// Deliveries in flight at once; `None` is unlimited (within the
     /// per-host connection cap).
     pub concurrency_limit: Option<u32>,
+    /// Circuit-breaker settings; `None` is no breaker.
+    pub circuit_breaker: Option<switchyard_core::breaker::BreakerConfig>,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
     /// A payload filter (see `switchyard_core::filter`), as written by the user.

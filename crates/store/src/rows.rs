@@ -104,7 +104,7 @@ pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
     })
 }
 
-pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit";
+pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit, circuit_breaker";
 
 pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
     Ok(Endpoint {
@@ -118,6 +118,7 @@ pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
         channels: row.json("channels")?,
         rate_limit: row.opt_u32("rate_limit")?,
         concurrency_limit: row.opt_u32("concurrency_limit")?,
+        circuit_breaker: row.json("circuit_breaker")?,
         metadata: row.json("metadata")?.unwrap_or_default(),
         headers: row.json("headers")?.unwrap_or_default(),
         payload_filter: row.json("payload_filter")?,
@@ -318,4 +319,20 @@ pub(crate) fn stored_response_from_row(row: &impl Columns) -> Result<StoredRespo
         body: row.text("body")?,
         created_at: row.ms("created_at")?,
     })
+}
+
+pub(crate) const CIRCUIT_COLS: &str = "endpoint_id, state, since, last_error, consecutive_failures";
+
+pub(crate) fn circuit_from_row(row: &impl Columns) -> Result<(EndpointId, CircuitSnapshot)> {
+    let state = row.text("state")?;
+    Ok((
+        EndpointId::from_trusted(row.text("endpoint_id")?),
+        CircuitSnapshot {
+            state: CircuitState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("circuit state {state}")))?,
+            since: row.ms("since")?,
+            last_error: row.opt_text("last_error")?,
+            consecutive_failures: row.opt_u32("consecutive_failures")?.unwrap_or(0),
+        },
+    ))
 }

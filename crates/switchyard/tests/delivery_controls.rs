@@ -238,7 +238,7 @@ async fn the_concurrency_limit_holds() {
     assert_eq!(ep["concurrencyLimit"], json!(2), "{ep}");
     let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
     let count = 20;
-    publish(&[api.clone()], &app_id, count).await;
+    publish(std::slice::from_ref(&api), &app_id, count).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while rx.answered.load(Ordering::SeqCst) < count {
         assert!(Instant::now() < deadline, "not all deliveries arrived");
@@ -256,7 +256,7 @@ async fn the_concurrency_limit_holds() {
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["concurrencyLimit"], Value::Null);
     rx.most.store(0, Ordering::SeqCst);
-    publish(&[api.clone()], &app_id, count).await;
+    publish(std::slice::from_ref(&api), &app_id, count).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     while rx.answered.load(Ordering::SeqCst) < 2 * count {
         assert!(Instant::now() < deadline, "not all deliveries arrived");
@@ -276,4 +276,297 @@ async fn the_concurrency_limit_holds() {
         .await;
     assert_eq!(status, 422, "{bad}");
     assert_eq!(bad["detail"][0]["loc"], json!(["body", "concurrencyLimit"]));
+}
+
+/// A receiver answering every request with the status it is set to,
+/// counting the requests.
+#[derive(Clone)]
+struct SwitchReceiver {
+    status: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+async fn switch_receiver(status: u16) -> (SwitchReceiver, String) {
+    let rx = SwitchReceiver {
+        status: Arc::new(AtomicUsize::new(usize::from(status))),
+        requests: Arc::new(AtomicUsize::new(0)),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = rx.clone();
+    let app = axum::Router::new().fallback(move || {
+        let rx = state.clone();
+        async move {
+            rx.requests.fetch_add(1, Ordering::SeqCst);
+            let code = rx.status.load(Ordering::SeqCst) as u16;
+            axum::http::StatusCode::from_u16(code).unwrap_or(axum::http::StatusCode::OK)
+        }
+    });
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (rx, base)
+}
+
+async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn circuit_of(api: &Api, app: &str, ep: &str) -> Value {
+    let (status, body) = api
+        .get(&format!("/api/v1/app/{app}/endpoint/{ep}/circuit"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+async fn failed_attempts(api: &Api, app: &str, ep: &str) -> usize {
+    let (status, body) = api
+        .get(&format!(
+            "/api/v1/app/{app}/attempt/endpoint/{ep}?status=2&limit=250"
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().map_or(0, Vec::len)
+}
+
+/// Three failures open the breaker; while it is open nothing is sent and
+/// waiting deliveries (new ones and due retries) use no attempt; its state
+/// survives a SIGKILL; after the cool-down one probe succeeds, the breaker
+/// closes and everything arrives. A reset through the API closes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_circuit_breaker_opens_holds_and_closes_after_a_probe() {
+    let data = tempfile::tempdir().unwrap();
+    let mut server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (rx, base) = switch_receiver(500).await;
+    let (status, app) = api.post("/api/v1/app", json!({ "name": "cb" })).await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    let (status, ep) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/cb"),
+                    "circuitBreaker": { "consecutiveFailures": 3, "cooldownSecs": 6 } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    assert_eq!(
+        ep["circuitBreaker"]["consecutiveFailures"],
+        json!(3),
+        "{ep}"
+    );
+    assert_eq!(
+        ep["circuitBreaker"]["windowSecs"],
+        json!(60),
+        "defaults filled in"
+    );
+    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
+
+    // One at a time, so exactly three attempts fail before it opens.
+    for _ in 0..3 {
+        let before = rx.requests.load(Ordering::SeqCst);
+        send_message(&api, &app_id).await;
+        wait_for("the attempt", 10, async || {
+            rx.requests.load(Ordering::SeqCst) > before
+        })
+        .await;
+    }
+    wait_for("the breaker opens", 10, async || {
+        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
+    })
+    .await;
+    let circuit = circuit_of(&api, &app_id, &ep_id).await;
+    assert_eq!(circuit["lastError"], "HTTP 500", "{circuit}");
+    assert_eq!(circuit["consecutiveFailures"], 3, "{circuit}");
+
+    // Open: new messages and the due retries (1 s) are held, no attempt.
+    publish(std::slice::from_ref(&api), &app_id, 5).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(
+        rx.requests.load(Ordering::SeqCst),
+        3,
+        "nothing sent while open"
+    );
+    assert_eq!(failed_attempts(&api, &app_id, &ep_id).await, 3);
+
+    // The state survives a crash.
+    server.kill9();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "open");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.requests.load(Ordering::SeqCst),
+        3,
+        "still held after restart"
+    );
+
+    // The endpoint recovers; after the cool-down a probe closes the breaker
+    // and all eight messages arrive.
+    rx.status.store(200, Ordering::SeqCst);
+    wait_for("the breaker closes", 30, async || {
+        circuit_of(&api, &app_id, &ep_id).await["state"] == "closed"
+    })
+    .await;
+    wait_for("every message arrives", 30, async || {
+        let (_, stats) = api
+            .get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"))
+            .await;
+        stats["success"] == json!(8)
+    })
+    .await;
+    assert_eq!(
+        failed_attempts(&api, &app_id, &ep_id).await,
+        3,
+        "waiting used no attempt"
+    );
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 3 + 8);
+
+    // Open it again, then reset it through the API: a new message goes at
+    // once instead of after a cool-down.
+    let (status, _) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
+            Some(json!({ "circuitBreaker": { "consecutiveFailures": 1, "cooldownSecs": 3600 } })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    rx.status.store(503, Ordering::SeqCst);
+    send_message(&api, &app_id).await;
+    wait_for("the breaker opens again", 10, async || {
+        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
+    })
+    .await;
+    rx.status.store(200, Ordering::SeqCst);
+    let (status, reset) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}/circuit/reset"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset["state"], "closed");
+    let before = rx.requests.load(Ordering::SeqCst);
+    send_message(&api, &app_id).await;
+    wait_for("a message goes after the reset", 20, async || {
+        rx.requests.load(Ordering::SeqCst) > before
+    })
+    .await;
+    let (status, bad) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/x"), "circuitBreaker": { "failureRatio": 2 } }),
+        )
+        .await;
+    assert_eq!(status, 422, "{bad}");
+    assert_eq!(
+        bad["detail"][0]["loc"],
+        json!(["body", "circuitBreaker", "failureRatio"]),
+        "{bad}"
+    );
+}
+
+/// The breaker's state survives a node's death: it is opened on the node
+/// that owns every partition, that node is killed after two others joined,
+/// and whichever node takes the endpoint over keeps holding deliveries
+/// until a reset through a third node closes it; then everything arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
+async fn an_open_breaker_survives_a_takeover_on_postgres() {
+    use switchyard_store::postgres::test_database;
+    let db = test_database().await;
+    let env = [
+        ("SWITCHYARD_DATABASE_URL", db.url()),
+        ("SWITCHYARD_LEASE_TTL_SECS", "3"),
+        ("SWITCHYARD_DATABASE_POOL_SIZE", "8"),
+    ];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut first = Server::start(dirs[0].path(), &env);
+    let api = first.client();
+    let (rx, base) = switch_receiver(500).await;
+    let (status, app) = api.post("/api/v1/app", json!({ "name": "cb" })).await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    let (status, ep) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/cb"),
+                    "circuitBreaker": { "consecutiveFailures": 2, "cooldownSecs": 3600 } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    for _ in 0..2 {
+        let before = rx.requests.load(Ordering::SeqCst);
+        send_message(&api, &app_id).await;
+        wait_for("the attempt", 10, async || {
+            rx.requests.load(Ordering::SeqCst) > before
+        })
+        .await;
+    }
+    wait_for("the breaker opens", 10, async || {
+        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
+    })
+    .await;
+
+    let others: Vec<Server> = dirs[1..]
+        .iter()
+        .map(|d| Server::start(d.path(), &env))
+        .collect();
+    let apis: Vec<Api> = others.iter().map(Server::client).collect();
+    let live = |view: &Value| -> Vec<u64> {
+        view["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["live"] == json!(true))
+            .filter_map(|n| n["partitionCount"].as_u64())
+            .collect()
+    };
+    wait_for("three nodes share the partitions", 30, async || {
+        let (_, view) = apis[0].get("/api/v1/cluster").await;
+        let counts = live(&view);
+        counts.len() == 3 && counts.iter().all(|&n| n > 0)
+    })
+    .await;
+    first.kill9();
+    wait_for("two nodes hold every partition", 30, async || {
+        let (_, view) = apis[0].get("/api/v1/cluster").await;
+        let counts = live(&view);
+        counts.len() == 2 && counts.iter().sum::<u64>() == 256
+    })
+    .await;
+
+    // Whoever owns the endpoint now holds what comes, and the retries.
+    publish(&apis, &app_id, 3).await;
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    assert_eq!(
+        rx.requests.load(Ordering::SeqCst),
+        2,
+        "held after the takeover"
+    );
+
+    rx.status.store(200, Ordering::SeqCst);
+    let (status, reset) = apis[1]
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}/circuit/reset"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "{reset}");
+    wait_for("every message arrives", 30, async || {
+        let (_, stats) = apis[0]
+            .get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"))
+            .await;
+        stats["success"] == json!(5)
+    })
+    .await;
+    assert_eq!(failed_attempts(&apis[0], &app_id, &ep_id).await, 2);
 }

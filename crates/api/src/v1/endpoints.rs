@@ -15,8 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::TaskId;
+use switchyard_core::breaker::BreakerConfig;
 use switchyard_core::timefmt::parse_rfc3339_ms;
-use switchyard_engine::{EndpointInput, EndpointPatch};
+use switchyard_engine::{CircuitView, EndpointInput, EndpointPatch};
 use switchyard_store::{Endpoint, Metadata, Order};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +32,102 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(headers, set_headers, patch_headers))
         .routes(routes!(recover))
         .routes(routes!(stats))
+        .routes(routes!(circuit))
+        .routes(routes!(reset_circuit))
+}
+
+/// Circuit-breaker settings of an endpoint (a Switchyard addition). Each
+/// field may be left out for its default.
+#[derive(Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CircuitBreakerIn {
+    /// Failures in a row that open the breaker, 1 to 10,000 (default 5).
+    #[schema(minimum = 1, maximum = 10000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consecutive_failures: Option<u32>,
+    /// Also open when this share of the attempts in the window failed,
+    /// above 0 and at most 1 (default: no ratio).
+    #[schema(exclusive_minimum = 0.0, maximum = 1.0)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failure_ratio: Option<f64>,
+    /// The window the ratio looks at, 1 to 3,600 seconds (default 60).
+    #[schema(minimum = 1, maximum = 3600)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_secs: Option<u32>,
+    /// Attempts in the window before the ratio counts, 1 to 1,000,000
+    /// (default 20).
+    #[schema(minimum = 1, maximum = 1000000)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minimum_attempts: Option<u32>,
+    /// Seconds the breaker stays open before one probe, 1 to 86,400
+    /// (default 30).
+    #[schema(minimum = 1, maximum = 86400)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cooldown_secs: Option<u32>,
+}
+
+impl CircuitBreakerIn {
+    fn into_value(self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// An endpoint's circuit-breaker settings, defaults filled in.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CircuitBreakerOut {
+    consecutive_failures: u32,
+    #[schema(required = true)]
+    failure_ratio: Option<f64>,
+    window_secs: u32,
+    minimum_attempts: u32,
+    cooldown_secs: u32,
+}
+
+impl From<&BreakerConfig> for CircuitBreakerOut {
+    fn from(c: &BreakerConfig) -> Self {
+        Self {
+            consecutive_failures: c.consecutive_failures,
+            failure_ratio: c.failure_ratio,
+            window_secs: c.window_secs,
+            minimum_attempts: c.minimum_attempts,
+            cooldown_secs: c.cooldown_secs,
+        }
+    }
+}
+
+/// An endpoint's circuit breaker: where it is and since when.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct CircuitOut {
+    /// `closed` (deliveries go), `open` (nothing is sent until the
+    /// cool-down has passed; waiting deliveries use no attempt) or
+    /// `halfOpen` (one probe decides).
+    #[schema(pattern = "^(closed|open|halfOpen)$")]
+    state: String,
+    /// When it entered this state.
+    #[schema(format = DateTime)]
+    since: String,
+    /// The failure that opened it (an HTTP status or a connection error).
+    #[schema(required = true)]
+    last_error: Option<String>,
+    /// Failures in a row when it entered this state.
+    consecutive_failures: u32,
+    /// The endpoint's settings; `null`: it has no breaker.
+    #[schema(required = true)]
+    settings: Option<CircuitBreakerOut>,
+}
+
+impl From<CircuitView> for CircuitOut {
+    fn from(v: CircuitView) -> Self {
+        Self {
+            state: v.snapshot.state.as_str().to_owned(),
+            since: ts(v.snapshot.since),
+            last_error: v.snapshot.last_error,
+            consecutive_failures: v.snapshot.consecutive_failures,
+            settings: v.config.as_ref().map(CircuitBreakerOut::from),
+        }
+    }
 }
 
 /// Custom headers whose values the API never shows (their names are listed
@@ -62,6 +159,8 @@ pub(crate) struct EndpointIn {
     /// no limit beyond the per-host connection cap). A Switchyard addition.
     #[schema(minimum = 1, maximum = 10000)]
     concurrency_limit: Option<u32>,
+    /// A circuit breaker for this endpoint (absent or `null`: none).
+    circuit_breaker: Option<CircuitBreakerIn>,
     /// A unique name of your choosing; the API takes it wherever it takes
     /// the id. It may not start like an id (`app_`, `ep_`, ...).
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
@@ -106,6 +205,9 @@ pub(crate) struct EndpointPatchIn {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(minimum = 1, maximum = 10000)]
     concurrency_limit: Option<Option<u32>>,
+    /// Replaces the circuit-breaker settings; `null` removes the breaker.
+    #[serde(default, deserialize_with = "double_option")]
+    circuit_breaker: Option<Option<CircuitBreakerIn>>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<Option<String>>,
@@ -154,6 +256,10 @@ pub(crate) struct EndpointOut {
     /// Deliveries in flight at once; `null`: no limit.
     #[schema(required = true)]
     concurrency_limit: Option<u32>,
+    /// Circuit-breaker settings; `null`: no breaker. Its state is at
+    /// `…/endpoint/{id}/circuit`.
+    #[schema(required = true)]
+    circuit_breaker: Option<CircuitBreakerOut>,
     /// Free-form string pairs of your own.
     #[schema(value_type = BTreeMap<String, String>)]
     metadata: Metadata,
@@ -180,6 +286,7 @@ impl EndpointOut {
             rate_limit: ep.rate_limit,
             throttle_rate: ep.rate_limit,
             concurrency_limit: ep.concurrency_limit,
+            circuit_breaker: ep.circuit_breaker.as_ref().map(CircuitBreakerOut::from),
             metadata: ep.metadata.clone(),
             payload_filter: ep.payload_filter.clone(),
             created_at: ts(ep.created_at),
@@ -195,6 +302,7 @@ impl From<EndpointIn> for EndpointInput {
             description: input.description,
             rate_limit: input.throttle_rate.or(input.rate_limit),
             concurrency_limit: input.concurrency_limit,
+            circuit_breaker: input.circuit_breaker.map(CircuitBreakerIn::into_value),
             uid: input.uid,
             disabled: input.disabled,
             filter_types: input.event_types.or(input.filter_types),
@@ -214,6 +322,9 @@ impl From<EndpointPatchIn> for EndpointPatch {
             description: input.description,
             rate_limit: super::either_name(input.throttle_rate, input.rate_limit),
             concurrency_limit: input.concurrency_limit,
+            circuit_breaker: input
+                .circuit_breaker
+                .map(|b| b.map(CircuitBreakerIn::into_value)),
             uid: input.uid,
             disabled: input.disabled,
             filter_types: super::either_name(input.event_types, input.filter_types),
@@ -661,4 +772,34 @@ async fn stats(
     Path(p): Path<EndpointPath>,
 ) -> ApiResult<Json<EndpointStatsOut>> {
     stats_of(&state, &p.app_id, &p.endpoint_id).await
+}
+
+/// The circuit breaker's state and settings.
+#[utoipa::path(get, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/circuit", operation_id = "v1.endpoint.get-circuit",
+    params(EndpointPath),
+    responses((status = 200, description = "The breaker's state as last stored", body = CircuitOut)))]
+async fn circuit(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<Json<CircuitOut>> {
+    let view = state
+        .engine
+        .endpoint_circuit(&p.app_id, &p.endpoint_id)
+        .await?;
+    Ok(Json(view.into()))
+}
+
+/// Close the circuit breaker now (waiting deliveries go at their next turn).
+#[utoipa::path(post, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/circuit/reset", operation_id = "v1.endpoint.reset-circuit",
+    params(EndpointPath),
+    responses((status = 200, description = "The breaker, closed", body = CircuitOut)))]
+async fn reset_circuit(
+    State(state): State<AppState>,
+    Path(p): Path<EndpointPath>,
+) -> ApiResult<Json<CircuitOut>> {
+    let view = state
+        .engine
+        .reset_circuit(&p.app_id, &p.endpoint_id)
+        .await?;
+    Ok(Json(view.into()))
 }

@@ -19,8 +19,13 @@
 //! a full burst (a tenth of a second of the rate), which is the most a
 //! takeover can add.
 //!
-//! The circuit breaker and FIFO order are to decide here too, with the same
-//! answers (send, refuse, park, defer).
+//! - a circuit breaker (`circuitBreaker`, see `switchyard_core::breaker`):
+//!   while it is open, or half-open with its probe out, deliveries go back to
+//!   the store due when it may let them through (one millisecond apart, in
+//!   the order they came), recording no attempt; every state it enters is
+//!   stored, so a node taking the endpoint over resumes it.
+//!
+//! FIFO order is to decide here too, with the same answers.
 
 use crate::cache::CachedEndpoint;
 use governor::clock::Clock as _;
@@ -30,10 +35,11 @@ use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::EndpointId;
+use switchyard_core::breaker::{BreakerConfig, Circuit, CircuitDecision, CircuitSnapshot};
 use switchyard_core::clock::Clock;
+use switchyard_core::{AppId, EndpointId};
 use switchyard_store::{Deferral, DeliveryTask};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// The most deliveries parked in memory per endpoint: about one second of
 /// its rate, within these bounds (without a rate, the most). More wait in
@@ -70,8 +76,18 @@ pub(crate) enum PumpStep {
     /// Nothing may go before a request to the endpoint is over: wait for a
     /// permit of this semaphore and hand it to the next step.
     WaitForSlot(Arc<Semaphore>),
+    /// The breaker holds this parked delivery back: to the store with it.
+    Defer(Deferral),
     /// Nothing is parked; the pump stops (a later park starts a new one).
     Done,
+}
+
+/// A breaker that entered a new state, to be stored.
+#[derive(Debug, Clone)]
+pub(crate) struct CircuitChange {
+    pub app_id: AppId,
+    pub endpoint_id: EndpointId,
+    pub snapshot: CircuitSnapshot,
 }
 
 /// The engine's clock as the rate limiter reads it, in nanoseconds.
@@ -94,10 +110,28 @@ type Limiter = RateLimiter<
 >;
 
 /// The limits an endpoint's lane enforces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Limits {
     rate: Option<NonZeroU32>,
     concurrency: Option<NonZeroU32>,
+    breaker: Option<BreakerConfig>,
+}
+
+impl Limits {
+    fn of(endpoint: &CachedEndpoint) -> Self {
+        Self {
+            rate: endpoint.rate_limit.and_then(NonZeroU32::new),
+            concurrency: endpoint
+                .endpoint
+                .concurrency_limit
+                .and_then(NonZeroU32::new),
+            breaker: endpoint.endpoint.circuit_breaker,
+        }
+    }
+
+    fn none(&self) -> bool {
+        self.rate.is_none() && self.concurrency.is_none() && self.breaker.is_none()
+    }
 }
 
 /// One limited endpoint's state on its owning node.
@@ -106,6 +140,8 @@ struct Lane {
     limiter: Option<Limiter>,
     /// One permit per delivery the endpoint may have in flight.
     slots: Option<Arc<Semaphore>>,
+    circuit: Option<Circuit>,
+    app_id: AppId,
     parked: VecDeque<DeliveryTask>,
     pumping: bool,
     /// The latest time, in microseconds, given to a deferred delivery, so
@@ -114,7 +150,7 @@ struct Lane {
 }
 
 impl Lane {
-    fn new(limits: Limits, clock: &LimiterClock) -> Self {
+    fn new(limits: Limits, endpoint: &CachedEndpoint, clock: &LimiterClock) -> Self {
         let limiter = limits.rate.map(|rate| {
             // A burst of a tenth of a second of the rate: the clock has
             // millisecond steps, so a rate over 1,000/s needs a burst above
@@ -132,6 +168,15 @@ impl Lane {
             slots: limits
                 .concurrency
                 .map(|n| Arc::new(Semaphore::new(n.get() as usize))),
+            circuit: limits.breaker.map(|_| {
+                Circuit::resume(
+                    endpoint
+                        .circuit
+                        .clone()
+                        .unwrap_or_else(|| CircuitSnapshot::closed(0)),
+                )
+            }),
+            app_id: endpoint.endpoint.app_id.clone(),
             parked: VecDeque::new(),
             pumping: false,
             deferred_until_us: 0,
@@ -156,6 +201,50 @@ impl Lane {
         let turn = behind_parked.max(self.deferred_until_us + interval_us);
         self.deferred_until_us = turn;
         turn.div_ceil(1_000)
+    }
+
+    /// Until when the breaker holds deliveries back, if it does.
+    fn blocked_until(&self, now_ms: u64) -> Option<u64> {
+        match (&self.circuit, &self.limits.breaker) {
+            (Some(circuit), Some(config)) => circuit.blocked_until(config, now_ms),
+            _ => None,
+        }
+    }
+
+    /// A deferral to `until` (ms), one millisecond after the last one handed
+    /// out, so held-back deliveries come back in the order they came.
+    fn defer_until(&mut self, task: DeliveryTask, until: u64) -> Deferral {
+        let turn = (until * 1_000).max(self.deferred_until_us + 1_000);
+        self.deferred_until_us = turn;
+        Deferral {
+            msg_id: task.msg_id,
+            endpoint_id: task.endpoint_id,
+            run_at: turn.div_ceil(1_000),
+        }
+    }
+
+    /// Lets the breaker have its say on one delivery about to be sent: it
+    /// may move to half-open (reported in `changes`) or hold it back.
+    fn breaker_admits(
+        &mut self,
+        now_ms: u64,
+        changes: &mut Vec<CircuitSnapshot>,
+    ) -> Result<(), u64> {
+        let (Some(circuit), Some(config)) = (self.circuit.as_mut(), self.limits.breaker.as_ref())
+        else {
+            return Ok(());
+        };
+        let before = circuit.snapshot().state;
+        match circuit.admit(config, now_ms) {
+            CircuitDecision::Send => Ok(()),
+            CircuitDecision::Probe => {
+                if circuit.snapshot().state != before {
+                    changes.push(circuit.snapshot().clone());
+                }
+                Ok(())
+            }
+            CircuitDecision::WaitUntil(until) => Err(until),
+        }
     }
 
     /// A permit, when the endpoint has a concurrency limit and one is free
@@ -184,13 +273,50 @@ impl Lane {
 pub(crate) struct Lanes {
     clock: LimiterClock,
     lanes: Mutex<HashMap<EndpointId, Lane>>,
+    /// Breaker states to store, in the order they were entered.
+    changes: mpsc::UnboundedSender<CircuitChange>,
 }
 
 impl Lanes {
-    pub fn new(clock: Arc<dyn Clock>) -> Self {
+    pub fn new(clock: Arc<dyn Clock>, changes: mpsc::UnboundedSender<CircuitChange>) -> Self {
         Self {
             clock: LimiterClock(clock),
             lanes: Mutex::new(HashMap::new()),
+            changes,
+        }
+    }
+
+    fn report(&self, app_id: &AppId, endpoint_id: &EndpointId, changes: Vec<CircuitSnapshot>) {
+        for snapshot in changes {
+            let _ = self.changes.send(CircuitChange {
+                app_id: app_id.clone(),
+                endpoint_id: endpoint_id.clone(),
+                snapshot,
+            });
+        }
+    }
+
+    /// Counts a sent delivery's result in the endpoint's breaker, if it has
+    /// one; a change of state is reported to be stored.
+    pub fn record(&self, endpoint: &EndpointId, success: bool, error: &str) {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return;
+        };
+        let Some(lane) = lanes.get_mut(endpoint) else {
+            return;
+        };
+        let (Some(circuit), Some(config)) = (lane.circuit.as_mut(), lane.limits.breaker.as_ref())
+        else {
+            return;
+        };
+        if circuit
+            .record(config, self.clock.0.now_ms(), success, error)
+            .is_some()
+        {
+            let snapshot = circuit.snapshot().clone();
+            let app_id = lane.app_id.clone();
+            drop(lanes);
+            self.report(&app_id, endpoint, vec![snapshot]);
         }
     }
 
@@ -200,14 +326,8 @@ impl Lanes {
         if endpoint.endpoint.disabled {
             return Admission::Refuse(task, "endpoint is disabled".to_owned());
         }
-        let limits = Limits {
-            rate: endpoint.rate_limit.and_then(NonZeroU32::new),
-            concurrency: endpoint
-                .endpoint
-                .concurrency_limit
-                .and_then(NonZeroU32::new),
-        };
-        if limits.rate.is_none() && limits.concurrency.is_none() {
+        let limits = Limits::of(endpoint);
+        if limits.none() {
             return Admission::Send(task, None);
         }
         let Ok(mut lanes) = self.lanes.lock() else {
@@ -215,23 +335,49 @@ impl Lanes {
         };
         let lane = lanes
             .entry(task.endpoint_id.clone())
-            .or_insert_with(|| Lane::new(limits, &self.clock));
+            .or_insert_with(|| Lane::new(limits, endpoint, &self.clock));
         if lane.limits != limits {
-            // Changed limits start afresh; what is parked keeps its place.
-            // Requests in flight hold permits of the old semaphore, so the
-            // new limit counts only what starts from now on.
+            // Changed limits start afresh; what is parked keeps its place,
+            // and so does the breaker's state. Requests in flight hold
+            // permits of the old semaphore, so the new limit counts only
+            // what starts from now on.
             let parked = std::mem::take(&mut lane.parked);
             let pumping = lane.pumping;
-            *lane = Lane::new(limits, &self.clock);
+            let circuit = lane.circuit.take();
+            *lane = Lane::new(limits, endpoint, &self.clock);
             lane.parked = parked;
             lane.pumping = pumping;
+            if lane.circuit.is_some() && circuit.is_some() {
+                lane.circuit = circuit;
+            }
+        }
+        // A state stored after this lane's (a reset through the API, or
+        // another node's change before this one took the endpoint over)
+        // wins.
+        if let (Some(circuit), Some(stored)) = (lane.circuit.as_mut(), endpoint.circuit.as_ref())
+            && stored.since > circuit.snapshot().since
+        {
+            *circuit = Circuit::resume(stored.clone());
+        }
+        let now = self.clock.0.now_ms();
+        if let Some(until) = lane.blocked_until(now) {
+            return Admission::Defer(lane.defer_until(task, until));
         }
         // Parked deliveries go first: a newcomer never overtakes them.
+        let mut changes = Vec::new();
         if lane.parked.is_empty()
             && let Ok(permit) = lane.try_slot()
             && lane.rate_allows(&self.clock).is_ok()
         {
-            return Admission::Send(task, permit);
+            let decision = lane.breaker_admits(now, &mut changes);
+            let app_id = lane.app_id.clone();
+            let admission = match decision {
+                Ok(()) => Admission::Send(task, permit),
+                Err(until) => Admission::Defer(lane.defer_until(task, until)),
+            };
+            drop(lanes);
+            self.report(&app_id, &endpoint.endpoint.id, changes);
+            return admission;
         }
         if lane.parked.len() < lane.park_limit() {
             lane.parked.push_back(task);
@@ -265,6 +411,12 @@ impl Lanes {
             lane.pumping = false;
             return PumpStep::Done;
         }
+        let now = self.clock.0.now_ms();
+        if let Some(until) = lane.blocked_until(now)
+            && let Some(task) = lane.parked.pop_front()
+        {
+            return PumpStep::Defer(lane.defer_until(task, until));
+        }
         // A permit of a semaphore the lane replaced (the limit changed)
         // does not count.
         if let (Some(held), Some(slots)) = (slot.as_ref(), lane.slots.as_ref())
@@ -282,13 +434,21 @@ impl Lanes {
                 }
             }
         }
-        match lane.rate_allows(&self.clock) {
-            Ok(()) => match lane.parked.pop_front() {
-                Some(task) => PumpStep::Send(task, slot.take()),
-                None => PumpStep::Done,
-            },
-            Err(wait) => PumpStep::Wait(wait),
+        if let Err(wait) = lane.rate_allows(&self.clock) {
+            return PumpStep::Wait(wait);
         }
+        let Some(task) = lane.parked.pop_front() else {
+            return PumpStep::Done;
+        };
+        let mut changes = Vec::new();
+        let step = match lane.breaker_admits(now, &mut changes) {
+            Ok(()) => PumpStep::Send(task, slot.take()),
+            Err(until) => PumpStep::Defer(lane.defer_until(task, until)),
+        };
+        let app_id = lane.app_id.clone();
+        drop(lanes);
+        self.report(&app_id, endpoint, changes);
+        step
     }
 
     /// Takes every parked delivery of `endpoint` out (the node no longer
@@ -335,6 +495,7 @@ mod tests {
                 channels: None,
                 rate_limit,
                 concurrency_limit: concurrency,
+                circuit_breaker: None,
                 metadata: Default::default(),
                 headers: Default::default(),
                 payload_filter: None,
@@ -346,6 +507,11 @@ mod tests {
             None,
             1,
         )
+    }
+
+    /// Lanes whose breaker changes nobody reads.
+    fn lanes_on(clock: Arc<ManualClock>) -> Lanes {
+        Lanes::new(clock, mpsc::unbounded_channel().0)
     }
 
     fn task(ep: &CachedEndpoint, n: u64) -> DeliveryTask {
@@ -362,7 +528,7 @@ mod tests {
 
     #[test]
     fn a_disabled_endpoint_is_refused() {
-        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let lanes = lanes_on(Arc::new(ManualClock::starting_now()));
         let ep = endpoint(true, None);
         assert!(matches!(
             lanes.admit(&ep, task(&ep, 1)),
@@ -381,7 +547,7 @@ mod tests {
     #[test]
     fn the_rate_limit_holds_and_the_excess_waits() {
         let clock = Arc::new(ManualClock::starting_now());
-        let lanes = Lanes::new(clock.clone());
+        let lanes = lanes_on(clock.clone());
         let ep = endpoint(false, Some(20));
         let start = clock.now_ms();
         let (mut sent, mut parked, mut deferred) = (0, 0, Vec::new());
@@ -415,6 +581,7 @@ mod tests {
                     clock.advance(d);
                 }
                 PumpStep::WaitForSlot(_) => panic!("no concurrency limit"),
+                PumpStep::Defer(_) => panic!("no breaker"),
                 PumpStep::Done => break,
             }
         }
@@ -429,7 +596,7 @@ mod tests {
 
     #[test]
     fn endpoints_without_a_rate_limit_keep_no_state() {
-        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let lanes = lanes_on(Arc::new(ManualClock::starting_now()));
         let ep = endpoint(false, None);
         for n in 0..1_000 {
             assert!(matches!(
@@ -442,7 +609,7 @@ mod tests {
 
     #[test]
     fn released_lanes_hand_back_what_they_parked() {
-        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let lanes = lanes_on(Arc::new(ManualClock::starting_now()));
         let ep = endpoint(false, Some(1));
         assert!(matches!(
             lanes.admit(&ep, task(&ep, 1)),
@@ -463,7 +630,7 @@ mod tests {
     /// the two in flight is over, then goes with the freed permit.
     #[test]
     fn the_concurrency_limit_holds_deliveries_until_a_request_ends() {
-        let lanes = Lanes::new(Arc::new(ManualClock::starting_now()));
+        let lanes = lanes_on(Arc::new(ManualClock::starting_now()));
         let ep = limited(false, None, Some(2));
         let mut in_flight = Vec::new();
         for n in 0..2 {
@@ -504,5 +671,67 @@ mod tests {
         }
         // One permit was free; the rest fills memory, then the store.
         assert_eq!((sent.len(), parked, deferred), (1, MAX_PARKED, 5));
+    }
+
+    /// Two failures open the breaker: deliveries go back to the store due
+    /// at the end of the cool-down (in order, a millisecond apart) with no
+    /// attempt; then one probe goes, and its success closes the breaker.
+    /// Each state entered is reported to be stored.
+    #[test]
+    fn the_circuit_breaker_holds_deliveries_and_a_probe_closes_it() {
+        use switchyard_core::breaker::CircuitState;
+        let clock = Arc::new(ManualClock::starting_now());
+        let (tx, mut changes) = mpsc::unbounded_channel();
+        let lanes = Lanes::new(clock.clone(), tx);
+        let mut ep = endpoint(false, None);
+        ep.endpoint.circuit_breaker = Some(BreakerConfig {
+            consecutive_failures: 2,
+            cooldown_secs: 10,
+            ..BreakerConfig::default()
+        });
+        let id = ep.endpoint.id.clone();
+        for n in 0..2 {
+            assert!(matches!(
+                lanes.admit(&ep, task(&ep, n)),
+                Admission::Send(..)
+            ));
+        }
+        lanes.record(&id, false, "HTTP 500");
+        assert!(changes.try_recv().is_err());
+        lanes.record(&id, false, "HTTP 503");
+        let opened = changes.try_recv().unwrap();
+        assert_eq!(opened.snapshot.state, CircuitState::Open);
+        assert_eq!(opened.snapshot.last_error.as_deref(), Some("HTTP 503"));
+        let open_at = clock.now_ms();
+        let Admission::Defer(first) = lanes.admit(&ep, task(&ep, 2)) else {
+            panic!("an open breaker holds deliveries back");
+        };
+        let Admission::Defer(second) = lanes.admit(&ep, task(&ep, 3)) else {
+            panic!("still open");
+        };
+        assert_eq!(first.run_at, open_at + 10_000);
+        assert_eq!(second.run_at, open_at + 10_001);
+        clock.advance(Duration::from_secs(10));
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 4)),
+            Admission::Send(..)
+        ));
+        assert_eq!(
+            changes.try_recv().unwrap().snapshot.state,
+            CircuitState::HalfOpen
+        );
+        assert!(
+            matches!(lanes.admit(&ep, task(&ep, 5)), Admission::Defer(_)),
+            "one probe at a time"
+        );
+        lanes.record(&id, true, "");
+        assert_eq!(
+            changes.try_recv().unwrap().snapshot.state,
+            CircuitState::Closed
+        );
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 6)),
+            Admission::Send(..)
+        ));
     }
 }

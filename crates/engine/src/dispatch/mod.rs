@@ -11,7 +11,7 @@ use crate::cluster::Partitions;
 use crate::{EngineConfig, EngineError};
 use destination::{Delivery, Destinations, SendResult};
 use http::{DeliveryClient, DeliveryClientConfig};
-use lane::{Admission, Lanes, PumpStep};
+use lane::{Admission, CircuitChange, Lanes, PumpStep};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +20,9 @@ use switchyard_core::clock::Clock;
 use switchyard_core::forward::ForwardPath;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_core::{AttemptId, EndpointUrl};
-use switchyard_store::{Attempt, Deferral, DeliveryStatus, DeliveryTask, Forward, Outcome, Store};
+use switchyard_store::{
+    Attempt, ClusterEvent, Deferral, DeliveryStatus, DeliveryTask, Forward, Outcome, Store,
+};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Above this many queued deliveries intake leaves new ones to the poller
@@ -71,6 +73,7 @@ impl Dispatcher {
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         let (deferrals, deferrals_rx) = mpsc::unbounded_channel();
+        let (circuit_changes, circuit_changes_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             store,
             endpoints,
@@ -84,12 +87,13 @@ impl Dispatcher {
             deferrals,
             partitions,
             clock: config.clock.clone(),
-            lanes: Lanes::new(config.clock.clone()),
+            lanes: Lanes::new(config.clock.clone(), circuit_changes),
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
         tokio::spawn(run_recorder(inner.clone(), outcomes_rx));
         tokio::spawn(run_deferrer(inner.clone(), deferrals_rx));
+        tokio::spawn(run_circuit_recorder(inner.clone(), circuit_changes_rx));
         Ok(Self { inner })
     }
 
@@ -216,6 +220,42 @@ async fn run_deferrer(inner: Arc<Inner>, mut deferrals: mpsc::UnboundedReceiver<
     }
 }
 
+/// Stores each state a breaker enters, in order, and announces it like an
+/// endpoint change, so every node's cache holds it and a node taking the
+/// endpoint over resumes from it.
+async fn run_circuit_recorder(
+    inner: Arc<Inner>,
+    mut changes: mpsc::UnboundedReceiver<CircuitChange>,
+) {
+    while let Some(change) = changes.recv().await {
+        let snapshot = &change.snapshot;
+        tracing::warn!(
+            endpoint = %change.endpoint_id,
+            state = snapshot.state.as_str(),
+            last_error = snapshot.last_error.as_deref().unwrap_or(""),
+            "circuit breaker changed state"
+        );
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = inner
+            .store
+            .save_circuit(&change.app_id, &change.endpoint_id, snapshot)
+            .await
+        {
+            tracing::warn!(error = %e, "storing a circuit breaker's state failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        inner.endpoints.invalidate(&change.app_id);
+        if let Err(e) = inner
+            .store
+            .publish(&ClusterEvent::EndpointsChanged(change.app_id.clone()))
+            .await
+        {
+            tracing::warn!(error = %e, "could not tell other nodes of a breaker's state");
+        }
+    }
+}
+
 /// Sends an endpoint's parked deliveries as its lane lets them go, then
 /// stops. A delivery whose partition this node lost is dropped here: its row
 /// is still marked sending, and the hand-over makes it pending for the new
@@ -243,6 +283,11 @@ fn spawn_pump(inner: Arc<Inner>, endpoint: switchyard_core::EndpointId) {
                     });
                 }
                 PumpStep::WaitForSlot(slots) => slot = slots.acquire_owned().await.ok(),
+                PumpStep::Defer(deferral) => {
+                    if let Err(unsent) = inner.deferrals.send(deferral) {
+                        inner.partitions.end(&unsent.0.endpoint_id);
+                    }
+                }
                 // The wait is on the engine clock; at least a millisecond,
                 // so a clock that stands still (tests) does not spin.
                 PumpStep::Wait(wait) => {
@@ -401,7 +446,18 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
         },
         Err(reason) => SendResult::failed(reason),
     };
-    let outcome = if (200..300).contains(&result.status) {
+    let success = (200..300).contains(&result.status);
+    if endpoint.endpoint.circuit_breaker.is_some() {
+        let error = if success {
+            String::new()
+        } else if result.status == 0 {
+            result.body.clone()
+        } else {
+            format!("HTTP {}", result.status)
+        };
+        inner.lanes.record(&task.endpoint_id, success, &error);
+    }
+    let outcome = if success {
         Outcome {
             attempt: attempt_of(
                 &task,

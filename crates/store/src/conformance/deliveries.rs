@@ -189,6 +189,12 @@ pub async fn deferred_deliveries_wait_without_an_attempt(b: Backend) {
         "{}: not due before its time",
         b.name
     );
+    // Made due at once (a breaker reset): claimable before its time.
+    assert_eq!(s.due_now(&e.id, now + 1).await.unwrap(), 1, "{}", b.name);
+    assert_eq!(s.due_now(&e.id, now + 1).await.unwrap(), 0, "{}", b.name);
+    let early = s.claim_due(now + 1, 10, &ALL).await.unwrap();
+    assert_eq!(early.len(), 1, "{}", b.name);
+    s.defer(vec![deferral.clone()], now + 2).await.unwrap();
     let again = s.claim_due(now + 5_000, 10, &ALL).await.unwrap();
     assert_eq!(again.len(), 1, "{}", b.name);
     assert_eq!(

@@ -44,6 +44,10 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
     changed.headers.insert("X-A".into(), "1".into());
     changed.rate_limit = Some(7);
     changed.concurrency_limit = Some(3);
+    changed.circuit_breaker = Some(switchyard_core::breaker::BreakerConfig {
+        failure_ratio: Some(0.25),
+        ..Default::default()
+    });
     changed.retired_secrets.push(RetiredSecret {
         secret: EndpointSecret::generate(),
         expires_at: 99,
@@ -56,6 +60,26 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
             .unwrap(),
         changed
     );
+    // Breaker states: stored per endpoint, replaced, gone with the endpoint.
+    assert!(s.circuits(&a1.id).await.unwrap().is_empty());
+    let open = CircuitSnapshot {
+        state: CircuitState::Open,
+        since: 10,
+        last_error: Some("HTTP 500".into()),
+        consecutive_failures: 5,
+    };
+    s.save_circuit(&a1.id, &e1.id, &CircuitSnapshot::closed(1))
+        .await
+        .unwrap();
+    s.save_circuit(&a1.id, &e1.id, &open).await.unwrap();
+    assert_eq!(
+        s.circuits(&a1.id).await.unwrap(),
+        vec![(e1.id.clone(), open)],
+        "{}",
+        b.name
+    );
+    assert!(s.circuits(&a2.id).await.unwrap().is_empty());
     assert!(s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
     assert!(!s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
+    assert!(s.circuits(&a1.id).await.unwrap().is_empty(), "{}", b.name);
 }

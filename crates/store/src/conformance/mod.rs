@@ -173,6 +173,7 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
         channels: None,
         rate_limit: None,
         concurrency_limit: None,
+        circuit_breaker: None,
         metadata: Default::default(),
         headers: Default::default(),
         payload_filter: None,

@@ -164,6 +164,19 @@ impl DeliveryStore for PgStore {
         Ok(())
     }
 
+    async fn due_now(&self, ep: &EndpointId, now_ms: u64) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2
+                 WHERE endpoint_id = $1 AND status = 1 AND next_attempt_at > $2",
+            )
+            .await?;
+        Ok(client
+            .execute(&stmt, &[&ep.as_str(), &(now_ms as i64)])
+            .await?)
+    }
+
     async fn requeue(
         &self,
         app: &AppId,

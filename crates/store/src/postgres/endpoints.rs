@@ -55,8 +55,59 @@ impl EndpointStore for PgStore {
             &[&id.as_str()],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM endpoint_circuits WHERE endpoint_id = $1",
+            &[&id.as_str()],
+        )
+        .await?;
         tx.commit().await?;
         Ok(gone)
+    }
+
+    async fn circuits(&self, app: &AppId) -> Result<Vec<(EndpointId, CircuitSnapshot)>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {CIRCUIT_COLS} FROM endpoint_circuits WHERE app_id = $1"
+            ))
+            .await?;
+        client
+            .query(&stmt, &[&app.as_str()])
+            .await?
+            .iter()
+            .map(circuit_from_row)
+            .collect()
+    }
+
+    async fn save_circuit(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        snapshot: &CircuitSnapshot,
+    ) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO endpoint_circuits (app_id, endpoint_id, state, since, last_error, consecutive_failures)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (endpoint_id) DO UPDATE SET state = $3, since = $4, last_error = $5,
+                   consecutive_failures = $6",
+            )
+            .await?;
+        client
+            .execute(
+                &stmt,
+                &[
+                    &app.as_str(),
+                    &ep.as_str(),
+                    &snapshot.state.as_str(),
+                    &(snapshot.since as i64),
+                    &snapshot.last_error,
+                    &i64::from(snapshot.consecutive_failures),
+                ],
+            )
+            .await?;
+        Ok(())
     }
 }
 
@@ -64,12 +115,12 @@ impl PgStore {
     async fn write_endpoint(&self, ep: &Endpoint, insert: bool) -> Result<()> {
         let sql = if insert {
             format!(
-                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17)"
+                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
             )
         } else {
             "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=$6, filter_types=$7, channels=$8,
                rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
-               payload_filter=$16, concurrency_limit=$17
+               payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18
              WHERE id=$1"
                 .to_string()
         };
@@ -96,6 +147,7 @@ impl PgStore {
                     &(ep.updated_at as i64),
                     &opt_json_text(&ep.payload_filter)?,
                     &ep.concurrency_limit.map(i64::from),
+                    &opt_json_text(&ep.circuit_breaker)?,
                 ],
             )
             .await

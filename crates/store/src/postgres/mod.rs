@@ -32,13 +32,14 @@ use tokio_postgres::types::ToSql;
 pub use scratch::{ScratchDatabase, test_database, test_server_url};
 
 /// Schema steps in order; `switchyard_schema` records those applied.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
     include_str!("schema4.sql"),
     include_str!("schema5.sql"),
     include_str!("schema6.sql"),
+    include_str!("schema7.sql"),
 ];
 
 const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

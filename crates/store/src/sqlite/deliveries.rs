@@ -104,6 +104,18 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
+    async fn due_now(&self, ep: &EndpointId, now_ms: u64) -> Result<u64> {
+        let ep = ep.to_string();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE deliveries SET next_attempt_at = ?2, updated_at = ?2
+                 WHERE endpoint_id = ?1 AND status = 1 AND next_attempt_at > ?2",
+                params![ep, now_ms as i64],
+            )? as u64)
+        })
+        .await
+    }
+
     async fn requeue(
         &self,
         app: &AppId,

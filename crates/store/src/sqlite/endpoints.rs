@@ -16,10 +16,10 @@ fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Op
 fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)"
+            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18 WHERE id=?1".to_string()
     };
     let changed = conn
         .prepare_cached(&sql)?
@@ -41,6 +41,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
             ep.updated_at as i64,
             opt_json_text(&ep.payload_filter)?,
             ep.concurrency_limit,
+            opt_json_text(&ep.circuit_breaker)?,
         ])
         .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {
@@ -97,7 +98,48 @@ impl EndpointStore for SqliteStore {
                 "DELETE FROM deliveries WHERE endpoint_id = ? AND status IN (1, 3)",
                 [&id],
             )?;
+            conn.execute("DELETE FROM endpoint_circuits WHERE endpoint_id = ?", [&id])?;
             Ok(gone)
+        })
+        .await
+    }
+
+    async fn circuits(&self, app: &AppId) -> Result<Vec<(EndpointId, CircuitSnapshot)>> {
+        let app = app.to_string();
+        self.read(move |conn| {
+            query_all(
+                conn,
+                &format!("SELECT {CIRCUIT_COLS} FROM endpoint_circuits WHERE app_id = ?"),
+                [&app],
+                |r| circuit_from_row(r),
+            )
+        })
+        .await
+    }
+
+    async fn save_circuit(
+        &self,
+        app: &AppId,
+        ep: &EndpointId,
+        snapshot: &CircuitSnapshot,
+    ) -> Result<()> {
+        let (app, ep, s) = (app.to_string(), ep.to_string(), snapshot.clone());
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO endpoint_circuits (app_id, endpoint_id, state, since, last_error, consecutive_failures)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (endpoint_id) DO UPDATE SET state = ?3, since = ?4, last_error = ?5,
+                   consecutive_failures = ?6",
+            )?
+            .execute(params![
+                app,
+                ep,
+                s.state.as_str(),
+                s.since as i64,
+                s.last_error,
+                s.consecutive_failures
+            ])?;
+            Ok(())
         })
         .await
     }
