@@ -125,6 +125,7 @@ impl Engine {
     ) -> Result<(Application, bool), EngineError> {
         match self.store.get_app(key).await? {
             Some(mut app) => {
+                let old_rate = app.rate_limit;
                 check_name(&input.name)?;
                 app.name = input.name;
                 app.uid = parse_uid("uid", input.uid)?.or(app.uid);
@@ -133,6 +134,9 @@ impl Engine {
                 app.updated_at = self.now_ms();
                 let app = self.store.update_app(app).await?;
                 self.app_changed(&app.id);
+                if app.rate_limit != old_rate {
+                    self.release_held_of_app(&app.id).await?;
+                }
                 Ok((app, false))
             }
             None if AppId::parse(key).is_some() => Err(EngineError::NotFound("application")),
@@ -149,6 +153,7 @@ impl Engine {
     /// Changes the given fields of an application.
     pub async fn patch_app(&self, key: &str, patch: AppPatch) -> Result<Application, EngineError> {
         let mut app = self.app(key).await?;
+        let old_rate = app.rate_limit;
         if let Some(name) = patch.name {
             check_name(&name)?;
             app.name = name;
@@ -165,6 +170,9 @@ impl Engine {
         app.updated_at = self.now_ms();
         let app = self.store.update_app(app).await?;
         self.app_changed(&app.id);
+        if app.rate_limit != old_rate {
+            self.release_held_of_app(&app.id).await?;
+        }
         Ok(app)
     }
 

@@ -227,6 +227,7 @@ fn new_endpoint(
         url: parse_url(&input.url)?,
         description: input.description,
         disabled: input.disabled,
+        disabled_reason: None,
         filter_types: parse_filter_types(input.filter_types)?,
         channels: parse_channels("channels", input.channels)?,
         rate_limit: check_rate_limit("rateLimit", input.rate_limit)?,
@@ -271,9 +272,83 @@ impl Engine {
 
     async fn save_endpoint(&self, mut ep: Endpoint) -> Result<Endpoint, EngineError> {
         ep.updated_at = self.now_ms();
+        // An enabled endpoint has no reason to be disabled; one disabled
+        // through the API has none of Switchyard's.
+        if !ep.disabled {
+            ep.disabled_reason = None;
+        }
         let ep = self.store.update_endpoint(ep).await?;
         self.endpoints_changed(&ep.app_id);
+        self.release_held(std::slice::from_ref(&ep.id)).await?;
         Ok(ep)
+    }
+
+    /// Deliveries a control put back in the queue were given due times by
+    /// the endpoint's limits as they were; after a change they are looked at
+    /// again now, under the new ones (those still over a limit are held
+    /// back again, in turn).
+    pub(crate) async fn release_held(&self, endpoints: &[EndpointId]) -> Result<(), EngineError> {
+        let now = self.now_ms();
+        let mut released = 0;
+        for ep in endpoints {
+            released += self.store.release_held(ep, now).await?;
+        }
+        if released > 0 {
+            self.wake_dispatcher();
+        }
+        Ok(())
+    }
+
+    /// As [`Self::release_held`], for every endpoint of an application
+    /// (its default rate limit changed).
+    pub(crate) async fn release_held_of_app(
+        &self,
+        app: &switchyard_core::AppId,
+    ) -> Result<(), EngineError> {
+        let ids: Vec<EndpointId> = self
+            .store
+            .all_endpoints(Some(app))
+            .await?
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        self.release_held(&ids).await
+    }
+
+    /// After an endpoint was enabled or disabled through the API: a failure
+    /// streak from before does not count towards disabling it (again).
+    async fn enabled_changed(&self, was_disabled: bool, ep: &Endpoint) -> Result<(), EngineError> {
+        if was_disabled != ep.disabled {
+            self.store.mark_failing(vec![(ep.id.clone(), None)]).await?;
+        }
+        Ok(())
+    }
+
+    /// Disables every endpoint that has failed without a single success
+    /// for the configured time (`auto_disable_after`), with the reason, and
+    /// returns how many. Every node runs this once a minute or more often;
+    /// an endpoint is disabled once.
+    pub async fn disable_failing_endpoints(&self) -> Result<usize, EngineError> {
+        let Some(after) = self.auto_disable_after else {
+            return Ok(0);
+        };
+        let now = self.now_ms();
+        let reason = format!(
+            "disabled by Switchyard: every delivery attempt failed for {} s; re-enable it, then recover what failed meanwhile",
+            after.as_secs()
+        );
+        let disabled = self
+            .store
+            .disable_failing(now.saturating_sub(after.as_millis() as u64), &reason, now)
+            .await?;
+        let apps: std::collections::BTreeSet<_> = disabled.iter().map(|(app, _)| app).collect();
+        for app in apps {
+            self.endpoints_changed(app);
+        }
+        for (app, ep) in &disabled {
+            tracing::warn!(app = %app, endpoint = %ep, "endpoint disabled: every delivery attempt failed for {} s", after.as_secs());
+        }
+        Ok(disabled.len())
     }
 
     async fn insert_endpoint(
@@ -311,6 +386,7 @@ impl Engine {
         let app = self.app(app_key).await?;
         match self.store.get_endpoint(&app.id, key).await? {
             Some(mut ep) => {
+                let was_disabled = ep.disabled;
                 ep.url = parse_url(&input.url)?;
                 ep.description = input.description;
                 ep.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
@@ -326,7 +402,9 @@ impl Engine {
                     check_headers(&headers)?;
                     ep.headers = headers;
                 }
-                Ok((self.save_endpoint(ep).await?, false))
+                let saved = self.save_endpoint(ep).await?;
+                self.enabled_changed(was_disabled, &saved).await?;
+                Ok((saved, false))
             }
             None if EndpointId::parse(key).is_some() => Err(EngineError::NotFound("endpoint")),
             None => {
@@ -346,6 +424,7 @@ impl Engine {
         patch: EndpointPatch,
     ) -> Result<Endpoint, EngineError> {
         let mut ep = self.endpoint(app_key, key).await?;
+        let was_disabled = ep.disabled;
         if let Some(url) = patch.url {
             ep.url = parse_url(&url)?;
         }
@@ -382,7 +461,9 @@ impl Engine {
         if let Some(b) = patch.circuit_breaker {
             ep.circuit_breaker = parse_breaker(b)?;
         }
-        self.save_endpoint(ep).await
+        let saved = self.save_endpoint(ep).await?;
+        self.enabled_changed(was_disabled, &saved).await?;
+        Ok(saved)
     }
 
     /// An endpoint's circuit breaker: its settings and its state as last

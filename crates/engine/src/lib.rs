@@ -50,6 +50,9 @@ pub struct EngineConfig {
     /// Finished messages older than this are deleted by housekeeping;
     /// `None` keeps them.
     pub retention: Option<Duration>,
+    /// An endpoint failing this long without a success is disabled; `None`
+    /// never disables. Default 5 days.
+    pub auto_disable_after: Option<Duration>,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -67,6 +70,7 @@ impl Default for EngineConfig {
             poll_interval: Duration::from_millis(200),
             cluster: ClusterConfig::default(),
             retention: None,
+            auto_disable_after: Some(Duration::from_secs(5 * 86_400)),
             clock: Arc::new(SystemClock),
         }
     }
@@ -118,6 +122,7 @@ pub struct Engine {
     /// Whether other processes share the database and must hear of changes.
     shared: bool,
     clock: Arc<dyn Clock>,
+    auto_disable_after: Option<Duration>,
 }
 
 impl Engine {
@@ -150,6 +155,7 @@ impl Engine {
             lease_keeper: cluster::LeaseKeeper::default(),
             shared: events.is_some(),
             clock: config.clock.clone(),
+            auto_disable_after: config.auto_disable_after,
         });
         let (first_grant, granted) = tokio::sync::oneshot::channel();
         let waker = dispatcher.clone();
@@ -171,6 +177,9 @@ impl Engine {
             config.retention,
             config.clock.clone(),
         ));
+        if let Some(after) = config.auto_disable_after {
+            tokio::spawn(run_auto_disable(Arc::downgrade(&engine), after));
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), granted).await;
         Ok(engine)
     }
@@ -361,6 +370,21 @@ async fn follow_cluster_events(
 
 /// An engine on a fresh embedded database, for the services' tests; the
 /// directory lives as long as the returned guard.
+/// Looks for endpoints to auto-disable, a quarter of the window apart (at
+/// least every minute, at most every second), while the engine lives.
+async fn run_auto_disable(engine: std::sync::Weak<Engine>, after: Duration) {
+    let every = (after / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        if let Err(e) = engine.disable_failing_endpoints().await {
+            tracing::warn!(error = %e, "looking for endpoints to disable failed");
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) async fn test_engine() -> (Arc<Engine>, tempfile::TempDir) {
     test_engine_with(EngineConfig::default()).await

@@ -106,6 +106,17 @@ pub trait EndpointStore: Send + Sync + 'static {
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>>;
     async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool>;
+    /// Records where endpoints' failure streaks start and end, in order:
+    /// `Some(t)` starts one at `t` unless one is running, `None` ends it.
+    async fn mark_failing(&self, changes: Vec<(EndpointId, Option<u64>)>) -> Result<()>;
+    /// Disables every enabled endpoint failing since `failing_before` or
+    /// earlier, with `reason`, and returns them.
+    async fn disable_failing(
+        &self,
+        failing_before: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(AppId, EndpointId)>>;
     /// The stored circuit-breaker states of an application's endpoints
     /// (those never stored are closed).
     async fn circuits(&self, app: &AppId) -> Result<Vec<(EndpointId, CircuitSnapshot)>>;
@@ -165,6 +176,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// by its circuit breaker, or waiting for a retry) due at `now_ms`;
     /// returns how many.
     async fn due_now(&self, ep: &EndpointId, now_ms: u64) -> Result<u64>;
+    /// Makes the endpoint's deliveries that a control put back in the queue
+    /// (and not since attempted) due at `now_ms`, for when its limits
+    /// change; returns how many.
+    async fn release_held(&self, ep: &EndpointId, now_ms: u64) -> Result<u64>;
     /// Makes the endpoint's failed deliveries in the window pending again.
     async fn recover(
         &self,

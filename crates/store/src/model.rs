@@ -49,6 +49,9 @@ pub struct Endpoint {
     pub url: EndpointUrl,
     pub description: String,
     pub disabled: bool,
+    /// Why Switchyard disabled it (auto-disable); `None` when enabled or
+    /// disabled through the API.
+    pub disabled_reason: Option<String>,
     pub filter_types: Option<Vec<EventTypePattern>>,
     pub channels: Option<Vec<Channel>>,
     /// Deliveries per second; `None` takes the application's.
@@ -198,6 +201,10 @@ pub struct Outcome {
     /// `Success`, `Fail` (retries exhausted) or `Pending` with `next_attempt_at`.
     pub delivery_status: DeliveryStatus,
     pub next_attempt_at: Option<u64>,
+    /// Whether the request was made: false when the delivery failed before
+    /// sending (refused by its lane, or its endpoint could not be read),
+    /// which says nothing of the endpoint's health.
+    pub sent: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// kept once delivered or failed; 0 keeps them forever [default: 90].
     #[arg(long, env = "SWITCHYARD_RETENTION_DAYS")]
     pub retention_days: Option<u64>,
+    /// Seconds an endpoint may fail without a single success before it is
+    /// disabled; 0 never disables [default: 432000, 5 days].
+    #[arg(long, env = "SWITCHYARD_AUTO_DISABLE_AFTER_SECS")]
+    pub auto_disable_after_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +92,7 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// `None` keeps messages forever.
     pub retention: Option<Duration>,
+    pub auto_disable_after: Option<Duration>,
 }
 
 impl Settings {
@@ -151,8 +156,16 @@ impl Settings {
             }
             days => Some(Duration::from_secs(days * 86_400)),
         };
+        let auto_disable_after = match pick!(auto_disable_after_secs).unwrap_or(5 * 86_400) {
+            0 => None,
+            secs if secs > 365 * 86_400 => {
+                bail!("auto_disable_after_secs must be at most 31536000 (0 never disables)")
+            }
+            secs => Some(Duration::from_secs(secs)),
+        };
         Ok(Self {
             retention,
+            auto_disable_after,
             public_url,
             database_url: pick!(database_url).filter(|u| !u.is_empty()),
             database_pool_size: pick!(database_pool_size).unwrap_or(16).max(2),

@@ -141,6 +141,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
                 lease_ttl: settings.lease_ttl,
             },
             retention: settings.retention,
+            auto_disable_after: settings.auto_disable_after,
             ..EngineConfig::default()
         },
     )

@@ -570,3 +570,137 @@ async fn an_open_breaker_survives_a_takeover_on_postgres() {
     .await;
     assert_eq!(failed_attempts(&apis[0], &app_id, &ep_id).await, 2);
 }
+
+/// Found by a hostile review: a manual resend of a delivery waiting for its
+/// turn was accepted and then lost, and lifting a rate limit left the
+/// waiting deliveries at the old pace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifting_a_limit_releases_the_backlog_and_resends_are_kept() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (rx, base) = Receiver::start().await;
+    let (app_id, ep_id) = rate_limited(&api, &base, "/slow", None, Some(1)).await;
+    let ids = publish(std::slice::from_ref(&api), &app_id, 20).await;
+    wait_for("two arrive", 10, async || rx.count() >= 2).await;
+    // One that is still waiting (in memory or in the queue).
+    let waiting = ids
+        .iter()
+        .find(|id| !rx.seen.lock().unwrap().contains_key(*id))
+        .cloned()
+        .unwrap();
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg/{waiting}/endpoint/{ep_id}/resend"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
+            Some(json!({ "rateLimit": null })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // At the old pace the rest would take about 18 s.
+    let lifted = Instant::now();
+    rx.assert_all_arrive(&["/slow".to_owned()], &ids, Duration::from_secs(30))
+        .await;
+    assert!(
+        lifted.elapsed() < Duration::from_secs(10),
+        "the backlog kept the old pace: {:?}",
+        lifted.elapsed()
+    );
+    // The resend is sent as such (a delivery still queued is sent once, as
+    // the resend; one being sent or waiting in memory is sent again).
+    wait_for("the resend is attempted", 10, async || {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{waiting}"))
+            .await;
+        attempts["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["triggerType"] == json!(1) && a["status"] == json!(0))
+    })
+    .await;
+}
+
+/// An endpoint failing without a success for the auto-disable time (2 s
+/// here) is disabled with the reason; re-enabling it and recovering sends
+/// what failed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_endpoint_is_auto_disabled_and_recovers() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("SWITCHYARD_AUTO_DISABLE_AFTER_SECS", "2")]);
+    let api = server.client();
+    let (rx, base) = switch_receiver(500).await;
+    let (status, app) = api.post("/api/v1/app", json!({ "name": "ad" })).await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    let (status, ep) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/ad") }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    assert_eq!(ep["disabledReason"], Value::Null);
+    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    let started = Instant::now();
+    let msg = send_message(&api, &app_id).await;
+    let endpoint = || {
+        let api = api.clone();
+        let path = format!("/api/v1/app/{app_id}/endpoint/{ep_id}");
+        async move { api.get(&path).await.1 }
+    };
+    wait_for("the endpoint is disabled", 30, async || {
+        endpoint().await["disabled"] == json!(true)
+    })
+    .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before its time"
+    );
+    let disabled = endpoint().await;
+    assert!(
+        disabled["disabledReason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("failed for 2 s"),
+        "{disabled}"
+    );
+    rx.status.store(200, Ordering::SeqCst);
+    let (status, enabled) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
+            Some(json!({ "disabled": false })),
+        )
+        .await;
+    assert_eq!(status, 200, "{enabled}");
+    assert_eq!(enabled["disabledReason"], Value::Null);
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}/recover"),
+            json!({ "since": "2020-01-01T00:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for("the failed message is sent again", 20, async || {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{msg}"))
+            .await;
+        attempts["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["status"] == json!(0))
+    })
+    .await;
+    // Enabled again and succeeding: it stays enabled.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(endpoint().await["disabled"], json!(false));
+}

@@ -256,6 +256,11 @@ pub(crate) struct EndpointOut {
     /// Deliveries in flight at once; `null`: no limit.
     #[schema(required = true)]
     concurrency_limit: Option<u32>,
+    /// Why Switchyard disabled the endpoint (every attempt failed for the
+    /// auto-disable time); `null` when enabled or disabled through the API.
+    /// A Switchyard addition.
+    #[schema(required = true)]
+    disabled_reason: Option<String>,
     /// Circuit-breaker settings; `null`: no breaker. Its state is at
     /// `…/endpoint/{id}/circuit`.
     #[schema(required = true)]
@@ -286,6 +291,7 @@ impl EndpointOut {
             rate_limit: ep.rate_limit,
             throttle_rate: ep.rate_limit,
             concurrency_limit: ep.concurrency_limit,
+            disabled_reason: ep.disabled_reason.clone(),
             circuit_breaker: ep.circuit_breaker.as_ref().map(CircuitBreakerOut::from),
             metadata: ep.metadata.clone(),
             payload_filter: ep.payload_filter.clone(),

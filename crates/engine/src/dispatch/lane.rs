@@ -151,17 +151,7 @@ struct Lane {
 
 impl Lane {
     fn new(limits: Limits, endpoint: &CachedEndpoint, clock: &LimiterClock) -> Self {
-        let limiter = limits.rate.map(|rate| {
-            // A burst of a tenth of a second of the rate: the clock has
-            // millisecond steps, so a rate over 1,000/s needs a burst above
-            // one to be reachable at all; over a minute the burst adds under
-            // 0.2 %.
-            let burst = NonZeroU32::new(rate.get() / 10).unwrap_or(NonZeroU32::MIN);
-            RateLimiter::direct_with_clock(
-                Quota::per_second(rate).allow_burst(burst),
-                clock.clone(),
-            )
-        });
+        let limiter = limits.rate.map(|rate| new_limiter(rate, clock));
         Self {
             limits,
             limiter,
@@ -181,6 +171,40 @@ impl Lane {
             pumping: false,
             deferred_until_us: 0,
         }
+    }
+
+    /// Takes the endpoint's current limits, keeping what did not change: the
+    /// rate limiter's count if the rate is the same, the concurrency
+    /// semaphore (resized, so requests in flight still count) if there still
+    /// is a limit, the breaker's state if there still is a breaker.
+    fn refresh(&mut self, limits: Limits, endpoint: &CachedEndpoint, clock: &LimiterClock) {
+        if self.limits == limits {
+            return;
+        }
+        if self.limits.rate != limits.rate {
+            self.limiter = limits.rate.map(|rate| new_limiter(rate, clock));
+        }
+        match (self.limits.concurrency, limits.concurrency) {
+            (Some(old), Some(new)) => {
+                if let Some(slots) = &self.slots
+                    && old != new
+                {
+                    resize(slots, old.get(), new.get());
+                }
+            }
+            (_, new) => self.slots = new.map(|n| Arc::new(Semaphore::new(n.get() as usize))),
+        }
+        if limits.breaker.is_none() {
+            self.circuit = None;
+        } else if self.circuit.is_none() {
+            self.circuit = Some(Circuit::resume(
+                endpoint
+                    .circuit
+                    .clone()
+                    .unwrap_or_else(|| CircuitSnapshot::closed(0)),
+            ));
+        }
+        self.limits = limits;
     }
 
     fn park_limit(&self) -> usize {
@@ -268,6 +292,29 @@ impl Lane {
     }
 }
 
+/// A burst of a tenth of a second of the rate: the clock has millisecond
+/// steps, so a rate over 1,000/s needs a burst above one to be reachable at
+/// all; over a minute the burst adds under 0.2 %.
+fn new_limiter(rate: NonZeroU32, clock: &LimiterClock) -> Limiter {
+    let burst = NonZeroU32::new(rate.get() / 10).unwrap_or(NonZeroU32::MIN);
+    RateLimiter::direct_with_clock(Quota::per_second(rate).allow_burst(burst), clock.clone())
+}
+
+/// Changes a concurrency semaphore from `old` to `new` permits. Lowering
+/// takes the surplus out as requests in flight end, so they keep counting.
+fn resize(slots: &Arc<Semaphore>, old: u32, new: u32) {
+    if new > old {
+        slots.add_permits((new - old) as usize);
+    } else if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let slots = slots.clone();
+        handle.spawn(async move {
+            if let Ok(surplus) = slots.acquire_many_owned(old - new).await {
+                surplus.forget();
+            }
+        });
+    }
+}
+
 /// The lanes of the endpoints this node is sending to. An endpoint without
 /// a rate limit has no lane state and costs no lock.
 pub(crate) struct Lanes {
@@ -336,21 +383,7 @@ impl Lanes {
         let lane = lanes
             .entry(task.endpoint_id.clone())
             .or_insert_with(|| Lane::new(limits, endpoint, &self.clock));
-        if lane.limits != limits {
-            // Changed limits start afresh; what is parked keeps its place,
-            // and so does the breaker's state. Requests in flight hold
-            // permits of the old semaphore, so the new limit counts only
-            // what starts from now on.
-            let parked = std::mem::take(&mut lane.parked);
-            let pumping = lane.pumping;
-            let circuit = lane.circuit.take();
-            *lane = Lane::new(limits, endpoint, &self.clock);
-            lane.parked = parked;
-            lane.pumping = pumping;
-            if lane.circuit.is_some() && circuit.is_some() {
-                lane.circuit = circuit;
-            }
-        }
+        lane.refresh(limits, endpoint, &self.clock);
         // A state stored after this lane's (a reset through the API, or
         // another node's change before this one took the endpoint over)
         // wins.
@@ -360,7 +393,11 @@ impl Lanes {
             *circuit = Circuit::resume(stored.clone());
         }
         let now = self.clock.0.now_ms();
-        if let Some(until) = lane.blocked_until(now) {
+        // A manual resend is the operator's call: the breaker lets it
+        // through. It is never deferred either: while its delivery is being
+        // sent it has no row of its own, and a deferral would move that row.
+        let manual = task.manual;
+        if !manual && let Some(until) = lane.blocked_until(now) {
             return Admission::Defer(lane.defer_until(task, until));
         }
         // Parked deliveries go first: a newcomer never overtakes them.
@@ -369,7 +406,11 @@ impl Lanes {
             && let Ok(permit) = lane.try_slot()
             && lane.rate_allows(&self.clock).is_ok()
         {
-            let decision = lane.breaker_admits(now, &mut changes);
+            let decision = if manual {
+                Ok(())
+            } else {
+                lane.breaker_admits(now, &mut changes)
+            };
             let app_id = lane.app_id.clone();
             let admission = match decision {
                 Ok(()) => Admission::Send(task, permit),
@@ -379,7 +420,7 @@ impl Lanes {
             self.report(&app_id, &endpoint.endpoint.id, changes);
             return admission;
         }
-        if lane.parked.len() < lane.park_limit() {
+        if manual || lane.parked.len() < lane.park_limit() {
             lane.parked.push_back(task);
             let start_pump = !lane.pumping;
             lane.pumping = true;
@@ -398,9 +439,10 @@ impl Lanes {
     /// (see [`PumpStep::WaitForSlot`]); it is used or kept for the next step.
     pub fn next_ready(
         &self,
-        endpoint: &EndpointId,
+        current: &CachedEndpoint,
         slot: &mut Option<OwnedSemaphorePermit>,
     ) -> PumpStep {
+        let endpoint = &current.endpoint.id;
         let Ok(mut lanes) = self.lanes.lock() else {
             return PumpStep::Done;
         };
@@ -411,8 +453,13 @@ impl Lanes {
             lane.pumping = false;
             return PumpStep::Done;
         }
+        // The endpoint's limits as they are now: a limit raised or removed
+        // while deliveries wait here applies to them at once.
+        lane.refresh(Limits::of(current), current, &self.clock);
         let now = self.clock.0.now_ms();
-        if let Some(until) = lane.blocked_until(now)
+        let front_manual = lane.parked.front().is_some_and(|t| t.manual);
+        if !front_manual
+            && let Some(until) = lane.blocked_until(now)
             && let Some(task) = lane.parked.pop_front()
         {
             return PumpStep::Defer(lane.defer_until(task, until));
@@ -441,7 +488,12 @@ impl Lanes {
             return PumpStep::Done;
         };
         let mut changes = Vec::new();
-        let step = match lane.breaker_admits(now, &mut changes) {
+        let decision = if task.manual {
+            Ok(())
+        } else {
+            lane.breaker_admits(now, &mut changes)
+        };
+        let step = match decision {
             Ok(()) => PumpStep::Send(task, slot.take()),
             Err(until) => PumpStep::Defer(lane.defer_until(task, until)),
         };
@@ -491,6 +543,7 @@ mod tests {
                 url: switchyard_core::EndpointUrl::parse("https://example.com/hook").unwrap(),
                 description: String::new(),
                 disabled,
+                disabled_reason: None,
                 filter_types: None,
                 channels: None,
                 rate_limit,
@@ -574,7 +627,7 @@ mod tests {
         // The pump lets one go per 50 ms of the engine clock.
         let mut pumped = 0;
         for _ in 0..10_000 {
-            match lanes.next_ready(&ep.endpoint.id, &mut None) {
+            match lanes.next_ready(&ep, &mut None) {
                 PumpStep::Send(..) => pumped += 1,
                 PumpStep::Wait(d) => {
                     assert!(d <= Duration::from_millis(50), "{d:?}");
@@ -588,10 +641,7 @@ mod tests {
         assert_eq!(pumped, 20);
         let elapsed = clock.now_ms() - start;
         assert!((950..=1_000).contains(&elapsed), "{elapsed} ms");
-        assert!(matches!(
-            lanes.next_ready(&ep.endpoint.id, &mut None),
-            PumpStep::Done
-        ));
+        assert!(matches!(lanes.next_ready(&ep, &mut None), PumpStep::Done));
     }
 
     #[test]
@@ -620,10 +670,7 @@ mod tests {
             Admission::Parked { start_pump: true }
         ));
         assert_eq!(lanes.release(&ep.endpoint.id).len(), 1);
-        assert!(matches!(
-            lanes.next_ready(&ep.endpoint.id, &mut None),
-            PumpStep::Done
-        ));
+        assert!(matches!(lanes.next_ready(&ep, &mut None), PumpStep::Done));
     }
 
     /// With a concurrency limit of 2, a third delivery waits until one of
@@ -644,7 +691,7 @@ mod tests {
             Admission::Parked { start_pump: true }
         ));
         let mut slot = None;
-        let PumpStep::WaitForSlot(slots) = lanes.next_ready(&ep.endpoint.id, &mut slot) else {
+        let PumpStep::WaitForSlot(slots) = lanes.next_ready(&ep, &mut slot) else {
             panic!("the third must wait for a slot");
         };
         assert!(slots.clone().try_acquire_owned().is_err());
@@ -652,13 +699,10 @@ mod tests {
         slot = slots.try_acquire_owned().ok();
         assert!(slot.is_some());
         assert!(matches!(
-            lanes.next_ready(&ep.endpoint.id, &mut slot),
+            lanes.next_ready(&ep, &mut slot),
             PumpStep::Send(_, Some(_))
         ));
-        assert!(matches!(
-            lanes.next_ready(&ep.endpoint.id, &mut slot),
-            PumpStep::Done
-        ));
+        assert!(matches!(lanes.next_ready(&ep, &mut slot), PumpStep::Done));
         // Beyond what memory holds, the rest waits in the store.
         let (mut sent, mut parked, mut deferred) = (Vec::new(), 0, 0);
         for n in 3..(3 + MAX_PARKED as u64 + 6) {
@@ -732,6 +776,43 @@ mod tests {
         assert!(matches!(
             lanes.admit(&ep, task(&ep, 6)),
             Admission::Send(..)
+        ));
+    }
+
+    /// A manual resend waits in memory however full it is (it may have no
+    /// row of its own to defer), and the breaker lets it through; removing
+    /// a limit lets parked deliveries go at once.
+    #[test]
+    fn manual_resends_are_never_deferred_and_lifted_limits_free_the_parked() {
+        let lanes = lanes_on(Arc::new(ManualClock::starting_now()));
+        let ep = endpoint(false, Some(1));
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 0)),
+            Admission::Send(..)
+        ));
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 1)),
+            Admission::Parked { .. }
+        ));
+        assert!(matches!(
+            lanes.admit(&ep, task(&ep, 2)),
+            Admission::Defer(_)
+        ));
+        let mut resend = task(&ep, 3);
+        resend.manual = true;
+        assert!(matches!(lanes.admit(&ep, resend), Admission::Parked { .. }));
+        let mut lifted = ep.endpoint.clone();
+        lifted.rate_limit = None;
+        let unlimited_ep = CachedEndpoint::new(lifted, None, 1);
+        for _ in 0..2 {
+            assert!(matches!(
+                lanes.next_ready(&unlimited_ep, &mut None),
+                PumpStep::Send(..)
+            ));
+        }
+        assert!(matches!(
+            lanes.next_ready(&unlimited_ep, &mut None),
+            PumpStep::Done
         ));
     }
 }

@@ -188,7 +188,9 @@ async fn run_poller(inner: Arc<Inner>, interval: Duration) {
 
 async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<Outcome>) {
     let mut batch = Vec::with_capacity(OUTCOME_BATCH);
+    let mut health = Health::default();
     while outcomes.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
+        let streaks = health.changes(&batch, inner.clock.now_ms());
         let mut backoff = Duration::from_millis(100);
         // Outcomes stay in memory until stored: losing one would leave its
         // delivery "sending" until the next restart.
@@ -200,6 +202,77 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
         for outcome in batch.drain(..) {
             inner.partitions.end(&outcome.attempt.endpoint_id);
         }
+        if !streaks.is_empty()
+            && let Err(e) = inner.store.mark_failing(streaks).await
+        {
+            // Written again within a minute (see `Health`).
+            tracing::warn!(error = %e, "recording endpoints' failure streaks failed");
+            health.forget();
+        }
+    }
+}
+
+/// What the recorder last wrote of each endpoint's failure streak (for
+/// auto-disable), so that only a change is written: a streak starting
+/// (the first failed attempt after a success) or ending (a success). Each
+/// endpoint's state is written again at least once a minute, so a change
+/// made elsewhere (re-enabling clears the streak) is caught up with.
+#[derive(Default)]
+struct Health {
+    /// Endpoint → (failing, when that was last written).
+    known: std::collections::HashMap<switchyard_core::EndpointId, (bool, u64)>,
+}
+
+/// How long a written state is trusted before it is written again.
+const HEALTH_REFRESH_MS: u64 = 60_000;
+
+impl Health {
+    /// The writes a batch of outcomes calls for, in order: `Some(t)` starts
+    /// a streak at `t` (kept if one is running), `None` ends it.
+    fn changes(
+        &mut self,
+        batch: &[Outcome],
+        now: u64,
+    ) -> Vec<(switchyard_core::EndpointId, Option<u64>)> {
+        // Per endpoint: whether it ended failing, and the first failure
+        // after its last success in this batch.
+        let mut last: std::collections::HashMap<
+            &switchyard_core::EndpointId,
+            (bool, Option<u64>, bool),
+        > = std::collections::HashMap::new();
+        for o in batch.iter().filter(|o| o.sent) {
+            let ok = o.attempt.status == DeliveryStatus::Success;
+            let entry = last
+                .entry(&o.attempt.endpoint_id)
+                .or_insert((false, None, false));
+            if ok {
+                *entry = (false, None, true);
+            } else if entry.1.is_none() {
+                *entry = (true, Some(o.attempt.created_at), entry.2);
+            }
+        }
+        let mut out = Vec::new();
+        for (ep, (failing, since, succeeded)) in last {
+            let fresh = self.known.get(ep).is_some_and(|&(was, at)| {
+                was == failing
+                    && now.saturating_sub(at) < HEALTH_REFRESH_MS
+                    && !(failing && succeeded)
+            });
+            if fresh {
+                continue;
+            }
+            if failing && succeeded {
+                // A success then failures: the old streak ended, a new one began.
+                out.push((ep.clone(), None));
+            }
+            out.push((ep.clone(), if failing { since } else { None }));
+            self.known.insert(ep.clone(), (failing, now));
+        }
+        out
+    }
+
+    fn forget(&mut self) {
+        self.known.clear();
     }
 }
 
@@ -260,11 +333,31 @@ async fn run_circuit_recorder(
 /// stops. A delivery whose partition this node lost is dropped here: its row
 /// is still marked sending, and the hand-over makes it pending for the new
 /// owner.
-fn spawn_pump(inner: Arc<Inner>, endpoint: switchyard_core::EndpointId) {
+fn spawn_pump(
+    inner: Arc<Inner>,
+    app: switchyard_core::AppId,
+    endpoint: switchyard_core::EndpointId,
+) {
     tokio::spawn(async move {
         let mut slot = None;
         loop {
-            match inner.lanes.next_ready(&endpoint, &mut slot) {
+            // The endpoint as it is now (limits changed, or deleted).
+            let current = match inner.endpoints.get(&app, &endpoint).await {
+                Ok(Some(current)) => current,
+                Ok(None) => {
+                    // Deleted: its deliveries went with it.
+                    for dropped in inner.lanes.release(&endpoint) {
+                        inner.partitions.end(&dropped.endpoint_id);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %endpoint, error = %e, "endpoint lookup failed; will retry");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            match inner.lanes.next_ready(&current, &mut slot) {
                 PumpStep::Send(task, permit) => {
                     if !task.manual && !inner.partitions.owns(&endpoint) {
                         inner.partitions.end(&endpoint);
@@ -282,7 +375,14 @@ fn spawn_pump(inner: Arc<Inner>, endpoint: switchyard_core::EndpointId) {
                         drop(slot);
                     });
                 }
-                PumpStep::WaitForSlot(slots) => slot = slots.acquire_owned().await.ok(),
+                // Looked at again after a while: the limit may be raised
+                // or removed meanwhile.
+                PumpStep::WaitForSlot(slots) => {
+                    slot = tokio::time::timeout(Duration::from_millis(500), slots.acquire_owned())
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
+                }
                 PumpStep::Defer(deferral) => {
                     if let Err(unsent) = inner.deferrals.send(deferral) {
                         inner.partitions.end(&unsent.0.endpoint_id);
@@ -364,7 +464,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
         }
         Err(e) => {
             tracing::warn!(endpoint = %task.endpoint_id, error = %e, "endpoint lookup failed; will retry");
-            let outcome = retry_later(
+            let mut outcome = retry_later(
                 inner,
                 &task,
                 None,
@@ -373,6 +473,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
                 Duration::ZERO,
                 None,
             );
+            outcome.sent = false;
             let _ = inner.outcomes.send(outcome);
             return;
         }
@@ -393,7 +494,11 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
         (Admission::Send(task, permit), Ok(_)) => (task, None, permit),
         (Admission::Parked { start_pump }, _) => {
             if start_pump {
-                spawn_pump(inner.clone(), endpoint.endpoint.id.clone());
+                spawn_pump(
+                    inner.clone(),
+                    endpoint.endpoint.app_id.clone(),
+                    endpoint.endpoint.id.clone(),
+                );
             }
             return;
         }
@@ -419,6 +524,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             attempt,
             delivery_status: DeliveryStatus::Fail,
             next_attempt_at: None,
+            sent: false,
         });
         return;
     }
@@ -470,6 +576,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             ),
             delivery_status: DeliveryStatus::Success,
             next_attempt_at: None,
+            sent: true,
         }
     } else {
         tracing::debug!(endpoint = %task.endpoint_id, msg = %task.msg_id, status = result.status, reason = %result.body, "delivery attempt failed");
@@ -556,11 +663,13 @@ fn retry_later(
             attempt,
             delivery_status: DeliveryStatus::Pending,
             next_attempt_at: Some(now + delay.as_millis() as u64),
+            sent: true,
         },
         None => Outcome {
             attempt,
             delivery_status: DeliveryStatus::Fail,
             next_attempt_at: None,
+            sent: true,
         },
     }
 }
@@ -724,6 +833,122 @@ mod tests {
             .collect();
         assert!((5_500..=5_700).contains(&gaps[0]), "{gaps:?}");
         assert!((340_000..=340_100).contains(&gaps[1]), "{gaps:?}");
+    }
+
+    /// An endpoint whose every attempt failed for the auto-disable time is
+    /// disabled with the reason, on the engine clock; re-enabling clears the
+    /// reason and the streak, and recover sends what failed meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_endpoint_failing_for_the_window_is_disabled() {
+        let clock = Arc::new(ManualClock::starting_now());
+        let config = EngineConfig {
+            clock: clock.clone(),
+            network_policy: NetworkPolicy::parse("127.0.0.0/8").unwrap(),
+            poll_interval: Duration::from_millis(10),
+            retry_schedule: switchyard_core::retry::RetrySchedule::new(vec![]),
+            ..EngineConfig::default()
+        };
+        let (engine, _dir) = crate::test_engine_with(config).await;
+        let (url, received) = receiver(vec![500, 500, 200]).await;
+        let (app, _) = engine
+            .create_app(
+                AppInput {
+                    name: "a".into(),
+                    ..AppInput::default()
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let endpoint = engine
+            .create_endpoint(
+                app.id.as_str(),
+                EndpointInput {
+                    url,
+                    ..EndpointInput::default()
+                },
+            )
+            .await
+            .unwrap();
+        let send = async || {
+            engine
+                .accept(AcceptInput {
+                    app_id: app.id.clone(),
+                    event_type: AcceptEventType::Provider(MessageEventType::from_provider("a")),
+                    event_id: None,
+                    channels: None,
+                    tags: None,
+                    payload: bytes::Bytes::from_static(b"{}"),
+                    idempotency_key: None,
+                    forward: None,
+                    document: PayloadDocument::Json,
+                })
+                .await
+                .unwrap()
+        };
+        send().await;
+        eventually("the first attempt", async || {
+            received.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        // Not yet: the streak is young.
+        clock.advance(Duration::from_secs(4 * 86_400));
+        assert_eq!(engine.disable_failing_endpoints().await.unwrap(), 0);
+        send().await;
+        eventually("the second attempt", async || {
+            received.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        clock.advance(Duration::from_secs(86_400));
+        // The streak started at the first failure, five days ago.
+        let mut disabled = 0;
+        for _ in 0..100 {
+            disabled = engine.disable_failing_endpoints().await.unwrap();
+            if disabled > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(disabled, 1);
+        let ep = engine
+            .endpoint(app.id.as_str(), endpoint.id.as_str())
+            .await
+            .unwrap();
+        assert!(ep.disabled);
+        assert!(
+            ep.disabled_reason
+                .as_deref()
+                .unwrap_or("")
+                .contains("432000 s"),
+            "{:?}",
+            ep.disabled_reason
+        );
+        // Re-enabled: no reason, no streak, and the failed messages recovered.
+        let ep = engine
+            .patch_endpoint(
+                app.id.as_str(),
+                endpoint.id.as_str(),
+                crate::EndpointPatch {
+                    disabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((ep.disabled, ep.disabled_reason), (false, None));
+        clock.advance(Duration::from_secs(10 * 86_400));
+        assert_eq!(engine.disable_failing_endpoints().await.unwrap(), 0);
+        assert_eq!(
+            engine
+                .recover_endpoint(app.id.as_str(), endpoint.id.as_str(), 0, None)
+                .await
+                .unwrap(),
+            2
+        );
+        eventually("both are sent again", async || {
+            received.load(Ordering::SeqCst) == 4
+        })
+        .await;
     }
 
     fn url(s: &str) -> EndpointUrl {

@@ -189,6 +189,16 @@ pub async fn deferred_deliveries_wait_without_an_attempt(b: Backend) {
         "{}: not due before its time",
         b.name
     );
+    // A change of limits releases what a control held back.
+    assert_eq!(
+        s.release_held(&e.id, now + 1).await.unwrap(),
+        1,
+        "{}",
+        b.name
+    );
+    let released = s.claim_due(now + 1, 10, &ALL).await.unwrap();
+    assert_eq!(released.len(), 1, "{}", b.name);
+    s.defer(vec![deferral.clone()], now + 1).await.unwrap();
     // Made due at once (a breaker reset): claimable before its time.
     assert_eq!(s.due_now(&e.id, now + 1).await.unwrap(), 1, "{}", b.name);
     assert_eq!(s.due_now(&e.id, now + 1).await.unwrap(), 0, "{}", b.name);

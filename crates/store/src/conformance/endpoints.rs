@@ -83,3 +83,56 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
     assert!(!s.delete_endpoint(&a1.id, &e1.id).await.unwrap());
     assert!(s.circuits(&a1.id).await.unwrap().is_empty(), "{}", b.name);
 }
+
+/// A failure streak starts once and ends on success; endpoints failing
+/// since before the cut-off are disabled once, with the reason.
+pub async fn failing_endpoints_are_disabled_once(b: Backend) {
+    let s = b.store.as_ref();
+    let a = s.insert_app(app(None, 1)).await.unwrap();
+    let failing = s.insert_endpoint(endpoint(&a.id, None, 2)).await.unwrap();
+    let recovered = s.insert_endpoint(endpoint(&a.id, None, 3)).await.unwrap();
+    let recent = s.insert_endpoint(endpoint(&a.id, None, 4)).await.unwrap();
+    s.mark_failing(vec![
+        (failing.id.clone(), Some(100)),
+        (recovered.id.clone(), Some(100)),
+        (recent.id.clone(), Some(900)),
+    ])
+    .await
+    .unwrap();
+    // A later failure does not move the start; a success ends the streak.
+    s.mark_failing(vec![
+        (failing.id.clone(), Some(500)),
+        (recovered.id.clone(), None),
+    ])
+    .await
+    .unwrap();
+    let disabled = s
+        .disable_failing(150, "failing for 5 days", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        disabled,
+        vec![(a.id.clone(), failing.id.clone())],
+        "{}",
+        b.name
+    );
+    let ep = s
+        .get_endpoint(&a.id, failing.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ep.disabled);
+    assert_eq!(ep.disabled_reason.as_deref(), Some("failing for 5 days"));
+    assert!(
+        s.disable_failing(150, "again", 1_001)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let other = s
+        .get_endpoint(&a.id, recovered.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!other.disabled, "{}", b.name);
+}

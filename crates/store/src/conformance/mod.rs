@@ -68,7 +68,7 @@ macro_rules! conformance_suite {
             { $(#[$attr])* } $backend;
             apps: applications_crud_uid_and_pagination;
             event_types: event_types_archive_and_list;
-            endpoints: endpoints_are_scoped_to_their_app;
+            endpoints: endpoints_are_scoped_to_their_app, failing_endpoints_are_disabled_once;
             messages:
                 accept_is_idempotent_by_key_and_event_id,
                 concurrent_accepts_with_one_key_store_one_message,
@@ -169,6 +169,7 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
         url: EndpointUrl::from_trusted("https://example.com/hook".into()),
         description: String::new(),
         disabled: false,
+        disabled_reason: None,
         filter_types: None,
         channels: None,
         rate_limit: None,
@@ -270,5 +271,6 @@ fn outcome(
         },
         delivery_status: status,
         next_attempt_at: next,
+        sent: true,
     }
 }

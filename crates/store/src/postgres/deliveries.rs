@@ -110,7 +110,7 @@ impl DeliveryStore for PgStore {
                    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int2[],
                                         $7::int4[], $8::text[], $9::int8[], $10::bool[], $11::int8[]))
                  UPDATE deliveries d SET status = u.s, attempts = d.attempts + u.c, next_attempt_at = u.n,
-                   manual = FALSE, updated_at = u.t
+                   manual = FALSE, updated_at = u.t, held = FALSE
                  FROM UNNEST($12::text[], $13::text[], $14::int2[], $15::int4[], $16::int8[], $17::int8[]) AS u(m, e, s, c, n, t)
                  WHERE d.msg_id = u.m AND d.endpoint_id = u.e",
                 ATTEMPT_COLS.replace("a.", "")
@@ -153,7 +153,7 @@ impl DeliveryStore for PgStore {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "UPDATE deliveries d SET status = 1, next_attempt_at = u.n, updated_at = $4
+                "UPDATE deliveries d SET status = 1, next_attempt_at = u.n, updated_at = $4, held = TRUE
                  FROM UNNEST($1::text[], $2::text[], $3::int8[]) AS u(m, e, n)
                  WHERE d.msg_id = u.m AND d.endpoint_id = u.e AND d.status = 3",
             )
@@ -162,6 +162,19 @@ impl DeliveryStore for PgStore {
             .execute(&stmt, &[&msgs, &eps, &runs, &(now_ms as i64)])
             .await?;
         Ok(())
+    }
+
+    async fn release_held(&self, ep: &EndpointId, now_ms: u64) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2, held = FALSE
+                 WHERE endpoint_id = $1 AND status = 1 AND held AND next_attempt_at > $2",
+            )
+            .await?;
+        Ok(client
+            .execute(&stmt, &[&ep.as_str(), &(now_ms as i64)])
+            .await?)
     }
 
     async fn due_now(&self, ep: &EndpointId, now_ms: u64) -> Result<u64> {

@@ -64,6 +64,64 @@ impl EndpointStore for PgStore {
         Ok(gone)
     }
 
+    async fn mark_failing(&self, changes: Vec<(EndpointId, Option<u64>)>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        // Changes of state are rare (a streak starts or ends), and their
+        // order matters: applied one by one, in one transaction.
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let failing = tx
+            .prepare_cached(
+                "UPDATE endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL",
+            )
+            .await?;
+        let healthy = tx
+            .prepare_cached(
+                "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+            )
+            .await?;
+        for (ep, since) in &changes {
+            match since {
+                Some(at) => tx.execute(&failing, &[&ep.as_str(), &(*at as i64)]).await?,
+                None => tx.execute(&healthy, &[&ep.as_str()]).await?,
+            };
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn disable_failing(
+        &self,
+        failing_before: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(AppId, EndpointId)>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "UPDATE endpoints SET disabled = TRUE, disabled_reason = $2, failing_since = NULL, updated_at = $3
+                 WHERE disabled = FALSE AND failing_since IS NOT NULL AND failing_since <= $1
+                 RETURNING app_id, id",
+            )
+            .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[&(failing_before as i64), &reason, &(now_ms as i64)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    AppId::from_trusted(r.try_get(0)?),
+                    EndpointId::from_trusted(r.try_get(1)?),
+                ))
+            })
+            .collect()
+    }
+
     async fn circuits(&self, app: &AppId) -> Result<Vec<(EndpointId, CircuitSnapshot)>> {
         let client = self.client().await?;
         let stmt = client
@@ -115,12 +173,12 @@ impl PgStore {
     async fn write_endpoint(&self, ep: &Endpoint, insert: bool) -> Result<()> {
         let sql = if insert {
             format!(
-                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18)"
+                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)"
             )
         } else {
             "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=$6, filter_types=$7, channels=$8,
                rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
-               payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18
+               payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18, disabled_reason=$19
              WHERE id=$1"
                 .to_string()
         };
@@ -148,6 +206,7 @@ impl PgStore {
                     &opt_json_text(&ep.payload_filter)?,
                     &ep.concurrency_limit.map(i64::from),
                     &opt_json_text(&ep.circuit_breaker)?,
+                    &ep.disabled_reason,
                 ],
             )
             .await

@@ -50,7 +50,7 @@ impl DeliveryStore for SqliteStore {
                 ATTEMPT_COLS.replace("a.", "")
             ))?;
             let mut update = conn.prepare_cached(
-                "UPDATE deliveries SET status = ?3, attempts = attempts + ?4, next_attempt_at = ?5, manual = 0, updated_at = ?6
+                "UPDATE deliveries SET status = ?3, attempts = attempts + ?4, next_attempt_at = ?5, manual = 0, updated_at = ?6, held = 0
                  WHERE msg_id = ?1 AND endpoint_id = ?2",
             )?;
             for o in &outcomes {
@@ -88,7 +88,7 @@ impl DeliveryStore for SqliteStore {
         }
         self.write_fast(move |conn| {
             let mut update = conn.prepare_cached(
-                "UPDATE deliveries SET status = 1, next_attempt_at = ?3, updated_at = ?4
+                "UPDATE deliveries SET status = 1, next_attempt_at = ?3, updated_at = ?4, held = 1
                  WHERE msg_id = ?1 AND endpoint_id = ?2 AND status = 3",
             )?;
             for d in &deferrals {
@@ -100,6 +100,18 @@ impl DeliveryStore for SqliteStore {
                 ])?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    async fn release_held(&self, ep: &EndpointId, now_ms: u64) -> Result<u64> {
+        let ep = ep.to_string();
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "UPDATE deliveries SET next_attempt_at = ?2, updated_at = ?2, held = 0
+                 WHERE endpoint_id = ?1 AND status = 1 AND held = 1 AND next_attempt_at > ?2",
+                params![ep, now_ms as i64],
+            )? as u64)
         })
         .await
     }

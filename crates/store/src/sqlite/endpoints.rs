@@ -16,10 +16,10 @@ fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Op
 fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
+            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=?19 WHERE id=?1".to_string()
     };
     let changed = conn
         .prepare_cached(&sql)?
@@ -42,6 +42,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
             opt_json_text(&ep.payload_filter)?,
             ep.concurrency_limit,
             opt_json_text(&ep.circuit_breaker)?,
+            ep.disabled_reason,
         ])
         .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {
@@ -100,6 +101,54 @@ impl EndpointStore for SqliteStore {
             )?;
             conn.execute("DELETE FROM endpoint_circuits WHERE endpoint_id = ?", [&id])?;
             Ok(gone)
+        })
+        .await
+    }
+
+    async fn mark_failing(&self, changes: Vec<(EndpointId, Option<u64>)>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.write_fast(move |conn| {
+            let mut failing = conn.prepare_cached(
+                "UPDATE endpoints SET failing_since = ?2 WHERE id = ?1 AND failing_since IS NULL",
+            )?;
+            let mut healthy = conn.prepare_cached(
+                "UPDATE endpoints SET failing_since = NULL WHERE id = ?1 AND failing_since IS NOT NULL",
+            )?;
+            for (ep, since) in &changes {
+                match since {
+                    Some(at) => failing.execute(params![ep.as_str(), *at as i64])?,
+                    None => healthy.execute(params![ep.as_str()])?,
+                };
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn disable_failing(
+        &self,
+        failing_before: u64,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<Vec<(AppId, EndpointId)>> {
+        let reason = reason.to_owned();
+        self.write(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "UPDATE endpoints SET disabled = 1, disabled_reason = ?2, failing_since = NULL, updated_at = ?3
+                 WHERE disabled = 0 AND failing_since IS NOT NULL AND failing_since <= ?1
+                 RETURNING app_id, id",
+            )?;
+            let rows = stmt.query_map(params![failing_before as i64, reason, now_ms as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (app, ep) = row?;
+                out.push((AppId::from_trusted(app), EndpointId::from_trusted(ep)));
+            }
+            Ok(out)
         })
         .await
     }
