@@ -17,11 +17,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Body<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.max_body_bytes;
-        let bytes = read_body(req.into_body(), limit)
-            .await
-            .map_err(|e| e.into_api_error(&format!("the limit of {limit} bytes")))?;
-        parse_json(&bytes).map(Body)
+        parse_json(&read_request_body(req, state).await?).map(Body)
     }
 }
 
@@ -33,12 +29,17 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MessageBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let limit = state.max_body_bytes;
-        let bytes = read_body(req.into_body(), limit)
-            .await
-            .map_err(|e| e.into_api_error(&format!("the limit of {limit} bytes")))?;
-        parse_json_within(&bytes, &["payload", "data"]).map(MessageBody)
+        parse_json_within(&read_request_body(req, state).await?, &["payload", "data"])
+            .map(MessageBody)
     }
+}
+
+/// An API request's body, within the server's size limit.
+async fn read_request_body(req: Request, state: &AppState) -> Result<bytes::Bytes, ApiError> {
+    let limit = state.max_body_bytes;
+    read_body(req.into_body(), limit)
+        .await
+        .map_err(|e| e.into_api_error(&format!("the limit of {limit} bytes")))
 }
 
 /// Why a request body could not be read.

@@ -51,13 +51,22 @@ pub fn parse_uid(field: &str, uid: Option<String>) -> Result<Option<Uid>, Engine
         .transpose()
 }
 
-/// A rate limit (applications and endpoints, messages per second): absent,
-/// or at least 1.
+/// Highest rate limit, deliveries per second: the Svix API types the field
+/// as a 16-bit integer, and so do its Go and Kotlin SDKs, which could not
+/// read a larger stored value back.
+pub const MAX_RATE_LIMIT: u32 = u16::MAX as u32;
+
+/// A rate limit (applications and endpoints, deliveries per second):
+/// absent, or 1 to [`MAX_RATE_LIMIT`].
 pub fn check_rate_limit(field: &str, rate: Option<u32>) -> Result<Option<u32>, EngineError> {
     match rate {
         Some(0) => Err(EngineError::invalid(
             field,
             "must be at least 1 message per second",
+        )),
+        Some(r) if r > MAX_RATE_LIMIT => Err(EngineError::invalid(
+            field,
+            format!("must be at most {MAX_RATE_LIMIT} messages per second"),
         )),
         other => Ok(other),
     }
@@ -243,6 +252,12 @@ mod tests {
             field(new_app(input("n", None, Some(0)), None, 0)),
             "rateLimit"
         );
+        // The Svix SDKs read the field as a 16-bit integer.
+        assert_eq!(
+            field(new_app(input("n", None, Some(65_536)), None, 0)),
+            "rateLimit"
+        );
+        assert!(new_app(input("n", None, Some(65_535)), None, 0).is_ok());
         let app = new_app(input("n", Some("a"), Some(5)), Some("b".into()), 0).unwrap();
         assert_eq!(
             app.uid.as_deref(),

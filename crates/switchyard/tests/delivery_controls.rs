@@ -45,6 +45,20 @@ async fn rate_limited(
     (app_id, ep["id"].as_str().unwrap_or_default().to_owned())
 }
 
+/// Creates an application and one endpoint from `endpoint` (its JSON body),
+/// returning their ids and the endpoint as created.
+async fn app_with(api: &Api, endpoint: Value) -> (String, String, Value) {
+    let (status, app) = api.post("/api/v1/app", json!({ "name": "controls" })).await;
+    assert_eq!(status, 201, "{app}");
+    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
+    let (status, ep) = api
+        .post(&format!("/api/v1/app/{app_id}/endpoint"), endpoint)
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    (app_id, ep_id, ep)
+}
+
 /// Posts `count` messages to `app_id` through the given nodes, 16 at a time,
 /// and returns their ids.
 async fn publish(apis: &[Api], app_id: &str, count: usize) -> Vec<String> {
@@ -225,18 +239,12 @@ async fn the_concurrency_limit_holds() {
     let server = Server::start(data.path(), &[]);
     let api = server.client();
     let (rx, base) = slow_receiver(Duration::from_millis(150)).await;
-    let (status, app) = api.post("/api/v1/app", json!({ "name": "c" })).await;
-    assert_eq!(status, 201, "{app}");
-    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
-    let (status, ep) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/slow"), "concurrencyLimit": 2 }),
-        )
-        .await;
-    assert_eq!(status, 201, "{ep}");
+    let (app_id, ep_id, ep) = app_with(
+        &api,
+        json!({ "url": format!("{base}/slow"), "concurrencyLimit": 2 }),
+    )
+    .await;
     assert_eq!(ep["concurrencyLimit"], json!(2), "{ep}");
-    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
     let count = 20;
     publish(std::slice::from_ref(&api), &app_id, count).await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -344,17 +352,12 @@ async fn the_circuit_breaker_opens_holds_and_closes_after_a_probe() {
     let mut server = Server::start(data.path(), &[]);
     let api = server.client();
     let (rx, base) = switch_receiver(500).await;
-    let (status, app) = api.post("/api/v1/app", json!({ "name": "cb" })).await;
-    assert_eq!(status, 201, "{app}");
-    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
-    let (status, ep) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/cb"),
+    let (app_id, ep_id, ep) = app_with(
+        &api,
+        json!({ "url": format!("{base}/cb"),
                     "circuitBreaker": { "consecutiveFailures": 3, "cooldownSecs": 6 } }),
-        )
-        .await;
-    assert_eq!(status, 201, "{ep}");
+    )
+    .await;
     assert_eq!(
         ep["circuitBreaker"]["consecutiveFailures"],
         json!(3),
@@ -365,7 +368,6 @@ async fn the_circuit_breaker_opens_holds_and_closes_after_a_probe() {
         json!(60),
         "defaults filled in"
     );
-    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
     assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
 
     // One at a time, so exactly three attempts fail before it opens.
@@ -491,18 +493,12 @@ async fn an_open_breaker_survives_a_takeover_on_postgres() {
     let mut first = Server::start(dirs[0].path(), &env);
     let api = first.client();
     let (rx, base) = switch_receiver(500).await;
-    let (status, app) = api.post("/api/v1/app", json!({ "name": "cb" })).await;
-    assert_eq!(status, 201, "{app}");
-    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
-    let (status, ep) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/cb"),
+    let (app_id, ep_id, _) = app_with(
+        &api,
+        json!({ "url": format!("{base}/cb"),
                     "circuitBreaker": { "consecutiveFailures": 2, "cooldownSecs": 3600 } }),
-        )
-        .await;
-    assert_eq!(status, 201, "{ep}");
-    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    )
+    .await;
     for _ in 0..2 {
         let before = rx.requests.load(Ordering::SeqCst);
         send_message(&api, &app_id).await;
@@ -637,18 +633,8 @@ async fn a_failing_endpoint_is_auto_disabled_and_recovers() {
     let server = Server::start(data.path(), &[("SWITCHYARD_AUTO_DISABLE_AFTER_SECS", "2")]);
     let api = server.client();
     let (rx, base) = switch_receiver(500).await;
-    let (status, app) = api.post("/api/v1/app", json!({ "name": "ad" })).await;
-    assert_eq!(status, 201, "{app}");
-    let app_id = app["id"].as_str().unwrap_or_default().to_owned();
-    let (status, ep) = api
-        .post(
-            &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/ad") }),
-        )
-        .await;
-    assert_eq!(status, 201, "{ep}");
+    let (app_id, ep_id, ep) = app_with(&api, json!({ "url": format!("{base}/ad") })).await;
     assert_eq!(ep["disabledReason"], Value::Null);
-    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
     let started = Instant::now();
     let msg = send_message(&api, &app_id).await;
     let endpoint = || {

@@ -33,10 +33,11 @@ pub(crate) struct ApplicationIn {
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     pub uid: Option<String>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
-    #[schema(deprecated)]
+    #[schema(deprecated, minimum = 1, maximum = 65535)]
     pub rate_limit: Option<u32>,
     /// Deliveries per second to each of this application's endpoints that
     /// sets none of its own; deliveries over it wait their turn.
+    #[schema(minimum = 1, maximum = 65535)]
     pub throttle_rate: Option<u32>,
     /// Free-form string pairs of your own.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
@@ -55,9 +56,10 @@ struct ApplicationPatch {
     uid: Option<Option<String>>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(deprecated)]
+    #[schema(deprecated, minimum = 1, maximum = 65535)]
     rate_limit: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(minimum = 1, maximum = 65535)]
     throttle_rate: Option<Option<u32>>,
     /// Free-form string pairs of your own.
     #[schema(value_type = Option<BTreeMap<String, String>>)]

@@ -150,10 +150,11 @@ pub(crate) struct EndpointIn {
     #[serde(default)]
     description: String,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
-    #[schema(deprecated)]
+    #[schema(deprecated, minimum = 1, maximum = 65535)]
     rate_limit: Option<u32>,
     /// Deliveries per second to this endpoint (its application's
     /// `throttleRate` when absent); deliveries over it wait their turn.
+    #[schema(minimum = 1, maximum = 65535)]
     throttle_rate: Option<u32>,
     /// Deliveries in flight to this endpoint at once, 1 to 10,000 (absent:
     /// no limit beyond the per-host connection cap). A Switchyard addition.
@@ -197,9 +198,10 @@ pub(crate) struct EndpointPatchIn {
     description: Option<String>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(deprecated)]
+    #[schema(deprecated, minimum = 1, maximum = 65535)]
     rate_limit: Option<Option<u32>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(minimum = 1, maximum = 65535)]
     throttle_rate: Option<Option<u32>>,
     /// Deliveries in flight at once, 1 to 10,000; `null` removes the limit.
     #[serde(default, deserialize_with = "double_option")]

@@ -723,20 +723,33 @@ mod tests {
         panic!("timed out waiting until {what}");
     }
 
-    /// The retry schedule runs on the engine's clock: a failed delivery is
-    /// sent again only once the clock passes its due time (5 s, then 5 min,
-    /// each ±10 %), however often the poller looks, and no test sleeps for it.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn retries_follow_the_engine_clock() {
+    /// An engine on a manual clock that may deliver to loopback, with one
+    /// application whose one endpoint is a receiver answering `statuses`.
+    struct Setup {
+        engine: Arc<crate::Engine>,
+        _dir: tempfile::TempDir,
+        clock: Arc<ManualClock>,
+        app: switchyard_core::AppId,
+        endpoint: switchyard_core::EndpointId,
+        received: Arc<AtomicUsize>,
+    }
+
+    async fn setup(
+        statuses: Vec<u16>,
+        retry_schedule: Option<switchyard_core::retry::RetrySchedule>,
+    ) -> Setup {
         let clock = Arc::new(ManualClock::starting_now());
-        let config = EngineConfig {
+        let mut config = EngineConfig {
             clock: clock.clone(),
             network_policy: NetworkPolicy::parse("127.0.0.0/8").unwrap(),
             poll_interval: Duration::from_millis(10),
             ..EngineConfig::default()
         };
-        let (engine, _dir) = crate::test_engine_with(config).await;
-        let (url, received) = receiver(vec![500, 503, 200]).await;
+        if let Some(schedule) = retry_schedule {
+            config.retry_schedule = schedule;
+        }
+        let (engine, dir) = crate::test_engine_with(config).await;
+        let (url, received) = receiver(statuses).await;
         let (app, _) = engine
             .create_app(
                 AppInput {
@@ -757,25 +770,49 @@ mod tests {
             )
             .await
             .unwrap();
-        engine
-            .accept(AcceptInput {
-                app_id: app.id.clone(),
-                event_type: AcceptEventType::Provider(MessageEventType::from_provider(
-                    "order.paid",
-                )),
-                event_id: None,
-                channels: None,
-                tags: None,
-                payload: bytes::Bytes::from_static(b"{}"),
-                idempotency_key: None,
-                forward: None,
-                document: PayloadDocument::Json,
-            })
-            .await
-            .unwrap();
+        Setup {
+            engine,
+            _dir: dir,
+            clock,
+            app: app.id,
+            endpoint: endpoint.id,
+            received,
+        }
+    }
+
+    impl Setup {
+        /// Accepts one `{}` message for the application.
+        async fn send(&self) {
+            self.engine
+                .accept(AcceptInput {
+                    app_id: self.app.clone(),
+                    event_type: AcceptEventType::Provider(MessageEventType::from_provider(
+                        "order.paid",
+                    )),
+                    event_id: None,
+                    channels: None,
+                    tags: None,
+                    payload: bytes::Bytes::from_static(b"{}"),
+                    idempotency_key: None,
+                    forward: None,
+                    document: PayloadDocument::Json,
+                })
+                .await
+                .unwrap();
+        }
+    }
+
+    /// The retry schedule runs on the engine's clock: a failed delivery is
+    /// sent again only once the clock passes its due time (5 s, then 5 min,
+    /// each ±10 %), however often the poller looks, and no test sleeps for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retries_follow_the_engine_clock() {
+        let s = setup(vec![500, 503, 200], None).await;
+        s.send().await;
+        let (engine, clock, endpoint, received) = (&s.engine, &s.clock, &s.endpoint, &s.received);
         let attempts = || {
             let engine = engine.clone();
-            let endpoint = endpoint.id.clone();
+            let endpoint = endpoint.clone();
             async move {
                 engine
                     .list_attempts(&AttemptFilter {
@@ -840,53 +877,14 @@ mod tests {
     /// reason and the streak, and recover sends what failed meanwhile.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_endpoint_failing_for_the_window_is_disabled() {
-        let clock = Arc::new(ManualClock::starting_now());
-        let config = EngineConfig {
-            clock: clock.clone(),
-            network_policy: NetworkPolicy::parse("127.0.0.0/8").unwrap(),
-            poll_interval: Duration::from_millis(10),
-            retry_schedule: switchyard_core::retry::RetrySchedule::new(vec![]),
-            ..EngineConfig::default()
-        };
-        let (engine, _dir) = crate::test_engine_with(config).await;
-        let (url, received) = receiver(vec![500, 500, 200]).await;
-        let (app, _) = engine
-            .create_app(
-                AppInput {
-                    name: "a".into(),
-                    ..AppInput::default()
-                },
-                false,
-            )
-            .await
-            .unwrap();
-        let endpoint = engine
-            .create_endpoint(
-                app.id.as_str(),
-                EndpointInput {
-                    url,
-                    ..EndpointInput::default()
-                },
-            )
-            .await
-            .unwrap();
-        let send = async || {
-            engine
-                .accept(AcceptInput {
-                    app_id: app.id.clone(),
-                    event_type: AcceptEventType::Provider(MessageEventType::from_provider("a")),
-                    event_id: None,
-                    channels: None,
-                    tags: None,
-                    payload: bytes::Bytes::from_static(b"{}"),
-                    idempotency_key: None,
-                    forward: None,
-                    document: PayloadDocument::Json,
-                })
-                .await
-                .unwrap()
-        };
-        send().await;
+        let s = setup(
+            vec![500, 500, 200],
+            Some(switchyard_core::retry::RetrySchedule::new(vec![])),
+        )
+        .await;
+        let (engine, clock, received) = (&s.engine, &s.clock, &s.received);
+        let (app, endpoint) = (&s.app, &s.endpoint);
+        s.send().await;
         eventually("the first attempt", async || {
             received.load(Ordering::SeqCst) == 1
         })
@@ -894,7 +892,7 @@ mod tests {
         // Not yet: the streak is young.
         clock.advance(Duration::from_secs(4 * 86_400));
         assert_eq!(engine.disable_failing_endpoints().await.unwrap(), 0);
-        send().await;
+        s.send().await;
         eventually("the second attempt", async || {
             received.load(Ordering::SeqCst) == 2
         })
@@ -911,7 +909,7 @@ mod tests {
         }
         assert_eq!(disabled, 1);
         let ep = engine
-            .endpoint(app.id.as_str(), endpoint.id.as_str())
+            .endpoint(app.as_str(), endpoint.as_str())
             .await
             .unwrap();
         assert!(ep.disabled);
@@ -926,8 +924,8 @@ mod tests {
         // Re-enabled: no reason, no streak, and the failed messages recovered.
         let ep = engine
             .patch_endpoint(
-                app.id.as_str(),
-                endpoint.id.as_str(),
+                app.as_str(),
+                endpoint.as_str(),
                 crate::EndpointPatch {
                     disabled: Some(false),
                     ..Default::default()
@@ -940,7 +938,7 @@ mod tests {
         assert_eq!(engine.disable_failing_endpoints().await.unwrap(), 0);
         assert_eq!(
             engine
-                .recover_endpoint(app.id.as_str(), endpoint.id.as_str(), 0, None)
+                .recover_endpoint(app.as_str(), endpoint.as_str(), 0, None)
                 .await
                 .unwrap(),
             2
