@@ -503,6 +503,17 @@ impl Lanes {
         step
     }
 
+    /// Drops a deleted endpoint's lane, handing back what it parked.
+    pub fn forget(&self, endpoint: &EndpointId) -> Vec<DeliveryTask> {
+        let Ok(mut lanes) = self.lanes.lock() else {
+            return Vec::new();
+        };
+        lanes
+            .remove(endpoint)
+            .map(|lane| lane.parked.into_iter().collect())
+            .unwrap_or_default()
+    }
+
     /// Takes every parked delivery of `endpoint` out (the node no longer
     /// owns it) and stops its pump.
     pub fn release(&self, endpoint: &EndpointId) -> Vec<DeliveryTask> {

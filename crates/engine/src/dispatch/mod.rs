@@ -346,7 +346,7 @@ fn spawn_pump(
                 Ok(Some(current)) => current,
                 Ok(None) => {
                     // Deleted: its deliveries went with it.
-                    for dropped in inner.lanes.release(&endpoint) {
+                    for dropped in inner.lanes.forget(&endpoint) {
                         inner.partitions.end(&dropped.endpoint_id);
                     }
                     return;
@@ -457,8 +457,12 @@ enum Gate {
 async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
     let endpoint = match inner.endpoints.get(&task.app_id, &task.endpoint_id).await {
         Ok(Some(e)) => e,
-        // Deleted: its pending deliveries were removed with it.
+        // Deleted: its pending deliveries were removed with it, and its
+        // lane (if it had limits) goes too.
         Ok(None) => {
+            for dropped in inner.lanes.forget(&task.endpoint_id) {
+                inner.partitions.end(&dropped.endpoint_id);
+            }
             inner.partitions.end(&task.endpoint_id);
             return;
         }
