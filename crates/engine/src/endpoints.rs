@@ -270,14 +270,20 @@ impl Engine {
             .ok_or(EngineError::NotFound("endpoint"))
     }
 
-    async fn save_endpoint(&self, mut ep: Endpoint) -> Result<Endpoint, EngineError> {
+    /// Stores a changed endpoint; `set_disabled` when the change enables or
+    /// disables it (otherwise an auto-disable made meanwhile stands).
+    async fn save_endpoint(
+        &self,
+        mut ep: Endpoint,
+        set_disabled: bool,
+    ) -> Result<Endpoint, EngineError> {
         ep.updated_at = self.now_ms();
         // An enabled endpoint has no reason to be disabled; one disabled
         // through the API has none of Switchyard's.
         if !ep.disabled {
             ep.disabled_reason = None;
         }
-        let ep = self.store.update_endpoint(ep).await?;
+        let ep = self.store.update_endpoint(ep, set_disabled).await?;
         self.endpoints_changed(&ep.app_id);
         self.release_held(std::slice::from_ref(&ep.id)).await?;
         Ok(ep)
@@ -315,11 +321,33 @@ impl Engine {
         self.release_held(&ids).await
     }
 
-    /// After an endpoint was enabled or disabled through the API: a failure
-    /// streak from before does not count towards disabling it (again).
-    async fn enabled_changed(&self, was_disabled: bool, ep: &Endpoint) -> Result<(), EngineError> {
+    /// After an endpoint was changed through the API:
+    /// - enabled or disabled: a failure streak from before does not count
+    ///   towards disabling it (again);
+    /// - re-enabled: it resumes, so an open breaker closes and what it held
+    ///   back is due now;
+    /// - breaker added or removed: a new breaker starts closed, not in the
+    ///   state a removed one was left in.
+    async fn after_change(
+        &self,
+        was_disabled: bool,
+        had_breaker: bool,
+        ep: &Endpoint,
+    ) -> Result<(), EngineError> {
         if was_disabled != ep.disabled {
             self.store.mark_failing(vec![(ep.id.clone(), None)]).await?;
+        }
+        let reenabled = was_disabled && !ep.disabled;
+        if had_breaker != ep.circuit_breaker.is_some() || (reenabled && had_breaker) {
+            let now = self.now_ms();
+            self.store
+                .save_circuit(&ep.app_id, &ep.id, &CircuitSnapshot::closed(now))
+                .await?;
+            self.endpoints_changed(&ep.app_id);
+            if reenabled {
+                self.store.due_now(&ep.id, now).await?;
+                self.wake_dispatcher();
+            }
         }
         Ok(())
     }
@@ -386,7 +414,7 @@ impl Engine {
         let app = self.app(app_key).await?;
         match self.store.get_endpoint(&app.id, key).await? {
             Some(mut ep) => {
-                let was_disabled = ep.disabled;
+                let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
                 ep.url = parse_url(&input.url)?;
                 ep.description = input.description;
                 ep.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
@@ -402,8 +430,8 @@ impl Engine {
                     check_headers(&headers)?;
                     ep.headers = headers;
                 }
-                let saved = self.save_endpoint(ep).await?;
-                self.enabled_changed(was_disabled, &saved).await?;
+                let saved = self.save_endpoint(ep, true).await?;
+                self.after_change(was_disabled, had_breaker, &saved).await?;
                 Ok((saved, false))
             }
             None if EndpointId::parse(key).is_some() => Err(EngineError::NotFound("endpoint")),
@@ -424,7 +452,8 @@ impl Engine {
         patch: EndpointPatch,
     ) -> Result<Endpoint, EngineError> {
         let mut ep = self.endpoint(app_key, key).await?;
-        let was_disabled = ep.disabled;
+        let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
+        let set_disabled = patch.disabled.is_some();
         if let Some(url) = patch.url {
             ep.url = parse_url(&url)?;
         }
@@ -461,8 +490,8 @@ impl Engine {
         if let Some(b) = patch.circuit_breaker {
             ep.circuit_breaker = parse_breaker(b)?;
         }
-        let saved = self.save_endpoint(ep).await?;
-        self.enabled_changed(was_disabled, &saved).await?;
+        let saved = self.save_endpoint(ep, set_disabled).await?;
+        self.after_change(was_disabled, had_breaker, &saved).await?;
         Ok(saved)
     }
 
@@ -555,7 +584,7 @@ impl Engine {
         } else {
             ep.secret = new_secret;
         }
-        Ok(self.save_endpoint(ep).await?.secret)
+        Ok(self.save_endpoint(ep, false).await?.secret)
     }
 
     /// Replaces an endpoint's custom headers.
@@ -568,7 +597,7 @@ impl Engine {
         check_headers(&headers)?;
         let mut ep = self.endpoint(app_key, key).await?;
         ep.headers = headers;
-        self.save_endpoint(ep).await?;
+        self.save_endpoint(ep, false).await?;
         Ok(())
     }
 
@@ -588,7 +617,7 @@ impl Engine {
             ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
         }
         ep.headers.extend(set);
-        self.save_endpoint(ep).await?;
+        self.save_endpoint(ep, false).await?;
         Ok(())
     }
 

@@ -104,7 +104,10 @@ pub trait EndpointStore: Send + Sync + 'static {
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>>;
     /// Every endpoint of every application, for the dispatcher's cache.
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>>;
-    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
+    /// Writes every field of `ep`, except `disabled` and `disabled_reason`
+    /// unless `set_disabled`: an update that does not enable or disable the
+    /// endpoint must not undo an auto-disable made meanwhile.
+    async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool>;
     /// Records where endpoints' failure streaks start and end, in order:
     /// `Some(t)` starts one at `t` unless one is running, `None` ends it.

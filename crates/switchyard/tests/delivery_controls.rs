@@ -691,3 +691,40 @@ async fn a_failing_endpoint_is_auto_disabled_and_recovers() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(endpoint().await["disabled"], json!(false));
 }
+
+/// Found by a hostile review: a breaker removed while open came back open
+/// when added again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_breaker_added_again_starts_closed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (rx, base) = switch_receiver(500).await;
+    let breaker = json!({ "consecutiveFailures": 1, "cooldownSecs": 3600 });
+    let (app_id, ep_id, _) = app_with(
+        &api,
+        json!({ "url": format!("{base}/again"), "circuitBreaker": breaker }),
+    )
+    .await;
+    send_message(&api, &app_id).await;
+    wait_for("the breaker opens", 10, async || {
+        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
+    })
+    .await;
+    let patch = |body: Value| {
+        let api = api.clone();
+        let path = format!("/api/v1/app/{app_id}/endpoint/{ep_id}");
+        async move { api.call(reqwest::Method::PATCH, &path, Some(body)).await }
+    };
+    assert_eq!(patch(json!({ "circuitBreaker": null })).await.0, 200);
+    assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
+    assert_eq!(patch(json!({ "circuitBreaker": breaker })).await.0, 200);
+    assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
+    rx.status.store(200, Ordering::SeqCst);
+    let before = rx.requests.load(Ordering::SeqCst);
+    send_message(&api, &app_id).await;
+    wait_for("a new message goes at once", 10, async || {
+        rx.requests.load(Ordering::SeqCst) > before
+    })
+    .await;
+}

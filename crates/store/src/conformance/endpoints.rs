@@ -52,7 +52,7 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
         secret: EndpointSecret::generate(),
         expires_at: 99,
     });
-    s.update_endpoint(changed.clone()).await.unwrap();
+    s.update_endpoint(changed.clone(), true).await.unwrap();
     assert_eq!(
         s.get_endpoint(&a1.id, e1.id.as_str())
             .await
@@ -129,6 +129,16 @@ pub async fn failing_endpoints_are_disabled_once(b: Backend) {
             .unwrap()
             .is_empty()
     );
+    // An update that does not set `disabled` (a PATCH of the description,
+    // read before the auto-disable) leaves it disabled.
+    let mut stale = ep.clone();
+    stale.disabled = false;
+    stale.disabled_reason = None;
+    stale.description = "changed".into();
+    let kept = s.update_endpoint(stale.clone(), false).await.unwrap();
+    assert!(kept.disabled, "{}", b.name);
+    assert_eq!(kept.description, "changed");
+    assert!(!s.update_endpoint(stale, true).await.unwrap().disabled);
     let other = s
         .get_endpoint(&a.id, recovered.id.as_str())
         .await

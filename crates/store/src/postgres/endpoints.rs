@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl EndpointStore for PgStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
-        self.write_endpoint(&ep, true).await?;
+        self.write_endpoint(&ep, true, true).await?;
         Ok(ep)
     }
 
@@ -33,9 +33,12 @@ impl EndpointStore for PgStore {
             .await
     }
 
-    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
-        self.write_endpoint(&ep, false).await?;
-        Ok(ep)
+    async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint> {
+        self.write_endpoint(&ep, false, set_disabled).await?;
+        // As stored: `disabled` may not be what this update carried.
+        self.get_endpoint(&ep.app_id, ep.id.as_str())
+            .await?
+            .ok_or_else(|| StoreError::NotFound("endpoint".into()))
     }
 
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool> {
@@ -170,15 +173,17 @@ impl EndpointStore for PgStore {
 }
 
 impl PgStore {
-    async fn write_endpoint(&self, ep: &Endpoint, insert: bool) -> Result<()> {
+    async fn write_endpoint(&self, ep: &Endpoint, insert: bool, set_disabled: bool) -> Result<()> {
         let sql = if insert {
             format!(
-                "INSERT INTO endpoints ({EP_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)"
+                "INSERT INTO endpoints ({EP_COLS}) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19
+                 WHERE $20::bool IS NOT NULL"
             )
         } else {
-            "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=$6, filter_types=$7, channels=$8,
+            "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=CASE WHEN $20::bool THEN $6 ELSE disabled END, filter_types=$7, channels=$8,
                rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
-               payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18, disabled_reason=$19
+               payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18,
+               disabled_reason=CASE WHEN $20::bool THEN $19 ELSE disabled_reason END
              WHERE id=$1"
                 .to_string()
         };
@@ -207,6 +212,7 @@ impl PgStore {
                     &ep.concurrency_limit.map(i64::from),
                     &opt_json_text(&ep.circuit_breaker)?,
                     &ep.disabled_reason,
+                    &set_disabled,
                 ],
             )
             .await

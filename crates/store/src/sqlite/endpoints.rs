@@ -13,13 +13,18 @@ fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Op
     )
 }
 
-fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> {
+fn write_endpoint(
+    conn: &Connection,
+    ep: &Endpoint,
+    insert: bool,
+    set_disabled: bool,
+) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)"
+            "INSERT INTO endpoints ({EP_COLS}) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19 WHERE ?20 IS NOT NULL"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=?6, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=?19 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END WHERE id=?1".to_string()
     };
     let changed = conn
         .prepare_cached(&sql)?
@@ -43,6 +48,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
             ep.concurrency_limit,
             opt_json_text(&ep.circuit_breaker)?,
             ep.disabled_reason,
+            set_disabled,
         ])
         .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {
@@ -55,7 +61,7 @@ fn write_endpoint(conn: &Connection, ep: &Endpoint, insert: bool) -> Result<()> 
 impl EndpointStore for SqliteStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
         self.write(move |conn| {
-            write_endpoint(conn, &ep, true)?;
+            write_endpoint(conn, &ep, true, true)?;
             Ok(ep)
         })
         .await
@@ -78,10 +84,12 @@ impl EndpointStore for SqliteStore {
             .await
     }
 
-    async fn update_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+    async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint> {
         self.write(move |conn| {
-            write_endpoint(conn, &ep, false)?;
-            Ok(ep)
+            write_endpoint(conn, &ep, false, set_disabled)?;
+            // As stored: `disabled` may not be what this update carried.
+            get_endpoint_sync(conn, ep.app_id.as_str(), ep.id.as_str())?
+                .ok_or_else(|| StoreError::NotFound("endpoint".into()))
         })
         .await
     }
