@@ -238,6 +238,25 @@ impl Circuit {
         success: bool,
         error: &str,
     ) -> Option<CircuitState> {
+        self.record_sent_at(config, now, now, success, error)
+    }
+
+    /// As [`Self::record`], for a request sent at `sent_at` (ms): while
+    /// half-open, only the probe decides, so a result of a request sent
+    /// before the probe went out is counted but changes no state.
+    pub fn record_sent_at(
+        &mut self,
+        config: &BreakerConfig,
+        now: u64,
+        sent_at: u64,
+        success: bool,
+        error: &str,
+    ) -> Option<CircuitState> {
+        if self.snapshot.state == CircuitState::HalfOpen
+            && self.probe_at.is_some_and(|probe| sent_at < probe)
+        {
+            return None;
+        }
         self.count(config, now, success);
         if success {
             self.consecutive = 0;
@@ -352,6 +371,25 @@ mod tests {
         assert_eq!(b.admit(&c, 20_100), CircuitDecision::Probe);
         assert_eq!(b.record(&c, 20_200, true, ""), Some(CircuitState::Closed));
         assert_eq!(b.admit(&c, 20_201), CircuitDecision::Send);
+    }
+
+    /// Found by a hostile review: a slow request sent before the breaker
+    /// opened must not decide for the probe.
+    #[test]
+    fn only_the_probe_decides_a_half_open_breaker() {
+        let c = config();
+        let mut b = Circuit::resume(CircuitSnapshot::closed(0));
+        for t in 1..=3 {
+            b.record(&c, t, false, "500");
+        }
+        assert_eq!(b.admit(&c, 10_003), CircuitDecision::Probe);
+        // A request sent at 2 (before the probe) succeeds late.
+        assert_eq!(b.record_sent_at(&c, 10_500, 2, true, ""), None);
+        assert_eq!(b.snapshot().state, CircuitState::HalfOpen);
+        assert_eq!(
+            b.record_sent_at(&c, 10_600, 10_003, false, "timeout"),
+            Some(CircuitState::Open)
+        );
     }
 
     #[test]

@@ -728,3 +728,37 @@ async fn a_breaker_added_again_starts_closed() {
     })
     .await;
 }
+
+/// Ingest destinations take a breaker, and have its routes under the
+/// ingest API too (found by a hostile review: they were only reachable
+/// under `/api/v1/app/{source id}/...`).
+#[tokio::test]
+async fn ingest_destinations_show_and_reset_their_breaker() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (status, source) = api
+        .post(
+            "/ingest/api/v1/source",
+            json!({ "name": "s", "type": "none" }),
+        )
+        .await;
+    assert_eq!(status, 201, "{source}");
+    let source_id = source["id"].as_str().unwrap_or_default().to_owned();
+    let (status, dest) = api
+        .post(
+            &format!("/ingest/api/v1/source/{source_id}/endpoint"),
+            json!({ "url": "http://127.0.0.1:9/in", "circuitBreaker": { "cooldownSecs": 5 } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{dest}");
+    let dest_id = dest["id"].as_str().unwrap_or_default().to_owned();
+    let base = format!("/ingest/api/v1/source/{source_id}/endpoint/{dest_id}/circuit");
+    let (status, circuit) = api.get(&base).await;
+    assert_eq!(status, 200, "{circuit}");
+    assert_eq!(circuit["state"], "closed");
+    assert_eq!(circuit["settings"]["cooldownSecs"], 5);
+    let (status, reset) = api.post(&format!("{base}/reset"), json!({})).await;
+    assert_eq!(status, 200, "{reset}");
+    assert_eq!(reset["state"], "closed");
+}

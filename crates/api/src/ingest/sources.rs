@@ -49,6 +49,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(recover_destination))
         .routes(routes!(destination_stats))
+        .routes(routes!(destination_circuit))
+        .routes(routes!(reset_destination_circuit))
 }
 
 /// A source: create or replace.
@@ -605,4 +607,28 @@ async fn destination_stats(
 ) -> ApiResult<Json<EndpointStatsOut>> {
     let app = app_of(&state, &p.source_id).await?;
     endpoints::stats_of(&state, &app, &p.endpoint_id).await
+}
+
+/// A destination's circuit breaker: state and settings.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/circuit", operation_id = "ingest.endpoint.get-circuit",
+    params(DestinationPath),
+    responses((status = 200, description = "The breaker's state as last stored", body = endpoints::CircuitOut)))]
+async fn destination_circuit(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<endpoints::CircuitOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::circuit_of(&state, &app, &p.endpoint_id).await
+}
+
+/// Close a destination's circuit breaker now.
+#[utoipa::path(post, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/circuit/reset", operation_id = "ingest.endpoint.reset-circuit",
+    params(DestinationPath),
+    responses((status = 200, description = "The breaker, closed", body = endpoints::CircuitOut)))]
+async fn reset_destination_circuit(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<endpoints::CircuitOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    endpoints::reset_circuit_of(&state, &app, &p.endpoint_id).await
 }

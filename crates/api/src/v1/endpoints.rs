@@ -790,11 +790,23 @@ async fn circuit(
     State(state): State<AppState>,
     Path(p): Path<EndpointPath>,
 ) -> ApiResult<Json<CircuitOut>> {
-    let view = state
-        .engine
-        .endpoint_circuit(&p.app_id, &p.endpoint_id)
-        .await?;
-    Ok(Json(view.into()))
+    circuit_of(&state, &p.app_id, &p.endpoint_id).await
+}
+
+pub(crate) async fn circuit_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+) -> ApiResult<Json<CircuitOut>> {
+    Ok(Json(state.engine.endpoint_circuit(app, ep).await?.into()))
+}
+
+pub(crate) async fn reset_circuit_of(
+    state: &AppState,
+    app: &str,
+    ep: &str,
+) -> ApiResult<Json<CircuitOut>> {
+    Ok(Json(state.engine.reset_circuit(app, ep).await?.into()))
 }
 
 /// Close the circuit breaker now (waiting deliveries go at their next turn).
@@ -805,9 +817,5 @@ async fn reset_circuit(
     State(state): State<AppState>,
     Path(p): Path<EndpointPath>,
 ) -> ApiResult<Json<CircuitOut>> {
-    let view = state
-        .engine
-        .reset_circuit(&p.app_id, &p.endpoint_id)
-        .await?;
-    Ok(Json(view.into()))
+    reset_circuit_of(&state, &p.app_id, &p.endpoint_id).await
 }

@@ -345,7 +345,9 @@ impl Lanes {
 
     /// Counts a sent delivery's result in the endpoint's breaker, if it has
     /// one; a change of state is reported to be stored.
-    pub fn record(&self, endpoint: &EndpointId, success: bool, error: &str) {
+    /// `sent_at`: when the request went out (ms), so that in half-open only
+    /// the probe's result decides.
+    pub fn record(&self, endpoint: &EndpointId, sent_at: u64, success: bool, error: &str) {
         let Ok(mut lanes) = self.lanes.lock() else {
             return;
         };
@@ -357,7 +359,7 @@ impl Lanes {
             return;
         };
         if circuit
-            .record(config, self.clock.0.now_ms(), success, error)
+            .record_sent_at(config, self.clock.0.now_ms(), sent_at, success, error)
             .is_some()
         {
             let snapshot = circuit.snapshot().clone();
@@ -751,9 +753,9 @@ mod tests {
                 Admission::Send(..)
             ));
         }
-        lanes.record(&id, false, "HTTP 500");
+        lanes.record(&id, clock.now_ms(), false, "HTTP 500");
         assert!(changes.try_recv().is_err());
-        lanes.record(&id, false, "HTTP 503");
+        lanes.record(&id, clock.now_ms(), false, "HTTP 503");
         let opened = changes.try_recv().unwrap();
         assert_eq!(opened.snapshot.state, CircuitState::Open);
         assert_eq!(opened.snapshot.last_error.as_deref(), Some("HTTP 503"));
@@ -779,7 +781,7 @@ mod tests {
             matches!(lanes.admit(&ep, task(&ep, 5)), Admission::Defer(_)),
             "one probe at a time"
         );
-        lanes.record(&id, true, "");
+        lanes.record(&id, clock.now_ms(), true, "");
         assert_eq!(
             changes.try_recv().unwrap().snapshot.state,
             CircuitState::Closed

@@ -535,6 +535,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
     // Every delivery of a fan-out sends the one payload the message was
     // stored with: cloning `Bytes` shares it.
     let body = task.payload.clone();
+    let sent_at = inner.clock.now_ms();
     let result = match signed_headers(
         &endpoint,
         task.msg_id.as_str(),
@@ -565,7 +566,9 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
         } else {
             format!("HTTP {}", result.status)
         };
-        inner.lanes.record(&task.endpoint_id, success, &error);
+        inner
+            .lanes
+            .record(&task.endpoint_id, sent_at, success, &error);
     }
     let outcome = if success {
         Outcome {
