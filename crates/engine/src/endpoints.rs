@@ -339,15 +339,7 @@ impl Engine {
         }
         let reenabled = was_disabled && !ep.disabled;
         if had_breaker != ep.circuit_breaker.is_some() || (reenabled && had_breaker) {
-            let now = self.now_ms();
-            self.store
-                .save_circuit(&ep.app_id, &ep.id, &CircuitSnapshot::closed(now))
-                .await?;
-            self.endpoints_changed(&ep.app_id);
-            if reenabled {
-                self.store.due_now(&ep.id, now).await?;
-                self.wake_dispatcher();
-            }
+            self.close_circuit(ep, reenabled).await?;
         }
         Ok(())
     }
@@ -529,21 +521,34 @@ impl Engine {
         key: &str,
     ) -> Result<CircuitView, EngineError> {
         let ep = self.endpoint(app_key, key).await?;
-        let now = self.clock.now_ms();
+        let snapshot = self.close_circuit(&ep, true).await?;
+        Ok(CircuitView {
+            config: ep.circuit_breaker,
+            snapshot,
+        })
+    }
+
+    /// Stores an endpoint's breaker as closed from now, and tells every
+    /// node. With `release`, what the breaker held back (waiting for its
+    /// cool-down in the queue) is due now instead, like every retry the
+    /// endpoint was waiting on.
+    async fn close_circuit(
+        &self,
+        ep: &Endpoint,
+        release: bool,
+    ) -> Result<CircuitSnapshot, EngineError> {
+        let now = self.now_ms();
         let snapshot = CircuitSnapshot::closed(now);
         self.store
             .save_circuit(&ep.app_id, &ep.id, &snapshot)
             .await?;
         self.endpoints_changed(&ep.app_id);
-        // What the breaker held back waits for its cool-down in the queue:
-        // due now instead, like every retry the endpoint was waiting on.
-        let due = self.store.due_now(&ep.id, now).await?;
-        tracing::info!(endpoint = %ep.id, deliveries = due, "circuit breaker reset");
-        self.wake_dispatcher();
-        Ok(CircuitView {
-            config: ep.circuit_breaker,
-            snapshot,
-        })
+        if release {
+            let due = self.store.due_now(&ep.id, now).await?;
+            tracing::info!(endpoint = %ep.id, deliveries = due, "circuit breaker closed; waiting deliveries are due");
+            self.wake_dispatcher();
+        }
+        Ok(snapshot)
     }
 
     /// Deletes an endpoint; its pending deliveries go with it.

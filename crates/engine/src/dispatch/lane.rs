@@ -158,14 +158,7 @@ impl Lane {
             slots: limits
                 .concurrency
                 .map(|n| Arc::new(Semaphore::new(n.get() as usize))),
-            circuit: limits.breaker.map(|_| {
-                Circuit::resume(
-                    endpoint
-                        .circuit
-                        .clone()
-                        .unwrap_or_else(|| CircuitSnapshot::closed(0)),
-                )
-            }),
+            circuit: limits.breaker.map(|_| stored_circuit(endpoint)),
             app_id: endpoint.endpoint.app_id.clone(),
             parked: VecDeque::new(),
             pumping: false,
@@ -177,7 +170,15 @@ impl Lane {
     /// rate limiter's count if the rate is the same, the concurrency
     /// semaphore (resized, so requests in flight still count) if there still
     /// is a limit, the breaker's state if there still is a breaker.
+    /// A breaker state stored after this lane's (a reset through the API,
+    /// or another node's change before this one took the endpoint over)
+    /// wins over the one in memory.
     fn refresh(&mut self, limits: Limits, endpoint: &CachedEndpoint, clock: &LimiterClock) {
+        if let (Some(circuit), Some(stored)) = (self.circuit.as_mut(), endpoint.circuit.as_ref())
+            && stored.since > circuit.snapshot().since
+        {
+            *circuit = Circuit::resume(stored.clone());
+        }
         if self.limits == limits {
             return;
         }
@@ -197,12 +198,7 @@ impl Lane {
         if limits.breaker.is_none() {
             self.circuit = None;
         } else if self.circuit.is_none() {
-            self.circuit = Some(Circuit::resume(
-                endpoint
-                    .circuit
-                    .clone()
-                    .unwrap_or_else(|| CircuitSnapshot::closed(0)),
-            ));
+            self.circuit = Some(stored_circuit(endpoint));
         }
         self.limits = limits;
     }
@@ -248,24 +244,18 @@ impl Lane {
     }
 
     /// Lets the breaker have its say on one delivery about to be sent: it
-    /// may move to half-open (reported in `changes`) or hold it back.
-    fn breaker_admits(
-        &mut self,
-        now_ms: u64,
-        changes: &mut Vec<CircuitSnapshot>,
-    ) -> Result<(), u64> {
+    /// may hold it back (until the time given), or let it go, having moved
+    /// to half-open (the state entered is returned, to be stored).
+    fn breaker_admits(&mut self, now_ms: u64) -> Result<Option<CircuitSnapshot>, u64> {
         let (Some(circuit), Some(config)) = (self.circuit.as_mut(), self.limits.breaker.as_ref())
         else {
-            return Ok(());
+            return Ok(None);
         };
         let before = circuit.snapshot().state;
         match circuit.admit(config, now_ms) {
-            CircuitDecision::Send => Ok(()),
+            CircuitDecision::Send => Ok(None),
             CircuitDecision::Probe => {
-                if circuit.snapshot().state != before {
-                    changes.push(circuit.snapshot().clone());
-                }
-                Ok(())
+                Ok((circuit.snapshot().state != before).then(|| circuit.snapshot().clone()))
             }
             CircuitDecision::WaitUntil(until) => Err(until),
         }
@@ -292,6 +282,16 @@ impl Lane {
     }
 }
 
+/// The endpoint's breaker as last stored (closed if never stored).
+fn stored_circuit(endpoint: &CachedEndpoint) -> Circuit {
+    Circuit::resume(
+        endpoint
+            .circuit
+            .clone()
+            .unwrap_or_else(|| CircuitSnapshot::closed(0)),
+    )
+}
+
 /// A burst of a tenth of a second of the rate: the clock has millisecond
 /// steps, so a rate over 1,000/s needs a burst above one to be reachable at
 /// all; over a minute the burst adds under 0.2 %.
@@ -316,7 +316,8 @@ fn resize(slots: &Arc<Semaphore>, old: u32, new: u32) {
 }
 
 /// The lanes of the endpoints this node is sending to. An endpoint without
-/// a rate limit has no lane state and costs no lock.
+/// a rate limit, concurrency limit or breaker has no lane state and costs
+/// no lock.
 pub(crate) struct Lanes {
     clock: LimiterClock,
     lanes: Mutex<HashMap<EndpointId, Lane>>,
@@ -333,10 +334,11 @@ impl Lanes {
         }
     }
 
-    fn report(&self, app_id: &AppId, endpoint_id: &EndpointId, changes: Vec<CircuitSnapshot>) {
-        for snapshot in changes {
+    /// Passes a state a breaker entered on to be stored.
+    fn report(&self, app_id: AppId, endpoint_id: &EndpointId, snapshot: Option<CircuitSnapshot>) {
+        if let Some(snapshot) = snapshot {
             let _ = self.changes.send(CircuitChange {
-                app_id: app_id.clone(),
+                app_id,
                 endpoint_id: endpoint_id.clone(),
                 snapshot,
             });
@@ -365,7 +367,7 @@ impl Lanes {
             let snapshot = circuit.snapshot().clone();
             let app_id = lane.app_id.clone();
             drop(lanes);
-            self.report(&app_id, endpoint, vec![snapshot]);
+            self.report(app_id, endpoint, Some(snapshot));
         }
     }
 
@@ -386,14 +388,6 @@ impl Lanes {
             .entry(task.endpoint_id.clone())
             .or_insert_with(|| Lane::new(limits, endpoint, &self.clock));
         lane.refresh(limits, endpoint, &self.clock);
-        // A state stored after this lane's (a reset through the API, or
-        // another node's change before this one took the endpoint over)
-        // wins.
-        if let (Some(circuit), Some(stored)) = (lane.circuit.as_mut(), endpoint.circuit.as_ref())
-            && stored.since > circuit.snapshot().since
-        {
-            *circuit = Circuit::resume(stored.clone());
-        }
         let now = self.clock.0.now_ms();
         // A manual resend is the operator's call: the breaker lets it
         // through. It is never deferred either: while its delivery is being
@@ -403,23 +397,22 @@ impl Lanes {
             return Admission::Defer(lane.defer_until(task, until));
         }
         // Parked deliveries go first: a newcomer never overtakes them.
-        let mut changes = Vec::new();
         if lane.parked.is_empty()
             && let Ok(permit) = lane.try_slot()
             && lane.rate_allows(&self.clock).is_ok()
         {
             let decision = if manual {
-                Ok(())
+                Ok(None)
             } else {
-                lane.breaker_admits(now, &mut changes)
+                lane.breaker_admits(now)
             };
             let app_id = lane.app_id.clone();
-            let admission = match decision {
-                Ok(()) => Admission::Send(task, permit),
-                Err(until) => Admission::Defer(lane.defer_until(task, until)),
+            let (admission, entered) = match decision {
+                Ok(entered) => (Admission::Send(task, permit), entered),
+                Err(until) => (Admission::Defer(lane.defer_until(task, until)), None),
             };
             drop(lanes);
-            self.report(&app_id, &endpoint.endpoint.id, changes);
+            self.report(app_id, &endpoint.endpoint.id, entered);
             return admission;
         }
         if manual || lane.parked.len() < lane.park_limit() {
@@ -428,7 +421,7 @@ impl Lanes {
             lane.pumping = true;
             return Admission::Parked { start_pump };
         }
-        let run_at = lane.next_turn_ms(self.clock.0.now_ms());
+        let run_at = lane.next_turn_ms(now);
         Admission::Defer(Deferral {
             msg_id: task.msg_id,
             endpoint_id: task.endpoint_id,
@@ -489,19 +482,18 @@ impl Lanes {
         let Some(task) = lane.parked.pop_front() else {
             return PumpStep::Done;
         };
-        let mut changes = Vec::new();
         let decision = if task.manual {
-            Ok(())
+            Ok(None)
         } else {
-            lane.breaker_admits(now, &mut changes)
+            lane.breaker_admits(now)
         };
-        let step = match decision {
-            Ok(()) => PumpStep::Send(task, slot.take()),
-            Err(until) => PumpStep::Defer(lane.defer_until(task, until)),
+        let (step, entered) = match decision {
+            Ok(entered) => (PumpStep::Send(task, slot.take()), entered),
+            Err(until) => (PumpStep::Defer(lane.defer_until(task, until)), None),
         };
         let app_id = lane.app_id.clone();
         drop(lanes);
-        self.report(&app_id, endpoint, changes);
+        self.report(app_id, endpoint, entered);
         step
     }
 

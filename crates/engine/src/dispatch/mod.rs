@@ -191,14 +191,12 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
     let mut health = Health::default();
     while outcomes.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
         let streaks = health.changes(&batch, inner.clock.now_ms());
-        let mut backoff = Duration::from_millis(100);
         // Outcomes stay in memory until stored: losing one would leave its
         // delivery "sending" until the next restart.
-        while let Err(e) = inner.store.record_outcomes(batch.clone()).await {
-            tracing::warn!(error = %e, outcomes = batch.len(), "recording attempts failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        until_stored("recording attempts", batch.len(), || {
+            inner.store.record_outcomes(batch.clone())
+        })
+        .await;
         for outcome in batch.drain(..) {
             inner.partitions.end(&outcome.attempt.endpoint_id);
         }
@@ -209,6 +207,31 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
             tracing::warn!(error = %e, "recording endpoints' failure streaks failed");
             health.forget();
         }
+    }
+}
+
+/// Retries a store write until it succeeds (what it writes exists only in
+/// memory until then), waiting 0.1 s, then twice as long each time, up to
+/// 5 s. `items` is how many records the write holds, for the log.
+async fn until_stored<F, Fut>(what: &str, items: usize, mut write: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), switchyard_store::StoreError>>,
+{
+    let mut backoff = Duration::from_millis(100);
+    while let Err(e) = write().await {
+        tracing::warn!(error = %e, items, "{what} failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Hands a held-back delivery to the deferrer; if it has stopped (the
+/// engine is shutting down) the delivery stays `sending` for the next
+/// owner, and stops counting as in flight here.
+fn defer(inner: &Inner, deferral: Deferral) {
+    if let Err(unsent) = inner.deferrals.send(deferral) {
+        inner.partitions.end(&unsent.0.endpoint_id);
     }
 }
 
@@ -234,25 +257,21 @@ impl Health {
         batch: &[Outcome],
         now: u64,
     ) -> Vec<(switchyard_core::EndpointId, Option<u64>)> {
-        // Per endpoint: whether it ended failing, and the first failure
-        // after its last success in this batch.
-        let mut last: std::collections::HashMap<
-            &switchyard_core::EndpointId,
-            (bool, Option<u64>, bool),
-        > = std::collections::HashMap::new();
+        // Per endpoint: the first failure after its last success in this
+        // batch (`None`: it ended succeeding), and whether it succeeded at all.
+        let mut last: std::collections::HashMap<&switchyard_core::EndpointId, (Option<u64>, bool)> =
+            std::collections::HashMap::new();
         for o in batch.iter().filter(|o| o.sent) {
-            let ok = o.attempt.status == DeliveryStatus::Success;
-            let entry = last
-                .entry(&o.attempt.endpoint_id)
-                .or_insert((false, None, false));
-            if ok {
-                *entry = (false, None, true);
-            } else if entry.1.is_none() {
-                *entry = (true, Some(o.attempt.created_at), entry.2);
+            let (since, succeeded) = last.entry(&o.attempt.endpoint_id).or_default();
+            if o.attempt.status == DeliveryStatus::Success {
+                (*since, *succeeded) = (None, true);
+            } else if since.is_none() {
+                *since = Some(o.attempt.created_at);
             }
         }
         let mut out = Vec::new();
-        for (ep, (failing, since, succeeded)) in last {
+        for (ep, (since, succeeded)) in last {
+            let failing = since.is_some();
             let fresh = self.known.get(ep).is_some_and(|&(was, at)| {
                 was == failing
                     && now.saturating_sub(at) < HEALTH_REFRESH_MS
@@ -265,7 +284,7 @@ impl Health {
                 // A success then failures: the old streak ended, a new one began.
                 out.push((ep.clone(), None));
             }
-            out.push((ep.clone(), if failing { since } else { None }));
+            out.push((ep.clone(), since));
             self.known.insert(ep.clone(), (failing, now));
         }
         out
@@ -281,12 +300,10 @@ impl Health {
 async fn run_deferrer(inner: Arc<Inner>, mut deferrals: mpsc::UnboundedReceiver<Deferral>) {
     let mut batch = Vec::with_capacity(OUTCOME_BATCH);
     while deferrals.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = inner.store.defer(batch.clone(), inner.clock.now_ms()).await {
-            tracing::warn!(error = %e, deferrals = batch.len(), "deferring deliveries failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        until_stored("deferring deliveries", batch.len(), || {
+            inner.store.defer(batch.clone(), inner.clock.now_ms())
+        })
+        .await;
         for deferral in batch.drain(..) {
             inner.partitions.end(&deferral.endpoint_id);
         }
@@ -308,16 +325,12 @@ async fn run_circuit_recorder(
             last_error = snapshot.last_error.as_deref().unwrap_or(""),
             "circuit breaker changed state"
         );
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = inner
-            .store
-            .save_circuit(&change.app_id, &change.endpoint_id, snapshot)
-            .await
-        {
-            tracing::warn!(error = %e, "storing a circuit breaker's state failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
+        until_stored("storing a circuit breaker's state", 1, || {
+            inner
+                .store
+                .save_circuit(&change.app_id, &change.endpoint_id, snapshot)
+        })
+        .await;
         inner.endpoints.invalidate(&change.app_id);
         if let Err(e) = inner
             .store
@@ -383,11 +396,7 @@ fn spawn_pump(
                         .ok()
                         .and_then(Result::ok);
                 }
-                PumpStep::Defer(deferral) => {
-                    if let Err(unsent) = inner.deferrals.send(deferral) {
-                        inner.partitions.end(&unsent.0.endpoint_id);
-                    }
-                }
+                PumpStep::Defer(deferral) => defer(&inner, deferral),
                 // The wait is on the engine clock; at least a millisecond,
                 // so a clock that stands still (tests) does not spin.
                 PumpStep::Wait(wait) => {
@@ -507,9 +516,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             return;
         }
         (Admission::Defer(deferral), _) => {
-            if let Err(unsent) = inner.deferrals.send(deferral) {
-                inner.partitions.end(&unsent.0.endpoint_id);
-            }
+            defer(inner, deferral);
             return;
         }
     };
