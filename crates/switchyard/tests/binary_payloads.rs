@@ -57,17 +57,17 @@ fn stripe_signature(body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-#[tokio::test]
-async fn a_signed_body_that_is_not_utf8_is_stored_and_delivered_byte_for_byte() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(dir.path(), &[]);
-    let api = server.client();
-    let (received, destination) = receiver().await;
+/// A Stripe source with `settings` and one destination; its id and ingest URL.
+async fn stripe_source(
+    api: &common::Api,
+    settings: serde_json::Value,
+    destination: &str,
+) -> (String, String) {
     let (status, source) = api
         .post(
             "/ingest/api/v1/source",
             json!({"name": "legacy", "type": "stripe", "config": {"secret": STRIPE_SECRET},
-                   "settings": {"eventType": {"value": "order.created"}}}),
+                   "settings": settings}),
         )
         .await;
     assert_eq!(status, 201, "{source}");
@@ -80,6 +80,21 @@ async fn a_signed_body_that_is_not_utf8_is_stored_and_delivered_byte_for_byte() 
         )
         .await;
     assert_eq!(status, 201, "{dest}");
+    (source_id, ingest_url)
+}
+
+#[tokio::test]
+async fn a_signed_body_that_is_not_utf8_is_stored_and_delivered_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let api = server.client();
+    let (received, destination) = receiver().await;
+    let (source_id, ingest_url) = stripe_source(
+        &api,
+        json!({"eventType": {"value": "order.created"}}),
+        &destination,
+    )
+    .await;
 
     // The example, an ISO-8859-1 XML order from a legacy system, and
     // a binary body with NUL and every high byte.
@@ -163,23 +178,12 @@ async fn signed_bodies_in_other_charsets_or_shapes_are_taken() {
     let server = Server::start(dir.path(), &[]);
     let api = server.client();
     let (received, destination) = receiver().await;
-    let (status, source) = api
-        .post(
-            "/ingest/api/v1/source",
-            json!({"name": "legacy", "type": "stripe", "config": {"secret": STRIPE_SECRET},
-                   "settings": {"response": {"status": 204, "body": "ignored"}}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{source}");
-    let source_id = source["id"].as_str().unwrap().to_owned();
-    let ingest_url = source["ingestUrl"].as_str().unwrap().to_owned();
-    let (status, dest) = api
-        .post(
-            &format!("/ingest/api/v1/source/{source_id}/endpoint"),
-            json!({ "url": destination }),
-        )
-        .await;
-    assert_eq!(status, 201, "{dest}");
+    let (source_id, ingest_url) = stripe_source(
+        &api,
+        json!({"response": {"status": 204, "body": "ignored"}}),
+        &destination,
+    )
+    .await;
     let cases: [(&[u8], Option<&str>, &str); 4] = [
         (
             b"{\"name\":\"M\xfcller\",\"type\":\"order.created\"}",

@@ -333,6 +333,24 @@ async fn circuit_of(api: &Api, app: &str, ep: &str) -> Value {
     body
 }
 
+/// Sends `failures` messages one at a time to an endpoint whose receiver
+/// fails, each waiting for its attempt (so exactly that many fail), then
+/// waits until the breaker says it is open.
+async fn open_breaker(api: &Api, rx: &SwitchReceiver, app_id: &str, ep_id: &str, failures: usize) {
+    for _ in 0..failures {
+        let before = rx.requests.load(Ordering::SeqCst);
+        send_message(api, app_id).await;
+        wait_for("the attempt", 10, async || {
+            rx.requests.load(Ordering::SeqCst) > before
+        })
+        .await;
+    }
+    wait_for("the breaker opens", 10, async || {
+        circuit_of(api, app_id, ep_id).await["state"] == "open"
+    })
+    .await;
+}
+
 async fn failed_attempts(api: &Api, app: &str, ep: &str) -> usize {
     let (status, body) = api
         .get(&format!(
@@ -371,19 +389,7 @@ async fn the_circuit_breaker_opens_holds_and_closes_after_a_probe() {
     );
     assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
 
-    // One at a time, so exactly three attempts fail before it opens.
-    for _ in 0..3 {
-        let before = rx.requests.load(Ordering::SeqCst);
-        send_message(&api, &app_id).await;
-        wait_for("the attempt", 10, async || {
-            rx.requests.load(Ordering::SeqCst) > before
-        })
-        .await;
-    }
-    wait_for("the breaker opens", 10, async || {
-        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
-    })
-    .await;
+    open_breaker(&api, &rx, &app_id, &ep_id, 3).await;
     let circuit = circuit_of(&api, &app_id, &ep_id).await;
     assert_eq!(circuit["lastError"], "HTTP 500", "{circuit}");
     assert_eq!(circuit["consecutiveFailures"], 3, "{circuit}");
@@ -500,18 +506,7 @@ async fn an_open_breaker_survives_a_takeover_on_postgres() {
                     "circuitBreaker": { "consecutiveFailures": 2, "cooldownSecs": 3600 } }),
     )
     .await;
-    for _ in 0..2 {
-        let before = rx.requests.load(Ordering::SeqCst);
-        send_message(&api, &app_id).await;
-        wait_for("the attempt", 10, async || {
-            rx.requests.load(Ordering::SeqCst) > before
-        })
-        .await;
-    }
-    wait_for("the breaker opens", 10, async || {
-        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
-    })
-    .await;
+    open_breaker(&api, &rx, &app_id, &ep_id, 2).await;
 
     let others: Vec<Server> = dirs[1..]
         .iter()
@@ -706,11 +701,7 @@ async fn a_breaker_added_again_starts_closed() {
         json!({ "url": format!("{base}/again"), "circuitBreaker": breaker }),
     )
     .await;
-    send_message(&api, &app_id).await;
-    wait_for("the breaker opens", 10, async || {
-        circuit_of(&api, &app_id, &ep_id).await["state"] == "open"
-    })
-    .await;
+    open_breaker(&api, &rx, &app_id, &ep_id, 1).await;
     let patch = |body: Value| {
         let api = api.clone();
         let path = format!("/api/v1/app/{app_id}/endpoint/{ep_id}");
