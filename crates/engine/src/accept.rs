@@ -98,7 +98,7 @@ impl Engine {
             {
                 continue;
             }
-            matched.push(e.endpoint.id.clone());
+            matched.push((e.endpoint.id.clone(), e.endpoint.fifo));
         }
         let now = self.now_ms();
         let payload = input.payload;
@@ -119,14 +119,16 @@ impl Engine {
         let has_room = self.dispatcher.has_room();
         let deliveries: Vec<NewDelivery> = matched
             .into_iter()
-            .map(|endpoint_id| {
-                let send_now = has_room && self.partitions.owns(&endpoint_id);
+            .map(|(endpoint_id, fifo)| {
+                // A FIFO delivery goes out when a claim finds it next.
+                let send_now = has_room && !fifo && self.partitions.owns(&endpoint_id);
                 if send_now {
                     self.partitions.begin(&endpoint_id);
                 }
                 NewDelivery {
                     endpoint_id,
                     send_now,
+                    fifo,
                 }
             })
             .collect();

@@ -43,6 +43,8 @@ pub struct EndpointInput {
     pub payload_filter: Option<Value>,
     /// Circuit-breaker settings (a [`BreakerConfig`] as JSON); `null` means none.
     pub circuit_breaker: Option<Value>,
+    /// One delivery at a time, in message order ([`Endpoint::fifo`]).
+    pub fifo: bool,
 }
 
 /// A partial change: `None` leaves a field as it is; `Some(None)` clears it.
@@ -60,6 +62,7 @@ pub struct EndpointPatch {
     pub secret: Option<String>,
     pub payload_filter: Option<Option<Value>>,
     pub circuit_breaker: Option<Option<Value>>,
+    pub fifo: Option<bool>,
 }
 
 /// Most deliveries an endpoint's concurrency limit may allow in flight.
@@ -233,6 +236,7 @@ fn new_endpoint(
         rate_limit: check_rate_limit("rateLimit", input.rate_limit)?,
         concurrency_limit: check_concurrency_limit(input.concurrency_limit)?,
         circuit_breaker: parse_breaker(input.circuit_breaker)?,
+        fifo: input.fifo,
         metadata: input.metadata.unwrap_or_default(),
         headers,
         payload_filter: parse_payload_filter(input.payload_filter)?,
@@ -418,6 +422,7 @@ impl Engine {
                 ep.metadata = input.metadata.unwrap_or_default();
                 ep.payload_filter = parse_payload_filter(input.payload_filter)?;
                 ep.circuit_breaker = parse_breaker(input.circuit_breaker)?;
+                ep.fifo = input.fifo;
                 if let Some(headers) = input.headers {
                     check_headers(&headers)?;
                     ep.headers = headers;
@@ -457,6 +462,9 @@ impl Engine {
         }
         if let Some(c) = patch.concurrency_limit {
             ep.concurrency_limit = check_concurrency_limit(c)?;
+        }
+        if let Some(fifo) = patch.fifo {
+            ep.fifo = fifo;
         }
         if let Some(uid) = patch.uid {
             ep.uid = parse_uid("uid", uid)?;

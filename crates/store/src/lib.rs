@@ -151,7 +151,10 @@ pub trait MessageStore: Send + Sync + 'static {
 #[async_trait]
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Marks up to `limit` due pending deliveries in the given partitions as
-    /// sending and returns them.
+    /// sending and returns them. A FIFO delivery is taken only when no FIFO
+    /// delivery of its endpoint is being sent and none with a smaller
+    /// message id is pending, so each FIFO endpoint has at most one in
+    /// flight, in message order.
     async fn claim_due(
         &self,
         now_ms: u64,

@@ -61,6 +61,11 @@ pub struct Endpoint {
     pub concurrency_limit: Option<u32>,
     /// Circuit-breaker settings; `None` is no breaker.
     pub circuit_breaker: Option<switchyard_core::breaker::BreakerConfig>,
+    /// First in, first out: the endpoint's deliveries are sent one at a
+    /// time, in message-creation order (message id order), and one that
+    /// fails holds back the rest until it succeeds or runs out of retries.
+    /// Covers the deliveries made while it is set.
+    pub fifo: bool,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
     /// A payload filter (see `switchyard_core::filter`), as written by the user.
@@ -110,8 +115,12 @@ pub struct NewMessage {
 pub struct NewDelivery {
     pub endpoint_id: EndpointId,
     /// Whether this node will send it straight away (stored as `sending`) or
-    /// leave it `pending` for whichever node owns its partition.
+    /// leave it `pending` for whichever node owns its partition. Never for
+    /// a FIFO endpoint: only a claim can tell whether it is next.
     pub send_now: bool,
+    /// Its endpoint is FIFO ([`Endpoint::fifo`]): claimed only when no
+    /// earlier FIFO delivery of the endpoint is pending or being sent.
+    pub fifo: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +214,9 @@ pub struct Outcome {
     /// sending (refused by its lane, or its endpoint could not be read),
     /// which says nothing of the endpoint's health.
     pub sent: bool,
+    /// The delivery's endpoint is FIFO, so storing this may let its next
+    /// delivery be claimed.
+    pub fifo: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

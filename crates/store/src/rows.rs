@@ -104,7 +104,7 @@ pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
     })
 }
 
-pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit, circuit_breaker, disabled_reason";
+pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit, circuit_breaker, disabled_reason, fifo";
 
 pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
     Ok(Endpoint {
@@ -120,6 +120,7 @@ pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
         concurrency_limit: row.opt_u32("concurrency_limit")?,
         circuit_breaker: row.json("circuit_breaker")?,
         disabled_reason: row.opt_text("disabled_reason")?,
+        fifo: row.flag("fifo")?,
         metadata: row.json("metadata")?.unwrap_or_default(),
         headers: row.json("headers")?.unwrap_or_default(),
         payload_filter: row.json("payload_filter")?,

@@ -753,3 +753,278 @@ async fn ingest_destinations_show_and_reset_their_breaker() {
     assert_eq!(status, 200, "{reset}");
     assert_eq!(reset["state"], "closed");
 }
+
+/// A receiver that logs every request's `webhook-id` in arrival order with
+/// the status it answered, holds each request for `hold`, counts the most
+/// requests open at once, and fails the messages it is told to, a set
+/// number of times each. While `paused` it holds requests unanswered.
+#[derive(Clone, Default)]
+struct OrderReceiver {
+    paused: Arc<std::sync::atomic::AtomicBool>,
+    log: Arc<std::sync::Mutex<Vec<(String, u16)>>>,
+    failures: Arc<std::sync::Mutex<std::collections::HashMap<String, u32>>>,
+    open: Arc<AtomicUsize>,
+    most_open: Arc<AtomicUsize>,
+}
+
+impl OrderReceiver {
+    async fn start(hold: Duration) -> (OrderReceiver, String) {
+        let rx = OrderReceiver::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = rx.clone();
+        let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let rx = state.clone();
+            async move {
+                // Counted out when the request ends or is dropped (its
+                // sender killed mid-request).
+                struct Open(Arc<AtomicUsize>);
+                impl Drop for Open {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let open = rx.open.fetch_add(1, Ordering::SeqCst) + 1;
+                let _open = Open(rx.open.clone());
+                rx.most_open.fetch_max(open, Ordering::SeqCst);
+                tokio::time::sleep(hold).await;
+                while rx.paused.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                let id = headers
+                    .get("webhook-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                let fail = match rx.failures.lock().unwrap().get_mut(&id) {
+                    Some(left) if *left > 0 => {
+                        *left -= 1;
+                        true
+                    }
+                    _ => false,
+                };
+                let status = if fail { 500 } else { 200 };
+                rx.log.lock().unwrap().push((id, status));
+                axum::http::StatusCode::from_u16(status).unwrap_or_default()
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (rx, base)
+    }
+
+    fn successes(&self) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| *s == 200)
+            .count()
+    }
+
+    /// Asserts FIFO order against `ids` (in creation order): no request for
+    /// a message came before every earlier message had succeeded or been
+    /// given up (`given_up`), and each message's first success came in
+    /// order. A message may arrive twice (a node killed mid-request).
+    fn assert_in_order(&self, ids: &[String], given_up: &[String]) {
+        let log = self.log.lock().unwrap();
+        let rank: std::collections::HashMap<&str, usize> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (id.as_str(), i))
+            .collect();
+        // The next message allowed to arrive: every one before it is done.
+        let mut done = 0;
+        for (at, (id, status)) in log.iter().enumerate() {
+            let r = rank[id.as_str()];
+            assert!(
+                r <= done,
+                "request {at} was for message {r} ({id}) while message {done} was not done: {:?}",
+                &log[..=at]
+            );
+            if r == done && (*status == 200 || given_up.contains(id)) {
+                let last_try =
+                    *status == 200 || !log[at + 1..].iter().any(|(later, _)| later == id);
+                if last_try {
+                    done += 1;
+                }
+            }
+        }
+        assert_eq!(done, ids.len(), "not every message was delivered");
+    }
+}
+
+/// Creation order of messages: their ids sort by it.
+fn in_creation_order(mut ids: Vec<String>) -> Vec<String> {
+    ids.sort();
+    ids
+}
+
+/// A FIFO endpoint gets its deliveries one at a time, in message-creation
+/// order, although they were published concurrently: a failing message
+/// holds back the rest until its retry succeeds, and one that runs out of
+/// retries lets the next go. An endpoint without the flag beside it is not
+/// held back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fifo_endpoint_gets_messages_in_order_one_at_a_time() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("SWITCHYARD_RETRY_SCHEDULE", "300ms,300ms")]);
+    let api = server.client();
+    let (rx, base) = OrderReceiver::start(Duration::from_millis(5)).await;
+    let (plain_rx, plain_base) = OrderReceiver::start(Duration::from_millis(5)).await;
+    let (app_id, ep_id, ep) =
+        app_with(&api, json!({ "url": format!("{base}/fifo"), "fifo": true })).await;
+    assert_eq!(ep["fifo"], json!(true), "{ep}");
+    let (status, plain) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{plain_base}/plain") }),
+        )
+        .await;
+    assert_eq!(status, 201, "{plain}");
+    assert_eq!(plain["fifo"], json!(false), "{plain}");
+
+    // Held at the first request until the failures are set.
+    rx.paused.store(true, Ordering::SeqCst);
+    let ids = in_creation_order(publish(std::slice::from_ref(&api), &app_id, 60).await);
+    let (retried, given_up) = (ids[40].clone(), ids[50].clone());
+    rx.failures.lock().unwrap().insert(retried.clone(), 2);
+    rx.failures.lock().unwrap().insert(given_up.clone(), 3);
+    rx.paused.store(false, Ordering::SeqCst);
+    wait_for("all but one succeed", 60, async || rx.successes() >= 59).await;
+    wait_for("the plain endpoint has all", 10, async || {
+        plain_rx.successes() >= 60
+    })
+    .await;
+    rx.assert_in_order(&ids, std::slice::from_ref(&given_up));
+    assert_eq!(rx.most_open.load(Ordering::SeqCst), 1, "one in flight");
+    let tries = |id: &str| {
+        rx.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(x, _)| x == id)
+            .count()
+    };
+    assert_eq!(tries(&retried), 3, "two failures, then the success");
+    assert_eq!(tries(&given_up), 3, "the first try and two retries");
+    let (status, stats) = api
+        .get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(
+        (stats["success"].clone(), stats["fail"].clone()),
+        (json!(59), json!(1)),
+        "{stats}"
+    );
+
+    // Turned off: no longer marked, and the endpoint takes messages again.
+    let (status, body) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
+            Some(json!({ "fifo": false })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["fifo"], json!(false), "{body}");
+    let (status, bad) = api
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
+            Some(json!({ "fifo": "yes" })),
+        )
+        .await;
+    assert_eq!(status, 422, "{bad}");
+}
+
+/// FIFO order holds through a SIGKILL of the node that owns the endpoint,
+/// on three PostgreSQL nodes: the next owner resumes at the message the
+/// dead one was sending (which may arrive twice), never past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL (SWITCHYARD_TEST_POSTGRES_URL)"]
+async fn fifo_order_survives_killing_the_owner_on_postgres() {
+    use switchyard_store::postgres::test_database;
+    let db = test_database().await;
+    let env = [
+        ("SWITCHYARD_DATABASE_URL", db.url()),
+        ("SWITCHYARD_LEASE_TTL_SECS", "3"),
+        ("SWITCHYARD_DATABASE_POOL_SIZE", "8"),
+        ("SWITCHYARD_RETRY_SCHEDULE", "300ms,300ms,300ms"),
+    ];
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes: Vec<Server> = dirs.iter().map(|d| Server::start(d.path(), &env)).collect();
+    let apis: Vec<Api> = nodes.iter().map(Server::client).collect();
+    let (rx, base) = OrderReceiver::start(Duration::from_millis(40)).await;
+    let (app_id, ep_id, _) = app_with(
+        &apis[0],
+        json!({ "url": format!("{base}/fifo"), "fifo": true }),
+    )
+    .await;
+    let partition = switchyard_core::partition_of(
+        &switchyard_core::EndpointId::parse(&ep_id).expect("an endpoint id"),
+    );
+    let owner = || async {
+        for (i, api) in apis.iter().enumerate() {
+            let (_, view) = api.get("/api/v1/cluster").await;
+            let mine = view["nodes"].as_array().into_iter().flatten().find(|n| {
+                n["nodeId"] == view["nodeId"]
+                    && n["partitions"]
+                        .as_array()
+                        .is_some_and(|p| p.contains(&json!(partition)))
+            });
+            if mine.is_some() {
+                return Some(i);
+            }
+        }
+        None
+    };
+    let mut owner_index = None;
+    wait_for("the partitions are shared by three nodes", 30, async || {
+        let (_, view) = apis[0].get("/api/v1/cluster").await;
+        let shared = view["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|n| n["live"] == json!(true) && n["partitionCount"].as_u64() > Some(0))
+            .count()
+            == 3;
+        if shared {
+            owner_index = owner().await;
+        }
+        shared && owner_index.is_some()
+    })
+    .await;
+    let owner_index = owner_index.unwrap();
+    rx.paused.store(true, Ordering::SeqCst);
+    let ids = in_creation_order(publish(&apis, &app_id, 120).await);
+    // One message fails twice before succeeding, after the kill.
+    rx.failures.lock().unwrap().insert(ids[60].clone(), 2);
+    rx.paused.store(false, Ordering::SeqCst);
+    wait_for("some arrive", 30, async || rx.successes() >= 30).await;
+    nodes[owner_index].kill9();
+    let survivors: Vec<Api> = apis
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != owner_index)
+        .map(|(_, a)| a.clone())
+        .collect();
+    wait_for("every message arrives", 90, async || {
+        let log = rx.log.lock().unwrap();
+        let ok: std::collections::HashSet<&String> = log
+            .iter()
+            .filter(|(_, s)| *s == 200)
+            .map(|(id, _)| id)
+            .collect();
+        ok.len() == ids.len()
+    })
+    .await;
+    rx.assert_in_order(&ids, &[]);
+    assert_eq!(rx.most_open.load(Ordering::SeqCst), 1, "one in flight");
+    let (status, stats) = survivors[0]
+        .get(&format!("/api/v1/app/{app_id}/endpoint/{ep_id}/stats"))
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats["success"], json!(120), "{stats}");
+}

@@ -162,6 +162,13 @@ pub(crate) struct EndpointIn {
     concurrency_limit: Option<u32>,
     /// A circuit breaker for this endpoint (absent or `null`: none).
     circuit_breaker: Option<CircuitBreakerIn>,
+    /// First in, first out: deliveries to this endpoint go one at a time,
+    /// in the order their messages were created, and one that fails holds
+    /// back the rest until it succeeds or runs out of retries (then the
+    /// next goes). Covers messages created while it is set. A Switchyard
+    /// addition.
+    #[serde(default)]
+    fifo: bool,
     /// A unique name of your choosing; the API takes it wherever it takes
     /// the id. It may not start like an id (`app_`, `ep_`, ...).
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
@@ -210,6 +217,8 @@ pub(crate) struct EndpointPatchIn {
     /// Replaces the circuit-breaker settings; `null` removes the breaker.
     #[serde(default, deserialize_with = "double_option")]
     circuit_breaker: Option<Option<CircuitBreakerIn>>,
+    /// Turns first-in-first-out delivery on or off.
+    fifo: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<Option<String>>,
@@ -267,6 +276,8 @@ pub(crate) struct EndpointOut {
     /// `…/endpoint/{id}/circuit`.
     #[schema(required = true)]
     circuit_breaker: Option<CircuitBreakerOut>,
+    /// One delivery at a time, in message order.
+    fifo: bool,
     /// Free-form string pairs of your own.
     #[schema(value_type = BTreeMap<String, String>)]
     metadata: Metadata,
@@ -295,6 +306,7 @@ impl EndpointOut {
             concurrency_limit: ep.concurrency_limit,
             disabled_reason: ep.disabled_reason.clone(),
             circuit_breaker: ep.circuit_breaker.as_ref().map(CircuitBreakerOut::from),
+            fifo: ep.fifo,
             metadata: ep.metadata.clone(),
             payload_filter: ep.payload_filter.clone(),
             created_at: ts(ep.created_at),
@@ -319,6 +331,7 @@ impl From<EndpointIn> for EndpointInput {
             metadata: input.metadata,
             headers: input.headers,
             payload_filter: input.payload_filter,
+            fifo: input.fifo,
         }
     }
 }
@@ -340,6 +353,7 @@ impl From<EndpointPatchIn> for EndpointPatch {
             metadata: input.metadata,
             secret: input.secret,
             payload_filter: input.payload_filter,
+            fifo: input.fifo,
         }
     }
 }

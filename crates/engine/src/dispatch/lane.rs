@@ -554,6 +554,7 @@ mod tests {
                 rate_limit,
                 concurrency_limit: concurrency,
                 circuit_breaker: None,
+                fifo: false,
                 metadata: Default::default(),
                 headers: Default::default(),
                 payload_filter: None,

@@ -197,8 +197,15 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
             inner.store.record_outcomes(batch.clone())
         })
         .await;
+        let mut fifo = false;
         for outcome in batch.drain(..) {
+            fifo |= outcome.fifo;
             inner.partitions.end(&outcome.attempt.endpoint_id);
+        }
+        // A FIFO endpoint's next delivery waits for this one's outcome to
+        // be stored: claim it now rather than at the next poll.
+        if fifo {
+            inner.wake.notify_one();
         }
         if !streaks.is_empty()
             && let Err(e) = inner.store.mark_failing(streaks).await
@@ -536,6 +543,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             delivery_status: DeliveryStatus::Fail,
             next_attempt_at: None,
             sent: false,
+            fifo: endpoint.endpoint.fifo,
         });
         return;
     }
@@ -577,7 +585,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             .lanes
             .record(&task.endpoint_id, sent_at, success, &error);
     }
-    let outcome = if success {
+    let mut outcome = if success {
         Outcome {
             attempt: attempt_of(
                 &task,
@@ -591,6 +599,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             delivery_status: DeliveryStatus::Success,
             next_attempt_at: None,
             sent: true,
+            fifo: false,
         }
     } else {
         tracing::debug!(endpoint = %task.endpoint_id, msg = %task.msg_id, status = result.status, reason = %result.body, "delivery attempt failed");
@@ -604,6 +613,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             result.retry_after,
         )
     };
+    outcome.fifo = endpoint.endpoint.fifo;
     let _ = inner.outcomes.send(outcome);
 }
 
@@ -678,12 +688,14 @@ fn retry_later(
             delivery_status: DeliveryStatus::Pending,
             next_attempt_at: Some(now + delay.as_millis() as u64),
             sent: true,
+            fifo: false,
         },
         None => Outcome {
             attempt,
             delivery_status: DeliveryStatus::Fail,
             next_attempt_at: None,
             sent: true,
+            fifo: false,
         },
     }
 }

@@ -245,3 +245,141 @@ pub async fn deferred_deliveries_wait_without_an_attempt(b: Backend) {
         b.name
     );
 }
+
+/// A FIFO endpoint's deliveries are claimed one at a time in message order:
+/// the next waits while one is being sent, while an earlier one waits for
+/// its retry (even when the later one is due sooner), and while an earlier
+/// one is held back by a control; it goes once the earlier one succeeds or
+/// fails for good. Another endpoint's deliveries are not held back, and a
+/// hand-over gives the new owner the same head.
+pub async fn fifo_deliveries_are_claimed_one_at_a_time_in_message_order(b: Backend) {
+    let s = b.store.as_ref();
+    let a = s.insert_app(app(None, 1)).await.unwrap();
+    let mut fifo_ep = endpoint(&a.id, None, 2);
+    fifo_ep.fifo = true;
+    let fifo_ep = s.insert_endpoint(fifo_ep).await.unwrap();
+    assert!(fifo_ep.fifo);
+    let read = s
+        .get_endpoint(&a.id, fifo_ep.id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.fifo, "{}: the flag is stored", b.name);
+    let other = s.insert_endpoint(endpoint(&a.id, None, 3)).await.unwrap();
+    let now = switchyard_core::timefmt::now_ms();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let m = message(&a.id, now - 100 + i, None);
+        ids.push(m.id.clone());
+        let accepted = s
+            .accept(NewMessage {
+                message: m,
+                idempotency_key: None,
+                deliveries: vec![
+                    NewDelivery {
+                        endpoint_id: fifo_ep.id.clone(),
+                        send_now: false,
+                        fifo: true,
+                    },
+                    NewDelivery {
+                        endpoint_id: other.id.clone(),
+                        send_now: false,
+                        fifo: false,
+                    },
+                ],
+            })
+            .await
+            .unwrap();
+        created(accepted);
+    }
+    let claim = |at: u64| async move {
+        let mut tasks = s.claim_due(at, 100, &ALL).await.unwrap();
+        tasks.sort_by(|x, y| x.msg_id.cmp(&y.msg_id));
+        tasks
+    };
+    let of = |tasks: &[DeliveryTask], ep: &EndpointId| -> Vec<MessageId> {
+        tasks
+            .iter()
+            .filter(|t| &t.endpoint_id == ep)
+            .map(|t| t.msg_id.clone())
+            .collect()
+    };
+    let first = claim(now).await;
+    assert_eq!(of(&first, &other.id), ids, "{}: others go at once", b.name);
+    assert_eq!(
+        of(&first, &fifo_ep.id),
+        ids[..1],
+        "{}: only the head",
+        b.name
+    );
+    assert!(
+        of(&claim(now).await, &fifo_ep.id).is_empty(),
+        "{}: one in flight",
+        b.name
+    );
+    // The head fails and waits a minute for its retry: the rest wait too.
+    let head = first.iter().find(|t| t.endpoint_id == fifo_ep.id).unwrap();
+    s.record_outcomes(vec![outcome(
+        head,
+        DeliveryStatus::Pending,
+        500,
+        Some(now + 60_000),
+        now,
+    )])
+    .await
+    .unwrap();
+    assert!(
+        claim(now + 1).await.is_empty(),
+        "{}: a failing head holds back the rest",
+        b.name
+    );
+    // Its retry is the next claim; it is deferred by a control (still
+    // first), then fails for good: the second goes.
+    let retry = claim(now + 60_000).await;
+    assert_eq!(of(&retry, &fifo_ep.id), ids[..1], "{}", b.name);
+    s.defer(
+        vec![Deferral {
+            msg_id: ids[0].clone(),
+            endpoint_id: fifo_ep.id.clone(),
+            run_at: now + 70_000,
+        }],
+        now + 60_000,
+    )
+    .await
+    .unwrap();
+    assert!(claim(now + 65_000).await.is_empty(), "{}", b.name);
+    let retry = claim(now + 70_000).await;
+    assert_eq!(of(&retry, &fifo_ep.id), ids[..1], "{}", b.name);
+    s.record_outcomes(vec![outcome(
+        &retry[0],
+        DeliveryStatus::Fail,
+        500,
+        None,
+        now + 70_000,
+    )])
+    .await
+    .unwrap();
+    let second = claim(now + 70_001).await;
+    assert_eq!(of(&second, &fifo_ep.id), ids[1..2], "{}", b.name);
+    // The owner dies with the second in flight: the next owner's lease
+    // makes it due again, and it is still the head.
+    let grant = s
+        .lease(&lease_request("fifo-n2", now + 70_002, true))
+        .await
+        .unwrap();
+    assert!(!grant.acquired.is_empty(), "{}", b.name);
+    let again = claim(now + 70_003).await;
+    assert_eq!(of(&again, &fifo_ep.id), ids[1..2], "{}", b.name);
+    let second = again.iter().find(|t| t.endpoint_id == fifo_ep.id).unwrap();
+    s.record_outcomes(vec![outcome(
+        second,
+        DeliveryStatus::Success,
+        200,
+        None,
+        now + 70_004,
+    )])
+    .await
+    .unwrap();
+    let third = claim(now + 70_005).await;
+    assert_eq!(of(&third, &fifo_ep.id), ids[2..], "{}", b.name);
+}

@@ -76,7 +76,8 @@ macro_rules! conformance_suite {
             deliveries:
                 delivery_lifecycle_claims_retries_and_recovery,
                 claimed_fan_out_carries_each_message_payload_once,
-                deferred_deliveries_wait_without_an_attempt;
+                deferred_deliveries_wait_without_an_attempt,
+                fifo_deliveries_are_claimed_one_at_a_time_in_message_order;
             settings: settings_and_idempotency_records;
             cluster:
                 partition_leases_are_shared_renewed_and_taken_over,
@@ -175,6 +176,7 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
         rate_limit: None,
         concurrency_limit: None,
         circuit_breaker: None,
+        fifo: false,
         metadata: Default::default(),
         headers: Default::default(),
         payload_filter: None,
@@ -218,6 +220,7 @@ fn new_message(m: Message, key: Option<&str>, eps: &[EndpointId], send_now: bool
             .map(|e| NewDelivery {
                 endpoint_id: e.clone(),
                 send_now,
+                fifo: false,
             })
             .collect(),
     }
@@ -272,5 +275,6 @@ fn outcome(
         delivery_status: status,
         next_attempt_at: next,
         sent: true,
+        fifo: false,
     }
 }

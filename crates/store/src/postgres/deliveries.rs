@@ -19,8 +19,12 @@ impl DeliveryStore for PgStore {
         let stmt = client
             .prepare_cached(
                 "WITH due AS (
-                   SELECT msg_id, endpoint_id FROM deliveries
+                   SELECT msg_id, endpoint_id FROM deliveries d
                    WHERE status = 1 AND next_attempt_at <= $1 AND partition = ANY($3)
+                     AND (NOT fifo OR NOT EXISTS (
+                       SELECT 1 FROM deliveries e
+                       WHERE e.fifo AND e.status IN (1, 3) AND e.endpoint_id = d.endpoint_id
+                         AND (e.msg_id < d.msg_id OR e.status = 3)))
                    ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED),
                  claimed AS (
                    UPDATE deliveries d SET status = 3, updated_at = $1 FROM due

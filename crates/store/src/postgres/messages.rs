@@ -80,6 +80,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
     let mut d_status = Vec::new();
     let mut d_at = Vec::new();
     let mut d_partition = Vec::new();
+    let mut d_fifo = Vec::new();
     for new in batch {
         let m = &new.message;
         ids.push(m.id.as_str());
@@ -99,6 +100,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
             d_status.push(initial_status(d) as i16);
             d_at.push(m.created_at as i64);
             d_partition.push(i32::from(partition_of(&d.endpoint_id)));
+            d_fifo.push(d.fifo);
         }
     }
     // One statement, so one round trip and one commit: the messages that
@@ -110,9 +112,9 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
                SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::int8[], $16::text[])
                ON CONFLICT DO NOTHING RETURNING id),
              dl AS (
-               INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
-               SELECT u.m, u.e, u.a, u.s, 0, u.t, u.p, u.t
-               FROM UNNEST($10::text[], $11::text[], $12::text[], $13::int2[], $14::int8[], $15::int4[]) AS u(m, e, a, s, t, p)
+               INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at, fifo)
+               SELECT u.m, u.e, u.a, u.s, 0, u.t, u.p, u.t, u.f
+               FROM UNNEST($10::text[], $11::text[], $12::text[], $13::int2[], $14::int8[], $15::int4[], $17::bool[]) AS u(m, e, a, s, t, p, f)
                WHERE u.m COLLATE \"C\" IN (SELECT id FROM ins))
              SELECT id FROM ins",
         )
@@ -137,6 +139,7 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
                 &d_at,
                 &d_partition,
                 &forwards,
+                &d_fifo,
             ],
         )
         .await?

@@ -24,6 +24,10 @@ impl DeliveryStore for SqliteStore {
                  FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
                  WHERE d.status = 1 AND d.next_attempt_at <= ?
                    AND d.partition IN (SELECT value FROM json_each(?))
+                   AND (d.fifo = 0 OR NOT EXISTS (
+                     SELECT 1 FROM deliveries e
+                     WHERE e.fifo = 1 AND e.status IN (1, 3) AND e.endpoint_id = d.endpoint_id
+                       AND (e.msg_id < d.msg_id OR e.status = 3)))
                  ORDER BY d.next_attempt_at LIMIT ?",
                 params![now_ms as i64, partitions, limit as i64],
                 |r| tasks.read(r),

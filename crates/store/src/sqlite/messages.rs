@@ -59,8 +59,8 @@ impl MessageStore for SqliteStore {
                     .ok_or_else(|| StoreError::Conflict("a message with this id".into()));
             }
             let mut stmt = conn.prepare_cached(
-                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at)
-                 VALUES (?1,?2,?3,?4,0,?5,?6,?5)",
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at, fifo)
+                 VALUES (?1,?2,?3,?4,0,?5,?6,?5,?7)",
             )?;
             for d in &new.deliveries {
                 stmt.execute(params![
@@ -69,7 +69,8 @@ impl MessageStore for SqliteStore {
                     m.app_id.as_str(),
                     initial_status(d) as u8,
                     m.created_at as i64,
-                    partition_of(&d.endpoint_id)
+                    partition_of(&d.endpoint_id),
+                    d.fifo
                 ])?;
             }
             Ok(Accepted::Created(new.message))
