@@ -161,6 +161,9 @@ impl EndpointCache {
 #[derive(Default)]
 pub(crate) struct AppCache {
     inner: RwLock<(u64, HashMap<String, switchyard_store::Application>)>,
+    /// Keys [`AppCache::get_or_absent`] found no application for, until the
+    /// next change of any application.
+    absent: RwLock<std::collections::HashSet<String>>,
 }
 
 impl AppCache {
@@ -188,10 +191,36 @@ impl AppCache {
         Ok(found)
     }
 
+    /// As [`AppCache::get`], remembering that there is none: for the
+    /// operational application, looked up for every operational event
+    /// whether or not anyone configured an operational endpoint. Its
+    /// creation anywhere clears the cache (every node is told).
+    pub async fn get_or_absent(
+        &self,
+        store: &dyn Store,
+        key: &str,
+    ) -> Result<Option<switchyard_store::Application>, StoreError> {
+        if self.absent.read().is_ok_and(|a| a.contains(key)) {
+            return Ok(None);
+        }
+        let generation = self.inner.read().map_or(0, |g| g.0);
+        let found = self.get(store, key).await?;
+        if found.is_none()
+            && self.inner.read().map_or(0, |g| g.0) == generation
+            && let Ok(mut absent) = self.absent.write()
+        {
+            absent.insert(key.to_owned());
+        }
+        Ok(found)
+    }
+
     pub fn clear(&self) {
         if let Ok(mut guard) = self.inner.write() {
             guard.0 += 1;
             guard.1.clear();
+        }
+        if let Ok(mut absent) = self.absent.write() {
+            absent.clear();
         }
     }
 }

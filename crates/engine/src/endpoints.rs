@@ -4,6 +4,7 @@
 //! invalidation and the notice to other nodes) in one place.
 
 use crate::apps::{check_rate_limit, parse_uid};
+use crate::operational::{EndpointRef, OperationalEvent};
 use crate::{Engine, EngineError};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
@@ -13,8 +14,8 @@ use switchyard_core::filter::Filter;
 use switchyard_core::signing::EndpointSecret;
 use switchyard_core::{Channel, EndpointId, EndpointUrl, EventTypePattern};
 use switchyard_store::{
-    Application, CircuitSnapshot, Endpoint, EndpointStats, Metadata, Page, PageRequest,
-    RetiredSecret,
+    Application, CircuitSnapshot, CircuitState, Endpoint, EndpointStats, Metadata, Page,
+    PageRequest, RetiredSecret,
 };
 
 /// An endpoint's settable fields (create and upsert).
@@ -341,6 +342,16 @@ impl Engine {
         if was_disabled != ep.disabled {
             self.store.mark_failing(vec![(ep.id.clone(), None)]).await?;
         }
+        let endpoint = EndpointRef::of(ep);
+        self.tell_operators(OperationalEvent::EndpointUpdated(endpoint.clone()));
+        match (was_disabled, ep.disabled) {
+            (true, false) => self.tell_operators(OperationalEvent::EndpointEnabled(endpoint)),
+            (false, true) => self.tell_operators(OperationalEvent::EndpointDisabled {
+                endpoint,
+                fail_since: None,
+            }),
+            _ => {}
+        }
         let reenabled = was_disabled && !ep.disabled;
         if had_breaker != ep.circuit_breaker.is_some() || (reenabled && had_breaker) {
             self.close_circuit(ep, reenabled).await?;
@@ -365,12 +376,16 @@ impl Engine {
             .store
             .disable_failing(now.saturating_sub(after.as_millis() as u64), &reason, now)
             .await?;
-        let apps: std::collections::BTreeSet<_> = disabled.iter().map(|(app, _)| app).collect();
+        let apps: std::collections::BTreeSet<_> = disabled.iter().map(|(app, _, _)| app).collect();
         for app in apps {
             self.endpoints_changed(app);
         }
-        for (app, ep) in &disabled {
+        for (app, ep, failing_since) in &disabled {
             tracing::warn!(app = %app, endpoint = %ep, "endpoint disabled: every delivery attempt failed for {} s", after.as_secs());
+            self.tell_operators(OperationalEvent::EndpointDisabled {
+                endpoint: EndpointRef::ids(app.clone(), ep.clone()),
+                fail_since: Some(*failing_since),
+            });
         }
         Ok(disabled.len())
     }
@@ -384,6 +399,7 @@ impl Engine {
         let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
         let ep = self.store.insert_endpoint(ep).await?;
         self.endpoints_changed(&ep.app_id);
+        self.tell_operators(OperationalEvent::EndpointCreated(EndpointRef::of(&ep)));
         Ok(ep)
     }
 
@@ -528,8 +544,15 @@ impl Engine {
         app_key: &str,
         key: &str,
     ) -> Result<CircuitView, EngineError> {
+        let before = self.endpoint_circuit(app_key, key).await?.snapshot;
         let ep = self.endpoint(app_key, key).await?;
         let snapshot = self.close_circuit(&ep, true).await?;
+        if before.state != CircuitState::Closed {
+            self.tell_operators(OperationalEvent::CircuitClosed {
+                endpoint: EndpointRef::of(&ep),
+                snapshot: snapshot.clone(),
+            });
+        }
         Ok(CircuitView {
             config: ep.circuit_breaker,
             snapshot,
@@ -562,7 +585,9 @@ impl Engine {
     /// Deletes an endpoint; its pending deliveries go with it.
     pub async fn delete_endpoint(&self, app_key: &str, key: &str) -> Result<(), EngineError> {
         let ep = self.endpoint(app_key, key).await?;
-        self.store.delete_endpoint(&ep.app_id, &ep.id).await?;
+        if self.store.delete_endpoint(&ep.app_id, &ep.id).await? {
+            self.tell_operators(OperationalEvent::EndpointDeleted(EndpointRef::of(&ep)));
+        }
         self.endpoints_changed(&ep.app_id);
         Ok(())
     }

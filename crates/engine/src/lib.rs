@@ -12,6 +12,7 @@ mod event_types;
 mod housekeeping;
 mod ingest;
 mod messages;
+mod operational;
 mod schema;
 mod source_admin;
 mod sources;
@@ -25,6 +26,7 @@ pub use endpoints::{CircuitView, EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
 pub use ingest::{IngestError, IngestRefusal, IngestReply, IngestRequest};
+pub use operational::{FAILING_AFTER_ATTEMPTS, OPERATIONAL_APP_UID};
 pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 
@@ -123,6 +125,8 @@ pub struct Engine {
     shared: bool,
     clock: Arc<dyn Clock>,
     auto_disable_after: Option<Duration>,
+    /// Operational events on their way to being stored (`operational::run`).
+    operational: tokio::sync::mpsc::UnboundedSender<operational::EventBatch>,
 }
 
 impl Engine {
@@ -135,11 +139,13 @@ impl Engine {
     ) -> Result<Arc<Self>, EngineError> {
         let endpoints = cache::EndpointCache::new(store.clone(), config.clock.clone());
         let partitions = Arc::new(cluster::Partitions::new());
+        let (operational, operational_events) = tokio::sync::mpsc::unbounded_channel();
         let dispatcher = dispatch::Dispatcher::start(
             store.clone(),
             endpoints.clone(),
             partitions.clone(),
             &config,
+            operational.clone(),
         )
         .await?;
         let events = store.subscribe();
@@ -156,7 +162,12 @@ impl Engine {
             shared: events.is_some(),
             clock: config.clock.clone(),
             auto_disable_after: config.auto_disable_after,
+            operational,
         });
+        tokio::spawn(operational::run(
+            Arc::downgrade(&engine),
+            operational_events,
+        ));
         let (first_grant, granted) = tokio::sync::oneshot::channel();
         let waker = dispatcher.clone();
         tokio::spawn(cluster::run_leases(

@@ -113,13 +113,14 @@ pub trait EndpointStore: Send + Sync + 'static {
     /// `Some(t)` starts one at `t` unless one is running, `None` ends it.
     async fn mark_failing(&self, changes: Vec<(EndpointId, Option<u64>)>) -> Result<()>;
     /// Disables every enabled endpoint failing since `failing_before` or
-    /// earlier, with `reason`, and returns them.
+    /// earlier, with `reason`, and returns them with when their failure
+    /// streak started.
     async fn disable_failing(
         &self,
         failing_before: u64,
         reason: &str,
         now_ms: u64,
-    ) -> Result<Vec<(AppId, EndpointId)>>;
+    ) -> Result<Vec<(AppId, EndpointId, u64)>>;
     /// The stored circuit-breaker states of an application's endpoints
     /// (those never stored are closed).
     async fn circuits(&self, app: &AppId) -> Result<Vec<(EndpointId, CircuitSnapshot)>>;

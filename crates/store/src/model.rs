@@ -217,6 +217,8 @@ pub struct Outcome {
     /// The delivery's endpoint is FIFO, so storing this may let its next
     /// delivery be claimed.
     pub fifo: bool,
+    /// Scheduled attempts the delivery had before this one.
+    pub attempts_before: u32,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1028,3 +1028,102 @@ async fn fifo_order_survives_killing_the_owner_on_postgres() {
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats["success"], json!(120), "{stats}");
 }
+
+/// The operational events of the controls reach an operational webhook
+/// endpoint: an automatic disable (with when the failures started) and a
+/// breaker opening and being reset. Only the subscribed types come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operational_webhooks_report_auto_disable_and_the_breaker() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("SWITCHYARD_AUTO_DISABLE_AFTER_SECS", "2")]);
+    let api = server.client();
+    let (ops_rx, ops_base) = Receiver::start().await;
+    let (status, ops) = api
+        .post(
+            "/api/v1/operational-webhook/endpoint",
+            json!({ "url": format!("{ops_base}/ops"),
+                    "eventTypes": ["endpoint.disabled", "endpoint.circuit.opened", "endpoint.circuit.closed"] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ops}");
+    let (rx, base) = switch_receiver(500).await;
+    let (app_id, ep_id, _) = app_with(
+        &api,
+        json!({ "url": format!("{base}/ad"), "uid": "disabled-one" }),
+    )
+    .await;
+    let (status, cb) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/cb"),
+                    "circuitBreaker": { "consecutiveFailures": 1, "cooldownSecs": 3600 } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{cb}");
+    let cb_id = cb["id"].as_str().unwrap_or_default().to_owned();
+    let started = switchyard_core::timefmt::now_ms();
+    send_message(&api, &app_id).await;
+    let events = || -> Vec<Value> {
+        ops_rx
+            .bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|(_, body)| serde_json::from_slice::<Value>(body).ok())
+            .collect()
+    };
+    let about = |events: &[Value], kind: &str, ep: &str| -> Option<Value> {
+        events
+            .iter()
+            .find(|e| e["type"] == kind && e["data"]["endpointId"] == ep)
+            .cloned()
+    };
+    wait_for("the breaker's opening is reported", 20, async || {
+        about(&events(), "endpoint.circuit.opened", &cb_id).is_some()
+    })
+    .await;
+    let opened = about(&events(), "endpoint.circuit.opened", &cb_id).unwrap();
+    assert_eq!(opened["data"]["appId"], json!(app_id), "{opened}");
+    assert_eq!(opened["data"]["state"], "open", "{opened}");
+    assert_eq!(opened["data"]["lastError"], "HTTP 500", "{opened}");
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/endpoint/{cb_id}/circuit/reset"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_for("the reset is reported", 20, async || {
+        about(&events(), "endpoint.circuit.closed", &cb_id).is_some()
+    })
+    .await;
+    wait_for("the automatic disable is reported", 30, async || {
+        about(&events(), "endpoint.disabled", &ep_id).is_some()
+    })
+    .await;
+    let disabled = about(&events(), "endpoint.disabled", &ep_id).unwrap();
+    assert_eq!(disabled["data"]["trigger"], "automatic", "{disabled}");
+    assert_eq!(
+        disabled["data"]["endpointUid"], "disabled-one",
+        "{disabled}"
+    );
+    let fail_since = switchyard_core::timefmt::parse_rfc3339_ms(
+        disabled["data"]["failSince"].as_str().unwrap_or_default(),
+    )
+    .expect("failSince is a time");
+    assert!(
+        fail_since >= started.saturating_sub(1_000) && fail_since <= started + 10_000,
+        "{disabled}"
+    );
+    assert!(
+        events().iter().all(|e| [
+            "endpoint.disabled",
+            "endpoint.circuit.opened",
+            "endpoint.circuit.closed"
+        ]
+        .contains(&e["type"].as_str().unwrap_or_default())),
+        "only subscribed types: {:?}",
+        events()
+    );
+    drop(rx);
+}

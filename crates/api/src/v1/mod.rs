@@ -8,6 +8,7 @@ mod cluster;
 pub(crate) mod endpoints;
 mod event_types;
 mod messages;
+mod operational;
 
 use crate::AppState;
 use crate::error::ApiResult;
@@ -25,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(endpoints::router())
         .merge(attempts::router())
         .merge(cluster::router())
+        .merge(operational::router())
 }
 
 /// Message routes: message creation records its `Idempotency-Key` in the

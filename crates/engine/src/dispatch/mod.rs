@@ -8,6 +8,7 @@ pub(crate) mod http;
 mod lane;
 
 use crate::cluster::Partitions;
+use crate::operational::{EventBatch, OperationalEvent, attempt_event, circuit_event};
 use crate::{EngineConfig, EngineError};
 use destination::{Delivery, Destinations, SendResult};
 use http::{DeliveryClient, DeliveryClientConfig};
@@ -23,7 +24,7 @@ use switchyard_core::{AttemptId, EndpointUrl};
 use switchyard_store::{
     Attempt, ClusterEvent, Deferral, DeliveryStatus, DeliveryTask, Forward, Outcome, Store,
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Above this many queued deliveries intake leaves new ones to the poller
 /// instead of queueing them in memory.
@@ -48,6 +49,8 @@ struct Inner {
     partitions: Arc<Partitions>,
     clock: Arc<dyn Clock>,
     lanes: Lanes,
+    /// Operational events, to the engine, which stores them.
+    operational: mpsc::UnboundedSender<EventBatch>,
 }
 
 #[derive(Clone)]
@@ -61,6 +64,7 @@ impl Dispatcher {
         endpoints: EndpointCache,
         partitions: Arc<Partitions>,
         config: &EngineConfig,
+        operational: mpsc::UnboundedSender<EventBatch>,
     ) -> Result<Self, EngineError> {
         let client = DeliveryClient::new(&DeliveryClientConfig {
             timeout: config.request_timeout,
@@ -88,6 +92,7 @@ impl Dispatcher {
             partitions,
             clock: config.clock.clone(),
             lanes: Lanes::new(config.clock.clone(), circuit_changes),
+            operational,
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
         tokio::spawn(run_poller(inner.clone(), config.poll_interval));
@@ -191,6 +196,11 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
     let mut health = Health::default();
     while outcomes.recv_many(&mut batch, OUTCOME_BATCH).await > 0 {
         let streaks = health.changes(&batch, inner.clock.now_ms());
+        // Operators are told of failing, exhausted and recovered deliveries
+        // before the outcomes are stored: a crash in between makes them
+        // told again (by the same event ids, so once), never not at all.
+        let events: Vec<_> = batch.iter().filter_map(attempt_event).collect();
+        tell_operators(&inner, events).await;
         // Outcomes stay in memory until stored: losing one would leave its
         // delivery "sending" until the next restart.
         until_stored("recording attempts", batch.len(), || {
@@ -230,6 +240,22 @@ where
         tracing::warn!(error = %e, items, "{what} failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Hands operational events to the engine and waits until they are stored
+/// (or the engine has stopped).
+async fn tell_operators(inner: &Inner, events: Vec<OperationalEvent>) {
+    if events.is_empty() {
+        return;
+    }
+    let (stored, done) = oneshot::channel();
+    if inner
+        .operational
+        .send(EventBatch { events, stored })
+        .is_ok()
+    {
+        let _ = done.await;
     }
 }
 
@@ -332,6 +358,9 @@ async fn run_circuit_recorder(
             last_error = snapshot.last_error.as_deref().unwrap_or(""),
             "circuit breaker changed state"
         );
+        // Before it is stored, as in the recorder.
+        let events = circuit_event(&change.app_id, &change.endpoint_id, snapshot);
+        tell_operators(&inner, events.into_iter().collect()).await;
         until_stored("storing a circuit breaker's state", 1, || {
             inner
                 .store
@@ -544,6 +573,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             next_attempt_at: None,
             sent: false,
             fifo: endpoint.endpoint.fifo,
+            attempts_before: task.attempts,
         });
         return;
     }
@@ -600,6 +630,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             next_attempt_at: None,
             sent: true,
             fifo: false,
+            attempts_before: task.attempts,
         }
     } else {
         tracing::debug!(endpoint = %task.endpoint_id, msg = %task.msg_id, status = result.status, reason = %result.body, "delivery attempt failed");
@@ -689,6 +720,7 @@ fn retry_later(
             next_attempt_at: Some(now + delay.as_millis() as u64),
             sent: true,
             fifo: false,
+            attempts_before: task.attempts,
         },
         None => Outcome {
             attempt,
@@ -696,6 +728,7 @@ fn retry_later(
             next_attempt_at: None,
             sent: true,
             fifo: false,
+            attempts_before: task.attempts,
         },
     }
 }

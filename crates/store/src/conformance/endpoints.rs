@@ -112,7 +112,7 @@ pub async fn failing_endpoints_are_disabled_once(b: Backend) {
         .unwrap();
     assert_eq!(
         disabled,
-        vec![(a.id.clone(), failing.id.clone())],
+        vec![(a.id.clone(), failing.id.clone(), 100)],
         "{}",
         b.name
     );

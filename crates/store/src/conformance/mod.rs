@@ -276,5 +276,6 @@ fn outcome(
         next_attempt_at: next,
         sent: true,
         fifo: false,
+        attempts_before: task.attempts,
     }
 }

@@ -100,13 +100,17 @@ impl EndpointStore for PgStore {
         failing_before: u64,
         reason: &str,
         now_ms: u64,
-    ) -> Result<Vec<(AppId, EndpointId)>> {
+    ) -> Result<Vec<(AppId, EndpointId, u64)>> {
         let client = self.client().await?;
+        // The streak's start as it was: RETURNING sees the row after SET.
         let stmt = client
             .prepare_cached(
-                "UPDATE endpoints SET disabled = TRUE, disabled_reason = $2, failing_since = NULL, updated_at = $3
-                 WHERE disabled = FALSE AND failing_since IS NOT NULL AND failing_since <= $1
-                 RETURNING app_id, id",
+                "UPDATE endpoints e SET disabled = TRUE, disabled_reason = $2, failing_since = NULL, updated_at = $3
+                 FROM (SELECT id, failing_since FROM endpoints
+                       WHERE disabled = FALSE AND failing_since IS NOT NULL AND failing_since <= $1
+                       FOR UPDATE) old
+                 WHERE e.id = old.id AND e.disabled = FALSE AND e.failing_since IS NOT NULL
+                 RETURNING e.app_id, e.id, old.failing_since",
             )
             .await?;
         let rows = client
@@ -120,6 +124,7 @@ impl EndpointStore for PgStore {
                 Ok((
                     AppId::from_trusted(r.try_get(0)?),
                     EndpointId::from_trusted(r.try_get(1)?),
+                    r.try_get::<_, i64>(2)?.max(0) as u64,
                 ))
             })
             .collect()

@@ -141,23 +141,32 @@ impl EndpointStore for SqliteStore {
         failing_before: u64,
         reason: &str,
         now_ms: u64,
-    ) -> Result<Vec<(AppId, EndpointId)>> {
+    ) -> Result<Vec<(AppId, EndpointId, u64)>> {
         let reason = reason.to_owned();
         self.write(move |conn| {
-            let mut stmt = conn.prepare_cached(
-                "UPDATE endpoints SET disabled = 1, disabled_reason = ?2, failing_since = NULL, updated_at = ?3
-                 WHERE disabled = 0 AND failing_since IS NOT NULL AND failing_since <= ?1
-                 RETURNING app_id, id",
+            // Read, then changed in the same write transaction: RETURNING
+            // would see the streak's start already cleared.
+            let failing = query_all(
+                conn,
+                "SELECT app_id, id, failing_since FROM endpoints
+                 WHERE disabled = 0 AND failing_since IS NOT NULL AND failing_since <= ?1",
+                params![failing_before as i64],
+                |r| {
+                    Ok((
+                        AppId::from_trusted(r.text("app_id")?),
+                        EndpointId::from_trusted(r.text("id")?),
+                        r.ms("failing_since")?,
+                    ))
+                },
             )?;
-            let rows = stmt.query_map(params![failing_before as i64, reason, now_ms as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (app, ep) = row?;
-                out.push((AppId::from_trusted(app), EndpointId::from_trusted(ep)));
+            let mut disable = conn.prepare_cached(
+                "UPDATE endpoints SET disabled = 1, disabled_reason = ?2, failing_since = NULL, updated_at = ?3
+                 WHERE id = ?1",
+            )?;
+            for (_, ep, _) in &failing {
+                disable.execute(params![ep.as_str(), reason, now_ms as i64])?;
             }
-            Ok(out)
+            Ok(failing)
         })
         .await
     }
