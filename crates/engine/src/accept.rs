@@ -170,6 +170,7 @@ impl Engine {
                     payload: payload.clone(),
                     forward: forward.clone(),
                     manual: false,
+                    fifo: false,
                 });
             } else {
                 left_pending = true;

@@ -347,6 +347,9 @@ impl Engine {
                     .unwrap_or_else(|| bytes::Bytes::from_static(b"{}")),
                 forward: message.forward.clone().map(Arc::new),
                 manual: true,
+                // A second attempt beside the one being sent, which
+                // moves the queue on when it ends.
+                fifo: false,
             });
         }
         Ok(())

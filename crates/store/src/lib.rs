@@ -306,6 +306,17 @@ pub(crate) fn surplus_of(owned: &[u16], fair: usize) -> Vec<u16> {
     sorted.split_off(fair.min(sorted.len()))
 }
 
+/// Whether an outcome ends a FIFO delivery (it succeeded or failed for
+/// good), so the next one waiting behind it (stored without a due time)
+/// becomes due.
+pub(crate) fn finishes_fifo(o: &Outcome) -> bool {
+    o.fifo
+        && matches!(
+            o.delivery_status,
+            DeliveryStatus::Success | DeliveryStatus::Fail
+        )
+}
+
 /// The status a new delivery is stored with.
 pub(crate) fn initial_status(d: &NewDelivery) -> DeliveryStatus {
     if d.send_now {

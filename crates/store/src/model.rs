@@ -173,6 +173,9 @@ pub struct DeliveryTask {
     pub payload: bytes::Bytes,
     pub forward: Option<std::sync::Arc<Forward>>,
     pub manual: bool,
+    /// Stored as a FIFO delivery ([`NewDelivery::fifo`]); only claims
+    /// return those.
+    pub fifo: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -214,8 +217,8 @@ pub struct Outcome {
     /// sending (refused by its lane, or its endpoint could not be read),
     /// which says nothing of the endpoint's health.
     pub sent: bool,
-    /// The delivery's endpoint is FIFO, so storing this may let its next
-    /// delivery be claimed.
+    /// The delivery is FIFO ([`DeliveryTask::fifo`]), or its endpoint is
+    /// now: storing this may let the endpoint's next delivery go.
     pub fifo: bool,
     /// Scheduled attempts the delivery had before this one.
     pub attempts_before: u32,

@@ -262,6 +262,7 @@ impl TaskReader {
             app_id: AppId::from_trusted(row.text("app_id")?),
             attempts: row.int("attempts")?.clamp(0, i64::from(u32::MAX)) as u32,
             manual: row.flag("manual")?,
+            fifo: row.flag("fifo")?,
             payload,
             forward,
         })

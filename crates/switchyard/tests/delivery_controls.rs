@@ -919,7 +919,10 @@ async fn a_fifo_endpoint_gets_messages_in_order_one_at_a_time() {
         "{stats}"
     );
 
-    // Turned off: no longer marked, and the endpoint takes messages again.
+    // Turned off with a queue waiting behind a held request: the queue
+    // still drains, in order.
+    rx.paused.store(true, Ordering::SeqCst);
+    let queued = in_creation_order(publish(std::slice::from_ref(&api), &app_id, 10).await);
     let (status, body) = api
         .call(
             reqwest::Method::PATCH,
@@ -929,6 +932,17 @@ async fn a_fifo_endpoint_gets_messages_in_order_one_at_a_time() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["fifo"], json!(false), "{body}");
+    rx.paused.store(false, Ordering::SeqCst);
+    wait_for("the queue drains", 30, async || rx.successes() >= 59 + 10).await;
+    let drained: Vec<String> = rx
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(id, _)| queued.contains(id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(drained, queued, "in order, once each");
     let (status, bad) = api
         .call(
             reqwest::Method::PATCH,

@@ -582,6 +582,7 @@ mod tests {
             payload: bytes::Bytes::new(),
             forward: None,
             manual: false,
+            fifo: false,
         }
     }
 

@@ -572,7 +572,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             delivery_status: DeliveryStatus::Fail,
             next_attempt_at: None,
             sent: false,
-            fifo: endpoint.endpoint.fifo,
+            fifo: task.fifo || endpoint.endpoint.fifo,
             attempts_before: task.attempts,
         });
         return;
@@ -644,7 +644,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             result.retry_after,
         )
     };
-    outcome.fifo = endpoint.endpoint.fifo;
+    outcome.fifo = task.fifo || endpoint.endpoint.fifo;
     let _ = inner.outcomes.send(outcome);
 }
 

@@ -304,6 +304,31 @@ pub async fn fifo_deliveries_are_claimed_one_at_a_time_in_message_order(b: Backe
             .map(|t| t.msg_id.clone())
             .collect()
     };
+    // Those behind the first wait without a due time, so a long queue
+    // behind a failing delivery costs the claims nothing.
+    let waiting = s
+        .deliveries_of_endpoint(
+            &fifo_ep.id,
+            &MessageFilter {
+                page: page(10, None, Order::Descending),
+                ..Default::default()
+            },
+            Some(1),
+        )
+        .await
+        .unwrap();
+    let mut due: Vec<(MessageId, Option<u64>)> = waiting
+        .data
+        .iter()
+        .map(|d| (d.msg_id.clone(), d.next_attempt_at))
+        .collect();
+    due.sort();
+    assert_eq!(
+        due.iter().map(|(_, at)| at.is_some()).collect::<Vec<_>>(),
+        [true, false, false],
+        "{}: {due:?}",
+        b.name
+    );
     let first = claim(now).await;
     assert_eq!(of(&first, &other.id), ids, "{}: others go at once", b.name);
     assert_eq!(

@@ -275,7 +275,7 @@ fn outcome(
         delivery_status: status,
         next_attempt_at: next,
         sent: true,
-        fifo: false,
+        fifo: task.fifo,
         attempts_before: task.attempts,
     }
 }

@@ -29,8 +29,8 @@ impl DeliveryStore for PgStore {
                  claimed AS (
                    UPDATE deliveries d SET status = 3, updated_at = $1 FROM due
                    WHERE d.msg_id = due.msg_id AND d.endpoint_id = due.endpoint_id
-                   RETURNING d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual)
-                 SELECT c.msg_id, c.endpoint_id, c.app_id, c.attempts, c.manual,
+                   RETURNING d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, d.fifo)
+                 SELECT c.msg_id, c.endpoint_id, c.app_id, c.attempts, c.manual, c.fifo,
                    m.payload, m.forward
                  FROM claimed c LEFT JOIN messages m ON m.app_id = c.app_id AND m.id = c.msg_id",
             )
@@ -105,8 +105,20 @@ impl DeliveryStore for PgStore {
             u_next.push(next);
             u_at.push(at);
         }
-        // One statement: one round trip, one commit.
-        let client = self.client().await?;
+        // FIFO deliveries that finish make the next one waiting behind each
+        // due, in the same transaction (lost, it would wait forever).
+        let promote: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| finishes_fifo(o))
+            .map(|o| o.attempt.endpoint_id.as_str())
+            .collect();
+        let now = outcomes
+            .iter()
+            .map(|o| o.attempt.created_at)
+            .max()
+            .unwrap_or(0) as i64;
+        // One statement (one round trip, one commit) when none does.
+        let mut client = self.client().await?;
         let stmt = client
             .prepare_cached(&format!(
                 "WITH a AS (
@@ -120,30 +132,44 @@ impl DeliveryStore for PgStore {
                 ATTEMPT_COLS.replace("a.", "")
             ))
             .await?;
-        client
-            .execute(
-                &stmt,
-                &[
-                    &a_ids,
-                    &a_apps,
-                    &a_msgs,
-                    &a_eps,
-                    &a_urls,
-                    &a_status,
-                    &a_codes,
-                    &a_responses,
-                    &a_durations,
-                    &a_manual,
-                    &a_at,
-                    &u_msgs,
-                    &u_eps,
-                    &u_status,
-                    &u_counted,
-                    &u_next,
-                    &u_at,
-                ],
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 17] = [
+            &a_ids,
+            &a_apps,
+            &a_msgs,
+            &a_eps,
+            &a_urls,
+            &a_status,
+            &a_codes,
+            &a_responses,
+            &a_durations,
+            &a_manual,
+            &a_at,
+            &u_msgs,
+            &u_eps,
+            &u_status,
+            &u_counted,
+            &u_next,
+            &u_at,
+        ];
+        if promote.is_empty() {
+            client.execute(&stmt, &params).await?;
+            return Ok(());
+        }
+        let tx = client.transaction().await?;
+        tx.execute(&stmt, &params).await?;
+        let stmt = tx
+            .prepare_cached(
+                "UPDATE deliveries d SET next_attempt_at = $2
+                 FROM (SELECT e.ep, (SELECT b.msg_id FROM deliveries b
+                                     WHERE b.fifo AND b.status IN (1, 3) AND b.status = 1
+                                       AND b.next_attempt_at IS NULL AND b.endpoint_id = e.ep
+                                     ORDER BY b.msg_id LIMIT 1) AS msg
+                       FROM UNNEST($1::text[]) AS e(ep)) n
+                 WHERE d.endpoint_id = n.ep AND d.msg_id = n.msg",
             )
             .await?;
+        tx.execute(&stmt, &[&promote, &now]).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -113,7 +113,12 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
                ON CONFLICT DO NOTHING RETURNING id),
              dl AS (
                INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at, fifo)
-               SELECT u.m, u.e, u.a, u.s, 0, u.t, u.p, u.t, u.f
+               SELECT u.m, u.e, u.a, u.s, 0,
+                 CASE WHEN u.f AND EXISTS (
+                   SELECT 1 FROM deliveries e
+                   WHERE e.fifo AND e.status IN (1, 3) AND e.endpoint_id = u.e)
+                 THEN NULL ELSE u.t END,
+                 u.p, u.t, u.f
                FROM UNNEST($10::text[], $11::text[], $12::text[], $13::int2[], $14::int8[], $15::int4[], $17::bool[]) AS u(m, e, a, s, t, p, f)
                WHERE u.m COLLATE \"C\" IN (SELECT id FROM ins))
              SELECT id FROM ins",

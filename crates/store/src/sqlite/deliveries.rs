@@ -4,6 +4,15 @@ use super::*;
 use rusqlite::params;
 use switchyard_core::{id_floor_for_time, partition_of};
 
+/// Makes the endpoint's (?1) first FIFO delivery waiting behind another due
+/// at ?2.
+const PROMOTE_NEXT_FIFO: &str = "UPDATE deliveries SET next_attempt_at = ?2
+     WHERE endpoint_id = ?1 AND msg_id = (
+       SELECT msg_id FROM deliveries
+       WHERE fifo = 1 AND status IN (1, 3) AND status = 1 AND next_attempt_at IS NULL
+         AND endpoint_id = ?1
+       ORDER BY msg_id LIMIT 1)";
+
 #[async_trait]
 impl DeliveryStore for SqliteStore {
     async fn claim_due(
@@ -20,7 +29,7 @@ impl DeliveryStore for SqliteStore {
             let mut tasks = TaskReader::default();
             let due = query_all(
                 conn,
-                "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, m.payload, m.forward
+                "SELECT d.msg_id, d.endpoint_id, d.app_id, d.attempts, d.manual, d.fifo, m.payload, m.forward
                  FROM deliveries d JOIN messages m ON m.app_id = d.app_id AND m.id = d.msg_id
                  WHERE d.status = 1 AND d.next_attempt_at <= ?
                    AND d.partition IN (SELECT value FROM json_each(?))
@@ -57,6 +66,7 @@ impl DeliveryStore for SqliteStore {
                 "UPDATE deliveries SET status = ?3, attempts = attempts + ?4, next_attempt_at = ?5, manual = 0, updated_at = ?6, held = 0
                  WHERE msg_id = ?1 AND endpoint_id = ?2",
             )?;
+            let mut promote = conn.prepare_cached(PROMOTE_NEXT_FIFO)?;
             for o in &outcomes {
                 let a = &o.attempt;
                 insert.execute(params![
@@ -80,6 +90,9 @@ impl DeliveryStore for SqliteStore {
                     o.next_attempt_at.map(|t| t as i64),
                     a.created_at as i64
                 ])?;
+                if finishes_fifo(o) {
+                    promote.execute(params![a.endpoint_id.as_str(), a.created_at as i64])?;
+                }
             }
             Ok(())
         })

@@ -60,7 +60,12 @@ impl MessageStore for SqliteStore {
             }
             let mut stmt = conn.prepare_cached(
                 "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, updated_at, fifo)
-                 VALUES (?1,?2,?3,?4,0,?5,?6,?5,?7)",
+                 VALUES (?1,?2,?3,?4,0,
+                   CASE WHEN ?7 AND EXISTS (
+                     SELECT 1 FROM deliveries e
+                     WHERE e.fifo = 1 AND e.status IN (1, 3) AND e.endpoint_id = ?2)
+                   THEN NULL ELSE ?5 END,
+                   ?6,?5,?7)",
             )?;
             for d in &new.deliveries {
                 stmt.execute(params![
