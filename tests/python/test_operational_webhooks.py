@@ -5,11 +5,14 @@ official standardwebhooks library and checked against Svix's payload shapes."""
 import json
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 
+import httpx
 import pytest
 from standardwebhooks import Webhook
 from svix.api import (
     ApplicationIn,
+    ApplicationPatch,
     EndpointIn,
     EndpointPatch,
     MessageIn,
@@ -17,10 +20,11 @@ from svix.api import (
     OperationalWebhookEndpointIn,
     OperationalWebhookEndpointSecretIn,
     OperationalWebhookEndpointUpsertIn,
+    RecoverIn,
 )
 from svix.exceptions import HttpError, HTTPValidationError
 
-from conftest import Server, drop_database, scratch_database
+from conftest import TOKEN, Server, drop_database, scratch_database
 
 # Five attempts a message: the fourth failure is "failing", the fifth "exhausted".
 RETRIES = "300ms,300ms,300ms,300ms"
@@ -112,6 +116,15 @@ def test_operational_endpoint_api_through_the_sdk(svix, receiver):
     with pytest.raises(HTTPValidationError) as bad:
         ops.create(OperationalWebhookEndpointIn(url="ftp://example.com/x"))
     assert bad.value.detail[0].loc == ["body", "url"]
+    # A filter that matches no operational event would receive nothing.
+    with pytest.raises(HTTPValidationError) as typo:
+        ops.create(OperationalWebhookEndpointIn(url=f"{receiver.base}/x", event_types=["endpoint.creatd"]))
+    assert typo.value.detail[0].loc == ["body", "eventTypes"]
+    with pytest.raises(HTTPValidationError) as typo:
+        ops.upsert(created.id, OperationalWebhookEndpointUpsertIn(url=f"{receiver.base}/x", event_types=["nope"]))
+    assert typo.value.detail[0].loc == ["body", "eventTypes"]
+    wide = ops.create(OperationalWebhookEndpointIn(url=f"{receiver.base}/x", event_types=["message.attempt.*"]))
+    ops.delete(wide.id)
 
     ops.delete(created.id)
     ops.delete(made.id)
@@ -195,3 +208,66 @@ def test_events_filter_by_type_and_survive_the_operator_endpoint_being_down(svix
         assert any(int(a.status) == 2 for a in attempts), "the failed tries are in the attempt log"
     finally:
         svix.operational_webhook.endpoint.delete(ops.id)
+
+
+def test_recovery_is_reported_again_and_refusals_are_not_exhaustion(svix, receiver):
+    ops = svix.operational_webhook.endpoint.create(
+        OperationalWebhookEndpointIn(url=f"{receiver.base}/ops-again", event_types=["message.attempt.failing", "message.attempt.exhausted", "message.attempt.recovered"])
+    )
+    secret = svix.operational_webhook.endpoint.get_secret(ops.id).key
+    try:
+        app = svix.application.create(ApplicationIn(name="ops again", uid=unique("app")))
+        ep = svix.endpoint.create(app.id, EndpointIn(url=f"{receiver.base}/again"))
+        receiver.script("/again", [500] * 10)
+        msg = svix.message.create(app.id, MessageIn(event_type="a.b", payload={}))
+        first = events_of(receiver, "/ops-again", secret, app.id, ["message.attempt.exhausted"])
+        # Recovered, it fails all over again: both events come again (found
+        # by a hostile review: they were taken for repeats and dropped).
+        svix.endpoint.recover(app.id, ep.id, RecoverIn(since=datetime.now(timezone.utc) - timedelta(minutes=5)))
+        second = events_of(receiver, "/ops-again", secret, app.id, ["message.attempt.exhausted"])
+        assert [e["type"] for e in first] == ["message.attempt.failing", "message.attempt.exhausted"]
+        assert [e["type"] for e in second] == ["message.attempt.failing", "message.attempt.exhausted"]
+        assert {e["data"]["msgId"] for e in first + second} == {msg.id}
+        # Deliveries refused because their endpoint is disabled exhausted
+        # nothing: no events (one per queued delivery before).
+        receiver.script("/again", [500] * 50)
+        for _ in range(3):
+            svix.message.create(app.id, MessageIn(event_type="a.b", payload={}))
+        svix.endpoint.patch(app.id, ep.id, EndpointPatch(disabled=True))
+        time.sleep(2)
+        later = [
+            Webhook(secret).verify(r["body"], r["headers"])
+            for r in receiver.wait(50, timeout=1, path="/ops-again")
+        ]
+        assert all(e["data"].get("appId") != app.id or e["type"] == "message.attempt.failing" for e in later), later
+    finally:
+        svix.operational_webhook.endpoint.delete(ops.id)
+
+
+def test_switchyards_own_applications_are_not_changed_through_the_app_api(svix, receiver, ops_server):
+    svix.operational_webhook.endpoint.list()
+    assert "app_operational" not in [a.uid for a in svix.application.list().data]
+    for call in (
+        lambda: svix.application.upsert("app_operational", ApplicationIn(name="x", uid="renamed")),
+        lambda: svix.application.patch("app_operational", ApplicationPatch(name="x")),
+        lambda: svix.application.delete("app_operational"),
+        lambda: svix.message.create("app_operational", MessageIn(event_type="endpoint.deleted", payload={"data": {}})),
+    ):
+        with pytest.raises(HttpError) as refused:
+            call()
+        assert refused.value.status_code == 409
+    # Its messages and attempts can still be read.
+    svix.message.list("app_operational")
+    # A source's application is Switchyard's too: changed through the source API only.
+    source = httpx.post(
+        f"{ops_server.url}/ingest/api/v1/source",
+        headers={"authorization": f"Bearer {TOKEN}"},
+        json={"name": "s", "type": "none"},
+    ).json()
+    for call in (
+        lambda: svix.application.upsert(source["id"], ApplicationIn(name="x")),
+        lambda: svix.application.delete(source["id"]),
+    ):
+        with pytest.raises(HttpError) as refused:
+            call()
+        assert refused.value.status_code == 409

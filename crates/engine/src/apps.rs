@@ -87,10 +87,37 @@ fn new_app(input: AppInput, uid: Option<String>, now: u64) -> Result<Application
     })
 }
 
+/// Refuses changing or deleting, through the application API, one of the
+/// applications Switchyard keeps for itself: a source's (managed through
+/// the source API) or the operational webhooks' (through
+/// `/api/v1/operational-webhook/endpoint`). Renamed or deleted, their
+/// endpoints would silently stop receiving.
+fn check_not_managed(app: &Application) -> Result<(), EngineError> {
+    let Some(uid) = app.uid.as_ref().map(|u| u.as_str()) else {
+        return Ok(());
+    };
+    if uid == crate::OPERATIONAL_APP_UID {
+        return Err(EngineError::Conflict(format!(
+            "application {uid} holds Switchyard's operational webhooks; manage its endpoints through /api/v1/operational-webhook/endpoint"
+        )));
+    }
+    if switchyard_core::SourceId::parse(uid).is_some() {
+        return Err(EngineError::Conflict(format!(
+            "application {uid} holds the destinations of source {uid}; change or delete the source through /ingest/api/v1/source/{uid}"
+        )));
+    }
+    Ok(())
+}
+
 impl Engine {
-    /// A page of applications, oldest first unless the request says otherwise.
+    /// A page of applications, oldest first unless the request says
+    /// otherwise. The operational webhooks' application is left out (a
+    /// page may then hold one fewer).
     pub async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>, EngineError> {
-        Ok(self.store.list_apps(page).await?)
+        let mut apps = self.store.list_apps(page).await?;
+        apps.data
+            .retain(|a| a.uid.as_ref().map(|u| u.as_str()) != Some(crate::OPERATIONAL_APP_UID));
+        Ok(apps)
     }
 
     /// An application by id or uid.
@@ -134,6 +161,7 @@ impl Engine {
     ) -> Result<(Application, bool), EngineError> {
         match self.store.get_app(key).await? {
             Some(mut app) => {
+                check_not_managed(&app)?;
                 let old_rate = app.rate_limit;
                 check_name(&input.name)?;
                 app.name = input.name;
@@ -162,6 +190,7 @@ impl Engine {
     /// Changes the given fields of an application.
     pub async fn patch_app(&self, key: &str, patch: AppPatch) -> Result<Application, EngineError> {
         let mut app = self.app(key).await?;
+        check_not_managed(&app)?;
         let old_rate = app.rate_limit;
         if let Some(name) = patch.name {
             check_name(&name)?;
@@ -188,6 +217,7 @@ impl Engine {
     /// Deletes an application with its endpoints, messages and attempts.
     pub async fn delete_app(&self, key: &str) -> Result<(), EngineError> {
         let app = self.app(key).await?;
+        check_not_managed(&app)?;
         self.store.delete_app(&app.id).await?;
         self.app_changed(&app.id);
         Ok(())
@@ -203,6 +233,12 @@ impl Engine {
         auto_create: Option<AppInput>,
     ) -> Result<Application, EngineError> {
         if let Some(app) = self.find_app(key).await? {
+            if app.uid.as_ref().map(|u| u.as_str()) == Some(crate::OPERATIONAL_APP_UID) {
+                return Err(EngineError::Conflict(
+                    "application app_operational takes only Switchyard's own operational events"
+                        .into(),
+                ));
+            }
             return Ok(app);
         }
         let Some(input) = auto_create else {

@@ -4,7 +4,7 @@
 //! invalidation and the notice to other nodes) in one place.
 
 use crate::apps::{check_rate_limit, parse_uid};
-use crate::operational::{EndpointRef, OperationalEvent};
+use crate::operational::{EndpointRef, OperationalEvent, check_operational_endpoint};
 use crate::{Engine, EngineError};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
@@ -343,13 +343,20 @@ impl Engine {
             self.store.mark_failing(vec![(ep.id.clone(), None)]).await?;
         }
         let endpoint = EndpointRef::of(ep);
-        self.tell_operators(OperationalEvent::EndpointUpdated(endpoint.clone()));
+        self.tell_operators(OperationalEvent::EndpointUpdated(endpoint.clone()))
+            .await;
         match (was_disabled, ep.disabled) {
-            (true, false) => self.tell_operators(OperationalEvent::EndpointEnabled(endpoint)),
-            (false, true) => self.tell_operators(OperationalEvent::EndpointDisabled {
-                endpoint,
-                fail_since: None,
-            }),
+            (true, false) => {
+                self.tell_operators(OperationalEvent::EndpointEnabled(endpoint))
+                    .await
+            }
+            (false, true) => {
+                self.tell_operators(OperationalEvent::EndpointDisabled {
+                    endpoint,
+                    fail_since: None,
+                })
+                .await
+            }
             _ => {}
         }
         let reenabled = was_disabled && !ep.disabled;
@@ -385,7 +392,8 @@ impl Engine {
             self.tell_operators(OperationalEvent::EndpointDisabled {
                 endpoint: EndpointRef::ids(app.clone(), ep.clone()),
                 fail_since: Some(*failing_since),
-            });
+            })
+            .await;
         }
         Ok(disabled.len())
     }
@@ -397,9 +405,11 @@ impl Engine {
         uid: Option<String>,
     ) -> Result<Endpoint, EngineError> {
         let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
+        check_operational_endpoint(app, &ep)?;
         let ep = self.store.insert_endpoint(ep).await?;
         self.endpoints_changed(&ep.app_id);
-        self.tell_operators(OperationalEvent::EndpointCreated(EndpointRef::of(&ep)));
+        self.tell_operators(OperationalEvent::EndpointCreated(EndpointRef::of(&ep)))
+            .await;
         Ok(ep)
     }
 
@@ -443,6 +453,7 @@ impl Engine {
                     check_headers(&headers)?;
                     ep.headers = headers;
                 }
+                check_operational_endpoint(&app, &ep)?;
                 let saved = self.save_endpoint(ep, true).await?;
                 self.after_change(was_disabled, had_breaker, &saved).await?;
                 Ok((saved, false))
@@ -464,7 +475,8 @@ impl Engine {
         key: &str,
         patch: EndpointPatch,
     ) -> Result<Endpoint, EngineError> {
-        let mut ep = self.endpoint(app_key, key).await?;
+        let app = self.app(app_key).await?;
+        let mut ep = self.endpoint_in(&app, key).await?;
         let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
         let set_disabled = patch.disabled.is_some();
         if let Some(url) = patch.url {
@@ -506,6 +518,7 @@ impl Engine {
         if let Some(b) = patch.circuit_breaker {
             ep.circuit_breaker = parse_breaker(b)?;
         }
+        check_operational_endpoint(&app, &ep)?;
         let saved = self.save_endpoint(ep, set_disabled).await?;
         self.after_change(was_disabled, had_breaker, &saved).await?;
         Ok(saved)
@@ -551,7 +564,8 @@ impl Engine {
             self.tell_operators(OperationalEvent::CircuitClosed {
                 endpoint: EndpointRef::of(&ep),
                 snapshot: snapshot.clone(),
-            });
+            })
+            .await;
         }
         Ok(CircuitView {
             config: ep.circuit_breaker,
@@ -586,7 +600,8 @@ impl Engine {
     pub async fn delete_endpoint(&self, app_key: &str, key: &str) -> Result<(), EngineError> {
         let ep = self.endpoint(app_key, key).await?;
         if self.store.delete_endpoint(&ep.app_id, &ep.id).await? {
-            self.tell_operators(OperationalEvent::EndpointDeleted(EndpointRef::of(&ep)));
+            self.tell_operators(OperationalEvent::EndpointDeleted(EndpointRef::of(&ep)))
+                .await;
         }
         self.endpoints_changed(&ep.app_id);
         Ok(())

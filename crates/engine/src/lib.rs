@@ -26,7 +26,7 @@ pub use endpoints::{CircuitView, EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
 pub use ingest::{IngestError, IngestRefusal, IngestReply, IngestRequest};
-pub use operational::{FAILING_AFTER_ATTEMPTS, OPERATIONAL_APP_UID};
+pub use operational::{FAILING_AFTER_ATTEMPTS, OPERATIONAL_APP_UID, OPERATIONAL_EVENT_TYPES};
 pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 
@@ -319,21 +319,35 @@ impl Engine {
         }
     }
 
-    /// Sends a message to an endpoint once more, now, as a manual attempt.
-    /// Normally the resend is queued durably; when that delivery is being sent
-    /// at this very moment, the extra attempt is handed straight to the dispatcher.
+    /// Sends a message to an endpoint once more, now (see
+    /// `DeliveryStore::requeue`). Normally the resend is queued durably;
+    /// when that delivery is being sent at this very moment, the extra
+    /// attempt is handed straight to the dispatcher, except to a FIFO
+    /// endpoint, which takes one request at a time.
+    ///
+    /// Errors: [`EngineError::Conflict`] for that FIFO case.
     pub async fn resend(
         &self,
         message: &switchyard_store::Message,
         endpoint: &switchyard_core::EndpointId,
     ) -> Result<(), EngineError> {
         let now = self.now_ms();
+        let fifo = self
+            .endpoints
+            .get(&message.app_id, endpoint)
+            .await?
+            .is_some_and(|e| e.endpoint.fifo);
         if self
             .store
-            .requeue(&message.app_id, &message.id, endpoint, now)
+            .requeue(&message.app_id, &message.id, endpoint, now, fifo)
             .await?
         {
             self.wake_dispatcher();
+        } else if fifo {
+            return Err(EngineError::Conflict(format!(
+                "message {} is being sent to FIFO endpoint {endpoint} right now, and a FIFO endpoint takes one request at a time; resend it once this attempt has ended",
+                message.id
+            )));
         } else {
             self.partitions.begin(endpoint);
             self.dispatcher.submit(switchyard_store::DeliveryTask {

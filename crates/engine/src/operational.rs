@@ -32,6 +32,53 @@ use tokio::sync::{mpsc, oneshot};
 /// (its messages and attempts can be listed there).
 pub const OPERATIONAL_APP_UID: &str = "app_operational";
 
+/// Every operational event type, as an operational endpoint's
+/// `eventTypes` may name them.
+pub const OPERATIONAL_EVENT_TYPES: [&str; 10] = [
+    "endpoint.created",
+    "endpoint.updated",
+    "endpoint.deleted",
+    "endpoint.enabled",
+    "endpoint.disabled",
+    "message.attempt.failing",
+    "message.attempt.exhausted",
+    "message.attempt.recovered",
+    "endpoint.circuit.opened",
+    "endpoint.circuit.closed",
+];
+
+/// Refuses, for an endpoint of the operational application, an event-type
+/// filter entry that no operational event matches (a typo would silently
+/// receive nothing) and channels (operational events have none, so such an
+/// endpoint would receive nothing).
+pub(crate) fn check_operational_endpoint(
+    app: &Application,
+    ep: &Endpoint,
+) -> Result<(), EngineError> {
+    if app.uid.as_ref().map(|u| u.as_str()) != Some(OPERATIONAL_APP_UID) {
+        return Ok(());
+    }
+    for pattern in ep.filter_types.iter().flatten() {
+        if !OPERATIONAL_EVENT_TYPES.iter().any(|t| pattern.matches(t)) {
+            return Err(EngineError::invalid(
+                "eventTypes",
+                format!(
+                    "'{}' matches no operational event; they are {}",
+                    pattern.as_str(),
+                    OPERATIONAL_EVENT_TYPES.join(", ")
+                ),
+            ));
+        }
+    }
+    if ep.channels.is_some() {
+        return Err(EngineError::invalid(
+            "channels",
+            "operational events have no channels; leave this out",
+        ));
+    }
+    Ok(())
+}
+
 /// Failed attempts in a row after which `message.attempt.failing` is sent
 /// (Svix: "after it's failed four times").
 pub const FAILING_AFTER_ATTEMPTS: u32 = 4;
@@ -49,9 +96,9 @@ pub(crate) enum OperationalEvent {
         endpoint: EndpointRef,
         fail_since: Option<u64>,
     },
-    AttemptFailing(AttemptRef),
-    AttemptExhausted(AttemptRef),
-    AttemptRecovered(AttemptRef),
+    AttemptFailing(Attempt),
+    AttemptExhausted(Attempt),
+    AttemptRecovered(Attempt),
     CircuitOpened {
         endpoint: EndpointRef,
         snapshot: CircuitSnapshot,
@@ -92,14 +139,6 @@ impl EndpointRef {
     }
 }
 
-/// The attempt an attempt event is about, and how many scheduled attempts
-/// the delivery had before it (which makes the event's id).
-#[derive(Debug, Clone)]
-pub(crate) struct AttemptRef {
-    pub attempt: Attempt,
-    pub attempts_before: u32,
-}
-
 impl OperationalEvent {
     /// The event type operational endpoints filter on.
     pub fn type_name(&self) -> &'static str {
@@ -127,23 +166,17 @@ impl OperationalEvent {
             | Self::CircuitOpened { endpoint: e, .. }
             | Self::CircuitClosed { endpoint: e, .. } => &e.app_id,
             Self::AttemptFailing(a) | Self::AttemptExhausted(a) | Self::AttemptRecovered(a) => {
-                &a.attempt.app_id
+                &a.app_id
             }
         }
     }
 
-    /// An id that is the same each time the same thing is reported, for
-    /// the events the dispatcher reports before it stores what caused them:
-    /// after a crash in between it reports them again, and the message's
-    /// event id keeps that to one message. Events of API changes, reported
+    /// An id that is the same each time the same thing is reported (the
+    /// attempt, the breaker's state and when it was entered), so that an
+    /// event reported twice is one message. Events of API changes, reported
     /// once each, have none.
     fn event_id(&self) -> Option<String> {
-        let attempt = |kind: &str, a: &AttemptRef| {
-            format!(
-                "{kind}.{}.{}.{}",
-                a.attempt.msg_id, a.attempt.endpoint_id, a.attempts_before
-            )
-        };
+        let attempt = |kind: &str, a: &Attempt| format!("{kind}.{}", a.id);
         match self {
             Self::AttemptFailing(a) => Some(attempt("failing", a)),
             Self::AttemptExhausted(a) => Some(attempt("exhausted", a)),
@@ -217,14 +250,21 @@ impl Engine {
         }
     }
 
-    /// Reports an event of a change already stored: it is stored in the
-    /// background (in order with the rest), retried until it is.
-    pub(crate) fn tell_operators(&self, event: OperationalEvent) {
-        let (stored, _) = oneshot::channel();
-        let _ = self.operational.send(EventBatch {
-            events: vec![event],
-            stored,
-        });
+    /// Reports an event of a change just stored, before the caller answers
+    /// (so an answered change has its event stored); if that fails, it is
+    /// stored in the background, retried until it is.
+    pub(crate) async fn tell_operators(&self, event: OperationalEvent) {
+        match self.store_operational_event(&event).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, event = event.type_name(), "storing an operational webhook failed; retrying in the background");
+                let (stored, _) = oneshot::channel();
+                let _ = self.operational.send(EventBatch {
+                    events: vec![event],
+                    stored,
+                });
+            }
+        }
     }
 
     async fn tell_operators_until_stored(&self, event: OperationalEvent) {
@@ -297,7 +337,7 @@ impl Engine {
             OperationalEvent::AttemptFailing(a)
             | OperationalEvent::AttemptExhausted(a)
             | OperationalEvent::AttemptRecovered(a) => {
-                let at = &a.attempt;
+                let at = a;
                 data.insert("appId".into(), json!(at.app_id.as_str()));
                 app_uid(&mut data, self.app_uid(&at.app_id).await?);
                 data.insert("msgId".into(), json!(at.msg_id.as_str()));
@@ -381,14 +421,16 @@ impl Engine {
 
 /// The event, if any, an attempt's outcome is: the
 /// [`FAILING_AFTER_ATTEMPTS`]th failure in a row, the last retry failing
-/// (exhausted), or a success after the failing event.
+/// (exhausted), or a success after the failing event. A delivery refused
+/// without a request (its endpoint disabled, its path refused) exhausted
+/// no retries and is none of these.
 pub(crate) fn attempt_event(outcome: &switchyard_store::Outcome) -> Option<OperationalEvent> {
     use switchyard_store::DeliveryStatus;
+    if !outcome.sent {
+        return None;
+    }
     let before = outcome.attempts_before;
-    let attempt = || AttemptRef {
-        attempt: outcome.attempt.clone(),
-        attempts_before: before,
-    };
+    let attempt = || outcome.attempt.clone();
     let manual = outcome.attempt.manual;
     match outcome.delivery_status {
         DeliveryStatus::Pending if !manual && before + 1 == FAILING_AFTER_ATTEMPTS => {

@@ -169,15 +169,20 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// they were. Only deliveries still marked sending change, so one that
     /// a hand-over already made pending is left to its new owner.
     async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()>;
-    /// Makes the (message, endpoint) delivery pending again now, for a manual
-    /// resend. Returns false when the delivery is being sent right now, in which
-    /// case nothing changed.
+    /// Sends the (message, endpoint) delivery again now, for a manual
+    /// resend: a finished one (or one never made, then stored as `fifo`)
+    /// becomes pending now as a manual attempt; one still waiting (for a
+    /// retry, or behind an earlier FIFO delivery) is brought forward as the
+    /// scheduled attempt it was waiting for, so a failure leaves it the
+    /// retries it had. Returns false when the delivery is being sent right
+    /// now, in which case nothing changed.
     async fn requeue(
         &self,
         app: &AppId,
         msg: &MessageId,
         ep: &EndpointId,
         now_ms: u64,
+        fifo: bool,
     ) -> Result<bool>;
     /// Makes the endpoint's pending deliveries that are due later (held back
     /// by its circuit breaker, or waiting for a retry) due at `now_ms`;

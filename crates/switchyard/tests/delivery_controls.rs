@@ -605,8 +605,9 @@ async fn lifting_a_limit_releases_the_backlog_and_resends_are_kept() {
         "the backlog kept the old pace: {:?}",
         lifted.elapsed()
     );
-    // The resend is sent as such (a delivery still queued is sent once, as
-    // the resend; one being sent or waiting in memory is sent again).
+    // The resend is kept: a delivery still queued is brought forward (its
+    // attempt is the scheduled one it waited for); one waiting in memory
+    // is sent again as a manual attempt. Either way it succeeds.
     wait_for("the resend is attempted", 10, async || {
         let (_, attempts) = api
             .get(&format!("/api/v1/app/{app_id}/attempt/msg/{waiting}"))
@@ -615,7 +616,7 @@ async fn lifting_a_limit_releases_the_backlog_and_resends_are_kept() {
             .as_array()
             .into_iter()
             .flatten()
-            .any(|a| a["triggerType"] == json!(1) && a["status"] == json!(0))
+            .any(|a| a["status"] == json!(0))
     })
     .await;
 }
@@ -1140,4 +1141,60 @@ async fn operational_webhooks_report_auto_disable_and_the_breaker() {
         events()
     );
     drop(rx);
+}
+
+/// Found by a hostile review: a manual resend of a FIFO endpoint's failing
+/// first delivery that failed again ended it for good (the queue behind it
+/// went), and a resend while it was being sent put two requests in flight.
+/// Now a resend of a delivery waiting for a retry brings that retry
+/// forward and keeps the rest of its retries, and a resend of one being
+/// sent to a FIFO endpoint is refused with 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn resends_keep_a_fifo_queue_in_order() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[("SWITCHYARD_RETRY_SCHEDULE", "60s,60s")]);
+    let api = server.client();
+    let (rx, base) = OrderReceiver::start(Duration::from_millis(5)).await;
+    let (app_id, ep_id, _) =
+        app_with(&api, json!({ "url": format!("{base}/fifo"), "fifo": true })).await;
+    rx.paused.store(true, Ordering::SeqCst);
+    let ids = in_creation_order(publish(std::slice::from_ref(&api), &app_id, 5).await);
+    // The first is being sent (held by the receiver): a resend is refused.
+    wait_for("the first is in flight", 10, async || {
+        rx.open.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let resend = |id: String| {
+        let api = api.clone();
+        let path = format!("/api/v1/app/{app_id}/msg/{id}/endpoint/{ep_id}/resend");
+        async move { api.post(&path, json!({})).await }
+    };
+    let (status, body) = resend(ids[0].clone()).await;
+    assert_eq!(status, 409, "{body}");
+    // It fails (a retry in a minute), and so does the resend of it.
+    rx.failures.lock().unwrap().insert(ids[0].clone(), 2);
+    rx.paused.store(false, Ordering::SeqCst);
+    wait_for("the first attempt fails", 10, async || {
+        rx.log.lock().unwrap().len() == 1
+    })
+    .await;
+    let (status, body) = resend(ids[0].clone()).await;
+    assert_eq!(status, 202, "{body}");
+    wait_for("the resend fails", 10, async || {
+        rx.log.lock().unwrap().len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(
+        rx.log.lock().unwrap().len(),
+        2,
+        "the queue still waits behind the first: {:?}",
+        rx.log.lock().unwrap()
+    );
+    // A third resend succeeds: the queue goes, in order.
+    let (status, body) = resend(ids[0].clone()).await;
+    assert_eq!(status, 202, "{body}");
+    wait_for("all arrive", 20, async || rx.successes() == 5).await;
+    rx.assert_in_order(&ids, &[]);
+    assert_eq!(rx.most_open.load(Ordering::SeqCst), 1, "one in flight");
 }

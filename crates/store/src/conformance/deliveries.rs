@@ -100,11 +100,17 @@ pub async fn delivery_lifecycle_claims_retries_and_recovery(b: Backend) {
     .await
     .unwrap();
     // A manual resend of a finished delivery is queued once, flagged manual.
-    assert!(s.requeue(&a.id, &m.id, &e.id, now + 80_000).await.unwrap());
+    assert!(
+        s.requeue(&a.id, &m.id, &e.id, now + 80_000, false)
+            .await
+            .unwrap()
+    );
     let manual = s.claim_due(now + 80_000, 10, &ALL).await.unwrap().remove(0);
     assert!(manual.manual);
     assert!(
-        !s.requeue(&a.id, &m.id, &e.id, now + 80_001).await.unwrap(),
+        !s.requeue(&a.id, &m.id, &e.id, now + 80_001, false)
+            .await
+            .unwrap(),
         "in flight: not requeued"
     );
     let views = s

@@ -226,13 +226,15 @@ impl DeliveryStore for PgStore {
         msg: &MessageId,
         ep: &EndpointId,
         now_ms: u64,
+        fifo: bool,
     ) -> Result<bool> {
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(
-                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at)
-                 VALUES ($1, $2, $3, 1, 0, $4, $5, TRUE, $4)
-                 ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = $4, manual = TRUE, updated_at = $4
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at, fifo)
+                 VALUES ($1, $2, $3, 1, 0, $4, $5, TRUE, $4, $6)
+                 ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = $4,
+                   manual = CASE WHEN deliveries.status = 1 THEN deliveries.manual ELSE TRUE END, updated_at = $4
                  WHERE deliveries.status <> 3",
             )
             .await?;
@@ -245,6 +247,7 @@ impl DeliveryStore for PgStore {
                     &app.as_str(),
                     &(now_ms as i64),
                     &i32::from(partition_of(ep)),
+                    &fifo,
                 ],
             )
             .await?

@@ -151,16 +151,18 @@ impl DeliveryStore for SqliteStore {
         msg: &MessageId,
         ep: &EndpointId,
         now_ms: u64,
+        fifo: bool,
     ) -> Result<bool> {
         let (app, msg, ep) = (app.to_string(), msg.to_string(), ep.clone());
         self.write(move |conn| {
             conn.prepare_cached(
-                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at)
-                 VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, 1, ?4)
-                 ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = ?4, manual = 1, updated_at = ?4
+                "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at, fifo)
+                 VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, 1, ?4, ?6)
+                 ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = ?4,
+                   manual = CASE WHEN status = 1 THEN manual ELSE 1 END, updated_at = ?4
                  WHERE status <> 3",
             )?
-            .execute(params![msg, ep.as_str(), app, now_ms as i64, partition_of(&ep)])
+            .execute(params![msg, ep.as_str(), app, now_ms as i64, partition_of(&ep), fifo])
             .map(|changed| changed > 0)
             .map_err(StoreError::from)
         })
