@@ -5,6 +5,8 @@
 #   bench/targets.sh            # all of them
 #   RUNS=1 bench/targets.sh     # one pass
 #   BENCH_BIN=/tmp/old bench/targets.sh   # the builds in /tmp/old (see run.sh)
+#   BENCH_ARGS="--endpoint-rate-limit 65535 --endpoint-breaker" bench/targets.sh
+#                               # with the delivery controls in the path
 set -uo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${BENCH_BIN:-}" ] || cargo build --release -q -p switchyard -p switchyard-bench || exit 1
@@ -14,7 +16,8 @@ run() {
   shift
   for i in $(seq "$runs"); do
     echo "== $label (run $i)"
-    env "$@" 2>&1 | grep -E "^(accept_rate|accepted|accept_latency|delivered|latency_ms|lost|server_peak_rss)" | sed 's/^/   /'
+    # shellcheck disable=SC2086 # BENCH_ARGS is split into flags on purpose
+    env "$@" ${BENCH_ARGS:-} 2>&1 | grep -E "^(accept_rate|accepted|accept_latency|delivered|latency_ms|lost|server_peak_rss)" | sed 's/^/   /'
   done
 }
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
