@@ -169,6 +169,15 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// they were. Only deliveries still marked sending change, so one that
     /// a hand-over already made pending is left to its new owner.
     async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()>;
+    /// Makes due the first delivery of every FIFO endpoint whose first open
+    /// delivery waits with no due time, and returns how many. Each one
+    /// ending makes the next due in its own commit, but on PostgreSQL a
+    /// delivery accepted on one connection while the one before it ends on
+    /// another can see it still open, while that end's look for a next one
+    /// does not see it yet; nothing would then make it due. The dispatcher
+    /// runs this every few seconds. SQLite has one writer, so this cannot
+    /// happen there and it only checks.
+    async fn repair_fifo_heads(&self, now_ms: u64) -> Result<u64>;
     /// Sends the (message, endpoint) delivery again now, for a manual
     /// resend: a finished one (or one never made, then stored as `fifo`)
     /// becomes pending now as a manual attempt; one still waiting (for a

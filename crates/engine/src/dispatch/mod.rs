@@ -32,6 +32,9 @@ const QUEUE_HIGH_WATER: usize = 10_000;
 const CLAIM_BATCH: usize = 1_000;
 const CLAIM_GATHER: Duration = Duration::from_millis(10);
 const OUTCOME_BATCH: usize = 4_096;
+/// How often a node looks for FIFO queues left with nothing due (see
+/// `DeliveryStore::repair_fifo_heads`): the longest such a queue waits.
+const FIFO_REPAIR_EVERY: Duration = Duration::from_secs(5);
 
 struct Inner {
     store: Arc<dyn Store>,
@@ -156,7 +159,19 @@ async fn run_senders(inner: Arc<Inner>, mut queue: mpsc::UnboundedReceiver<Deliv
 }
 
 async fn run_poller(inner: Arc<Inner>, interval: Duration) {
+    let mut repaired_at = tokio::time::Instant::now();
     loop {
+        if repaired_at.elapsed() >= FIFO_REPAIR_EVERY {
+            repaired_at = tokio::time::Instant::now();
+            match inner.store.repair_fifo_heads(inner.clock.now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::warn!(
+                    queues = n,
+                    "FIFO queues found with nothing due; their next delivery is due now"
+                ),
+                Err(e) => tracing::warn!(error = %e, "checking FIFO queues failed"),
+            }
+        }
         let room = QUEUE_HIGH_WATER.saturating_sub(inner.queued.load(Ordering::Relaxed));
         let mut full_batch = false;
         let owned = inner.partitions.owned();

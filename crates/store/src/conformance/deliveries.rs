@@ -414,3 +414,56 @@ pub async fn fifo_deliveries_are_claimed_one_at_a_time_in_message_order(b: Backe
     let third = claim(now + 70_005).await;
     assert_eq!(of(&third, &fifo_ep.id), ids[2..], "{}", b.name);
 }
+
+/// A FIFO queue whose next delivery was never made due (the end of the one
+/// before it did not see it: a race between connections on PostgreSQL,
+/// here made by an outcome that does not say it ends a FIFO delivery) is
+/// repaired: its first open delivery becomes due, and only that one.
+pub async fn fifo_queues_left_with_nothing_due_are_repaired(b: Backend) {
+    let s = b.store.as_ref();
+    let a = s.insert_app(app(None, 1)).await.unwrap();
+    let mut ep = endpoint(&a.id, None, 2);
+    ep.fifo = true;
+    let ep = s.insert_endpoint(ep).await.unwrap();
+    let now = switchyard_core::timefmt::now_ms();
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let m = message(&a.id, now - 100 + i, None);
+        ids.push(m.id.clone());
+        s.accept(NewMessage {
+            message: m,
+            idempotency_key: None,
+            deliveries: vec![NewDelivery {
+                endpoint_id: ep.id.clone(),
+                send_now: false,
+                fifo: true,
+            }],
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        s.repair_fifo_heads(now).await.unwrap(),
+        0,
+        "{}: nothing to repair",
+        b.name
+    );
+    let head = s.claim_due(now, 10, &ALL).await.unwrap().remove(0);
+    let mut lost = outcome(&head, DeliveryStatus::Success, 200, None, now);
+    lost.fifo = false;
+    s.record_outcomes(vec![lost]).await.unwrap();
+    assert!(
+        s.claim_due(now + 1, 10, &ALL).await.unwrap().is_empty(),
+        "{}: stuck",
+        b.name
+    );
+    assert_eq!(s.repair_fifo_heads(now + 2).await.unwrap(), 1, "{}", b.name);
+    assert_eq!(s.repair_fifo_heads(now + 2).await.unwrap(), 0, "{}", b.name);
+    let next = s.claim_due(now + 3, 10, &ALL).await.unwrap();
+    assert_eq!(
+        next.iter().map(|t| t.msg_id.clone()).collect::<Vec<_>>(),
+        ids[1..2],
+        "{}",
+        b.name
+    );
+}

@@ -173,6 +173,29 @@ impl DeliveryStore for PgStore {
         Ok(())
     }
 
+    async fn repair_fifo_heads(&self, now_ms: u64) -> Result<u64> {
+        let client = self.client().await?;
+        // One index probe per FIFO endpoint with open deliveries (a skip
+        // scan of deliveries_fifo_open), however long their queues are.
+        let stmt = client
+            .prepare_cached(
+                "WITH RECURSIVE heads AS (
+                   (SELECT endpoint_id, msg_id FROM deliveries
+                    WHERE fifo AND status IN (1, 3) ORDER BY endpoint_id, msg_id LIMIT 1)
+                   UNION ALL
+                   SELECT n.endpoint_id, n.msg_id FROM heads h, LATERAL (
+                     SELECT endpoint_id, msg_id FROM deliveries
+                     WHERE fifo AND status IN (1, 3) AND endpoint_id > h.endpoint_id
+                     ORDER BY endpoint_id, msg_id LIMIT 1) n)
+                 UPDATE deliveries d SET next_attempt_at = $1, updated_at = $1
+                 FROM heads
+                 WHERE d.endpoint_id = heads.endpoint_id AND d.msg_id = heads.msg_id
+                   AND d.status = 1 AND d.next_attempt_at IS NULL",
+            )
+            .await?;
+        Ok(client.execute(&stmt, &[&(now_ms as i64)]).await?)
+    }
+
     async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()> {
         if deferrals.is_empty() {
             return Ok(());

@@ -99,6 +99,34 @@ impl DeliveryStore for SqliteStore {
         .await
     }
 
+    async fn repair_fifo_heads(&self, now_ms: u64) -> Result<u64> {
+        // The same repair as PostgreSQL's, which SQLite's single writer
+        // makes needless but keeps the backends alike: one index probe per
+        // FIFO endpoint with open deliveries (a skip scan of
+        // deliveries_fifo_open).
+        self.write(move |conn| {
+            Ok(conn.execute(
+                "WITH RECURSIVE heads(ep, msg) AS (
+                   SELECT * FROM (SELECT endpoint_id, msg_id FROM deliveries
+                                  WHERE fifo = 1 AND status IN (1, 3)
+                                  ORDER BY endpoint_id, msg_id LIMIT 1)
+                   UNION ALL
+                   SELECT (SELECT endpoint_id FROM deliveries
+                           WHERE fifo = 1 AND status IN (1, 3) AND endpoint_id > heads.ep
+                           ORDER BY endpoint_id, msg_id LIMIT 1),
+                          (SELECT msg_id FROM deliveries
+                           WHERE fifo = 1 AND status IN (1, 3) AND endpoint_id > heads.ep
+                           ORDER BY endpoint_id, msg_id LIMIT 1)
+                   FROM heads WHERE heads.ep IS NOT NULL)
+                 UPDATE deliveries SET next_attempt_at = ?1, updated_at = ?1
+                 WHERE status = 1 AND next_attempt_at IS NULL
+                   AND (endpoint_id, msg_id) IN (SELECT ep, msg FROM heads WHERE ep IS NOT NULL)",
+                params![now_ms as i64],
+            )? as u64)
+        })
+        .await
+    }
+
     async fn defer(&self, deferrals: Vec<Deferral>, now_ms: u64) -> Result<()> {
         if deferrals.is_empty() {
             return Ok(());
