@@ -180,24 +180,8 @@ async fn rate_limits_hold_on_three_postgres_nodes() {
         })
         .collect();
     let apis: Vec<Api> = servers.iter().map(Server::client).collect();
-    // Wait until the partitions are spread, so the endpoints' owners are
-    // settled before the measurement starts.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let (_, view): (u16, Value) = apis[0].get("/api/v1/cluster").await;
-        let counts: Vec<u64> = view["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["live"] == json!(true))
-            .filter_map(|n| n["partitionCount"].as_u64())
-            .collect();
-        if counts.len() == 3 && counts.iter().all(|&n| n > 0) && counts.iter().sum::<u64>() == 256 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "partitions never spread: {view}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The endpoints' owners are settled before the measurement starts.
+    wait_until_shared(&apis[0], 3).await;
     rate_limits_hold(&apis).await;
 }
 
@@ -323,6 +307,34 @@ async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The partition counts of the live nodes, as `api`'s node sees them.
+async fn live_partition_counts(api: &Api) -> Vec<u64> {
+    let (_, view) = api.get("/api/v1/cluster").await;
+    view["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|n| n["live"] == json!(true))
+        .filter_map(|n| n["partitionCount"].as_u64())
+        .collect()
+}
+
+/// Waits until `nodes` live nodes hold every partition between them, each
+/// some.
+async fn wait_until_shared(api: &Api, nodes: usize) {
+    wait_for(
+        &format!("{nodes} nodes share the partitions"),
+        30,
+        async || {
+            let counts = live_partition_counts(api).await;
+            counts.len() == nodes
+                && counts.iter().all(|&n| n > 0)
+                && counts.iter().sum::<u64>() == 256
+        },
+    )
+    .await;
 }
 
 async fn circuit_of(api: &Api, app: &str, ep: &str) -> Value {
@@ -513,28 +525,9 @@ async fn an_open_breaker_survives_a_takeover_on_postgres() {
         .map(|d| Server::start(d.path(), &env))
         .collect();
     let apis: Vec<Api> = others.iter().map(Server::client).collect();
-    let live = |view: &Value| -> Vec<u64> {
-        view["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["live"] == json!(true))
-            .filter_map(|n| n["partitionCount"].as_u64())
-            .collect()
-    };
-    wait_for("three nodes share the partitions", 30, async || {
-        let (_, view) = apis[0].get("/api/v1/cluster").await;
-        let counts = live(&view);
-        counts.len() == 3 && counts.iter().all(|&n| n > 0)
-    })
-    .await;
+    wait_until_shared(&apis[0], 3).await;
     first.kill9();
-    wait_for("two nodes hold every partition", 30, async || {
-        let (_, view) = apis[0].get("/api/v1/cluster").await;
-        let counts = live(&view);
-        counts.len() == 2 && counts.iter().sum::<u64>() == 256
-    })
-    .await;
+    wait_until_shared(&apis[0], 2).await;
 
     // Whoever owns the endpoint now holds what comes, and the retries.
     publish(&apis, &app_id, 3).await;
@@ -995,20 +988,11 @@ async fn fifo_order_survives_killing_the_owner_on_postgres() {
         }
         None
     };
+    wait_until_shared(&apis[0], 3).await;
     let mut owner_index = None;
-    wait_for("the partitions are shared by three nodes", 30, async || {
-        let (_, view) = apis[0].get("/api/v1/cluster").await;
-        let shared = view["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|n| n["live"] == json!(true) && n["partitionCount"].as_u64() > Some(0))
-            .count()
-            == 3;
-        if shared {
-            owner_index = owner().await;
-        }
-        shared && owner_index.is_some()
+    wait_for("a node says it owns the endpoint", 30, async || {
+        owner_index = owner().await;
+        owner_index.is_some()
     })
     .await;
     let owner_index = owner_index.unwrap();
