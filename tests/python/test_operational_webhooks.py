@@ -267,6 +267,7 @@ def test_switchyards_own_applications_are_not_changed_through_the_app_api(svix, 
     for call in (
         lambda: svix.application.upsert(source["id"], ApplicationIn(name="x")),
         lambda: svix.application.delete(source["id"]),
+        lambda: svix.message.create(source["id"], MessageIn(event_type="a.b", payload={})),
     ):
         with pytest.raises(HttpError) as refused:
             call()

@@ -87,11 +87,13 @@ fn new_app(input: AppInput, uid: Option<String>, now: u64) -> Result<Application
     })
 }
 
-/// Refuses changing or deleting, through the application API, one of the
-/// applications Switchyard keeps for itself: a source's (managed through
-/// the source API) or the operational webhooks' (through
-/// `/api/v1/operational-webhook/endpoint`). Renamed or deleted, their
-/// endpoints would silently stop receiving.
+/// Refuses changing, deleting or sending messages to, through the
+/// application API, one of the applications Switchyard keeps for itself: a
+/// source's (its messages come from the provider, and the source API
+/// manages it) or the operational webhooks' (its messages are Switchyard's
+/// events; `/api/v1/operational-webhook/endpoint` manages it). Renamed or
+/// deleted, their endpoints would silently stop receiving; a message posted
+/// there would pass for the provider's or Switchyard's.
 fn check_not_managed(app: &Application) -> Result<(), EngineError> {
     let Some(uid) = app.uid.as_ref().map(|u| u.as_str()) else {
         return Ok(());
@@ -233,12 +235,7 @@ impl Engine {
         auto_create: Option<AppInput>,
     ) -> Result<Application, EngineError> {
         if let Some(app) = self.find_app(key).await? {
-            if app.uid.as_ref().map(|u| u.as_str()) == Some(crate::OPERATIONAL_APP_UID) {
-                return Err(EngineError::Conflict(
-                    "application app_operational takes only Switchyard's own operational events"
-                        .into(),
-                ));
-            }
+            check_not_managed(&app)?;
             return Ok(app);
         }
         let Some(input) = auto_create else {

@@ -421,7 +421,9 @@ impl Engine {
 
 /// The event, if any, an attempt's outcome is: the
 /// [`FAILING_AFTER_ATTEMPTS`]th failure in a row, the last retry failing
-/// (exhausted), or a success after the failing event. A delivery refused
+/// (exhausted), or a scheduled attempt's success after the failing event
+/// (a manual resend's success after that is not reported: the delivery's
+/// stored count cannot tell whether it recovered before). A delivery refused
 /// without a request (its endpoint disabled, its path refused) exhausted
 /// no retries and is none of these.
 pub(crate) fn attempt_event(outcome: &switchyard_store::Outcome) -> Option<OperationalEvent> {
@@ -437,7 +439,7 @@ pub(crate) fn attempt_event(outcome: &switchyard_store::Outcome) -> Option<Opera
             Some(OperationalEvent::AttemptFailing(attempt()))
         }
         DeliveryStatus::Fail if !manual => Some(OperationalEvent::AttemptExhausted(attempt())),
-        DeliveryStatus::Success if before >= FAILING_AFTER_ATTEMPTS => {
+        DeliveryStatus::Success if !manual && before >= FAILING_AFTER_ATTEMPTS => {
             Some(OperationalEvent::AttemptRecovered(attempt()))
         }
         _ => None,

@@ -178,13 +178,10 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// runs this every few seconds. SQLite has one writer, so this cannot
     /// happen there and it only checks.
     async fn repair_fifo_heads(&self, now_ms: u64) -> Result<u64>;
-    /// Sends the (message, endpoint) delivery again now, for a manual
-    /// resend: a finished one (or one never made, then stored as `fifo`)
-    /// becomes pending now as a manual attempt; one still waiting (for a
-    /// retry, or behind an earlier FIFO delivery) is brought forward as the
-    /// scheduled attempt it was waiting for, so a failure leaves it the
-    /// retries it had. Returns false when the delivery is being sent right
-    /// now, in which case nothing changed.
+    /// Makes the (message, endpoint) delivery pending now as a manual
+    /// resend (one never made is stored, with `fifo`); its scheduled
+    /// attempts and their count stay as they were. Returns false when the
+    /// delivery is being sent right now, in which case nothing changed.
     async fn requeue(
         &self,
         app: &AppId,

@@ -1182,3 +1182,43 @@ async fn resends_keep_a_fifo_queue_in_order() {
     rx.assert_in_order(&ids, &[]);
     assert_eq!(rx.most_open.load(Ordering::SeqCst), 1, "one in flight");
 }
+
+/// Found by the second review of the resend rules: a resend of a delivery
+/// held back by an open breaker must go through it (the operator's call),
+/// as a manual attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resend_goes_through_an_open_breaker() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let api = server.client();
+    let (rx, base) = switch_receiver(500).await;
+    let (app_id, ep_id, _) = app_with(
+        &api,
+        json!({ "url": format!("{base}/cb"),
+                "circuitBreaker": { "consecutiveFailures": 1, "cooldownSecs": 3600 } }),
+    )
+    .await;
+    open_breaker(&api, &rx, &app_id, &ep_id, 1).await;
+    rx.status.store(200, Ordering::SeqCst);
+    let held = send_message(&api, &app_id).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.requests.load(Ordering::SeqCst), 1, "held by the breaker");
+    let (status, body) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg/{held}/endpoint/{ep_id}/resend"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    wait_for("the resend is sent", 10, async || {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{held}"))
+            .await;
+        attempts["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["triggerType"] == json!(1) && a["status"] == json!(0))
+    })
+    .await;
+}

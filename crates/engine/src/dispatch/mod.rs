@@ -720,14 +720,17 @@ fn retry_later(
         duration,
         now,
     );
-    let next = if task.manual {
-        None
+    let jitter = rand::random::<f64>() * 2.0 - 1.0;
+    // A manual attempt is not counted, and its failure leaves the delivery
+    // the retries it had: the next is the one it was waiting for (or, if
+    // it was never attempted, the first retry); one that had used them all
+    // fails again.
+    let attempts_made = if task.manual {
+        task.attempts.max(1)
     } else {
-        let jitter = rand::random::<f64>() * 2.0 - 1.0;
-        inner
-            .retry
-            .next_delay(task.attempts + 1, jitter, retry_after)
+        task.attempts + 1
     };
+    let next = inner.retry.next_delay(attempts_made, jitter, retry_after);
     match next {
         Some(delay) => Outcome {
             attempt,

@@ -467,3 +467,54 @@ pub async fn fifo_queues_left_with_nothing_due_are_repaired(b: Backend) {
         b.name
     );
 }
+
+/// A FIFO delivery whose message was made before one already stored (made
+/// earlier, committed later: another node, another connection) does not
+/// wait behind it: it is due, and goes first.
+pub async fn a_fifo_delivery_committed_late_goes_first(b: Backend) {
+    let s = b.store.as_ref();
+    let a = s.insert_app(app(None, 1)).await.unwrap();
+    let mut ep = endpoint(&a.id, None, 2);
+    ep.fifo = true;
+    let ep = s.insert_endpoint(ep).await.unwrap();
+    let now = switchyard_core::timefmt::now_ms();
+    let early = message(&a.id, now - 100, None);
+    let late = message(&a.id, now - 50, None);
+    let ids = [early.id.clone(), late.id.clone()];
+    for m in [late, early] {
+        s.accept(NewMessage {
+            message: m,
+            idempotency_key: None,
+            deliveries: vec![NewDelivery {
+                endpoint_id: ep.id.clone(),
+                send_now: false,
+                fifo: true,
+            }],
+        })
+        .await
+        .unwrap();
+    }
+    let first = s.claim_due(now, 10, &ALL).await.unwrap();
+    assert_eq!(
+        first.iter().map(|t| t.msg_id.clone()).collect::<Vec<_>>(),
+        ids[..1],
+        "{}",
+        b.name
+    );
+    s.record_outcomes(vec![outcome(
+        &first[0],
+        DeliveryStatus::Success,
+        200,
+        None,
+        now,
+    )])
+    .await
+    .unwrap();
+    let second = s.claim_due(now + 1, 10, &ALL).await.unwrap();
+    assert_eq!(
+        second.iter().map(|t| t.msg_id.clone()).collect::<Vec<_>>(),
+        ids[1..],
+        "{}",
+        b.name
+    );
+}

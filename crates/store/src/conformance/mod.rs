@@ -78,7 +78,8 @@ macro_rules! conformance_suite {
                 claimed_fan_out_carries_each_message_payload_once,
                 deferred_deliveries_wait_without_an_attempt,
                 fifo_deliveries_are_claimed_one_at_a_time_in_message_order,
-                fifo_queues_left_with_nothing_due_are_repaired;
+                fifo_queues_left_with_nothing_due_are_repaired,
+                a_fifo_delivery_committed_late_goes_first;
             settings: settings_and_idempotency_records;
             cluster:
                 partition_leases_are_shared_renewed_and_taken_over,

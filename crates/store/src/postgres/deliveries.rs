@@ -257,7 +257,7 @@ impl DeliveryStore for PgStore {
                 "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at, fifo)
                  VALUES ($1, $2, $3, 1, 0, $4, $5, TRUE, $4, $6)
                  ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = $4,
-                   manual = CASE WHEN deliveries.status = 1 THEN deliveries.manual ELSE TRUE END, updated_at = $4
+                   manual = TRUE, updated_at = $4
                  WHERE deliveries.status <> 3",
             )
             .await?;

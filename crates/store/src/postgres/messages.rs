@@ -116,7 +116,8 @@ async fn accept_batch(pool: &Pool, batch: &[&NewMessage]) -> Result<Vec<Result<A
                SELECT u.m, u.e, u.a, u.s, 0,
                  CASE WHEN u.f AND EXISTS (
                    SELECT 1 FROM deliveries e
-                   WHERE e.fifo AND e.status IN (1, 3) AND e.endpoint_id = u.e)
+                   WHERE e.fifo AND e.status IN (1, 3) AND e.endpoint_id = u.e
+                     AND e.msg_id < u.m)
                  THEN NULL ELSE u.t END,
                  u.p, u.t, u.f
                FROM UNNEST($10::text[], $11::text[], $12::text[], $13::int2[], $14::int8[], $15::int4[], $17::bool[]) AS u(m, e, a, s, t, p, f)

@@ -187,7 +187,7 @@ impl DeliveryStore for SqliteStore {
                 "INSERT INTO deliveries (msg_id, endpoint_id, app_id, status, attempts, next_attempt_at, partition, manual, updated_at, fifo)
                  VALUES (?1, ?2, ?3, 1, 0, ?4, ?5, 1, ?4, ?6)
                  ON CONFLICT (msg_id, endpoint_id) DO UPDATE SET status = 1, next_attempt_at = ?4,
-                   manual = CASE WHEN status = 1 THEN manual ELSE 1 END, updated_at = ?4
+                   manual = 1, updated_at = ?4
                  WHERE status <> 3",
             )?
             .execute(params![msg, ep.as_str(), app, now_ms as i64, partition_of(&ep), fifo])

@@ -63,7 +63,8 @@ impl MessageStore for SqliteStore {
                  VALUES (?1,?2,?3,?4,0,
                    CASE WHEN ?7 AND EXISTS (
                      SELECT 1 FROM deliveries e
-                     WHERE e.fifo = 1 AND e.status IN (1, 3) AND e.endpoint_id = ?2)
+                     WHERE e.fifo = 1 AND e.status IN (1, 3) AND e.endpoint_id = ?2
+                       AND e.msg_id < ?1)
                    THEN NULL ELSE ?5 END,
                    ?6,?5,?7)",
             )?;
