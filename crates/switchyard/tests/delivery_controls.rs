@@ -337,6 +337,23 @@ async fn wait_until_shared(api: &Api, nodes: usize) {
     .await;
 }
 
+/// Waits until the message has an attempt for which `pred` holds.
+async fn wait_for_attempt(
+    what: &str,
+    api: &Api,
+    app: &str,
+    msg: &str,
+    pred: impl Fn(&Value) -> bool,
+) {
+    wait_for(what, 20, async || {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app}/attempt/msg/{msg}"))
+            .await;
+        attempts["data"].as_array().into_iter().flatten().any(&pred)
+    })
+    .await;
+}
+
 async fn circuit_of(api: &Api, app: &str, ep: &str) -> Value {
     let (status, body) = api
         .get(&format!("/api/v1/app/{app}/endpoint/{ep}/circuit"))
@@ -601,15 +618,8 @@ async fn lifting_a_limit_releases_the_backlog_and_resends_are_kept() {
     // The resend is kept: a delivery still queued is brought forward (its
     // attempt is the scheduled one it waited for); one waiting in memory
     // is sent again as a manual attempt. Either way it succeeds.
-    wait_for("the resend is attempted", 10, async || {
-        let (_, attempts) = api
-            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{waiting}"))
-            .await;
-        attempts["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["status"] == json!(0))
+    wait_for_attempt("the resend is attempted", &api, &app_id, &waiting, |a| {
+        a["status"] == json!(0)
     })
     .await;
 }
@@ -665,16 +675,13 @@ async fn a_failing_endpoint_is_auto_disabled_and_recovers() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    wait_for("the failed message is sent again", 20, async || {
-        let (_, attempts) = api
-            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{msg}"))
-            .await;
-        attempts["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["status"] == json!(0))
-    })
+    wait_for_attempt(
+        "the failed message is sent again",
+        &api,
+        &app_id,
+        &msg,
+        |a| a["status"] == json!(0),
+    )
     .await;
     // Enabled again and succeeding: it stays enabled.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -1210,15 +1217,8 @@ async fn a_resend_goes_through_an_open_breaker() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    wait_for("the resend is sent", 10, async || {
-        let (_, attempts) = api
-            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{held}"))
-            .await;
-        attempts["data"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|a| a["triggerType"] == json!(1) && a["status"] == json!(0))
+    wait_for_attempt("the resend is sent", &api, &app_id, &held, |a| {
+        a["triggerType"] == json!(1) && a["status"] == json!(0)
     })
     .await;
 }
