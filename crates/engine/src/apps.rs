@@ -76,6 +76,7 @@ pub fn check_rate_limit(field: &str, rate: Option<u32>) -> Result<Option<u32>, E
 /// (upsert and create-on-first-message name the application by it).
 fn new_app(input: AppInput, uid: Option<String>, now: u64) -> Result<Application, EngineError> {
     check_name(&input.name)?;
+    crate::limits::check_metadata(input.metadata.as_ref())?;
     Ok(Application {
         id: AppId::generate_at(now),
         uid: parse_uid("uid", uid.or(input.uid))?,
@@ -169,6 +170,7 @@ impl Engine {
                 app.name = input.name;
                 app.uid = parse_uid("uid", input.uid)?.or(app.uid);
                 app.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
+                crate::limits::check_metadata(input.metadata.as_ref())?;
                 app.metadata = input.metadata.unwrap_or_default();
                 app.updated_at = self.now_ms();
                 let app = self.store.update_app(app).await?;
@@ -205,6 +207,7 @@ impl Engine {
             app.rate_limit = check_rate_limit("rateLimit", rate)?;
         }
         if let Some(metadata) = patch.metadata {
+            crate::limits::check_metadata(Some(&metadata))?;
             app.metadata = metadata;
         }
         app.updated_at = self.now_ms();

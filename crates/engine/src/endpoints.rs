@@ -5,7 +5,7 @@
 
 use crate::apps::{check_rate_limit, parse_uid};
 use crate::operational::{EndpointRef, OperationalEvent, check_operational_endpoint};
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, limits};
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -127,6 +127,7 @@ fn parse_filter_types(
             "must list at least one event type (omit it to receive all)",
         ));
     }
+    limits::check_count("filterTypes", types.len(), limits::MAX_FILTER_TYPES)?;
     types
         .iter()
         .map(|t| EventTypePattern::parse(t).map_err(|e| EngineError::invalid("filterTypes", e.0)))
@@ -159,9 +160,11 @@ pub fn parse_channels(
 fn parse_payload_filter(filter: Option<Value>) -> Result<Option<Value>, EngineError> {
     match filter {
         None | Some(Value::Null) => Ok(None),
-        Some(f) => match Filter::parse(&f) {
+        Some(f) => match limits::check_payload_filter_size(&f)
+            .and_then(|()| Filter::parse(&f).map_err(|e| EngineError::invalid("payloadFilter", e)))
+        {
             Ok(_) => Ok(Some(f)),
-            Err(e) => Err(EngineError::invalid("payloadFilter", e)),
+            Err(e) => Err(e),
         },
     }
 }
@@ -192,6 +195,7 @@ fn parse_secret(field: &str, secret: Option<String>) -> Result<EndpointSecret, E
 /// Custom headers: valid HTTP names and values, none that Switchyard sets.
 /// Errors name `headers.<name>`.
 fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    limits::check_header_sizes(headers)?;
     for (name, value) in headers {
         let field = format!("headers.{name}");
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
@@ -224,6 +228,7 @@ fn new_endpoint(
 ) -> Result<Endpoint, EngineError> {
     let headers = input.headers.unwrap_or_default();
     check_headers(&headers)?;
+    limits::check_metadata(input.metadata.as_ref())?;
     Ok(Endpoint {
         id: EndpointId::generate_at(now),
         app_id,
@@ -406,6 +411,13 @@ impl Engine {
     ) -> Result<Endpoint, EngineError> {
         let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
         check_operational_endpoint(app, &ep)?;
+        let existing = self.endpoints.for_app(&app.id).await?.len();
+        if existing >= self.max_endpoints_per_app {
+            return Err(EngineError::Conflict(format!(
+                "application {} has {existing} endpoints, the most allowed (SWITCHYARD_MAX_ENDPOINTS_PER_APP); delete one first",
+                app.id
+            )));
+        }
         let ep = self.store.insert_endpoint(ep).await?;
         self.endpoints_changed(&ep.app_id);
         self.tell_operators(OperationalEvent::EndpointCreated(EndpointRef::of(&ep)))
@@ -445,6 +457,7 @@ impl Engine {
                 ep.disabled = input.disabled;
                 ep.filter_types = parse_filter_types(input.filter_types)?;
                 ep.channels = parse_channels("channels", input.channels)?;
+                limits::check_metadata(input.metadata.as_ref())?;
                 ep.metadata = input.metadata.unwrap_or_default();
                 ep.payload_filter = parse_payload_filter(input.payload_filter)?;
                 ep.circuit_breaker = parse_breaker(input.circuit_breaker)?;
@@ -507,6 +520,7 @@ impl Engine {
             ep.channels = parse_channels("channels", c)?;
         }
         if let Some(m) = patch.metadata {
+            limits::check_metadata(Some(&m))?;
             ep.metadata = m;
         }
         if let Some(secret) = patch.secret {
@@ -670,6 +684,7 @@ impl Engine {
             ep.headers.retain(|k, _| !k.eq_ignore_ascii_case(name));
         }
         ep.headers.extend(set);
+        limits::check_header_sizes(&ep.headers)?;
         self.save_endpoint(ep, false).await?;
         Ok(())
     }

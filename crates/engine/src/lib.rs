@@ -11,6 +11,7 @@ mod endpoints;
 mod event_types;
 mod housekeeping;
 mod ingest;
+pub mod limits;
 mod messages;
 mod operational;
 mod schema;
@@ -55,6 +56,8 @@ pub struct EngineConfig {
     /// An endpoint failing this long without a success is disabled; `None`
     /// never disables. Default 5 days.
     pub auto_disable_after: Option<Duration>,
+    /// Endpoints an application may have (see [`limits`]).
+    pub max_endpoints_per_app: usize,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -73,6 +76,7 @@ impl Default for EngineConfig {
             cluster: ClusterConfig::default(),
             retention: None,
             auto_disable_after: Some(Duration::from_secs(5 * 86_400)),
+            max_endpoints_per_app: limits::DEFAULT_MAX_ENDPOINTS_PER_APP,
             clock: Arc::new(SystemClock),
         }
     }
@@ -124,6 +128,7 @@ pub struct Engine {
     /// Whether other processes share the database and must hear of changes.
     shared: bool,
     clock: Arc<dyn Clock>,
+    max_endpoints_per_app: usize,
     auto_disable_after: Option<Duration>,
     /// Operational events on their way to being stored (`operational::run`).
     operational: tokio::sync::mpsc::UnboundedSender<operational::EventBatch>,
@@ -162,6 +167,7 @@ impl Engine {
             shared: events.is_some(),
             clock: config.clock.clone(),
             auto_disable_after: config.auto_disable_after,
+            max_endpoints_per_app: config.max_endpoints_per_app,
             operational,
         });
         tokio::spawn(operational::run(

@@ -124,7 +124,10 @@ impl Engine {
             kind: input.kind,
             config,
             settings: object_or_empty(input.settings),
-            metadata: input.metadata.unwrap_or_default(),
+            metadata: {
+                crate::limits::check_metadata(input.metadata.as_ref())?;
+                input.metadata.unwrap_or_default()
+            },
             app_id: app.id.clone(),
             token: new_token(),
             retired_tokens: Vec::new(),
@@ -168,6 +171,7 @@ impl Engine {
         source.kind = input.kind;
         source.config = config;
         source.settings = object_or_empty(input.settings);
+        crate::limits::check_metadata(input.metadata.as_ref())?;
         source.metadata = input.metadata.unwrap_or_default();
         Ok((self.save_source(source).await?, false))
     }

@@ -69,6 +69,9 @@ pub struct ServeArgs {
     /// disabled; 0 never disables [default: 432000, 5 days].
     #[arg(long, env = "SWITCHYARD_AUTO_DISABLE_AFTER_SECS")]
     pub auto_disable_after_secs: Option<u64>,
+    /// Endpoints an application may have [default: 1000].
+    #[arg(long, env = "SWITCHYARD_MAX_ENDPOINTS_PER_APP")]
+    pub max_endpoints_per_app: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +96,7 @@ pub struct Settings {
     /// `None` keeps messages forever.
     pub retention: Option<Duration>,
     pub auto_disable_after: Option<Duration>,
+    pub max_endpoints_per_app: usize,
 }
 
 impl Settings {
@@ -163,9 +167,15 @@ impl Settings {
             }
             secs => Some(Duration::from_secs(secs)),
         };
+        let max_endpoints_per_app = pick!(max_endpoints_per_app)
+            .unwrap_or(switchyard_engine::limits::DEFAULT_MAX_ENDPOINTS_PER_APP);
+        if !(1..=1_000_000).contains(&max_endpoints_per_app) {
+            bail!("max_endpoints_per_app must be 1 to 1000000");
+        }
         Ok(Self {
             retention,
             auto_disable_after,
+            max_endpoints_per_app,
             public_url,
             database_url: pick!(database_url).filter(|u| !u.is_empty()),
             database_pool_size: pick!(database_pool_size).unwrap_or(16).max(2),

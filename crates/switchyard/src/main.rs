@@ -142,6 +142,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             },
             retention: settings.retention,
             auto_disable_after: settings.auto_disable_after,
+            max_endpoints_per_app: settings.max_endpoints_per_app,
             ..EngineConfig::default()
         },
     )

@@ -67,7 +67,7 @@ struct SourceIn {
     /// the id. It may not start like an id (`src_`, ...).
     #[schema(pattern = "^[A-Za-z0-9._-]{1,256}$")]
     uid: Option<String>,
-    /// Free-form string pairs of your own.
+    /// Free-form string pairs of your own: at most 100, 16 KiB together.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
     /// The verifier: a Svix source type (`generic-webhook`, `svix`,

@@ -39,7 +39,7 @@ pub(crate) struct ApplicationIn {
     /// sets none of its own; deliveries over it wait their turn.
     #[schema(minimum = 1, maximum = 65535)]
     pub throttle_rate: Option<u32>,
-    /// Free-form string pairs of your own.
+    /// Free-form string pairs of your own: at most 100, 16 KiB together.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     pub metadata: Option<Metadata>,
 }
@@ -61,7 +61,7 @@ struct ApplicationPatch {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(minimum = 1, maximum = 65535)]
     throttle_rate: Option<Option<u32>>,
-    /// Free-form string pairs of your own.
+    /// Free-form string pairs of your own: at most 100, 16 KiB together.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
 }

@@ -176,19 +176,22 @@ pub(crate) struct EndpointIn {
     #[serde(default)]
     disabled: bool,
     /// Event types (or `*` patterns such as `invoice.*`) this endpoint
-    /// receives; absent or `null`: all. `eventTypes` wins when both are sent.
+    /// receives, at most 256; absent or `null`: all. `eventTypes` wins when
+    /// both are sent.
+    #[schema(max_items = 256)]
     event_types: Option<Vec<String>>,
     /// Older name of `eventTypes`.
+    #[schema(max_items = 256)]
     filter_types: Option<Vec<String>>,
     /// At most 10 channels; the endpoint receives messages sent to any of
     /// them (absent or `null`: all messages).
     channels: Option<Vec<String>>,
     /// A `whsec_…` signing secret; absent: one is generated.
     secret: Option<String>,
-    /// Free-form string pairs of your own.
+    /// Free-form string pairs of your own: at most 100, 16 KiB together.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
-    /// Custom headers sent with every delivery.
+    /// Custom headers sent with every delivery: at most 50, 16 KiB together.
     headers: Option<BTreeMap<String, String>>,
     /// A filter on the payload (Switchyard extension); `null`: none.
     #[schema(value_type = Option<Object>)]
@@ -231,7 +234,7 @@ pub(crate) struct EndpointPatchIn {
     filter_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "double_option")]
     channels: Option<Option<Vec<String>>>,
-    /// Free-form string pairs of your own.
+    /// Free-form string pairs of your own: at most 100, 16 KiB together.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
     metadata: Option<Metadata>,
     secret: Option<String>,

@@ -44,7 +44,8 @@ struct MessageIn {
     /// with the same one is not stored or sent again.
     #[schema(min_length = 1, max_length = 256)]
     event_id: Option<String>,
-    /// Free-form labels, 1 to 128 characters each.
+    /// Free-form labels, at most 20, 1 to 128 characters each.
+    #[schema(max_items = 20)]
     tags: Option<Vec<String>>,
     /// Creates the application named by the path (as its uid) when there is
     /// none yet.
@@ -167,6 +168,16 @@ async fn create(
     }
     let channels = parse_channels("channels", input.channels)?;
     if let Some(tags) = &input.tags {
+        if tags.len() > switchyard_engine::limits::MAX_TAGS {
+            return Err(ApiError::field(
+                "tags",
+                format!(
+                    "has {} tags; at most {} are allowed",
+                    tags.len(),
+                    switchyard_engine::limits::MAX_TAGS
+                ),
+            ));
+        }
         for tag in tags {
             check_token("tags", tag, 128)?;
         }

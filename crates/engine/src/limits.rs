@@ -1,0 +1,150 @@
+//! Bounds on everything a client can make large that is stored and then
+//! read, copied or sent again (custom headers go out with every delivery,
+//! metadata with every read, filters run on every message). Each is
+//! checked where the value enters (the engine's services), and a value over
+//! it is refused with [`EngineError::Invalid`] naming the field and the
+//! limit, which the API answers with 422.
+//!
+//! The request body's own size is bounded before any of this
+//! (`SWITCHYARD_MAX_PAYLOAD_BYTES`), and JSON nesting by the parser (127
+//! levels), so these bound what a body within those can store.
+
+use crate::EngineError;
+use std::collections::BTreeMap;
+
+/// Custom headers an endpoint may have.
+pub const MAX_CUSTOM_HEADERS: usize = 50;
+/// Bytes of an endpoint's custom headers, names and values together: what
+/// every delivery to it carries besides its own.
+pub const MAX_CUSTOM_HEADER_BYTES: usize = 16 * 1024;
+/// Entries of an application's, endpoint's or source's metadata.
+pub const MAX_METADATA_ENTRIES: usize = 100;
+/// Bytes of metadata, keys and values together.
+pub const MAX_METADATA_BYTES: usize = 16 * 1024;
+/// Entries of an endpoint's `filterTypes` (event types or patterns).
+pub const MAX_FILTER_TYPES: usize = 256;
+/// Bytes of an endpoint's payload filter as JSON (its depth is bounded by
+/// `switchyard_core::filter`).
+pub const MAX_PAYLOAD_FILTER_BYTES: usize = 16 * 1024;
+/// Tags on a message.
+pub const MAX_TAGS: usize = 20;
+/// Endpoints an application may have, unless configured otherwise
+/// (`SWITCHYARD_MAX_ENDPOINTS_PER_APP`).
+pub const DEFAULT_MAX_ENDPOINTS_PER_APP: usize = 1_000;
+
+fn over(field: &str, what: String) -> EngineError {
+    EngineError::invalid(field, what)
+}
+
+/// Custom headers: at most [`MAX_CUSTOM_HEADERS`], and
+/// [`MAX_CUSTOM_HEADER_BYTES`] together.
+pub(crate) fn check_header_sizes(headers: &BTreeMap<String, String>) -> Result<(), EngineError> {
+    if headers.len() > MAX_CUSTOM_HEADERS {
+        return Err(over(
+            "headers",
+            format!(
+                "has {} headers; at most {MAX_CUSTOM_HEADERS} are allowed",
+                headers.len()
+            ),
+        ));
+    }
+    let bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_CUSTOM_HEADER_BYTES {
+        return Err(over(
+            "headers",
+            format!("holds {bytes} bytes; at most {MAX_CUSTOM_HEADER_BYTES} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Metadata: at most [`MAX_METADATA_ENTRIES`] entries and
+/// [`MAX_METADATA_BYTES`] together.
+pub(crate) fn check_metadata(
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<(), EngineError> {
+    let Some(metadata) = metadata else {
+        return Ok(());
+    };
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        return Err(over(
+            "metadata",
+            format!(
+                "has {} entries; at most {MAX_METADATA_ENTRIES} are allowed",
+                metadata.len()
+            ),
+        ));
+    }
+    let bytes: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if bytes > MAX_METADATA_BYTES {
+        return Err(over(
+            "metadata",
+            format!("holds {bytes} bytes; at most {MAX_METADATA_BYTES} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A list of at most `max` entries.
+pub(crate) fn check_count(field: &str, len: usize, max: usize) -> Result<(), EngineError> {
+    if len > max {
+        return Err(over(
+            field,
+            format!("has {len} entries; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A payload filter of at most [`MAX_PAYLOAD_FILTER_BYTES`] as JSON.
+pub(crate) fn check_payload_filter_size(filter: &serde_json::Value) -> Result<(), EngineError> {
+    let bytes = serde_json::to_vec(filter).map_or(usize::MAX, |b| b.len());
+    if bytes > MAX_PAYLOAD_FILTER_BYTES {
+        return Err(over(
+            "payloadFilter",
+            format!("is {bytes} bytes as JSON; at most {MAX_PAYLOAD_FILTER_BYTES} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(r: Result<(), EngineError>) -> String {
+        match r {
+            Err(EngineError::Invalid { field, message }) => format!("{field}: {message}"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_limit_is_inclusive_and_named() {
+        let headers = |n: usize, len: usize| -> BTreeMap<String, String> {
+            (0..n)
+                .map(|i| (format!("x-h{i}"), "v".repeat(len)))
+                .collect()
+        };
+        assert!(check_header_sizes(&headers(MAX_CUSTOM_HEADERS, 1)).is_ok());
+        assert!(
+            field(check_header_sizes(&headers(MAX_CUSTOM_HEADERS + 1, 1)))
+                .starts_with("headers: has 51")
+        );
+        assert!(field(check_header_sizes(&headers(2, 9_000))).contains("at most 16384"));
+        let meta = |n: usize, len: usize| -> BTreeMap<String, String> {
+            (0..n).map(|i| (format!("k{i}"), "v".repeat(len))).collect()
+        };
+        assert!(check_metadata(Some(&meta(MAX_METADATA_ENTRIES, 1))).is_ok());
+        assert!(
+            field(check_metadata(Some(&meta(MAX_METADATA_ENTRIES + 1, 1)))).starts_with("metadata")
+        );
+        assert!(field(check_metadata(Some(&meta(2, 9_000)))).contains("bytes"));
+        assert!(check_count("tags", MAX_TAGS, MAX_TAGS).is_ok());
+        assert!(field(check_count("tags", MAX_TAGS + 1, MAX_TAGS)).starts_with("tags: has 21"));
+        let small = serde_json::json!({"a": 1});
+        assert!(check_payload_filter_size(&small).is_ok());
+        let big = serde_json::json!({"a": "x".repeat(MAX_PAYLOAD_FILTER_BYTES)});
+        assert!(field(check_payload_filter_size(&big)).starts_with("payloadFilter"));
+    }
+}
