@@ -187,6 +187,13 @@ name_deserialize!(Uid);
 pub struct EndpointUrl(String);
 
 impl EndpointUrl {
+    /// Whether it is an https URL (the scheme in any case).
+    pub fn is_https(&self) -> bool {
+        self.0
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    }
+
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         let s = s.trim();
         if s.len() > 65_536 {

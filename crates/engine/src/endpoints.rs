@@ -403,6 +403,17 @@ impl Engine {
         Ok(disabled.len())
     }
 
+    /// In https-only mode, an http URL is refused.
+    fn check_scheme(&self, url: &EndpointUrl) -> Result<(), EngineError> {
+        if self.https_only && !url.is_https() {
+            return Err(EngineError::invalid(
+                "url",
+                "must be an https URL: this Switchyard delivers only over https (SWITCHYARD_HTTPS_ONLY)",
+            ));
+        }
+        Ok(())
+    }
+
     async fn insert_endpoint(
         &self,
         app: &Application,
@@ -411,6 +422,7 @@ impl Engine {
     ) -> Result<Endpoint, EngineError> {
         let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
         check_operational_endpoint(app, &ep)?;
+        self.check_scheme(&ep.url)?;
         let existing = self.endpoints.for_app(&app.id).await?.len();
         if existing >= self.max_endpoints_per_app {
             return Err(EngineError::Conflict(format!(
@@ -467,6 +479,7 @@ impl Engine {
                     ep.headers = headers;
                 }
                 check_operational_endpoint(&app, &ep)?;
+                self.check_scheme(&ep.url)?;
                 let saved = self.save_endpoint(ep, true).await?;
                 self.after_change(was_disabled, had_breaker, &saved).await?;
                 Ok((saved, false))
@@ -533,6 +546,7 @@ impl Engine {
             ep.circuit_breaker = parse_breaker(b)?;
         }
         check_operational_endpoint(&app, &ep)?;
+        self.check_scheme(&ep.url)?;
         let saved = self.save_endpoint(ep, set_disabled).await?;
         self.after_change(was_disabled, had_breaker, &saved).await?;
         Ok(saved)

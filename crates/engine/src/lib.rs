@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub auto_disable_after: Option<Duration>,
     /// Endpoints an application may have (see [`limits`]).
     pub max_endpoints_per_app: usize,
+    /// Deliver only over https: http endpoint URLs are refused when set and
+    /// deliveries to ones stored before fail without a request.
+    pub https_only: bool,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -77,6 +80,7 @@ impl Default for EngineConfig {
             retention: None,
             auto_disable_after: Some(Duration::from_secs(5 * 86_400)),
             max_endpoints_per_app: limits::DEFAULT_MAX_ENDPOINTS_PER_APP,
+            https_only: false,
             clock: Arc::new(SystemClock),
         }
     }
@@ -128,6 +132,7 @@ pub struct Engine {
     /// Whether other processes share the database and must hear of changes.
     shared: bool,
     clock: Arc<dyn Clock>,
+    https_only: bool,
     max_endpoints_per_app: usize,
     auto_disable_after: Option<Duration>,
     /// Operational events on their way to being stored (`operational::run`).
@@ -168,6 +173,7 @@ impl Engine {
             clock: config.clock.clone(),
             auto_disable_after: config.auto_disable_after,
             max_endpoints_per_app: config.max_endpoints_per_app,
+            https_only: config.https_only,
             operational,
         });
         tokio::spawn(operational::run(

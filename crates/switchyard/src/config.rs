@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// disabled; 0 never disables [default: 432000, 5 days].
     #[arg(long, env = "SWITCHYARD_AUTO_DISABLE_AFTER_SECS")]
     pub auto_disable_after_secs: Option<u64>,
+    /// Deliver only to https URLs: http endpoints are refused when created
+    /// and not sent to [default: false].
+    #[arg(long, env = "SWITCHYARD_HTTPS_ONLY")]
+    pub https_only: Option<bool>,
     /// Endpoints an application may have [default: 1000].
     #[arg(long, env = "SWITCHYARD_MAX_ENDPOINTS_PER_APP")]
     pub max_endpoints_per_app: Option<usize>,
@@ -97,6 +101,7 @@ pub struct Settings {
     pub retention: Option<Duration>,
     pub auto_disable_after: Option<Duration>,
     pub max_endpoints_per_app: usize,
+    pub https_only: bool,
 }
 
 impl Settings {
@@ -176,6 +181,7 @@ impl Settings {
             retention,
             auto_disable_after,
             max_endpoints_per_app,
+            https_only: pick!(https_only).unwrap_or(false),
             public_url,
             database_url: pick!(database_url).filter(|u| !u.is_empty()),
             database_pool_size: pick!(database_pool_size).unwrap_or(16).max(2),

@@ -143,6 +143,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             retention: settings.retention,
             auto_disable_after: settings.auto_disable_after,
             max_endpoints_per_app: settings.max_endpoints_per_app,
+            https_only: settings.https_only,
             ..EngineConfig::default()
         },
     )

@@ -156,3 +156,67 @@ async fn over_limit_requests_are_refused_naming_the_limit() {
         "{body}"
     );
 }
+
+/// https-only mode (`SWITCHYARD_HTTPS_ONLY`): an http endpoint is refused
+/// when created or changed, and one stored before the mode was turned on
+/// gets no request: its delivery fails at once, saying why.
+#[tokio::test]
+async fn https_only_mode_refuses_http_endpoints_and_sends_nothing_to_them() {
+    let data = tempfile::tempdir().unwrap();
+    let (rx, base) = Receiver::start().await;
+    let app_id = {
+        let server = Server::start(data.path(), &[]);
+        let api = server.client();
+        let app_id = app_with_endpoint(&api, &format!("{base}/plain")).await;
+        drop(server);
+        app_id
+    };
+    let server = Server::start(data.path(), &[("SWITCHYARD_HTTPS_ONLY", "true")]);
+    let api = server.client();
+    let endpoints = format!("/api/v1/app/{app_id}/endpoint");
+    let (status, body) = api
+        .post(&endpoints, json!({ "url": format!("{base}/new") }))
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["detail"][0]["loc"], json!(["body", "url"]), "{body}");
+    let (status, ep) = api
+        .post(
+            &endpoints,
+            json!({ "url": "https://example.com/hook", "disabled": true }),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let ep_id = ep["id"].as_str().unwrap_or_default().to_owned();
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("{endpoints}/{ep_id}"),
+            Some(json!({ "url": format!("{base}/changed") })),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+
+    let msg = send_message(&api, &app_id).await;
+    // The restarted node takes the partitions once the killed one's
+    // leases run out (10 s).
+    let mut failed = Value::Null;
+    for _ in 0..600 {
+        let (_, attempts) = api
+            .get(&format!("/api/v1/app/{app_id}/attempt/msg/{msg}"))
+            .await;
+        if attempts["data"].as_array().is_some_and(|a| !a.is_empty()) {
+            failed = attempts["data"][0].clone();
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed["status"], json!(2), "{failed}");
+    assert!(
+        failed["response"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("https-only"),
+        "{failed}"
+    );
+    assert_eq!(rx.count(), 0, "nothing was sent");
+}

@@ -52,6 +52,8 @@ struct Inner {
     partitions: Arc<Partitions>,
     clock: Arc<dyn Clock>,
     lanes: Lanes,
+    /// Refuse http URLs at delivery (`EngineConfig::https_only`).
+    https_only: bool,
     /// Operational events, to the engine, which stores them.
     operational: mpsc::UnboundedSender<EventBatch>,
 }
@@ -95,6 +97,7 @@ impl Dispatcher {
             partitions,
             clock: config.clock.clone(),
             lanes: Lanes::new(config.clock.clone(), circuit_changes),
+            https_only: config.https_only,
             operational,
         });
         tokio::spawn(run_senders(inner.clone(), queue_rx));
@@ -545,7 +548,14 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
     let url = match task.forward.as_deref() {
         Some(f) if !f.path.is_empty() => with_path(&endpoint.endpoint.url, &f.path),
         _ => Ok(endpoint.endpoint.url.clone()),
-    };
+    }
+    .and_then(|url| {
+        if inner.https_only && !url.is_https() {
+            Err("not sent: https-only mode (SWITCHYARD_HTTPS_ONLY) refuses http URLs".to_owned())
+        } else {
+            Ok(url)
+        }
+    });
     let admission = match gate {
         Gate::Passed(permit) if !endpoint.endpoint.disabled => Admission::Send(task, permit),
         _ => inner.lanes.admit(&endpoint, task),
