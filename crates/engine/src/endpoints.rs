@@ -403,7 +403,9 @@ impl Engine {
         Ok(disabled.len())
     }
 
-    /// In https-only mode, an http URL is refused.
+    /// In https-only mode, an http URL is refused when it is set (one stored
+    /// before the mode was on can still be disabled or changed otherwise;
+    /// nothing is sent to it).
     fn check_scheme(&self, url: &EndpointUrl) -> Result<(), EngineError> {
         if self.https_only && !url.is_https() {
             return Err(EngineError::invalid(
@@ -423,14 +425,16 @@ impl Engine {
         let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
         check_operational_endpoint(app, &ep)?;
         self.check_scheme(&ep.url)?;
-        let existing = self.endpoints.for_app(&app.id).await?.len();
-        if existing >= self.max_endpoints_per_app {
+        let Some(ep) = self
+            .store
+            .insert_endpoint_within(ep, self.max_endpoints_per_app)
+            .await?
+        else {
             return Err(EngineError::Conflict(format!(
-                "application {} has {existing} endpoints, the most allowed (SWITCHYARD_MAX_ENDPOINTS_PER_APP); delete one first",
-                app.id
+                "application {} has {} endpoints, the most allowed (SWITCHYARD_MAX_ENDPOINTS_PER_APP); delete one first",
+                app.id, self.max_endpoints_per_app
             )));
-        }
-        let ep = self.store.insert_endpoint(ep).await?;
+        };
         self.endpoints_changed(&ep.app_id);
         self.tell_operators(OperationalEvent::EndpointCreated(EndpointRef::of(&ep)))
             .await;
@@ -461,6 +465,7 @@ impl Engine {
         match self.store.get_endpoint(&app.id, key).await? {
             Some(mut ep) => {
                 let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
+                let old_url = ep.url.clone();
                 ep.url = parse_url(&input.url)?;
                 ep.description = input.description;
                 ep.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
@@ -479,7 +484,9 @@ impl Engine {
                     ep.headers = headers;
                 }
                 check_operational_endpoint(&app, &ep)?;
-                self.check_scheme(&ep.url)?;
+                if ep.url != old_url {
+                    self.check_scheme(&ep.url)?;
+                }
                 let saved = self.save_endpoint(ep, true).await?;
                 self.after_change(was_disabled, had_breaker, &saved).await?;
                 Ok((saved, false))
@@ -504,6 +511,7 @@ impl Engine {
         let app = self.app(app_key).await?;
         let mut ep = self.endpoint_in(&app, key).await?;
         let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
+        let old_url = ep.url.clone();
         let set_disabled = patch.disabled.is_some();
         if let Some(url) = patch.url {
             ep.url = parse_url(&url)?;
@@ -546,7 +554,9 @@ impl Engine {
             ep.circuit_breaker = parse_breaker(b)?;
         }
         check_operational_endpoint(&app, &ep)?;
-        self.check_scheme(&ep.url)?;
+        if ep.url != old_url {
+            self.check_scheme(&ep.url)?;
+        }
         let saved = self.save_endpoint(ep, set_disabled).await?;
         self.after_change(was_disabled, had_breaker, &saved).await?;
         Ok(saved)

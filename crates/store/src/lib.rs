@@ -100,6 +100,10 @@ pub trait EventTypeStore: Send + Sync + 'static {
 #[async_trait]
 pub trait EndpointStore: Send + Sync + 'static {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint>;
+    /// Inserts the endpoint unless its application already has `max`
+    /// endpoints (then `None`): the count and the insert are one step, so
+    /// concurrent creates cannot pass the bound together.
+    async fn insert_endpoint_within(&self, ep: Endpoint, max: usize) -> Result<Option<Endpoint>>;
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>>;
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>>;
     /// Every endpoint of every application, for the dispatcher's cache.

@@ -71,7 +71,7 @@ pub struct ServeArgs {
     pub auto_disable_after_secs: Option<u64>,
     /// Deliver only to https URLs: http endpoints are refused when created
     /// and not sent to [default: false].
-    #[arg(long, env = "SWITCHYARD_HTTPS_ONLY")]
+    #[arg(long, env = "SWITCHYARD_HTTPS_ONLY", num_args = 0..=1, default_missing_value = "true")]
     pub https_only: Option<bool>,
     /// Endpoints an application may have [default: 1000].
     #[arg(long, env = "SWITCHYARD_MAX_ENDPOINTS_PER_APP")]

@@ -211,6 +211,19 @@ async fn https_only_mode_refuses_http_endpoints_and_sends_nothing_to_them() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(failed["status"], json!(2), "{failed}");
+    // An http endpoint stored before can still be changed otherwise
+    // (disabled, described), found by a review.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!(
+                "/api/v1/app/{app_id}/endpoint/{}",
+                failed["endpointId"].as_str().unwrap_or_default()
+            ),
+            Some(json!({ "disabled": true, "description": "old" })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     assert!(
         failed["response"]
             .as_str()

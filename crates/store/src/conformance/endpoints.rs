@@ -146,3 +146,30 @@ pub async fn failing_endpoints_are_disabled_once(b: Backend) {
         .unwrap();
     assert!(!other.disabled, "{}", b.name);
 }
+
+/// An application's endpoints are capped: concurrent creates cannot pass
+/// the bound together (found by a review: 40 at once passed a cap of 5).
+pub async fn endpoints_per_application_are_capped_under_concurrency(b: Backend) {
+    let a = b.store.insert_app(app(None, 1)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = b.store.clone();
+        let ep = endpoint(&a.id, None, 10 + i);
+        tasks.push(tokio::spawn(async move {
+            store.insert_endpoint_within(ep, 5).await
+        }));
+    }
+    let mut made = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap().is_some() {
+            made += 1;
+        }
+    }
+    assert_eq!(made, 5, "{}", b.name);
+    assert_eq!(
+        b.store.all_endpoints(Some(&a.id)).await.unwrap().len(),
+        5,
+        "{}",
+        b.name
+    );
+}

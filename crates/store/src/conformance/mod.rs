@@ -68,7 +68,8 @@ macro_rules! conformance_suite {
             { $(#[$attr])* } $backend;
             apps: applications_crud_uid_and_pagination;
             event_types: event_types_archive_and_list;
-            endpoints: endpoints_are_scoped_to_their_app, failing_endpoints_are_disabled_once;
+            endpoints: endpoints_are_scoped_to_their_app, failing_endpoints_are_disabled_once,
+                endpoints_per_application_are_capped_under_concurrency;
             messages:
                 accept_is_idempotent_by_key_and_event_id,
                 concurrent_accepts_with_one_key_store_one_message,

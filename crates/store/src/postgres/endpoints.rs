@@ -9,6 +9,31 @@ impl EndpointStore for PgStore {
         Ok(ep)
     }
 
+    async fn insert_endpoint_within(&self, ep: Endpoint, max: usize) -> Result<Option<Endpoint>> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Creates in one application queue on its row, so each counts the
+        // ones committed before it.
+        tx.execute(
+            "SELECT 1 FROM applications WHERE id = $1 FOR UPDATE",
+            &[&ep.app_id.as_str()],
+        )
+        .await?;
+        let count: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM endpoints WHERE app_id = $1",
+                &[&ep.app_id.as_str()],
+            )
+            .await?
+            .try_get(0)?;
+        if count as usize >= max {
+            return Ok(None);
+        }
+        write_endpoint_on(&tx, &ep, true, true).await?;
+        tx.commit().await?;
+        Ok(Some(ep))
+    }
+
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
         let column = key_column(EndpointId::parse(id_or_uid).is_some());
         let client = self.client().await?;
@@ -179,6 +204,20 @@ impl EndpointStore for PgStore {
 
 impl PgStore {
     async fn write_endpoint(&self, ep: &Endpoint, insert: bool, set_disabled: bool) -> Result<()> {
+        let client = self.client().await?;
+        write_endpoint_on(&client, ep, insert, set_disabled).await
+    }
+}
+
+/// Inserts or updates an endpoint through `client` (a connection or a
+/// transaction).
+async fn write_endpoint_on(
+    client: &impl deadpool_postgres::GenericClient,
+    ep: &Endpoint,
+    insert: bool,
+    set_disabled: bool,
+) -> Result<()> {
+    {
         let sql = if insert {
             format!(
                 "INSERT INTO endpoints ({EP_COLS}) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$21
@@ -192,7 +231,6 @@ impl PgStore {
              WHERE id=$1"
                 .to_string()
         };
-        let client = self.client().await?;
         let stmt = client.prepare_cached(&sql).await?;
         let changed = client
             .execute(

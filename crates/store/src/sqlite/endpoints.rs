@@ -68,6 +68,21 @@ impl EndpointStore for SqliteStore {
         .await
     }
 
+    async fn insert_endpoint_within(&self, ep: Endpoint, max: usize) -> Result<Option<Endpoint>> {
+        // One writer: nothing is inserted between the count and the insert.
+        self.write(move |conn| {
+            let count: i64 = conn
+                .prepare_cached("SELECT COUNT(*) FROM endpoints WHERE app_id = ?")?
+                .query_row([ep.app_id.as_str()], |r| r.get(0))?;
+            if count as usize >= max {
+                return Ok(None);
+            }
+            write_endpoint(conn, &ep, true, true)?;
+            Ok(Some(ep))
+        })
+        .await
+    }
+
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
         let (app, key) = (app.to_string(), id_or_uid.to_owned());
         self.read(move |conn| get_endpoint_sync(conn, &app, &key))
