@@ -118,8 +118,7 @@ impl Engine {
     /// page may then hold one fewer).
     pub async fn list_apps(&self, page: &PageRequest) -> Result<Page<Application>, EngineError> {
         let mut apps = self.store.list_apps(page).await?;
-        apps.data
-            .retain(|a| a.uid.as_ref().map(|u| u.as_str()) != Some(crate::OPERATIONAL_APP_UID));
+        apps.data.retain(|a| !crate::operational::is_operational(a));
         Ok(apps)
     }
 

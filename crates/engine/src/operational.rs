@@ -51,11 +51,16 @@ pub const OPERATIONAL_EVENT_TYPES: [&str; 10] = [
 /// filter entry that no operational event matches (a typo would silently
 /// receive nothing) and channels (operational events have none, so such an
 /// endpoint would receive nothing).
+/// Whether `app` is the operational application.
+pub(crate) fn is_operational(app: &Application) -> bool {
+    app.uid.as_ref().map(|u| u.as_str()) == Some(OPERATIONAL_APP_UID)
+}
+
 pub(crate) fn check_operational_endpoint(
     app: &Application,
     ep: &Endpoint,
 ) -> Result<(), EngineError> {
-    if app.uid.as_ref().map(|u| u.as_str()) != Some(OPERATIONAL_APP_UID) {
+    if !is_operational(app) {
         return Ok(());
     }
     for pattern in ep.filter_types.iter().flatten() {
@@ -109,12 +114,11 @@ pub(crate) enum OperationalEvent {
     },
 }
 
-/// An endpoint named in an event; uids not known yet are looked up when
-/// the event is sent.
+/// An endpoint named in an event; its application's uid, and its own when
+/// not known yet, are looked up when the event is sent.
 #[derive(Debug, Clone)]
 pub(crate) struct EndpointRef {
     pub app_id: AppId,
-    pub app_uid: Option<Uid>,
     pub endpoint_id: EndpointId,
     pub endpoint_uid: Option<Uid>,
 }
@@ -123,7 +127,6 @@ impl EndpointRef {
     pub fn of(ep: &Endpoint) -> Self {
         Self {
             app_id: ep.app_id.clone(),
-            app_uid: None,
             endpoint_id: ep.id.clone(),
             endpoint_uid: ep.uid.clone(),
         }
@@ -132,7 +135,6 @@ impl EndpointRef {
     pub fn ids(app_id: AppId, endpoint_id: EndpointId) -> Self {
         Self {
             app_id,
-            app_uid: None,
             endpoint_id,
             endpoint_uid: None,
         }
@@ -360,11 +362,7 @@ impl Engine {
             | OperationalEvent::CircuitOpened { endpoint: e, .. }
             | OperationalEvent::CircuitClosed { endpoint: e, .. } => {
                 data.insert("appId".into(), json!(e.app_id.as_str()));
-                let uid = match &e.app_uid {
-                    Some(uid) => Some(uid.clone()),
-                    None => self.app_uid(&e.app_id).await?,
-                };
-                app_uid(&mut data, uid);
+                app_uid(&mut data, self.app_uid(&e.app_id).await?);
                 data.insert("endpointId".into(), json!(e.endpoint_id.as_str()));
                 let endpoint_uid = match &e.endpoint_uid {
                     Some(uid) => Some(uid.clone()),

@@ -239,13 +239,8 @@ async fn the_concurrency_limit_holds() {
     }
     assert_eq!(rx.most.load(Ordering::SeqCst), 2);
     // Lifting the limit lets them all go at once.
-    let (status, patched) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
-            Some(json!({ "concurrencyLimit": null })),
-        )
-        .await;
+    let (status, patched) =
+        patch_endpoint(&api, &app_id, &ep_id, json!({ "concurrencyLimit": null })).await;
     assert_eq!(status, 200, "{patched}");
     assert_eq!(patched["concurrencyLimit"], Value::Null);
     rx.most.store(0, Ordering::SeqCst);
@@ -307,6 +302,16 @@ async fn wait_for(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `PATCH`es the endpoint with `body`.
+async fn patch_endpoint(api: &Api, app: &str, ep: &str, body: Value) -> (u16, Value) {
+    api.call(
+        reqwest::Method::PATCH,
+        &format!("/api/v1/app/{app}/endpoint/{ep}"),
+        Some(body),
+    )
+    .await
 }
 
 /// The partition counts of the live nodes, as `api`'s node sees them.
@@ -468,13 +473,13 @@ async fn the_circuit_breaker_opens_holds_and_closes_after_a_probe() {
 
     // Open it again, then reset it through the API: a new message goes at
     // once instead of after a cool-down.
-    let (status, _) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
-            Some(json!({ "circuitBreaker": { "consecutiveFailures": 1, "cooldownSecs": 3600 } })),
-        )
-        .await;
+    let (status, _) = patch_endpoint(
+        &api,
+        &app_id,
+        &ep_id,
+        json!({ "circuitBreaker": { "consecutiveFailures": 1, "cooldownSecs": 3600 } }),
+    )
+    .await;
     assert_eq!(status, 200);
     rx.status.store(503, Ordering::SeqCst);
     send_message(&api, &app_id).await;
@@ -598,13 +603,7 @@ async fn lifting_a_limit_releases_the_backlog_and_resends_are_kept() {
         )
         .await;
     assert_eq!(status, 202, "{body}");
-    let (status, body) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
-            Some(json!({ "rateLimit": null })),
-        )
-        .await;
+    let (status, body) = patch_endpoint(&api, &app_id, &ep_id, json!({ "rateLimit": null })).await;
     assert_eq!(status, 200, "{body}");
     // At the old pace the rest would take about 18 s.
     let lifted = Instant::now();
@@ -659,13 +658,8 @@ async fn a_failing_endpoint_is_auto_disabled_and_recovers() {
         "{disabled}"
     );
     rx.status.store(200, Ordering::SeqCst);
-    let (status, enabled) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
-            Some(json!({ "disabled": false })),
-        )
-        .await;
+    let (status, enabled) =
+        patch_endpoint(&api, &app_id, &ep_id, json!({ "disabled": false })).await;
     assert_eq!(status, 200, "{enabled}");
     assert_eq!(enabled["disabledReason"], Value::Null);
     let (status, body) = api
@@ -703,14 +697,11 @@ async fn a_breaker_added_again_starts_closed() {
     )
     .await;
     open_breaker(&api, &rx, &app_id, &ep_id, 1).await;
-    let patch = |body: Value| {
-        let api = api.clone();
-        let path = format!("/api/v1/app/{app_id}/endpoint/{ep_id}");
-        async move { api.call(reqwest::Method::PATCH, &path, Some(body)).await }
-    };
-    assert_eq!(patch(json!({ "circuitBreaker": null })).await.0, 200);
+    let removed = patch_endpoint(&api, &app_id, &ep_id, json!({ "circuitBreaker": null })).await;
+    assert_eq!(removed.0, 200);
     assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
-    assert_eq!(patch(json!({ "circuitBreaker": breaker })).await.0, 200);
+    let added = patch_endpoint(&api, &app_id, &ep_id, json!({ "circuitBreaker": breaker })).await;
+    assert_eq!(added.0, 200);
     assert_eq!(circuit_of(&api, &app_id, &ep_id).await["state"], "closed");
     rx.status.store(200, Ordering::SeqCst);
     let before = rx.requests.load(Ordering::SeqCst);
@@ -924,13 +915,7 @@ async fn a_fifo_endpoint_gets_messages_in_order_one_at_a_time() {
     // still drains, in order.
     rx.paused.store(true, Ordering::SeqCst);
     let queued = in_creation_order(publish(std::slice::from_ref(&api), &app_id, 10).await);
-    let (status, body) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
-            Some(json!({ "fifo": false })),
-        )
-        .await;
+    let (status, body) = patch_endpoint(&api, &app_id, &ep_id, json!({ "fifo": false })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["fifo"], json!(false), "{body}");
     rx.paused.store(false, Ordering::SeqCst);
@@ -944,13 +929,7 @@ async fn a_fifo_endpoint_gets_messages_in_order_one_at_a_time() {
         .map(|(id, _)| id.clone())
         .collect();
     assert_eq!(drained, queued, "in order, once each");
-    let (status, bad) = api
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/api/v1/app/{app_id}/endpoint/{ep_id}"),
-            Some(json!({ "fifo": "yes" })),
-        )
-        .await;
+    let (status, bad) = patch_endpoint(&api, &app_id, &ep_id, json!({ "fifo": "yes" })).await;
     assert_eq!(status, 422, "{bad}");
 }
 

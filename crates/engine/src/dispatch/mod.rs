@@ -216,7 +216,7 @@ async fn run_recorder(inner: Arc<Inner>, mut outcomes: mpsc::UnboundedReceiver<O
         let streaks = health.changes(&batch, inner.clock.now_ms());
         // Operators are told of failing, exhausted and recovered deliveries
         // before the outcomes are stored: a crash in between makes them
-        // told again (by the same event ids, so once), never not at all.
+        // told again (of the new attempt), never not at all.
         let events: Vec<_> = batch.iter().filter_map(attempt_event).collect();
         tell_operators(&inner, events).await;
         // Outcomes stay in memory until stored: losing one would leave its
@@ -376,7 +376,8 @@ async fn run_circuit_recorder(
             last_error = snapshot.last_error.as_deref().unwrap_or(""),
             "circuit breaker changed state"
         );
-        // Before it is stored, as in the recorder.
+        // Before it is stored, as in the recorder (a repeat has the same
+        // event id: the state and its time).
         let events = circuit_event(&change.app_id, &change.endpoint_id, snapshot);
         tell_operators(&inner, events.into_iter().collect()).await;
         until_stored("storing a circuit breaker's state", 1, || {
