@@ -18,6 +18,7 @@ pub mod netguard;
 pub mod providers;
 pub mod retry;
 pub mod schema;
+pub mod sealing;
 pub mod signing;
 pub mod source;
 pub mod timefmt;

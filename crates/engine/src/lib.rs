@@ -7,6 +7,7 @@ mod apps;
 mod cache;
 mod cluster;
 mod dispatch;
+pub mod encryption;
 mod endpoints;
 mod event_types;
 mod housekeeping;

@@ -10,6 +10,10 @@ pub enum StoreError {
     Database(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    /// A secret column that does not open with the configured keys (the
+    /// key that sealed it is not configured, or the value was altered).
+    #[error("secret does not open: {0}")]
+    Sealed(String),
     /// A value the database cannot hold (PostgreSQL text refuses U+0000);
     /// the request's fault, not the server's.
     #[error("value cannot be stored: {0}")]

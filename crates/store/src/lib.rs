@@ -253,6 +253,13 @@ pub trait SettingStore: Send + Sync + 'static {
     /// Stores the setting unless one exists; returns whether it was stored.
     async fn init_setting(&self, key: &str, value: &str) -> Result<bool>;
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()>;
+    /// Re-seals every stored secret (endpoint secrets, source configs and
+    /// tokens, and their retired ones) under the store's current encryption
+    /// key, or opens them to plain text when the store has none; values
+    /// already in that form are left alone. Returns how many values were
+    /// rewritten. Safe while other nodes write: a value is replaced only if
+    /// it is still the one read, else it is read again.
+    async fn reseal_secrets(&self) -> Result<u64>;
 }
 
 /// Incoming-webhook sources.

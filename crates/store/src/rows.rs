@@ -2,6 +2,7 @@
 //! read one column, so a record reads the same whichever database it came from.
 
 use crate::*;
+use switchyard_core::sealing::Keyring;
 use switchyard_core::signing::EndpointSecret;
 
 /// Reading one column of a result row by name.
@@ -52,6 +53,135 @@ pub(crate) trait Columns {
             .transpose()
             .map_err(StoreError::from)
     }
+
+    /// A column of a [`SEALED`] table, opened with `keys` (a plain value as
+    /// it is). `id` is the row's id, which the value is bound to.
+    fn sealed(&self, column: &str, keys: &Keyring, table: &str, id: &str) -> Result<String> {
+        let stored = self.text(column)?;
+        keys.open(&sealed_place(table, column, id), &stored)
+            .map(std::borrow::Cow::into_owned)
+            .map_err(|e| StoreError::Sealed(format!("{table}.{column} of {id}: {e}")))
+    }
+
+    fn sealed_json<T: serde::de::DeserializeOwned>(
+        &self,
+        column: &str,
+        keys: &Keyring,
+        table: &str,
+        id: &str,
+    ) -> Result<T> {
+        Ok(serde_json::from_str(
+            &self.sealed(column, keys, table, id)?,
+        )?)
+    }
+}
+
+/// The columns that hold secrets, by table (whose key column is `id`):
+/// sealed with the store's [`Keyring`] on every write, opened on every read,
+/// and re-sealed by `reseal_secrets`. Endpoint auth credentials, when they
+/// come, belong here too.
+pub(crate) const SEALED: &[(&str, &[&str])] = &[
+    ("endpoints", &["secret", "retired_secrets"]),
+    (
+        "sources",
+        &["config", "token", "retired_tokens", "retired_secrets"],
+    ),
+];
+
+/// Where a sealed value lives, which it is bound to:
+/// `<table>.<column>:<row id>`.
+pub(crate) fn sealed_place(table: &str, column: &str, id: &str) -> String {
+    format!("{table}.{column}:{id}")
+}
+
+/// The stored form of one secret column's value.
+pub(crate) fn seal(keys: &Keyring, table: &str, column: &str, id: &str, plain: &str) -> String {
+    keys.seal(&sealed_place(table, column, id), plain)
+}
+
+/// An endpoint's secret columns as stored: `(secret, retired_secrets)`.
+pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, String)> {
+    let id = ep.id.as_str();
+    Ok((
+        seal(keys, "endpoints", "secret", id, &ep.secret.to_whsec()),
+        seal(
+            keys,
+            "endpoints",
+            "retired_secrets",
+            id,
+            &json_text(&ep.retired_secrets)?,
+        ),
+    ))
+}
+
+/// A source's secret columns as stored.
+pub(crate) struct SealedSource {
+    pub config: String,
+    pub token: String,
+    pub retired_tokens: String,
+    pub retired_secrets: String,
+}
+
+pub(crate) fn sealed_source(keys: &Keyring, s: &Source) -> Result<SealedSource> {
+    let id = s.id.as_str();
+    Ok(SealedSource {
+        config: seal(keys, "sources", "config", id, &json_text(&s.config)?),
+        token: seal(keys, "sources", "token", id, &s.token),
+        retired_tokens: seal(
+            keys,
+            "sources",
+            "retired_tokens",
+            id,
+            &json_text(&s.retired_tokens)?,
+        ),
+        retired_secrets: seal(
+            keys,
+            "sources",
+            "retired_secrets",
+            id,
+            &json_text(&s.retired_secrets)?,
+        ),
+    })
+}
+
+/// Rows of a [`SEALED`] table read per re-sealing step.
+pub(crate) const RESEAL_BATCH: usize = 200;
+
+/// The select of one re-sealing step: `id` and the sealed columns of up to
+/// [`RESEAL_BATCH`] rows after the id bound as the one argument.
+pub(crate) fn reseal_select(table: &str, columns: &[&str], placeholder: &str) -> String {
+    format!(
+        "SELECT id, {} FROM {table} WHERE id > {placeholder} ORDER BY id LIMIT {RESEAL_BATCH}",
+        columns.join(", ")
+    )
+}
+
+/// The compare-and-set update of one column re-sealed: new value, id and
+/// the value read, in that order of placeholders.
+pub(crate) fn reseal_update(table: &str, column: &str, p: [&str; 3]) -> String {
+    format!(
+        "UPDATE {table} SET {column} = {} WHERE id = {} AND {column} = {}",
+        p[0], p[1], p[2]
+    )
+}
+
+/// One stored value re-sealed under the current key (or opened to plain
+/// when there is none); `None` when it already is.
+pub(crate) fn resealed(
+    keys: &Keyring,
+    table: &str,
+    column: &str,
+    id: &str,
+    stored: &str,
+) -> Result<Option<String>> {
+    if keys.is_current(stored) {
+        return Ok(None);
+    }
+    let place = sealed_place(table, column, id);
+    let plain = keys
+        .open(&place, stored)
+        .map_err(|e| StoreError::Sealed(format!("{table}.{column} of {id}: {e}")))?;
+    Ok(Some(keys.seal(&place, &plain)))
 }
 
 pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
@@ -106,9 +236,12 @@ pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
 
 pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit, circuit_breaker, disabled_reason, fifo";
 
-pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
+pub(crate) fn endpoint_from_row(row: &impl Columns, keys: &Keyring) -> Result<Endpoint> {
+    let id = row.text("id")?;
+    let secret = endpoint_secret(&row.sealed("secret", keys, "endpoints", &id)?)?;
+    let retired_secrets = row.sealed_json("retired_secrets", keys, "endpoints", &id)?;
     Ok(Endpoint {
-        id: EndpointId::from_trusted(row.text("id")?),
+        id: EndpointId::from_trusted(id),
         app_id: AppId::from_trusted(row.text("app_id")?),
         uid: row.opt_text("uid")?.map(Uid::from_trusted),
         url: EndpointUrl::from_trusted(row.text("url")?),
@@ -124,8 +257,8 @@ pub(crate) fn endpoint_from_row(row: &impl Columns) -> Result<Endpoint> {
         metadata: row.json("metadata")?.unwrap_or_default(),
         headers: row.json("headers")?.unwrap_or_default(),
         payload_filter: row.json("payload_filter")?,
-        secret: endpoint_secret(&row.text("secret")?)?,
-        retired_secrets: row.json("retired_secrets")?.unwrap_or_default(),
+        secret,
+        retired_secrets,
         created_at: row.ms("created_at")?,
         updated_at: row.ms("updated_at")?,
     })
@@ -190,8 +323,8 @@ pub(crate) fn attempt_from_row(row: &impl Columns) -> Result<Attempt> {
 
 /// A row of a delivery joined with its endpoint (`d.msg_id`,
 /// `d.status AS delivery_status`, `d.next_attempt_at`, then the endpoint).
-pub(crate) fn destination_from_row(row: &impl Columns) -> Result<DeliveryView> {
-    let endpoint = endpoint_from_row(row)?;
+pub(crate) fn destination_from_row(row: &impl Columns, keys: &Keyring) -> Result<DeliveryView> {
+    let endpoint = endpoint_from_row(row, keys)?;
     Ok(DeliveryView {
         msg_id: MessageId::from_trusted(row.text("msg_id")?),
         endpoint_id: endpoint.id.clone(),
@@ -274,12 +407,16 @@ pub(crate) const SOURCE_COLS: &str = "id, uid, name, kind, config, settings, met
 /// A source row; retired secrets a row from before their column still keeps
 /// in its config are moved to [`Source::retired_secrets`] (and written there
 /// with the source's next change).
-pub(crate) fn source_from_row(row: &impl Columns) -> Result<Source> {
-    let mut config: serde_json::Value = row.json("config")?.unwrap_or_default();
-    let mut retired_secrets: Vec<RetiredSecret> = row.json("retired_secrets")?.unwrap_or_default();
+pub(crate) fn source_from_row(row: &impl Columns, keys: &Keyring) -> Result<Source> {
+    let id = row.text("id")?;
+    let mut config: serde_json::Value = row.sealed_json("config", keys, "sources", &id)?;
+    let mut retired_secrets: Vec<RetiredSecret> =
+        row.sealed_json("retired_secrets", keys, "sources", &id)?;
     retired_secrets.extend(Source::take_legacy_retired_secrets(&mut config));
     Ok(Source {
-        id: SourceId::from_trusted(row.text("id")?),
+        token: row.sealed("token", keys, "sources", &id)?,
+        retired_tokens: row.sealed_json("retired_tokens", keys, "sources", &id)?,
+        id: SourceId::from_trusted(id),
         uid: row.opt_text("uid")?.map(Uid::from_trusted),
         name: row.text("name")?,
         kind: row.text("kind")?,
@@ -287,8 +424,6 @@ pub(crate) fn source_from_row(row: &impl Columns) -> Result<Source> {
         settings: row.json("settings")?.unwrap_or_default(),
         metadata: row.json("metadata")?.unwrap_or_default(),
         app_id: AppId::from_trusted(row.text("app_id")?),
-        token: row.text("token")?,
-        retired_tokens: row.json("retired_tokens")?.unwrap_or_default(),
         retired_secrets,
         created_at: row.ms("created_at")?,
         updated_at: row.ms("updated_at")?,

@@ -8,8 +8,11 @@ use switchyard_store::sqlite::{Durability, SqliteStore};
 
 fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store =
-        SqliteStore::open(dir.path().join("t.db"), Durability::Normal).expect("open sqlite");
+    // Sealed, so every check also round-trips the secret columns through
+    // encryption (the end-to-end tests run plain).
+    let store = SqliteStore::open(dir.path().join("t.db"), Durability::Normal)
+        .expect("open sqlite")
+        .with_keyring(conformance::test_keyring());
     Backend::new("sqlite", store, dir)
 }
 
@@ -28,4 +31,22 @@ async fn data_survives_reopen() {
     };
     let s = SqliteStore::open(&path, Durability::Full).unwrap();
     assert_eq!(s.get_app("keep").await.unwrap().unwrap().id, app_id);
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_and_resealed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    conformance::settings::secrets_are_sealed_and_resealed("sqlite", |keys| {
+        let path = path.clone();
+        async move {
+            let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+                SqliteStore::open(&path, Durability::Normal)
+                    .unwrap()
+                    .with_keyring(std::sync::Arc::new(keys)),
+            );
+            store
+        }
+    })
+    .await;
 }

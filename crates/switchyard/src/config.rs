@@ -5,9 +5,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
+use switchyard_core::sealing::Keyring;
 use switchyard_store::sqlite::Durability;
 
 #[derive(Args, Debug, Default, Deserialize)]
@@ -76,6 +78,12 @@ pub struct ServeArgs {
     /// Endpoints an application may have [default: 1000].
     #[arg(long, env = "SWITCHYARD_MAX_ENDPOINTS_PER_APP")]
     pub max_endpoints_per_app: Option<usize>,
+    /// Keys that encrypt secrets at rest (endpoint secrets, source
+    /// secrets and tokens): base64 of 32 bytes each, comma-separated, the
+    /// current key first and older ones after it. Unset stores them plain.
+    /// `switchyard generate-encryption-key` makes one.
+    #[arg(long, env = "SWITCHYARD_ENCRYPTION_KEY", hide_env_values = true)]
+    pub encryption_key: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +110,8 @@ pub struct Settings {
     pub auto_disable_after: Option<Duration>,
     pub max_endpoints_per_app: usize,
     pub https_only: bool,
+    /// Seals secrets at rest; empty when no key is configured.
+    pub keyring: Arc<Keyring>,
 }
 
 impl Settings {
@@ -177,7 +187,10 @@ impl Settings {
         if !(1..=1_000_000).contains(&max_endpoints_per_app) {
             bail!("max_endpoints_per_app must be 1 to 1000000");
         }
+        let keyring = Keyring::parse(pick!(encryption_key).as_deref().unwrap_or(""))
+            .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;
         Ok(Self {
+            keyring: Arc::new(keyring),
             retention,
             auto_disable_after,
             max_endpoints_per_app,

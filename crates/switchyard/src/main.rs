@@ -13,7 +13,9 @@ use config::{ServeArgs, Settings};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_api::{AppState, normalize_path, router};
+use switchyard_core::sealing::Keyring;
 use switchyard_engine::admin::{admin_token, rotate_admin_token};
+use switchyard_engine::encryption::{EncryptionState, check_encryption, reseal_secrets};
 use switchyard_engine::{ClusterConfig, Engine, EngineConfig};
 use switchyard_store::Store;
 #[cfg(feature = "postgres")]
@@ -36,6 +38,13 @@ enum Command {
     Migrate(ServeArgs),
     /// Replace the stored admin token with a new one and print it.
     RotateToken(ServeArgs),
+    /// Encrypt every stored secret with the first key of
+    /// SWITCHYARD_ENCRYPTION_KEY (the older keys after it still decrypt),
+    /// then exit; afterwards the older keys may be removed. On SQLite, stop
+    /// the server first.
+    ResealSecrets(ServeArgs),
+    /// Print a new random key for SWITCHYARD_ENCRYPTION_KEY.
+    GenerateEncryptionKey,
     /// Receive webhooks on 127.0.0.1 and print each one, checking its
     /// signature when given the endpoint's secret (for trying things out).
     Listen(listen::ListenArgs),
@@ -70,6 +79,20 @@ fn main() -> anyhow::Result<()> {
                 println!("{}", rotate_admin_token(store.as_ref()).await?);
                 Ok(())
             }
+            Command::ResealSecrets(args) => {
+                let settings = Settings::load(args)?;
+                let store = open_store(&settings).await?;
+                let changed = reseal_secrets(store.as_ref(), &settings.keyring).await?;
+                println!(
+                    "{changed} secret values re-encrypted with key {}; the older keys may now be removed",
+                    settings.keyring.current_key_id().unwrap_or("none")
+                );
+                Ok(())
+            }
+            Command::GenerateEncryptionKey => {
+                println!("{}", Keyring::generate_key());
+                Ok(())
+            }
         }
     })
 }
@@ -83,7 +106,8 @@ async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&settings.data_dir)
         .with_context(|| format!("creating data directory {}", settings.data_dir.display()))?;
     let store = SqliteStore::open(settings.database_path(), settings.durability)
-        .with_context(|| format!("opening {}", settings.database_path().display()))?;
+        .with_context(|| format!("opening {}", settings.database_path().display()))?
+        .with_keyring(settings.keyring.clone());
     Ok(Arc::new(store))
 }
 
@@ -94,7 +118,8 @@ async fn open_postgres(url: &str, settings: &Settings) -> anyhow::Result<Arc<dyn
         ..PgOptions::new(url)
     })
     .await
-    .with_context(|| format!("opening {}", settings.database_name()))?;
+    .with_context(|| format!("opening {}", settings.database_name()))?
+    .with_keyring(settings.keyring.clone());
     Ok(Arc::new(store))
 }
 
@@ -116,6 +141,21 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // (it already holds leases by then) still ends with a hand-over.
     let stop = shutdown_signal()?;
     let store = open_store(&settings).await?;
+    match check_encryption(store.as_ref(), &settings.keyring).await? {
+        EncryptionState::Plain => tracing::warn!(
+            "secrets are stored unencrypted: set SWITCHYARD_ENCRYPTION_KEY (see `switchyard generate-encryption-key`) to encrypt them at rest"
+        ),
+        EncryptionState::Sealing { reseal_pending } => tracing::info!(
+            key = settings.keyring.current_key_id().unwrap_or_default(),
+            reseal_pending,
+            "secrets are encrypted at rest{}",
+            if reseal_pending {
+                "; secrets stored before this key stay as they were until `switchyard reseal-secrets` runs"
+            } else {
+                ""
+            }
+        ),
+    }
     let admin = admin_token(store.as_ref(), settings.admin_token.as_deref()).await?;
     if let Some(token) = &admin.generated {
         println!("Generated admin token (shown once, stored hashed): {token}");

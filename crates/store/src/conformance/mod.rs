@@ -151,6 +151,12 @@ pub fn test_secret() -> EndpointSecret {
     EndpointSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("a valid secret")
 }
 
+/// A keyring with one random key, for stores that seal their secrets.
+pub fn test_keyring() -> Arc<switchyard_core::sealing::Keyring> {
+    let key = switchyard_core::sealing::Keyring::generate_key();
+    Arc::new(switchyard_core::sealing::Keyring::parse(&key).expect("a generated key parses"))
+}
+
 /// An application with the given uid, created at `at`; for backend-specific
 /// tests too.
 pub fn app(uid: Option<&str>, at: u64) -> Application {

@@ -2,7 +2,7 @@
 
 use super::*;
 
-fn source(app: &AppId, uid: Option<&str>, at: u64) -> Source {
+pub(super) fn source(app: &AppId, uid: Option<&str>, at: u64) -> Source {
     Source {
         id: switchyard_core::SourceId::generate_at(at),
         uid: uid.map(test_uid),

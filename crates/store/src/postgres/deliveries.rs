@@ -318,7 +318,9 @@ impl DeliveryStore for PgStore {
         page: &PageRequest,
     ) -> Result<Page<DeliveryView>> {
         let q = query::deliveries_of_message(app, msg, page);
-        let rows = self.list(q, destination_from_row).await?;
+        let rows = self
+            .list(q, |r| destination_from_row(r, &self.keys))
+            .await?;
         Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
     }
 

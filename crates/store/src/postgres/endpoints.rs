@@ -29,7 +29,7 @@ impl EndpointStore for PgStore {
         if count as usize >= max {
             return Ok(None);
         }
-        write_endpoint_on(&tx, &ep, true, true).await?;
+        write_endpoint_on(&tx, &self.keys, &ep, true, true).await?;
         tx.commit().await?;
         Ok(Some(ep))
     }
@@ -41,21 +41,25 @@ impl EndpointStore for PgStore {
             &client,
             &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = $1 AND {column} = $2"),
             &[&app.as_str(), &id_or_uid],
-            endpoint_from_row,
+            |r| endpoint_from_row(r, &self.keys),
         )
         .await
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
         let rows = self
-            .list(query::endpoints(app, page), endpoint_from_row)
+            .list(query::endpoints(app, page), |r| {
+                endpoint_from_row(r, &self.keys)
+            })
             .await?;
         Ok(paginate(rows, page.limit, |e| e.id.to_string()))
     }
 
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
-        self.list(query::all_endpoints(app), endpoint_from_row)
-            .await
+        self.list(query::all_endpoints(app), |r| {
+            endpoint_from_row(r, &self.keys)
+        })
+        .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint> {
@@ -205,7 +209,7 @@ impl EndpointStore for PgStore {
 impl PgStore {
     async fn write_endpoint(&self, ep: &Endpoint, insert: bool, set_disabled: bool) -> Result<()> {
         let client = self.client().await?;
-        write_endpoint_on(&client, ep, insert, set_disabled).await
+        write_endpoint_on(&client, &self.keys, ep, insert, set_disabled).await
     }
 }
 
@@ -213,6 +217,7 @@ impl PgStore {
 /// transaction).
 async fn write_endpoint_on(
     client: &impl deadpool_postgres::GenericClient,
+    keys: &Keyring,
     ep: &Endpoint,
     insert: bool,
     set_disabled: bool,
@@ -231,6 +236,7 @@ async fn write_endpoint_on(
              WHERE id=$1"
                 .to_string()
         };
+        let (secret, retired_secrets) = sealed_endpoint(keys, ep)?;
         let stmt = client.prepare_cached(&sql).await?;
         let changed = client
             .execute(
@@ -247,8 +253,8 @@ async fn write_endpoint_on(
                     &ep.rate_limit.map(i64::from),
                     &json_text(&ep.metadata)?,
                     &json_text(&ep.headers)?,
-                    &ep.secret.to_whsec(),
-                    &json_text(&ep.retired_secrets)?,
+                    &secret,
+                    &retired_secrets,
                     &(ep.created_at as i64),
                     &(ep.updated_at as i64),
                     &opt_json_text(&ep.payload_filter)?,

@@ -24,6 +24,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use messages::{AcceptJob, run_accepts};
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::sealing::Keyring;
 use tokio::sync::{broadcast, mpsc};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -86,6 +87,8 @@ pub struct PgStore {
     accepts: mpsc::UnboundedSender<AcceptJob>,
     events: broadcast::Sender<ClusterEvent>,
     _listener: Arc<AbortOnDrop>,
+    /// Seals and opens the secret columns (`rows::SEALED`).
+    keys: Arc<Keyring>,
 }
 
 struct AbortOnDrop(tokio::task::AbortHandle);
@@ -135,7 +138,15 @@ impl PgStore {
             accepts,
             events,
             _listener: Arc::new(AbortOnDrop(listener.abort_handle())),
+            keys: Arc::new(Keyring::plain()),
         })
+    }
+
+    /// Seals secrets with `keys` from now on (see [`Keyring`]); without
+    /// this they are stored plain.
+    pub fn with_keyring(mut self, keys: Arc<Keyring>) -> Self {
+        self.keys = keys;
+        self
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object> {

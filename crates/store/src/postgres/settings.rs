@@ -63,6 +63,28 @@ impl SettingStore for PgStore {
             > 0)
     }
 
+    async fn reseal_secrets(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let mut changed = 0;
+        for &(table, columns) in SEALED {
+            let select = reseal_select(table, columns, "$1");
+            let mut after = String::new();
+            loop {
+                let rows = client.query(&select, &[&after]).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.try_get(0)?;
+                for row in &rows {
+                    let id: String = row.try_get(0)?;
+                    for (i, column) in columns.iter().enumerate() {
+                        let stored: String = row.try_get(i + 1)?;
+                        changed += self.reseal_one(&client, table, column, &id, stored).await?;
+                    }
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {
         let client = self.client().await?;
         client
@@ -72,5 +94,34 @@ impl SettingStore for PgStore {
             )
             .await?;
         Ok(())
+    }
+}
+
+impl PgStore {
+    /// Re-seals one value; a node that wrote it since it was read wins, and
+    /// its value is read and re-sealed in turn. 0 when it was current or
+    /// its row is gone.
+    async fn reseal_one(
+        &self,
+        client: &deadpool_postgres::Client,
+        table: &str,
+        column: &str,
+        id: &str,
+        mut stored: String,
+    ) -> Result<u64> {
+        let update = reseal_update(table, column, ["$1", "$2", "$3"]);
+        let reread = format!("SELECT {column} FROM {table} WHERE id = $1");
+        loop {
+            let Some(new) = resealed(&self.keys, table, column, id, &stored)? else {
+                return Ok(0);
+            };
+            if client.execute(&update, &[&new, &id, &stored]).await? > 0 {
+                return Ok(1);
+            }
+            match client.query_opt(&reread, &[&id]).await? {
+                Some(row) => stored = row.try_get(0)?,
+                None => return Ok(0),
+            }
+        }
     }
 }

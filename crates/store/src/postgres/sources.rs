@@ -5,6 +5,7 @@ use super::*;
 
 async fn write_source(
     client: &impl deadpool_postgres::GenericClient,
+    keys: &Keyring,
     s: &Source,
     insert: bool,
 ) -> Result<()> {
@@ -17,6 +18,7 @@ async fn write_source(
            token=$9, retired_tokens=$10, retired_secrets=$11, created_at=$12, updated_at=$13 WHERE id=$1"
             .to_string()
     };
+    let sealed = sealed_source(keys, s)?;
     let stmt = client.prepare_cached(&sql).await?;
     let changed = client
         .execute(
@@ -26,13 +28,13 @@ async fn write_source(
                 &s.uid.as_ref().map(Uid::as_str),
                 &s.name,
                 &s.kind,
-                &json_text(&s.config)?,
+                &sealed.config,
                 &json_text(&s.settings)?,
                 &json_text(&s.metadata)?,
                 &s.app_id.as_str(),
-                &s.token,
-                &json_text(&s.retired_tokens)?,
-                &json_text(&s.retired_secrets)?,
+                &sealed.token,
+                &sealed.retired_tokens,
+                &sealed.retired_secrets,
                 &(s.created_at as i64),
                 &(s.updated_at as i64),
             ],
@@ -51,7 +53,7 @@ impl SourceStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         insert_app_row(&tx, &app).await?;
-        write_source(&tx, &source, true).await?;
+        write_source(&tx, &self.keys, &source, true).await?;
         tx.commit().await?;
         Ok(source)
     }
@@ -65,23 +67,25 @@ impl SourceStore for PgStore {
                 key_column(SourceId::parse(id_or_uid).is_some())
             ),
             &[&id_or_uid],
-            source_from_row,
+            |r| source_from_row(r, &self.keys),
         )
         .await
     }
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
-        let rows = self.list(query::sources(page), source_from_row).await?;
+        let rows = self
+            .list(query::sources(page), |r| source_from_row(r, &self.keys))
+            .await?;
         Ok(paginate(rows, page.limit, |s| s.id.to_string()))
     }
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
         let q = Query::new(format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"));
-        self.list(q, source_from_row).await
+        self.list(q, |r| source_from_row(r, &self.keys)).await
     }
 
     async fn update_source(&self, source: Source) -> Result<Source> {
-        write_source(&self.client().await?, &source, false).await?;
+        write_source(&self.client().await?, &self.keys, &source, false).await?;
         Ok(source)
     }
 

@@ -240,7 +240,10 @@ impl DeliveryStore for SqliteStore {
         page: &PageRequest,
     ) -> Result<Page<DeliveryView>> {
         let q = query::deliveries_of_message(app, msg, page);
-        let rows = self.list(q, |r| destination_from_row(r)).await?;
+        let keys = self.keys.clone();
+        let rows = self
+            .list(q, move |r| destination_from_row(r, &keys))
+            .await?;
         Ok(paginate(rows, page.limit, |d| d.endpoint_id.to_string()))
     }
 

@@ -3,18 +3,24 @@
 use super::*;
 use rusqlite::{Connection, params};
 
-fn get_endpoint_sync(conn: &Connection, app: &str, id_or_uid: &str) -> Result<Option<Endpoint>> {
+fn get_endpoint_sync(
+    conn: &Connection,
+    keys: &Keyring,
+    app: &str,
+    id_or_uid: &str,
+) -> Result<Option<Endpoint>> {
     let column = key_column(EndpointId::parse(id_or_uid).is_some());
     query_first(
         conn,
         &format!("SELECT {EP_COLS} FROM endpoints WHERE app_id = ? AND {column} = ?"),
         [app, id_or_uid],
-        |r| endpoint_from_row(r),
+        |r| endpoint_from_row(r, keys),
     )
 }
 
 fn write_endpoint(
     conn: &Connection,
+    keys: &Keyring,
     ep: &Endpoint,
     insert: bool,
     set_disabled: bool,
@@ -26,6 +32,7 @@ fn write_endpoint(
     } else {
         "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END, fifo=?21 WHERE id=?1".to_string()
     };
+    let (secret, retired_secrets) = sealed_endpoint(keys, ep)?;
     let changed = conn
         .prepare_cached(&sql)?
         .execute(params![
@@ -40,8 +47,8 @@ fn write_endpoint(
             ep.rate_limit,
             json_text(&ep.metadata)?,
             json_text(&ep.headers)?,
-            ep.secret.to_whsec(),
-            json_text(&ep.retired_secrets)?,
+            secret,
+            retired_secrets,
             ep.created_at as i64,
             ep.updated_at as i64,
             opt_json_text(&ep.payload_filter)?,
@@ -61,8 +68,9 @@ fn write_endpoint(
 #[async_trait]
 impl EndpointStore for SqliteStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
+        let keys = self.keys.clone();
         self.write(move |conn| {
-            write_endpoint(conn, &ep, true, true)?;
+            write_endpoint(conn, &keys, &ep, true, true)?;
             Ok(ep)
         })
         .await
@@ -70,6 +78,7 @@ impl EndpointStore for SqliteStore {
 
     async fn insert_endpoint_within(&self, ep: Endpoint, max: usize) -> Result<Option<Endpoint>> {
         // One writer: nothing is inserted between the count and the insert.
+        let keys = self.keys.clone();
         self.write(move |conn| {
             let count: i64 = conn
                 .prepare_cached("SELECT COUNT(*) FROM endpoints WHERE app_id = ?")?
@@ -77,7 +86,7 @@ impl EndpointStore for SqliteStore {
             if count as usize >= max {
                 return Ok(None);
             }
-            write_endpoint(conn, &ep, true, true)?;
+            write_endpoint(conn, &keys, &ep, true, true)?;
             Ok(Some(ep))
         })
         .await
@@ -85,26 +94,32 @@ impl EndpointStore for SqliteStore {
 
     async fn get_endpoint(&self, app: &AppId, id_or_uid: &str) -> Result<Option<Endpoint>> {
         let (app, key) = (app.to_string(), id_or_uid.to_owned());
-        self.read(move |conn| get_endpoint_sync(conn, &app, &key))
+        let keys = self.keys.clone();
+        self.read(move |conn| get_endpoint_sync(conn, &keys, &app, &key))
             .await
     }
 
     async fn list_endpoints(&self, app: &AppId, page: &PageRequest) -> Result<Page<Endpoint>> {
         let q = query::endpoints(app, page);
-        let rows = self.list(q, |r| endpoint_from_row(r)).await?;
+        let keys = self.keys.clone();
+        let rows = self.list(q, move |r| endpoint_from_row(r, &keys)).await?;
         Ok(paginate(rows, page.limit, |e| e.id.to_string()))
     }
 
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>> {
-        self.list(query::all_endpoints(app), |r| endpoint_from_row(r))
-            .await
+        let keys = self.keys.clone();
+        self.list(query::all_endpoints(app), move |r| {
+            endpoint_from_row(r, &keys)
+        })
+        .await
     }
 
     async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint> {
+        let keys = self.keys.clone();
         self.write(move |conn| {
-            write_endpoint(conn, &ep, false, set_disabled)?;
+            write_endpoint(conn, &keys, &ep, false, set_disabled)?;
             // As stored: `disabled` may not be what this update carried.
-            get_endpoint_sync(conn, ep.app_id.as_str(), ep.id.as_str())?
+            get_endpoint_sync(conn, &keys, ep.app_id.as_str(), ep.id.as_str())?
                 .ok_or_else(|| StoreError::NotFound("endpoint".into()))
         })
         .await

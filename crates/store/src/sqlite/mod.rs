@@ -20,6 +20,7 @@ use rusqlite::types::ToSqlOutput;
 use rusqlite::{Connection, OpenFlags, Row, ToSql, params_from_iter};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use switchyard_core::sealing::Keyring;
 use tokio::sync::Semaphore;
 use writer::Writer;
 
@@ -41,6 +42,8 @@ pub struct SqliteStore {
     readers: Arc<Readers>,
     /// Held for the store's life: one process per database file.
     _lock: Arc<std::fs::File>,
+    /// Seals and opens the secret columns (`rows::SEALED`).
+    keys: Arc<Keyring>,
 }
 
 struct Readers {
@@ -131,7 +134,15 @@ impl SqliteStore {
                 permits: Semaphore::new(READERS),
             }),
             _lock: Arc::new(lock),
+            keys: Arc::new(Keyring::plain()),
         })
+    }
+
+    /// Seals secrets with `keys` from now on (see [`Keyring`]); without
+    /// this they are stored plain.
+    pub fn with_keyring(mut self, keys: Arc<Keyring>) -> Self {
+        self.keys = keys;
+        self
     }
 
     async fn read<T, F>(&self, work: F) -> Result<T>

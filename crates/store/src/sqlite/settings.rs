@@ -66,6 +66,49 @@ impl SettingStore for SqliteStore {
         .await
     }
 
+    async fn reseal_secrets(&self) -> Result<u64> {
+        let mut changed = 0;
+        for &(table, columns) in SEALED {
+            let mut after = String::new();
+            loop {
+                let keys = self.keys.clone();
+                // One writer: nothing changes a row between its read and
+                // its update, so the compare in the update always holds.
+                let (count, last) = self
+                    .write(move |conn| {
+                        let mut stmt = conn.prepare(&reseal_select(table, columns, "?"))?;
+                        let rows = stmt
+                            .query_map([&after], |r| {
+                                let values: rusqlite::Result<Vec<String>> =
+                                    (0..=columns.len()).map(|i| r.get(i)).collect();
+                                values
+                            })?
+                            .collect::<rusqlite::Result<Vec<_>>>()?;
+                        let mut count = 0;
+                        for row in &rows {
+                            let id = &row[0];
+                            for (column, stored) in columns.iter().zip(&row[1..]) {
+                                if let Some(new) = resealed(&keys, table, column, id, stored)? {
+                                    count += conn.execute(
+                                        &reseal_update(table, column, ["?1", "?2", "?3"]),
+                                        params![new, id, stored],
+                                    )? as u64;
+                                }
+                            }
+                        }
+                        Ok((count, rows.last().map(|r| r[0].clone())))
+                    })
+                    .await?;
+                changed += count;
+                match last {
+                    Some(id) => after = id,
+                    None => break,
+                }
+            }
+        }
+        Ok(changed)
+    }
+
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {
         let (key, value) = (key.to_owned(), value.to_owned());
         self.write(move |conn| {

@@ -4,7 +4,7 @@ use super::apps::{delete_app_rows, insert_app_row};
 use super::*;
 use rusqlite::{Connection, OptionalExtension, params};
 
-fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
+fn write_source(conn: &Connection, keys: &Keyring, s: &Source, insert: bool) -> Result<()> {
     let sql = if insert {
         format!(
             "INSERT INTO sources ({SOURCE_COLS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)"
@@ -14,6 +14,7 @@ fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
            token=?9, retired_tokens=?10, retired_secrets=?11, created_at=?12, updated_at=?13 WHERE id=?1"
             .to_string()
     };
+    let sealed = sealed_source(keys, s)?;
     let changed = conn
         .prepare_cached(&sql)?
         .execute(params![
@@ -21,13 +22,13 @@ fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
             s.uid.as_ref().map(Uid::as_str),
             s.name,
             s.kind,
-            json_text(&s.config)?,
+            sealed.config,
             json_text(&s.settings)?,
             json_text(&s.metadata)?,
             s.app_id.as_str(),
-            s.token,
-            json_text(&s.retired_tokens)?,
-            json_text(&s.retired_secrets)?,
+            sealed.token,
+            sealed.retired_tokens,
+            sealed.retired_secrets,
             s.created_at as i64,
             s.updated_at as i64,
         ])
@@ -41,9 +42,10 @@ fn write_source(conn: &Connection, s: &Source, insert: bool) -> Result<()> {
 #[async_trait]
 impl SourceStore for SqliteStore {
     async fn insert_source(&self, source: Source, app: Application) -> Result<Source> {
+        let keys = self.keys.clone();
         self.write(move |conn| {
             insert_app_row(conn, &app)?;
-            write_source(conn, &source, true)?;
+            write_source(conn, &keys, &source, true)?;
             Ok(source)
         })
         .await
@@ -51,6 +53,7 @@ impl SourceStore for SqliteStore {
 
     async fn get_source(&self, id_or_uid: &str) -> Result<Option<Source>> {
         let key = id_or_uid.to_owned();
+        let keys = self.keys.clone();
         self.read(move |conn| {
             query_first(
                 conn,
@@ -59,34 +62,37 @@ impl SourceStore for SqliteStore {
                     key_column(SourceId::parse(&key).is_some())
                 ),
                 [&key],
-                |r| source_from_row(r),
+                |r| source_from_row(r, &keys),
             )
         })
         .await
     }
 
     async fn list_sources(&self, page: &PageRequest) -> Result<Page<Source>> {
+        let keys = self.keys.clone();
         let rows = self
-            .list(query::sources(page), |r| source_from_row(r))
+            .list(query::sources(page), move |r| source_from_row(r, &keys))
             .await?;
         Ok(paginate(rows, page.limit, |s| s.id.to_string()))
     }
 
     async fn all_sources(&self) -> Result<Vec<Source>> {
+        let keys = self.keys.clone();
         self.read(move |conn| {
             query_all(
                 conn,
                 &format!("SELECT {SOURCE_COLS} FROM sources ORDER BY id"),
                 [],
-                |r| source_from_row(r),
+                |r| source_from_row(r, &keys),
             )
         })
         .await
     }
 
     async fn update_source(&self, source: Source) -> Result<Source> {
+        let keys = self.keys.clone();
         self.write(move |conn| {
-            write_source(conn, &source, false)?;
+            write_source(conn, &keys, &source, false)?;
             Ok(source)
         })
         .await
