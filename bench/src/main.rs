@@ -451,7 +451,7 @@ async fn main() -> anyhow::Result<()> {
             &client,
             &args,
             &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec(),
+            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_secret_text(),
                      "rateLimit": args.endpoint_rate_limit,
                      "circuitBreaker": args.endpoint_breaker.then(|| json!({})) }),
         )
@@ -561,7 +561,7 @@ async fn run_ingest(
             &client,
             &args,
             &format!("/ingest/api/v1/source/{source_id}/endpoint"),
-            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_whsec(),
+            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_secret_text(),
                      "rateLimit": args.endpoint_rate_limit,
                      "circuitBreaker": args.endpoint_breaker.then(|| json!({})) }),
         )

@@ -11,7 +11,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use switchyard_core::breaker::BreakerConfig;
 use switchyard_core::filter::Filter;
-use switchyard_core::signing::EndpointSecret;
+use switchyard_core::signing::{EndpointSecret, SignatureScheme};
 use switchyard_core::{Channel, EndpointId, EndpointUrl, EventTypePattern};
 use switchyard_store::{
     Application, CircuitSnapshot, CircuitState, Endpoint, EndpointStats, Metadata, Page,
@@ -183,9 +183,14 @@ fn parse_breaker(settings: Option<Value>) -> Result<Option<BreakerConfig>, Engin
     Ok(Some(config))
 }
 
-fn parse_secret(field: &str, secret: Option<String>) -> Result<EndpointSecret, EngineError> {
+/// A secret as given (`whsec_…` or `whsk_…`), or a new one of `scheme`.
+fn parse_secret(
+    field: &str,
+    secret: Option<String>,
+    scheme: SignatureScheme,
+) -> Result<EndpointSecret, EngineError> {
     match secret {
-        None => Ok(EndpointSecret::generate()),
+        None => Ok(EndpointSecret::generate_for(scheme)),
         Some(s) => {
             EndpointSecret::parse(&s).map_err(|e| EngineError::invalid(field, e.to_string()))
         }
@@ -225,6 +230,7 @@ fn new_endpoint(
     input: EndpointInput,
     uid: Option<String>,
     now: u64,
+    scheme: SignatureScheme,
 ) -> Result<Endpoint, EngineError> {
     let headers = input.headers.unwrap_or_default();
     check_headers(&headers)?;
@@ -246,7 +252,7 @@ fn new_endpoint(
         metadata: input.metadata.unwrap_or_default(),
         headers,
         payload_filter: parse_payload_filter(input.payload_filter)?,
-        secret: parse_secret("secret", input.secret)?,
+        secret: parse_secret("secret", input.secret, scheme)?,
         retired_secrets: Vec::new(),
         created_at: now,
         updated_at: now,
@@ -422,7 +428,13 @@ impl Engine {
         input: EndpointInput,
         uid: Option<String>,
     ) -> Result<Endpoint, EngineError> {
-        let ep = new_endpoint(app.id.clone(), input, uid, self.now_ms())?;
+        let ep = new_endpoint(
+            app.id.clone(),
+            input,
+            uid,
+            self.now_ms(),
+            self.signature_scheme,
+        )?;
         check_operational_endpoint(app, &ep)?;
         self.check_scheme(&ep.url)?;
         let Some(ep) = self
@@ -545,7 +557,7 @@ impl Engine {
             ep.metadata = m;
         }
         if let Some(secret) = patch.secret {
-            ep.secret = parse_secret("secret", Some(secret))?;
+            ep.secret = parse_secret("secret", Some(secret), ep.secret.scheme())?;
         }
         if let Some(f) = patch.payload_filter {
             ep.payload_filter = parse_payload_filter(f)?;
@@ -645,10 +657,13 @@ impl Engine {
         Ok(())
     }
 
-    /// Issues a new signing secret (`key`, or a generated one). The old one
-    /// keeps signing beside it for `grace_secs` ([`DEFAULT_GRACE_SECS`] when
-    /// `None`, at most [`MAX_GRACE_SECS`]; 0 retires it at once); retired
-    /// secrets past their grace are dropped. Returns the new secret.
+    /// Issues a new signing secret (`key`, or a generated one of the current
+    /// secret's scheme). The old one keeps signing beside it for
+    /// `grace_secs` ([`DEFAULT_GRACE_SECS`] when `None`, at most
+    /// [`MAX_GRACE_SECS`]; 0 retires it at once); retired secrets past their
+    /// grace are dropped, and at most [`limits::MAX_RETIRED_SECRETS`] may be
+    /// in their grace at once (each signs every delivery). Returns the new
+    /// secret.
     pub async fn rotate_endpoint_secret(
         &self,
         app_key: &str,
@@ -664,10 +679,11 @@ impl Engine {
             ));
         }
         let mut ep = self.endpoint(app_key, key).await?;
-        let new_secret = parse_secret("key", new_key)?;
+        let new_secret = parse_secret("key", new_key, ep.secret.scheme())?;
         let now = self.now_ms();
         ep.retired_secrets.retain(|r| r.expires_at > now);
         if grace > 0 {
+            limits::check_retired_secrets(&ep.retired_secrets)?;
             ep.retired_secrets.push(RetiredSecret {
                 secret: std::mem::replace(&mut ep.secret, new_secret),
                 expires_at: now + grace * 1000,
@@ -762,7 +778,7 @@ mod tests {
             url: "https://example.com/hook".into(),
             ..EndpointInput::default()
         };
-        assert!(new_endpoint(app.clone(), ok(), None, 0).is_ok());
+        assert!(new_endpoint(app.clone(), ok(), None, 0, SignatureScheme::Hmac).is_ok());
         let cases: Vec<(EndpointInput, &str)> = vec![
             (
                 EndpointInput {
@@ -822,7 +838,16 @@ mod tests {
             ),
         ];
         for (input, want) in cases {
-            assert_eq!(field(new_endpoint(app.clone(), input, None, 0)), want);
+            assert_eq!(
+                field(new_endpoint(
+                    app.clone(),
+                    input,
+                    None,
+                    0,
+                    SignatureScheme::Hmac
+                )),
+                want
+            );
         }
     }
 }

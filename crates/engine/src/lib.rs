@@ -37,6 +37,7 @@ use std::time::Duration;
 use switchyard_core::clock::{Clock, SystemClock};
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
+use switchyard_core::signing::SignatureScheme;
 use switchyard_core::{EventTypeName, SourceId};
 use switchyard_store::{ClusterEvent, Store, StoreError};
 
@@ -62,6 +63,9 @@ pub struct EngineConfig {
     /// Deliver only over https: http endpoint URLs are refused when set and
     /// deliveries to ones stored before fail without a request.
     pub https_only: bool,
+    /// The scheme of secrets generated for new endpoints (a rotation keeps
+    /// an endpoint's scheme): `v1` HMAC by default, or `v1a` ed25519.
+    pub signature_scheme: SignatureScheme,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -82,6 +86,7 @@ impl Default for EngineConfig {
             auto_disable_after: Some(Duration::from_secs(5 * 86_400)),
             max_endpoints_per_app: limits::DEFAULT_MAX_ENDPOINTS_PER_APP,
             https_only: false,
+            signature_scheme: SignatureScheme::Hmac,
             clock: Arc::new(SystemClock),
         }
     }
@@ -134,6 +139,7 @@ pub struct Engine {
     shared: bool,
     clock: Arc<dyn Clock>,
     https_only: bool,
+    signature_scheme: SignatureScheme,
     max_endpoints_per_app: usize,
     auto_disable_after: Option<Duration>,
     /// Operational events on their way to being stored (`operational::run`).
@@ -175,6 +181,7 @@ impl Engine {
             auto_disable_after: config.auto_disable_after,
             max_endpoints_per_app: config.max_endpoints_per_app,
             https_only: config.https_only,
+            signature_scheme: config.signature_scheme,
             operational,
         });
         tokio::spawn(operational::run(

@@ -32,6 +32,28 @@ pub const MAX_TAGS: usize = 20;
 /// (`SWITCHYARD_MAX_ENDPOINTS_PER_APP`).
 pub const DEFAULT_MAX_ENDPOINTS_PER_APP: usize = 1_000;
 
+/// Rotated-out endpoint secrets in their grace period at once: each signs
+/// every delivery beside the current one. Svix allows 10 too.
+pub const MAX_RETIRED_SECRETS: usize = 10;
+
+/// A rotation that keeps the current secret in its grace: refused when
+/// [`MAX_RETIRED_SECRETS`] are already there, saying when the first ends.
+pub(crate) fn check_retired_secrets<S>(
+    retired: &[switchyard_store::RetiredSecret<S>],
+) -> Result<(), EngineError> {
+    if retired.len() < MAX_RETIRED_SECRETS {
+        return Ok(());
+    }
+    let next = retired.iter().map(|r| r.expires_at).min().unwrap_or(0);
+    Err(over(
+        "key",
+        format!(
+            "at most {MAX_RETIRED_SECRETS} rotated-out secrets may be in their grace period; the next one ends at {} (or rotate with gracePeriodSeconds 0)",
+            switchyard_core::timefmt::format_ms(next)
+        ),
+    ))
+}
+
 fn over(field: &str, what: String) -> EngineError {
     EngineError::invalid(field, what)
 }

@@ -103,7 +103,7 @@ pub(crate) fn seal(keys: &Keyring, table: &str, column: &str, id: &str, plain: &
 pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, String)> {
     let id = ep.id.as_str();
     Ok((
-        seal(keys, "endpoints", "secret", id, &ep.secret.to_whsec()),
+        seal(keys, "endpoints", "secret", id, &ep.secret.to_secret_text()),
         seal(
             keys,
             "endpoints",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_core::sealing::Keyring;
+use switchyard_core::signing::SignatureScheme;
 use switchyard_store::sqlite::Durability;
 
 #[derive(Args, Debug, Default, Deserialize)]
@@ -84,6 +85,11 @@ pub struct ServeArgs {
     /// `switchyard generate-encryption-key` makes one.
     #[arg(long, env = "SWITCHYARD_ENCRYPTION_KEY", hide_env_values = true)]
     pub encryption_key: Option<String>,
+    /// Signatures of endpoints created without a secret: "hmac" (Standard
+    /// Webhooks v1, whsec_ secrets) or "ed25519" (v1a, whsk_ keys whose
+    /// whpk_ public key the API shows) [default: hmac].
+    #[arg(long, env = "SWITCHYARD_SIGNATURE_SCHEME")]
+    pub signature_scheme: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +118,7 @@ pub struct Settings {
     pub https_only: bool,
     /// Seals secrets at rest; empty when no key is configured.
     pub keyring: Arc<Keyring>,
+    pub signature_scheme: SignatureScheme,
 }
 
 impl Settings {
@@ -189,8 +196,14 @@ impl Settings {
         }
         let keyring = Keyring::parse(pick!(encryption_key).as_deref().unwrap_or(""))
             .map_err(|e| anyhow::anyhow!("encryption_key: {e}"))?;
+        let signature_scheme = match pick!(signature_scheme).as_deref() {
+            None | Some("hmac") => SignatureScheme::Hmac,
+            Some("ed25519") => SignatureScheme::Ed25519,
+            Some(other) => bail!("signature_scheme: '{other}' is not 'hmac' or 'ed25519'"),
+        };
         Ok(Self {
             keyring: Arc::new(keyring),
+            signature_scheme,
             retention,
             auto_disable_after,
             max_endpoints_per_app,

@@ -17,7 +17,7 @@ pub struct ListenArgs {
     /// Port to listen on, on 127.0.0.1 only (0: any free port).
     #[arg(long, default_value_t = 9000)]
     port: u16,
-    /// The endpoint's signing secret (`whsec_...`, from
+    /// The endpoint's signing secret (`whsec_...`) or ed25519 public key (`whpk_...`), from
     /// `GET /api/v1/app/{app}/endpoint/{endpoint}/secret`): each delivery's
     /// signature is checked and one that does not verify is answered 401.
     #[arg(long, env = "SWITCHYARD_LISTEN_SECRET")]
@@ -33,9 +33,9 @@ pub async fn listen(args: ListenArgs) -> anyhow::Result<()> {
     let secret = args
         .secret
         .as_deref()
-        .map(EndpointSecret::parse)
+        .map(EndpointSecret::parse_any_length)
         .transpose()
-        .context("--secret must be the endpoint's whsec_ secret")?
+        .context("--secret must be the endpoint's whsec_ secret or whpk_ public key")?
         .map(Arc::new);
     let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, args.port));
     let listener = tokio::net::TcpListener::bind(addr)

@@ -184,6 +184,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             auto_disable_after: settings.auto_disable_after,
             max_endpoints_per_app: settings.max_endpoints_per_app,
             https_only: settings.https_only,
+            signature_scheme: settings.signature_scheme,
             ..EngineConfig::default()
         },
     )

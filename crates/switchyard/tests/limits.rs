@@ -143,6 +143,20 @@ async fn over_limit_requests_are_refused_naming_the_limit() {
         .await;
     assert_eq!(status, 202, "{msg}");
 
+    // Rotated-out secrets in their grace period: 10, then the 11th rotation
+    // that would keep one more is refused; one without a grace is taken.
+    let rotate = format!("{endpoints}/{ep_id}/secret/rotate");
+    for i in 0..10 {
+        let (status, body) = api.post(&rotate, json!({})).await;
+        assert!(status < 300, "rotation {i}: {body}");
+    }
+    let (status, body) = api.post(&rotate, json!({})).await;
+    refused(status, &body, "key", "an 11th secret in its grace");
+    let (status, body) = api
+        .post(&rotate, json!({ "gracePeriodSeconds": 0 }))
+        .await;
+    assert!(status < 300, "a rotation without a grace: {body}");
+
     // Endpoints per application (3 here): the 4th is refused with 409.
     for _ in 0..2 {
         let (status, body) = api.post(&endpoints, json!({ "url": url })).await;

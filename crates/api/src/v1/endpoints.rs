@@ -186,7 +186,10 @@ pub(crate) struct EndpointIn {
     /// At most 10 channels; the endpoint receives messages sent to any of
     /// them (absent or `null`: all messages).
     channels: Option<Vec<String>>,
-    /// A `whsec_…` signing secret; absent: one is generated.
+    /// The signing secret: `whsec_…` (HMAC-SHA256, Standard Webhooks `v1`)
+    /// or a `whsk_…` ed25519 signing key (`v1a`: base64 of the 32-byte seed
+    /// then the public key); absent: one is generated, HMAC unless the
+    /// server is configured for ed25519.
     secret: Option<String>,
     /// Free-form string pairs of your own: at most 100, 16 KiB together.
     #[schema(value_type = Option<BTreeMap<String, String>>)]
@@ -363,7 +366,9 @@ impl From<EndpointPatchIn> for EndpointPatch {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct EndpointSecretOut {
-    /// The `whsec_…` secret deliveries are signed with.
+    /// What verifies deliveries: the `whsec_…` secret they are signed with,
+    /// or for an ed25519 endpoint the `whpk_…` public key of its signing key
+    /// (which the API never shows).
     key: String,
 }
 
@@ -371,7 +376,8 @@ pub(crate) struct EndpointSecretOut {
 #[derive(Deserialize, Default, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointSecretRotateIn {
-    /// The new `whsec_…` secret; absent or `null`: one is generated.
+    /// The new `whsec_…` secret or `whsk_…` ed25519 key; absent or `null`:
+    /// one of the current secret's scheme is generated.
     key: Option<String>,
     /// How long the old secret keeps signing beside the new one, 0 to
     /// 604800 seconds (default 86400).
@@ -517,7 +523,7 @@ pub(crate) async fn secret_of(
 ) -> ApiResult<Json<EndpointSecretOut>> {
     let ep = state.engine.endpoint(app, ep).await?;
     Ok(Json(EndpointSecretOut {
-        key: ep.secret.to_whsec(),
+        key: ep.secret.to_verifier_text(),
     }))
 }
 
@@ -534,7 +540,7 @@ pub(crate) async fn rotate_secret_of(
         .rotate_endpoint_secret(app, ep, input.key, input.grace_period_seconds)
         .await?;
     Ok(Json(EndpointSecretOut {
-        key: key.to_whsec(),
+        key: key.to_verifier_text(),
     }))
 }
 

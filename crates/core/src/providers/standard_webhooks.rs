@@ -37,7 +37,7 @@ impl Provider for StandardWebhooks {
     }
 
     fn generate_secret(&self) -> String {
-        EndpointSecret::generate().to_whsec()
+        EndpointSecret::generate().to_secret_text()
     }
 }
 
@@ -60,7 +60,7 @@ impl Provider for Svix {
     }
 
     fn generate_secret(&self) -> String {
-        EndpointSecret::generate().to_whsec()
+        EndpointSecret::generate().to_secret_text()
     }
 }
 
