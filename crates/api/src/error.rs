@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use switchyard_engine::EngineError;
+use switchyard_engine::access::TokenRefusal;
 use switchyard_store::StoreError;
 
 #[derive(Debug)]
@@ -108,6 +109,17 @@ impl From<EngineError> for ApiError {
                 msg: message,
             },
             EngineError::Conflict(detail) => Self::conflict(detail),
+            EngineError::Unauthorized(refusal) => Self::http(
+                StatusCode::UNAUTHORIZED,
+                "authentication_failed",
+                match refusal {
+                    TokenRefusal::Unknown => "invalid token",
+                    TokenRefusal::Expired => "the token has expired or was revoked",
+                },
+            ),
+            EngineError::Forbidden(detail) => {
+                Self::http(StatusCode::FORBIDDEN, "forbidden", detail)
+            }
             EngineError::Store(s) => s.into(),
         }
     }

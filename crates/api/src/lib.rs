@@ -1,6 +1,7 @@
 //! HTTP interface: the Svix-compatible `/api/v1` routers, bearer auth,
 //! idempotency for POSTs, health and the OpenAPI document.
 
+mod access;
 mod error;
 mod extract;
 mod ingest;
@@ -10,13 +11,14 @@ pub(crate) mod v1;
 pub use error::{ApiError, ApiResult};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use subtle::ConstantTimeEq;
 use switchyard_engine::Engine;
+use switchyard_engine::access::{Action, Denied, Grant};
 use switchyard_store::StoredResponse;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa_axum::router::OpenApiRouter;
@@ -87,6 +89,7 @@ fn routes(state: AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ingest::api_router())
         .layer(middleware::from_fn_with_state(state.clone(), idempotency))
         .merge(v1::messages_router())
+        .merge(v1::auth_router())
         .layer(middleware::from_fn_with_state(state, authenticate))
         .split_for_parts();
     openapi::require_token(&mut authed_doc);
@@ -212,38 +215,107 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
     // Two credentials are ambiguous: proxies and servers differ on which
     // one counts, so neither is taken.
     if req.headers().get_all(header::AUTHORIZATION).iter().count() > 1 {
-        return ApiError::http(
+        return refuse(ApiError::http(
             StatusCode::UNAUTHORIZED,
             "authentication_failed",
             "send one Authorization header",
-        )
-        .into_response();
+        ));
     }
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
-        return ApiError::http(
+        return refuse(ApiError::http(
             StatusCode::UNAUTHORIZED,
             "authentication_failed",
             "missing Authorization: Bearer <token> header",
-        )
-        .into_response();
+        ));
     };
     let Some(token) = value.to_str().ok().and_then(presented_token) else {
-        return ApiError::http(
+        return refuse(ApiError::http(
             StatusCode::UNAUTHORIZED,
             "authentication_failed",
             "the Authorization header must be 'Bearer <token>'",
-        )
-        .into_response();
+        ));
     };
-    if !bool::from(token_hash(token).ct_eq(&state.admin_token_sha256)) {
-        return ApiError::http(
-            StatusCode::UNAUTHORIZED,
-            "authentication_failed",
-            "invalid token",
-        )
-        .into_response();
+    let token = token.to_owned();
+    let mut req = req;
+    if bool::from(token_hash(&token).ct_eq(&state.admin_token_sha256)) {
+        req.extensions_mut().insert(Grant::Admin);
+        return next.run(req).await;
     }
+    let grant = match state.engine.grant_for(&token).await {
+        Ok(grant) => grant,
+        Err(e) => return refuse(ApiError::from(e)),
+    };
+    let template = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let action = access::action_of(req.method(), &template);
+    let app_key = access::app_key_of(&template, req.uri().path());
+    if let Err(refused) = authorize(&state, &grant, action, app_key).await {
+        return refuse(refused);
+    }
+    req.extensions_mut().insert(grant);
     next.run(req).await
+}
+
+/// A refused request's answer. The body of a refused request is left
+/// unread, so the connection cannot serve another request: saying so lets
+/// the client open a new one instead of sending its next request into a
+/// connection the server is closing.
+fn refuse(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Whether `grant` may do `action` on the application the route names by
+/// `app_key` (see [`access`] for the route table and
+/// `switchyard_engine::access` for the rule).
+async fn authorize(
+    state: &AppState,
+    grant: &Grant,
+    action: Action,
+    app_key: Option<String>,
+) -> Result<(), ApiError> {
+    // Only a grant limited to one application needs to know which one the
+    // route names; a key that names none names no one's.
+    let app = match (grant, app_key) {
+        (Grant::Token(t), Some(key)) if t.app_id.is_some() => {
+            state.engine.app(&key).await.ok().map(|a| a.id)
+        }
+        _ => None,
+    };
+    grant.allows(action, app.as_ref()).map_err(|denied| {
+        let detail = match (denied, grant) {
+            (Denied::OtherApplication, Grant::Token(t)) => format!(
+                "this token is limited to application {}",
+                t.app_id
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ),
+            (Denied::OtherApplication, Grant::Admin) => String::new(),
+            (Denied::NotAllowed(why), _) => why.to_owned(),
+        };
+        ApiError::http(StatusCode::FORBIDDEN, "forbidden", detail)
+    })
+}
+
+/// This server's base URL as the client sees it: the configured public URL,
+/// or the request's forwarded or direct host.
+pub(crate) fn public_base(state: &AppState, headers: &axum::http::HeaderMap) -> String {
+    if let Some(base) = &state.public_url {
+        return base.to_string();
+    }
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = get("x-forwarded-proto").unwrap_or("http");
+    let host = get("x-forwarded-host")
+        .or_else(|| get("host"))
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
 }
 
 /// Replays the stored response of a POST repeated with the same

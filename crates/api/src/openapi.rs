@@ -66,7 +66,13 @@ pub fn add_shared_parts(doc: &mut OpenApi) {
         });
         let has_body = op.request_body.is_some();
         let post = method == HttpMethod::Post;
-        if authed && post {
+        // Token routes answer with new tokens, which are never kept, so a
+        // key cannot replay them (`v1::auth_router`).
+        let replayable = !op
+            .operation_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with("v1.authentication."));
+        if authed && post && replayable {
             op.parameters.get_or_insert_with(Vec::new).push(RefOr::T(
                 ParameterBuilder::new()
                     .name("idempotency-key")
@@ -88,7 +94,11 @@ pub fn add_shared_parts(doc: &mut OpenApi) {
             ));
         }
         if authed {
-            errors.push(("401", "Missing or invalid admin token"));
+            errors.push(("401", "Missing, unknown, expired or revoked token"));
+            errors.push((
+                "403",
+                "The token does not reach this: another application's, read-only, or without the capability",
+            ));
         }
         if has_path_params {
             errors.push(("404", "Not found"));

@@ -112,6 +112,7 @@ prefixed_id!(MessageId, "msg");
 prefixed_id!(AttemptId, "atmpt");
 prefixed_id!(TaskId, "qtask");
 prefixed_id!(SourceId, "src");
+prefixed_id!(TokenId, "key");
 
 /// Number of dispatch partitions; fixed for the life of a database because it
 /// is stored on every delivery row.

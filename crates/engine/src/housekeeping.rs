@@ -27,10 +27,18 @@ pub(crate) async fn run(
     }
 }
 
+/// How long an expired or revoked token is kept (listed as expired).
+const EXPIRED_TOKENS_KEPT: Duration = Duration::from_secs(30 * 86_400);
+
 async fn pass(store: &dyn Store, retention: Option<Duration>, now: u64) {
     let cutoff = now.saturating_sub(IDEMPOTENCY_WINDOW.as_millis() as u64);
     if let Err(e) = store.purge_idempotency(cutoff).await {
         tracing::warn!(error = %e, "purging idempotency records failed");
+    }
+    // Expired tokens stay listed (as expired) for a while, then go.
+    let cutoff = now.saturating_sub(EXPIRED_TOKENS_KEPT.as_millis() as u64);
+    if let Err(e) = store.purge_tokens(cutoff).await {
+        tracing::warn!(error = %e, "purging expired tokens failed");
     }
     let Some(retention) = retention else {
         return;

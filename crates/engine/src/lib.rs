@@ -2,6 +2,7 @@
 //! deliveries together) and dispatch (sign, send, record, retry).
 
 mod accept;
+pub mod access;
 pub mod admin;
 mod apps;
 mod cache;
@@ -107,6 +108,12 @@ pub enum EngineError {
     /// source type without a secret); the text says how.
     #[error("{0}")]
     Conflict(String),
+    /// A presented token that is unknown or expired (401).
+    #[error("token refused: {0:?}")]
+    Unauthorized(access::TokenRefusal),
+    /// A valid token that does not reach what was asked (403).
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -129,6 +136,8 @@ pub struct Engine {
     apps: cache::AppCache,
     schemas: schema::SchemaCache,
     sources: sources::SourceCache,
+    /// Grants of tokens other than the admin token ([`access`]).
+    grants: access::GrantCache,
     dispatcher: dispatch::Dispatcher,
     partitions: Arc<cluster::Partitions>,
     cluster: ClusterConfig,
@@ -172,6 +181,7 @@ impl Engine {
             apps: cache::AppCache::default(),
             schemas: schema::SchemaCache::default(),
             sources: sources::SourceCache::new(store.clone(), config.clock.clone()),
+            grants: access::GrantCache::default(),
             dispatcher: dispatcher.clone(),
             partitions: partitions.clone(),
             cluster: config.cluster.clone(),
@@ -327,6 +337,7 @@ impl Engine {
             ClusterEvent::EndpointsChanged(app) => self.endpoints.invalidate(&app),
             ClusterEvent::EventTypeChanged(name) => self.schemas.invalidate(&name),
             ClusterEvent::SourcesChanged => self.sources.invalidate(),
+            ClusterEvent::TokensChanged => self.grants.clear(),
             ClusterEvent::Resync => {
                 // A missed `Leases` would otherwise wait for the next renewal.
                 self.lease_keeper.nudge();
@@ -334,6 +345,7 @@ impl Engine {
                 self.endpoints.invalidate_all();
                 self.schemas.invalidate_all();
                 self.sources.invalidate();
+                self.grants.clear();
                 self.dispatcher.wake();
             }
         }

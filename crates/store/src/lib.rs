@@ -23,7 +23,7 @@ pub use switchyard_core::breaker::{CircuitSnapshot, CircuitState};
 use async_trait::async_trait;
 use switchyard_core::{
     AppId, AttemptId, EndpointId, EndpointUrl, EventTypeName, MessageEventType, MessageId,
-    SourceId, Uid,
+    SourceId, TokenId, Uid,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -44,6 +44,7 @@ pub trait Store:
     + IdempotencyStore
     + SettingStore
     + SourceStore
+    + TokenStore
     + ClusterStore
 {
 }
@@ -58,6 +59,7 @@ impl<T> Store for T where
         + IdempotencyStore
         + SettingStore
         + SourceStore
+        + TokenStore
         + ClusterStore
 {
 }
@@ -67,7 +69,7 @@ impl<T> Store for T where
 pub mod prelude {
     pub use crate::{
         AppStore, AttemptStore, ClusterStore, DeliveryStore, EndpointStore, EventTypeStore,
-        IdempotencyStore, MessageStore, SettingStore, SourceStore, Store,
+        IdempotencyStore, MessageStore, SettingStore, SourceStore, Store, TokenStore,
     };
 }
 
@@ -260,6 +262,30 @@ pub trait SettingStore: Send + Sync + 'static {
     /// rewritten. Safe while other nodes write: a value is replaced only if
     /// it is still the one read, else it is read again.
     async fn reseal_secrets(&self) -> Result<u64>;
+}
+
+/// API tokens and app-portal sessions (the admin token is a setting).
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    async fn insert_token(&self, token: ApiToken) -> Result<ApiToken>;
+    /// The token whose SHA-256 (lower-case hex) this is, expired or not.
+    async fn token_by_hash(&self, sha256_hex: &str) -> Result<Option<ApiToken>>;
+    async fn get_token(&self, id: &TokenId) -> Result<Option<ApiToken>>;
+    /// Tokens of one kind, by id.
+    async fn list_tokens(&self, kind: TokenKind, page: &PageRequest) -> Result<Page<ApiToken>>;
+    /// Makes a token expire at `at_ms` unless it expires sooner; whether it
+    /// exists.
+    async fn expire_token(&self, id: &TokenId, at_ms: u64) -> Result<bool>;
+    /// As [`TokenStore::expire_token`] for every app-portal token of `app`
+    /// (of those sessions only, when given); how many were changed.
+    async fn expire_app_tokens(
+        &self,
+        app: &AppId,
+        sessions: Option<&[String]>,
+        at_ms: u64,
+    ) -> Result<u64>;
+    /// Deletes tokens that expired before `before_ms`.
+    async fn purge_tokens(&self, before_ms: u64) -> Result<u64>;
 }
 
 /// Incoming-webhook sources.

@@ -421,6 +421,8 @@ pub enum ClusterEvent {
     EndpointsChanged(AppId),
     EventTypeChanged(EventTypeName),
     SourcesChanged,
+    /// A token was expired or revoked: drop cached grants.
+    TokensChanged,
     /// Events may have been missed (the listener reconnected): drop caches.
     Resync,
 }
@@ -434,6 +436,7 @@ impl ClusterEvent {
             Self::EndpointsChanged(app) => format!("endpoints:{app}"),
             Self::EventTypeChanged(name) => format!("event_type:{name}"),
             Self::SourcesChanged => "sources".into(),
+            Self::TokensChanged => "tokens".into(),
             Self::Resync => "resync".into(),
         }
     }
@@ -444,6 +447,7 @@ impl ClusterEvent {
             None if text == "leases" => Self::Leases,
             None if text == "resync" => Self::Resync,
             None if text == "sources" => Self::SourcesChanged,
+            None if text == "tokens" => Self::TokensChanged,
             Some(("app", id)) => Self::AppChanged(AppId::parse(id)?),
             Some(("endpoints", app)) => Self::EndpointsChanged(AppId::parse(app)?),
             Some(("event_type", name)) => Self::EventTypeChanged(EventTypeName::parse(name).ok()?),
@@ -462,6 +466,7 @@ mod tests {
         for e in [
             ClusterEvent::Due,
             ClusterEvent::SourcesChanged,
+            ClusterEvent::TokensChanged,
             ClusterEvent::Leases,
             ClusterEvent::Resync,
             ClusterEvent::AppChanged(AppId::generate()),
@@ -507,4 +512,53 @@ mod source_tests {
         assert!(Source::take_legacy_retired_secrets(&mut odd).is_empty());
         assert_eq!(odd, json!({}));
     }
+}
+
+/// Who an API token is for: an API client an admin created, or an
+/// app-portal session (`POST /api/v1/auth/app-portal-access/{app_id}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    Api,
+    AppPortal,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::AppPortal => "app-portal",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "api" => Some(Self::Api),
+            "app-portal" => Some(Self::AppPortal),
+            _ => None,
+        }
+    }
+}
+
+/// A token other than the admin token, and what it may do. The token itself
+/// is never stored: only its SHA-256 (hex) and its first characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    pub id: switchyard_core::TokenId,
+    pub kind: TokenKind,
+    pub name: String,
+    /// SHA-256 of the token, lower-case hex.
+    pub token_sha256: String,
+    /// The token's first characters followed by `…`, to tell tokens apart.
+    pub censored: String,
+    /// The one application it reaches; `None`: all of them.
+    pub app_id: Option<AppId>,
+    /// Reads only.
+    pub read_only: bool,
+    /// App-portal capabilities (`ViewBase`, …); `None`: all of them.
+    pub capabilities: Option<Vec<String>>,
+    /// An app-portal session, to expire together.
+    pub session_id: Option<String>,
+    pub created_at: u64,
+    /// Unix ms after which it is refused; `None`: never.
+    pub expires_at: Option<u64>,
 }

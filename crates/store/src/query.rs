@@ -238,6 +238,13 @@ pub(crate) fn sources<D: Dialect>(page: &PageRequest) -> Query<D> {
     q
 }
 
+pub(crate) fn tokens<D: Dialect>(kind: TokenKind, page: &PageRequest) -> Query<D> {
+    let mut q = Query::new(format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE TRUE"));
+    q.and("kind", "=", Arg::Text(kind.as_str().to_owned()));
+    q.keyset("id", page);
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

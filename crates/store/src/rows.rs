@@ -474,3 +474,23 @@ pub(crate) fn circuit_from_row(row: &impl Columns) -> Result<(EndpointId, Circui
         },
     ))
 }
+
+pub(crate) const TOKEN_COLS: &str = "id, kind, name, token_sha256, censored, app_id, read_only, capabilities, session_id, created_at, expires_at";
+
+pub(crate) fn token_from_row(row: &impl Columns) -> Result<ApiToken> {
+    let kind = row.text("kind")?;
+    Ok(ApiToken {
+        id: TokenId::from_trusted(row.text("id")?),
+        kind: TokenKind::parse(&kind)
+            .ok_or_else(|| StoreError::Corrupt(format!("token kind {kind}")))?,
+        name: row.text("name")?,
+        token_sha256: row.text("token_sha256")?,
+        censored: row.text("censored")?,
+        app_id: row.opt_text("app_id")?.map(AppId::from_trusted),
+        read_only: row.flag("read_only")?,
+        capabilities: row.json("capabilities")?,
+        session_id: row.opt_text("session_id")?,
+        created_at: row.ms("created_at")?,
+        expires_at: row.opt_ms("expires_at")?,
+    })
+}

@@ -152,9 +152,7 @@ async fn over_limit_requests_are_refused_naming_the_limit() {
     }
     let (status, body) = api.post(&rotate, json!({})).await;
     refused(status, &body, "key", "an 11th secret in its grace");
-    let (status, body) = api
-        .post(&rotate, json!({ "gracePeriodSeconds": 0 }))
-        .await;
+    let (status, body) = api.post(&rotate, json!({ "gracePeriodSeconds": 0 })).await;
     assert!(status < 300, "a rotation without a grace: {body}");
 
     // Endpoints per application (3 here): the 4th is refused with 409.

@@ -4,6 +4,7 @@
 
 mod applications;
 mod attempts;
+mod auth;
 mod cluster;
 pub(crate) mod endpoints;
 mod event_types;
@@ -27,6 +28,13 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(attempts::router())
         .merge(cluster::router())
         .merge(operational::router())
+}
+
+/// Token routes: their answers carry new tokens, which must not be kept
+/// (only hashes are), so these are mounted outside the replaying
+/// idempotency layer; a repeated POST makes another token.
+pub fn auth_router() -> OpenApiRouter<AppState> {
+    auth::router()
 }
 
 /// Message routes: message creation records its `Idempotency-Key` in the

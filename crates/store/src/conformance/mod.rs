@@ -19,6 +19,7 @@ pub mod event_types;
 pub mod messages;
 pub mod settings;
 pub mod sources;
+pub mod tokens;
 
 use crate::*;
 use std::sync::Arc;
@@ -86,6 +87,7 @@ macro_rules! conformance_suite {
                 partition_leases_are_shared_renewed_and_taken_over,
                 a_send_committed_after_its_partition_was_taken_over_becomes_due_again;
             sources: sources_own_their_application_and_count_requests;
+            tokens: tokens_are_found_by_hash_listed_and_expired;
         }
     };
 }

@@ -11,6 +11,7 @@ mod event_types;
 mod messages;
 mod settings;
 mod sources;
+mod tokens;
 mod writer;
 
 use crate::query::{self, Arg, Dialect, Query};
@@ -79,7 +80,7 @@ fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connectio
 }
 
 /// Schema steps in order; the database's `user_version` counts those applied.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
@@ -89,6 +90,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("schema7.sql"),
     include_str!("schema8.sql"),
     include_str!("schema9.sql"),
+    include_str!("schema10.sql"),
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
