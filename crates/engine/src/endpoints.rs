@@ -128,11 +128,16 @@ fn parse_filter_types(
         ));
     }
     limits::check_count("filterTypes", types.len(), limits::MAX_FILTER_TYPES)?;
-    types
-        .iter()
-        .map(|t| EventTypePattern::parse(t).map_err(|e| EngineError::invalid("filterTypes", e.0)))
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
+    let mut parsed: Vec<EventTypePattern> = Vec::with_capacity(types.len());
+    for t in &types {
+        let pattern =
+            EventTypePattern::parse(t).map_err(|e| EngineError::invalid("filterTypes", e.0))?;
+        // A repeat matches nothing more; it is stored once.
+        if !parsed.contains(&pattern) {
+            parsed.push(pattern);
+        }
+    }
+    Ok(Some(parsed))
 }
 
 /// At most [`MAX_CHANNELS`] channels, each a [`Channel`]; `field` names them
@@ -201,8 +206,17 @@ fn parse_secret(
 /// Errors name `headers.<name>`.
 fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), EngineError> {
     limits::check_header_sizes(headers)?;
+    let mut seen = std::collections::HashSet::new();
     for (name, value) in headers {
         let field = format!("headers.{name}");
+        // Header names are case-insensitive (RFC 9110 §5.1): two spellings
+        // of one name would both be sent.
+        if !seen.insert(name.to_ascii_lowercase()) {
+            return Err(EngineError::invalid(
+                &field,
+                "is given twice, in different cases",
+            ));
+        }
         if HeaderName::from_bytes(name.as_bytes()).is_err() {
             return Err(EngineError::invalid(
                 &field,
@@ -235,6 +249,11 @@ fn new_endpoint(
     let headers = input.headers.unwrap_or_default();
     check_headers(&headers)?;
     limits::check_metadata(input.metadata.as_ref())?;
+    limits::check_chars(
+        "description",
+        &input.description,
+        limits::MAX_DESCRIPTION_CHARS,
+    )?;
     Ok(Endpoint {
         id: EndpointId::generate_at(now),
         app_id,
@@ -479,6 +498,11 @@ impl Engine {
                 let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
                 let old_url = ep.url.clone();
                 ep.url = parse_url(&input.url)?;
+                limits::check_chars(
+                    "description",
+                    &input.description,
+                    limits::MAX_DESCRIPTION_CHARS,
+                )?;
                 ep.description = input.description;
                 ep.rate_limit = check_rate_limit("rateLimit", input.rate_limit)?;
                 ep.concurrency_limit = check_concurrency_limit(input.concurrency_limit)?;
@@ -529,6 +553,7 @@ impl Engine {
             ep.url = parse_url(&url)?;
         }
         if let Some(d) = patch.description {
+            limits::check_chars("description", &d, limits::MAX_DESCRIPTION_CHARS)?;
             ep.description = d;
         }
         if let Some(r) = patch.rate_limit {

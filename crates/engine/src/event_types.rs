@@ -2,7 +2,7 @@
 //! bounded schemas, archive on delete, the schema cache and the notice to
 //! other nodes) in one place for every entry point.
 
-use crate::{Engine, EngineError, schema};
+use crate::{Engine, EngineError, limits, schema};
 use serde_json::Value;
 use switchyard_core::EventTypeName;
 use switchyard_store::{EventType, Page, PageRequest};
@@ -41,6 +41,7 @@ fn check_schemas(schemas: Option<&Value>) -> Result<(), EngineError> {
     let Some(schemas) = schemas.filter(|s| !s.is_null()) else {
         return Ok(());
     };
+    limits::check_json_bytes("schemas", schemas, limits::MAX_SCHEMAS_BYTES)?;
     let map = schemas.as_object().ok_or_else(|| {
         EngineError::invalid(
             "schemas",
@@ -54,6 +55,14 @@ fn check_schemas(schemas: Option<&Value>) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// A group name: at most 256 characters (as Svix).
+fn check_group_name(group: Option<&str>) -> Result<(), EngineError> {
+    match group {
+        Some(g) => limits::check_chars("groupName", g, 256),
+        None => Ok(()),
+    }
+}
+
 fn parse_name(name: &str) -> Result<EventTypeName, EngineError> {
     EventTypeName::parse(name).map_err(|e| EngineError::invalid("name", e.to_string()))
 }
@@ -65,6 +74,13 @@ fn build(
     now: u64,
 ) -> Result<EventType, EngineError> {
     check_schemas(input.schemas.as_ref())?;
+    limits::check_chars(
+        "description",
+        &input.description,
+        limits::MAX_DESCRIPTION_CHARS,
+    )?;
+    limits::check_feature_flags(input.feature_flags.as_deref())?;
+    check_group_name(input.group_name.as_deref())?;
     Ok(EventType {
         name,
         description: input.description,
@@ -141,6 +157,7 @@ impl Engine {
     ) -> Result<EventType, EngineError> {
         let mut et = self.event_type(name).await?;
         if let Some(d) = patch.description {
+            limits::check_chars("description", &d, limits::MAX_DESCRIPTION_CHARS)?;
             et.description = d;
         }
         if let Some(a) = patch.archived {
@@ -154,9 +171,11 @@ impl Engine {
             et.schemas = s.filter(|s| !s.is_null());
         }
         if let Some(f) = patch.feature_flags {
+            limits::check_feature_flags(f.as_deref())?;
             et.feature_flags = f;
         }
         if let Some(g) = patch.group_name {
+            check_group_name(g.as_deref())?;
             et.group_name = g;
         }
         et.updated_at = self.now_ms();

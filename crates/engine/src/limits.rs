@@ -28,6 +28,19 @@ pub const MAX_FILTER_TYPES: usize = 256;
 pub const MAX_PAYLOAD_FILTER_BYTES: usize = 16 * 1024;
 /// Tags on a message.
 pub const MAX_TAGS: usize = 20;
+/// Characters of a description (endpoints, event types).
+pub const MAX_DESCRIPTION_CHARS: usize = 4_096;
+/// Bytes of an event type's `schemas` as JSON (all versions together): each
+/// is compiled and checked against every message of the type.
+pub const MAX_SCHEMAS_BYTES: usize = 256 * 1024;
+/// Feature flags of an event type, and characters of each (as Svix).
+pub const MAX_FEATURE_FLAGS: usize = 25;
+pub const MAX_FEATURE_FLAG_CHARS: usize = 256;
+/// Bytes of a source's `config` and of its `settings`, each as JSON: every
+/// source is held in memory to route provider requests.
+pub const MAX_SOURCE_JSON_BYTES: usize = 64 * 1024;
+/// Sources an installation may have (each is held in memory).
+pub const MAX_SOURCES: usize = 10_000;
 /// Endpoints an application may have, unless configured otherwise
 /// (`SWITCHYARD_MAX_ENDPOINTS_PER_APP`).
 pub const DEFAULT_MAX_ENDPOINTS_PER_APP: usize = 1_000;
@@ -97,12 +110,70 @@ pub(crate) fn check_metadata(
             ),
         ));
     }
-    let bytes: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+    // As stored: JSON, where a control character takes six bytes.
+    let bytes = json_len(metadata);
     if bytes > MAX_METADATA_BYTES {
         return Err(over(
             "metadata",
             format!("holds {bytes} bytes; at most {MAX_METADATA_BYTES} are allowed"),
         ));
+    }
+    Ok(())
+}
+
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    serde_json::to_vec(value).map_or(usize::MAX, |b| b.len())
+}
+
+/// A text of at most `max` characters.
+pub(crate) fn check_chars(field: &str, text: &str, max: usize) -> Result<(), EngineError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(over(
+            field,
+            format!("has {chars} characters; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// A JSON value of at most `max` bytes as stored.
+pub(crate) fn check_json_bytes(
+    field: &str,
+    value: &serde_json::Value,
+    max: usize,
+) -> Result<(), EngineError> {
+    let bytes = json_len(value);
+    if bytes > max {
+        return Err(over(
+            field,
+            format!("is {bytes} bytes as JSON; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
+}
+
+/// Feature flags: at most [`MAX_FEATURE_FLAGS`], each 1 to
+/// [`MAX_FEATURE_FLAG_CHARS`] of `a-zA-Z0-9-_.` (Svix's pattern).
+pub(crate) fn check_feature_flags(flags: Option<&[String]>) -> Result<(), EngineError> {
+    let Some(flags) = flags else {
+        return Ok(());
+    };
+    check_count("featureFlags", flags.len(), MAX_FEATURE_FLAGS)?;
+    for flag in flags {
+        let ok = !flag.is_empty()
+            && flag.len() <= MAX_FEATURE_FLAG_CHARS
+            && flag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !ok {
+            return Err(over(
+                "featureFlags",
+                format!(
+                    "each must be 1 to {MAX_FEATURE_FLAG_CHARS} characters of letters, digits, '-', '_' and '.'"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -120,7 +191,7 @@ pub(crate) fn check_count(field: &str, len: usize, max: usize) -> Result<(), Eng
 
 /// A payload filter of at most [`MAX_PAYLOAD_FILTER_BYTES`] as JSON.
 pub(crate) fn check_payload_filter_size(filter: &serde_json::Value) -> Result<(), EngineError> {
-    let bytes = serde_json::to_vec(filter).map_or(usize::MAX, |b| b.len());
+    let bytes = json_len(filter);
     if bytes > MAX_PAYLOAD_FILTER_BYTES {
         return Err(over(
             "payloadFilter",

@@ -4,7 +4,7 @@
 //! The request path (verify, accept) is [`crate::sources`].
 
 use crate::apps::parse_uid;
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, limits};
 use serde_json::{Value, json};
 use switchyard_core::source::{FieldError, compile, provider};
 use switchyard_core::{AppId, SourceId, Uid};
@@ -69,6 +69,8 @@ fn check(input: &SourceInput) -> Result<(), EngineError> {
     if !input.config.is_object() && !input.config.is_null() {
         return Err(EngineError::invalid("config", "must be an object"));
     }
+    limits::check_json_bytes("config", &input.config, limits::MAX_SOURCE_JSON_BYTES)?;
+    limits::check_json_bytes("settings", &input.settings, limits::MAX_SOURCE_JSON_BYTES)?;
     compile(&input.kind, &input.config, &input.settings)?;
     Ok(())
 }
@@ -104,6 +106,15 @@ impl Engine {
         uid: Option<String>,
     ) -> Result<Source, EngineError> {
         check(&input)?;
+        // Checked before the insert: sources are created rarely, and a few
+        // over the cap from concurrent creates cost little.
+        let count = self.store.all_sources().await?.len();
+        if count >= limits::MAX_SOURCES {
+            return Err(EngineError::Conflict(format!(
+                "there are {count} sources; at most {} are allowed",
+                limits::MAX_SOURCES
+            )));
+        }
         let mut config = object_or_empty(input.config);
         let retired_secrets = Source::take_legacy_retired_secrets(&mut config);
         let now = self.now_ms();

@@ -104,6 +104,42 @@ async fn over_limit_requests_are_refused_naming_the_limit() {
             "metadata",
         ),
         (
+            "an endpoint description of 4097 characters",
+            Method::POST,
+            endpoints.clone(),
+            json!({ "url": url, "description": "é".repeat(4097) }),
+            "description",
+        ),
+        (
+            "event-type schemas of 300 KB",
+            Method::POST,
+            "/api/v1/event-type".into(),
+            json!({ "name": "big.schema", "description": "d",
+                    "schemas": { "1": { "description": "x".repeat(300_000) } } }),
+            "schemas",
+        ),
+        (
+            "26 feature flags",
+            Method::POST,
+            "/api/v1/event-type".into(),
+            json!({ "name": "flags", "description": "d", "featureFlags": list(26, "f") }),
+            "featureFlags",
+        ),
+        (
+            "a source config of 70 KB",
+            Method::POST,
+            "/ingest/api/v1/source".into(),
+            json!({ "name": "s", "type": "none", "config": { "x": "y".repeat(70_000) } }),
+            "config",
+        ),
+        (
+            "a tag of 129 characters",
+            Method::POST,
+            format!("/api/v1/app/{app_id}/msg"),
+            json!({ "eventType": "a.b", "payload": {}, "tags": ["é".repeat(129)] }),
+            "tags",
+        ),
+        (
             "21 tags on a message",
             Method::POST,
             format!("/api/v1/app/{app_id}/msg"),
@@ -142,6 +178,33 @@ async fn over_limit_requests_are_refused_naming_the_limit() {
         )
         .await;
     assert_eq!(status, 202, "{msg}");
+    // Tags are counted in characters: 128 two-byte ones are taken.
+    let (status, msg) = api
+        .post(
+            &format!("/api/v1/app/{app_id}/msg"),
+            json!({ "eventType": "a.b", "payload": {}, "tags": ["é".repeat(128)] }),
+        )
+        .await;
+    assert_eq!(status, 202, "{msg}");
+    // One header name in two cases would be sent twice: refused.
+    let (status, body) = api
+        .post(
+            &endpoints,
+            json!({ "url": url, "headers": { "X-Dup": "a", "x-dup": "b" } }),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("twice"), "{body}");
+    // A repeated event type is stored once.
+    let (status, body) = api
+        .call(
+            Method::PATCH,
+            &format!("{endpoints}/{ep_id}"),
+            Some(json!({ "filterTypes": ["x.y", "x.y", "z.*"] })),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["filterTypes"], json!(["x.y", "z.*"]), "{body}");
 
     // Rotated-out secrets in their grace period: 10, then the 11th rotation
     // that would keep one more is refused; one without a grace is taken.

@@ -122,10 +122,10 @@ fn payload_view(bytes: &[u8]) -> Box<RawValue> {
 }
 
 fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.is_empty() || value.len() > max {
+    if value.is_empty() || value.chars().count() > max {
         return Err(ApiError::field(
             field,
-            format!("must be 1 to {max} characters"),
+            format!("must be at least 1 and at most {max} characters"),
         ));
     }
     Ok(())
