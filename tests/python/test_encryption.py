@@ -20,6 +20,7 @@ from test_ingest import STRIPE_SECRET, admin, post_stripe, stripe_event
 
 ENDPOINT_SECRET = "whsec_" + base64.b64encode(b"endpoint-secret-kept-at-rest!!").decode()
 ROTATED_SECRET = "whsec_" + base64.b64encode(b"the-next-endpoint-secret-here").decode()
+HEADER_SECRET = "hdr-credential-7f3a9c"
 
 
 def new_key():
@@ -113,8 +114,14 @@ def test_secrets_are_encrypted_at_rest_and_keys_rotate(backend, receiver):
         app = svix.application.create(ApplicationIn(name="sealed"))
         ep = svix.endpoint.create(app.id, EndpointIn(url=f"{receiver.base}/sealed", secret=ENDPOINT_SECRET))
         send_and_verify(svix, receiver, app.id, "/sealed", ENDPOINT_SECRET)
-        # A rotation keeps the old secret as retired: that column is sealed too.
-        svix.endpoint.rotate_secret(app.id, ep.id, EndpointSecretRotateIn(key=ROTATED_SECRET))
+        # A rotation keeps the old secret as retired: that column is sealed
+        # too, and so is the answer kept for its idempotency key.
+        with admin(server) as c:
+            rotate = f"/api/v1/app/{app.id}/endpoint/{ep.id}/secret/rotate"
+            for _ in range(2):
+                r = c.post(rotate, json={"key": ROTATED_SECRET}, headers={"idempotency-key": "rot-1"})
+                assert r.status_code < 300, r.text
+            c.put(f"/api/v1/app/{app.id}/endpoint/{ep.id}/headers", json={"headers": {"X-Api-Secret": HEADER_SECRET}})
         send_and_verify(svix, receiver, app.id, "/sealed", ROTATED_SECRET)
         with admin(server) as c:
             src = c.post(
@@ -127,8 +134,13 @@ def test_secrets_are_encrypted_at_rest_and_keys_rotate(backend, receiver):
         assert post_stripe(ingest_url, stripe_event()).status_code == 200
         assert receiver.wait(1, path="/ingested", timeout=20)
 
-        plain = [ENDPOINT_SECRET[6:], ROTATED_SECRET[6:], "whsec_", STRIPE_SECRET, token]
-        (ep_row,) = backend.rows(f"SELECT secret, retired_secrets FROM endpoints WHERE id = '{ep.id}'")
+        plain = [ENDPOINT_SECRET[6:], ROTATED_SECRET[6:], "whsec_", STRIPE_SECRET, token, HEADER_SECRET]
+        (ep_row,) = backend.rows(f"SELECT secret, retired_secrets, headers FROM endpoints WHERE id = '{ep.id}'")
+        kept = backend.rows("SELECT body FROM idempotency")
+        assert kept, "the rotation's answer is kept for its idempotency key"
+        for (body,) in kept:
+            for p in plain:
+                assert p not in body, f"an idempotency record holds {p}"
         (src_row,) = backend.rows(
             f"SELECT config, token, retired_tokens, retired_secrets FROM sources WHERE id = '{src['id']}'"
         )
@@ -148,7 +160,7 @@ def test_secrets_are_encrypted_at_rest_and_keys_rotate(backend, receiver):
     done = backend.command(["reseal-secrets"], f"{new},{old}")
     assert done.returncode == 0, done.stderr
     assert f"re-encrypted with key {key_id(new)}" in done.stdout, done.stdout
-    (ep_row,) = backend.rows(f"SELECT secret, retired_secrets FROM endpoints WHERE id = '{ep.id}'")
+    (ep_row,) = backend.rows(f"SELECT secret, retired_secrets, headers FROM endpoints WHERE id = '{ep.id}'")
     (src_row,) = backend.rows(
         f"SELECT config, token, retired_tokens, retired_secrets FROM sources WHERE id = '{src['id']}'"
     )
@@ -199,3 +211,21 @@ def test_a_key_given_later_seals_what_was_stored_plain(backend, receiver):
     # A malformed key is refused before anything is opened.
     bad = backend.command(["migrate"], "not-a-key")
     assert bad.returncode != 0 and "encryption_key" in bad.stderr, bad.stderr
+
+
+def test_a_key_dropped_before_resealing_stops_the_start(backend, receiver):
+    old, new = new_key(), new_key()
+    server = backend.start(old)
+    server.stop()
+    # A node with the new key first seals what it writes with the new key...
+    server = backend.start(f"{new},{old}")
+    try:
+        svix = server.client()
+        app = svix.application.create(ApplicationIn(name="dropped"))
+        svix.endpoint.create(app.id, EndpointIn(url=f"{receiver.base}/dropped"))
+    finally:
+        server.stop()
+    # ...so the old key alone no longer opens everything: refused at start,
+    # naming the key and what it seals.
+    with pytest.raises(RuntimeError, match=f"sealed with keys it lacks: .*endpoints.secret with key {key_id(new)}"):
+        backend.start(old)

@@ -172,7 +172,7 @@ def test_read_only_tokens_change_nothing_and_show_no_secret(server, world):
     for token in (org_ro, app_ro, view_base, legacy_ro):
         seen = try_all(server, world, token, skip={LOGOUT})
         for (method, path), (status, body) in seen.items():
-            if method != "GET" or path.endswith("/secret") or path in (
+            if method != "GET" or path.endswith("/secret") or path.endswith("/headers") or path in (
                 "/ingest/api/v1/source",
                 "/ingest/api/v1/source/{source_id}",
             ):
@@ -238,6 +238,8 @@ def test_app_portal_sessions_through_the_sdk(server, world, receiver):
             ({"expiry": 60}, "expiry"),
             ({"capabilities": ["Everything"]}, "capabilities"),
             ({"sessionId": "no spaces"}, "sessionId"),
+            ({"readOnly": True, "capabilities": ["ManageEndpoint"]}, "readOnly"),
+            ({"capabilities": []}, "capabilities"),
         ):
             r = c.post(f"/api/v1/auth/app-portal-access/{app.id}", json=body)
             assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", field], r.text
@@ -263,6 +265,16 @@ def test_an_application_token_publishes_to_its_application_only(server, world, r
     with pytest.raises(HttpError) as e:
         publisher.message.create(world["b"]["app"].id, MessageIn(event_type="order.paid", payload={}))
     assert e.value.status_code == 403
+    # An idempotency key is its caller's: the same key and path from the
+    # admin token acts anew instead of replaying this token's answer.
+    with http(server, token) as c:
+        first = c.post(f"/api/v1/app/{app.id}/endpoint", json={"url": f"{receiver.base}/k1", "uid": "by-token"},
+                       headers={"idempotency-key": "shared-key"})
+    with http(server, TOKEN) as c:
+        second = c.post(f"/api/v1/app/{app.id}/endpoint", json={"url": f"{receiver.base}/k2", "uid": "by-admin"},
+                        headers={"idempotency-key": "shared-key"})
+    assert first.status_code == second.status_code == 201, (first.text, second.text)
+    assert first.json()["uid"] == "by-token" and second.json()["uid"] == "by-admin"
     # Only the admin token manages tokens.
     with http(server, token) as c:
         assert c.get("/api/v1/auth/api-token").status_code == 403

@@ -21,7 +21,8 @@ pub(crate) fn action_of(method: &Method, template: &str) -> Action {
     }
     if let Some(rest) = template.strip_prefix("/api/v1/app/{app_id}") {
         return match (read, rest) {
-            (true, r) if r.ends_with("/secret") => Action::SecretRead,
+            // Custom headers often carry credentials.
+            (true, r) if r.ends_with("/secret") || r.ends_with("/headers") => Action::SecretRead,
             (true, _) => Action::AppRead,
             (false, "") => Action::AppWrite,
             (false, r) if r.ends_with("/secret/rotate") => Action::SecretWrite,
@@ -40,6 +41,7 @@ pub(crate) fn action_of(method: &Method, template: &str) -> Action {
     }
     // Sources hold their provider secrets in their config; any secret.
     let shows_secret = template.ends_with("/secret")
+        || template.ends_with("/headers")
         || template == "/ingest/api/v1/source"
         || template == "/ingest/api/v1/source/{source_id}";
     let known = template == "/api/v1/app"
@@ -84,6 +86,16 @@ mod tests {
                 Action::SecretWrite,
             ),
             (Method::GET, "/api/v1/app/{app_id}/msg", Action::AppRead),
+            (
+                Method::GET,
+                "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
+                Action::SecretRead,
+            ),
+            (
+                Method::GET,
+                "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/headers",
+                Action::SecretRead,
+            ),
             (
                 Method::POST,
                 "/api/v1/app/{app_id}/msg",

@@ -332,7 +332,12 @@ async fn idempotency(State(state): State<AppState>, req: Request, next: Next) ->
     let Some(key) = key.filter(|_| req.method() == Method::POST) else {
         return next.run(req).await;
     };
-    let scoped = format!("{path}\n{key}");
+    // A key is the caller's own: another token's repeat of it acts anew.
+    let caller = match req.extensions().get::<Grant>() {
+        Some(Grant::Token(t)) => t.id.to_string(),
+        _ => "admin".to_owned(),
+    };
+    let scoped = format!("{caller}\n{path}\n{key}");
     match state.engine.idempotent_response(&scoped).await {
         Ok(Some(stored)) => return replay(stored),
         Ok(None) => {}

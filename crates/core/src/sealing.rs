@@ -117,6 +117,11 @@ impl Keyring {
         !self.keys.is_empty()
     }
 
+    /// Whether the key with this id is one of these keys.
+    pub fn holds(&self, key_id: &str) -> bool {
+        self.keys.iter().any(|k| k.id == key_id)
+    }
+
     /// The id of the key that seals, if any.
     pub fn current_key_id(&self) -> Option<&str> {
         self.keys.first().map(|k| k.id.as_str())

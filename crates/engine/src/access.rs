@@ -334,8 +334,11 @@ impl Engine {
         input: ApiTokenInput,
     ) -> Result<(ApiToken, String), EngineError> {
         let name = input.name.trim().to_owned();
-        if name.is_empty() || name.len() > 256 {
-            return Err(EngineError::invalid("name", "must be 1 to 256 characters"));
+        if name.is_empty() || name.chars().count() > 256 || name.chars().any(char::is_control) {
+            return Err(EngineError::invalid(
+                "name",
+                "must be 1 to 256 characters, none of them control characters",
+            ));
         }
         if let Some(secs) = input.expiry_secs
             && !(1..=MAX_API_TOKEN_EXPIRY_SECS).contains(&secs)
@@ -428,6 +431,18 @@ impl Engine {
             check_session_id("sessionId", id)?;
         }
         let capabilities = match (input.capabilities, input.read_only) {
+            (Some(_), Some(true)) => {
+                return Err(EngineError::invalid(
+                    "readOnly",
+                    "give either readOnly or capabilities, not both (readOnly is capabilities [\"ViewBase\"])",
+                ));
+            }
+            (Some(list), _) if list.is_empty() => {
+                return Err(EngineError::invalid(
+                    "capabilities",
+                    "must list at least ViewBase (absent: all capabilities)",
+                ));
+            }
             (Some(list), _) => {
                 if let Some(unknown) = list.iter().find(|c| !CAPABILITIES.contains(&c.as_str())) {
                     return Err(EngineError::invalid(
@@ -472,7 +487,7 @@ impl Engine {
     }
 
     /// Ends the session of the token a request came with (any token but the
-    /// admin token). Errors: 400 for the admin token.
+    /// admin token). Errors: 409 for the admin token.
     pub async fn logout(&self, grant: &Grant) -> Result<(), EngineError> {
         let Grant::Token(t) = grant else {
             return Err(EngineError::Conflict(

@@ -7,7 +7,7 @@
 //! every ingest, so it refuses to start instead, naming the key it lacks.
 
 use switchyard_core::sealing::Keyring;
-use switchyard_store::{Store, StoreError};
+use switchyard_store::{SealedCount, Store, StoreError};
 
 /// The setting holding the canary: sealed [`CANARY_TEXT`], or empty.
 pub const CANARY_SETTING: &str = "encryption_canary";
@@ -25,6 +25,10 @@ pub enum EncryptionError {
         "SWITCHYARD_ENCRYPTION_KEY does not decrypt the stored secrets: {0}; give the key they were encrypted with (a new key goes first, the old one after it, until `switchyard reseal-secrets` has run)"
     )]
     WrongKey(String),
+    #[error(
+        "{changed} values re-encrypted, but {left} remain (written during the pass by a node that still encrypts with another key): give every node the new key first, then run reseal-secrets again; keep the older keys until it succeeds"
+    )]
+    NotDone { changed: u64, left: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,11 +44,71 @@ pub enum EncryptionState {
     Sealing { reseal_pending: bool },
 }
 
-/// Checks `keys` against the canary, and records a first key's canary.
+/// Checks `keys` against the canary and against every stored secret's key
+/// (one scan of the secret columns), and records a first key's canary.
 ///
 /// Errors: [`EncryptionError::KeyMissing`] when secrets were sealed and no
-/// key is given; [`EncryptionError::WrongKey`] when no given key opens them.
+/// key is given; [`EncryptionError::WrongKey`] when a stored value is sealed
+/// with a key not given (a key dropped before `reseal-secrets` moved
+/// everything off it, or a wrong key).
 pub async fn check_encryption(
+    store: &dyn Store,
+    keys: &Keyring,
+) -> Result<EncryptionState, EncryptionError> {
+    let state = check_canary(store, keys).await?;
+    let counts = store.sealed_counts().await?;
+    if let Some(missing) = unheld(keys, &counts) {
+        return Err(if keys.seals() {
+            EncryptionError::WrongKey(missing)
+        } else {
+            EncryptionError::KeyMissing(missing)
+        });
+    }
+    Ok(match state {
+        EncryptionState::Plain => EncryptionState::Plain,
+        EncryptionState::Sealing { reseal_pending } => EncryptionState::Sealing {
+            reseal_pending: reseal_pending || !not_current(keys, &counts).is_empty(),
+        },
+    })
+}
+
+/// What is sealed with keys `keys` lacks, said for the operator; `None`
+/// when there is nothing.
+fn unheld(keys: &Keyring, counts: &[SealedCount]) -> Option<String> {
+    let missing: Vec<String> = counts
+        .iter()
+        .filter_map(|c| {
+            let id = c.key_id.as_deref()?;
+            (!keys.holds(id)).then(|| format!("{} values of {} with key {id}", c.count, c.column))
+        })
+        .collect();
+    (!missing.is_empty()).then(|| {
+        format!(
+            "stored secrets are sealed with keys it lacks: {}",
+            missing.join(", ")
+        )
+    })
+}
+
+/// Values not sealed with the current key (plain ones included).
+fn not_current(keys: &Keyring, counts: &[SealedCount]) -> Vec<String> {
+    counts
+        .iter()
+        .filter(|c| c.key_id.as_deref() != keys.current_key_id())
+        .map(|c| {
+            format!(
+                "{} values of {} {}",
+                c.count,
+                c.column,
+                c.key_id
+                    .as_deref()
+                    .map_or("stored plain".to_owned(), |k| format!("with key {k}"))
+            )
+        })
+        .collect()
+}
+
+async fn check_canary(
     store: &dyn Store,
     keys: &Keyring,
 ) -> Result<EncryptionState, EncryptionError> {
@@ -64,7 +128,7 @@ pub async fn check_encryption(
                 .init_setting(CANARY_SETTING, &keys.seal(CANARY_PLACE, CANARY_TEXT))
                 .await?
             {
-                return Box::pin(check_encryption(store, keys)).await;
+                return Box::pin(check_canary(store, keys)).await;
             }
             Ok(EncryptionState::Sealing {
                 reseal_pending: true,
@@ -112,5 +176,13 @@ pub async fn reseal_secrets(store: &dyn Store, keys: &Keyring) -> Result<u64, En
     store
         .replace_setting(CANARY_SETTING, &keys.seal(CANARY_PLACE, CANARY_TEXT))
         .await?;
+    // A node still sealing with another key wrote some during the pass.
+    let left = not_current(keys, &store.sealed_counts().await?);
+    if !left.is_empty() {
+        return Err(EncryptionError::NotDone {
+            changed,
+            left: left.join(", "),
+        });
+    }
     Ok(changed)
 }

@@ -262,6 +262,10 @@ pub trait SettingStore: Send + Sync + 'static {
     /// rewritten. Safe while other nodes write: a value is replaced only if
     /// it is still the one read, else it is read again.
     async fn reseal_secrets(&self) -> Result<u64>;
+    /// How many stored secret values each key seals, per column: one scan
+    /// of every secret column, for the check at start that no value is
+    /// sealed with a key the node lacks.
+    async fn sealed_counts(&self) -> Result<Vec<SealedCount>>;
 }
 
 /// API tokens and app-portal sessions (the admin token is a setting).

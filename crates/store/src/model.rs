@@ -562,3 +562,13 @@ pub struct ApiToken {
     /// Unix ms after which it is refused; `None`: never.
     pub expires_at: Option<u64>,
 }
+
+/// Stored secret values of one column sealed with one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedCount {
+    /// `table.column`.
+    pub column: String,
+    /// The key id (8 hex digits); `None` for values stored plain.
+    pub key_id: Option<String>,
+    pub count: u64,
+}

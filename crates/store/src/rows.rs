@@ -81,7 +81,8 @@ pub(crate) trait Columns {
 /// and re-sealed by `reseal_secrets`. Endpoint auth credentials, when they
 /// come, belong here too.
 pub(crate) const SEALED: &[(&str, &[&str])] = &[
-    ("endpoints", &["secret", "retired_secrets"]),
+    // Custom headers often carry credentials (`Authorization`).
+    ("endpoints", &["secret", "retired_secrets", "headers"]),
     (
         "sources",
         &["config", "token", "retired_tokens", "retired_secrets"],
@@ -99,8 +100,9 @@ pub(crate) fn seal(keys: &Keyring, table: &str, column: &str, id: &str, plain: &
     keys.seal(&sealed_place(table, column, id), plain)
 }
 
-/// An endpoint's secret columns as stored: `(secret, retired_secrets)`.
-pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, String)> {
+/// An endpoint's secret columns as stored: `(secret, retired_secrets,
+/// headers)`.
+pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, String, String)> {
     let id = ep.id.as_str();
     Ok((
         seal(keys, "endpoints", "secret", id, &ep.secret.to_secret_text()),
@@ -111,6 +113,7 @@ pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, 
             id,
             &json_text(&ep.retired_secrets)?,
         ),
+        seal(keys, "endpoints", "headers", id, &json_text(&ep.headers)?),
     ))
 }
 
@@ -142,6 +145,15 @@ pub(crate) fn sealed_source(keys: &Keyring, s: &Source) -> Result<SealedSource> 
             &json_text(&s.retired_secrets)?,
         ),
     })
+}
+
+/// The count of values per key (`''` for plain ones) of one sealed column:
+/// sealed values start `$sy1$` and name their key in the 8 characters after.
+pub(crate) fn sealed_counts_select(table: &str, column: &str) -> String {
+    format!(
+        "SELECT CASE WHEN {column} LIKE '$sy1$%' THEN substr({column}, 6, 8) ELSE '' END AS k, COUNT(*) \
+         FROM {table} GROUP BY 1"
+    )
 }
 
 /// Rows of a [`SEALED`] table read per re-sealing step.
@@ -240,6 +252,7 @@ pub(crate) fn endpoint_from_row(row: &impl Columns, keys: &Keyring) -> Result<En
     let id = row.text("id")?;
     let secret = endpoint_secret(&row.sealed("secret", keys, "endpoints", &id)?)?;
     let retired_secrets = row.sealed_json("retired_secrets", keys, "endpoints", &id)?;
+    let headers = row.sealed_json("headers", keys, "endpoints", &id)?;
     Ok(Endpoint {
         id: EndpointId::from_trusted(id),
         app_id: AppId::from_trusted(row.text("app_id")?),
@@ -255,7 +268,7 @@ pub(crate) fn endpoint_from_row(row: &impl Columns, keys: &Keyring) -> Result<En
         disabled_reason: row.opt_text("disabled_reason")?,
         fifo: row.flag("fifo")?,
         metadata: row.json("metadata")?.unwrap_or_default(),
-        headers: row.json("headers")?.unwrap_or_default(),
+        headers,
         payload_filter: row.json("payload_filter")?,
         secret,
         retired_secrets,
@@ -449,14 +462,34 @@ pub(crate) fn key_column(is_id: bool) -> &'static str {
     if is_id { "id" } else { "uid" }
 }
 
-pub(crate) fn stored_response_from_row(row: &impl Columns) -> Result<StoredResponse> {
+/// A saved response (`key, status, body, created_at`). Its body may hold
+/// secrets (a rotated secret, a new source's config), so it is sealed like
+/// them; one that no key opens (sealed under a key since dropped) is
+/// treated as not saved: the repeated request acts again rather than fail.
+pub(crate) fn stored_response_from_row(
+    row: &impl Columns,
+    keys: &Keyring,
+) -> Result<Option<StoredResponse>> {
     let status = row.int("status")?;
-    Ok(StoredResponse {
+    let key = row.text("key")?;
+    let body = match keys.open(&idempotency_place(&key), &row.text("body")?) {
+        Ok(body) => body.into_owned(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a saved idempotent response does not open; it is not replayed");
+            return Ok(None);
+        }
+    };
+    Ok(Some(StoredResponse {
         status: u16::try_from(status)
             .map_err(|_| StoreError::Corrupt(format!("stored status {status}")))?,
-        body: row.text("body")?,
+        body,
         created_at: row.ms("created_at")?,
-    })
+    }))
+}
+
+/// Where a saved response's body is bound when sealed.
+pub(crate) fn idempotency_place(key: &str) -> String {
+    sealed_place("idempotency", "body", key)
 }
 
 pub(crate) const CIRCUIT_COLS: &str = "endpoint_id, state, since, last_error, consecutive_failures";

@@ -90,8 +90,8 @@ where
             Some(ep.clone()),
             "{name}: the old key still opens"
         );
-        // Two endpoint columns and four of each of the two sources.
-        assert_eq!(s.reseal_secrets().await.unwrap(), 10, "{name}");
+        // Three endpoint columns and four of each of the two sources.
+        assert_eq!(s.reseal_secrets().await.unwrap(), 11, "{name}");
         assert_eq!(s.reseal_secrets().await.unwrap(), 0, "{name}: done once");
     }
     let s = open(ring(&[&new])).await;

@@ -236,7 +236,7 @@ async fn write_endpoint_on(
              WHERE id=$1"
                 .to_string()
         };
-        let (secret, retired_secrets) = sealed_endpoint(keys, ep)?;
+        let (secret, retired_secrets, headers) = sealed_endpoint(keys, ep)?;
         let stmt = client.prepare_cached(&sql).await?;
         let changed = client
             .execute(
@@ -252,7 +252,7 @@ async fn write_endpoint_on(
                     &opt_json_text(&ep.channels)?,
                     &ep.rate_limit.map(i64::from),
                     &json_text(&ep.metadata)?,
-                    &json_text(&ep.headers)?,
+                    &headers,
                     &secret,
                     &retired_secrets,
                     &(ep.created_at as i64),

@@ -5,13 +5,14 @@ use super::*;
 #[async_trait]
 impl IdempotencyStore for PgStore {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
-        fetch_one(
+        Ok(fetch_one(
             &self.client().await?,
-            "SELECT status, body, created_at FROM idempotency WHERE key = $1",
+            "SELECT key, status, body, created_at FROM idempotency WHERE key = $1",
             &[&key],
-            stored_response_from_row,
+            |r| stored_response_from_row(r, &self.keys),
         )
-        .await
+        .await?
+        .flatten())
     }
 
     async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()> {
@@ -22,7 +23,7 @@ impl IdempotencyStore for PgStore {
                 &[
                     &key,
                     &i32::from(response.status),
-                    &response.body,
+                    &self.keys.seal(&idempotency_place(key), &response.body),
                     &(response.created_at as i64),
                 ],
             )
@@ -83,6 +84,28 @@ impl SettingStore for PgStore {
             }
         }
         Ok(changed)
+    }
+
+    async fn sealed_counts(&self) -> Result<Vec<SealedCount>> {
+        let client = self.client().await?;
+        let mut out = Vec::new();
+        for &(table, columns) in SEALED {
+            for column in columns.iter().copied() {
+                for row in client
+                    .query(&sealed_counts_select(table, column), &[])
+                    .await?
+                {
+                    let key: String = row.try_get(0)?;
+                    let count: i64 = row.try_get(1)?;
+                    out.push(SealedCount {
+                        column: format!("{table}.{column}"),
+                        key_id: (!key.is_empty()).then_some(key),
+                        count: count.max(0) as u64,
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {

@@ -32,7 +32,7 @@ fn write_endpoint(
     } else {
         "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END, fifo=?21 WHERE id=?1".to_string()
     };
-    let (secret, retired_secrets) = sealed_endpoint(keys, ep)?;
+    let (secret, retired_secrets, headers) = sealed_endpoint(keys, ep)?;
     let changed = conn
         .prepare_cached(&sql)?
         .execute(params![
@@ -46,7 +46,7 @@ fn write_endpoint(
             opt_json_text(&ep.channels)?,
             ep.rate_limit,
             json_text(&ep.metadata)?,
-            json_text(&ep.headers)?,
+            headers,
             secret,
             retired_secrets,
             ep.created_at as i64,

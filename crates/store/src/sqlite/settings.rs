@@ -7,23 +7,26 @@ use rusqlite::{OptionalExtension, params};
 impl IdempotencyStore for SqliteStore {
     async fn idempotent_response(&self, key: &str) -> Result<Option<StoredResponse>> {
         let key = key.to_owned();
+        let keys = self.keys.clone();
         self.read(move |conn| {
             query_first(
                 conn,
-                "SELECT status, body, created_at FROM idempotency WHERE key = ?",
+                "SELECT key, status, body, created_at FROM idempotency WHERE key = ?",
                 [key],
-                |r| stored_response_from_row(r),
+                |r| stored_response_from_row(r, &keys),
             )
+            .map(Option::flatten)
         })
         .await
     }
 
     async fn save_idempotent_response(&self, key: &str, response: StoredResponse) -> Result<()> {
+        let body = self.keys.seal(&idempotency_place(key), &response.body);
         let key = key.to_owned();
         self.write(move |conn| {
             conn.execute(
                 "INSERT INTO idempotency (key, status, body, created_at) VALUES (?,?,?,?) ON CONFLICT DO NOTHING",
-                params![key, response.status, response.body, response.created_at as i64],
+                params![key, response.status, body, response.created_at as i64],
             )?;
             Ok(())
         })
@@ -107,6 +110,29 @@ impl SettingStore for SqliteStore {
             }
         }
         Ok(changed)
+    }
+
+    async fn sealed_counts(&self) -> Result<Vec<SealedCount>> {
+        self.read(move |conn| {
+            let mut out = Vec::new();
+            for &(table, columns) in SEALED {
+                for column in columns.iter().copied() {
+                    let mut stmt = conn.prepare(&sealed_counts_select(table, column))?;
+                    let rows =
+                        stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+                    for row in rows {
+                        let (key, count) = row?;
+                        out.push(SealedCount {
+                            column: format!("{table}.{column}"),
+                            key_id: (!key.is_empty()).then_some(key),
+                            count: count.max(0) as u64,
+                        });
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn replace_setting(&self, key: &str, value: &str) -> Result<()> {
