@@ -23,6 +23,10 @@ pub(crate) enum SchemaState {
     Refused(Arc<str>),
 }
 
+/// Event types whose schema state a node keeps; past it, the cache starts
+/// over (a compile per event type in use afterwards).
+const SCHEMA_CACHE_ENTRIES: usize = 4_096;
+
 #[derive(Default)]
 pub(crate) struct SchemaCache {
     compiled: RwLock<HashMap<String, SchemaState>>,
@@ -35,8 +39,19 @@ impl SchemaCache {
 
     pub fn put(&self, name: &str, state: SchemaState) {
         if let Ok(mut map) = self.compiled.write() {
+            // Every event type a message names is remembered, registered or
+            // not, and clients choose the names: without a bound, messages
+            // with ever new names would grow this without end.
+            if map.len() >= SCHEMA_CACHE_ENTRIES && !map.contains_key(name) {
+                map.clear();
+            }
             map.insert(name.to_owned(), state);
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.compiled.read().map_or(0, |m| m.len())
     }
 
     pub fn invalidate(&self, name: &str) {
@@ -111,6 +126,20 @@ impl CompiledSchema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_stays_bounded_whatever_names_messages_use() {
+        let cache = SchemaCache::default();
+        for i in 0..3 * SCHEMA_CACHE_ENTRIES {
+            cache.put(&format!("made.up.{i}"), SchemaState::None);
+            assert!(cache.len() <= SCHEMA_CACHE_ENTRIES);
+        }
+        assert!(
+            cache
+                .get(&format!("made.up.{}", 3 * SCHEMA_CACHE_ENTRIES - 1))
+                .is_some()
+        );
+    }
     use serde_json::{Value, json};
 
     fn nested(depth: usize) -> Value {

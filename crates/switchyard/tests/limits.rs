@@ -69,6 +69,13 @@ async fn over_limit_requests_are_refused_naming_the_limit() {
             "filterTypes",
         ),
         (
+            "257 event types, by their other name",
+            Method::POST,
+            endpoints.clone(),
+            json!({ "url": url, "eventTypes": list(257, "t.e") }),
+            "eventTypes",
+        ),
+        (
             "a 17 KiB payload filter",
             Method::POST,
             endpoints.clone(),

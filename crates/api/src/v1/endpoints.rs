@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use switchyard_core::TaskId;
 use switchyard_core::breaker::BreakerConfig;
 use switchyard_core::timefmt::parse_rfc3339_ms;
-use switchyard_engine::{CircuitView, EndpointInput, EndpointPatch};
+use switchyard_engine::{CircuitView, EndpointInput, EndpointPatch, EngineError};
 use switchyard_store::{Endpoint, Metadata, Order};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -471,12 +471,33 @@ pub(crate) async fn list_of(
     Ok(Json(ListResponse::of(page, EndpointOut::new)))
 }
 
+/// An error about the event types names them as the request did: Svix
+/// takes them as `eventTypes` or `filterTypes`, the engine as the latter.
+fn named_as_sent(e: EngineError, sent_as_event_types: bool) -> EngineError {
+    match e {
+        EngineError::Invalid { field, message }
+            if sent_as_event_types && field == "filterTypes" =>
+        {
+            EngineError::Invalid {
+                field: "eventTypes".into(),
+                message,
+            }
+        }
+        other => other,
+    }
+}
+
 pub(crate) async fn create_of(
     state: &AppState,
     app: &str,
     input: EndpointIn,
 ) -> ApiResult<Response> {
-    let ep = state.engine.create_endpoint(app, input.into()).await?;
+    let as_event_types = input.event_types.is_some();
+    let ep = state
+        .engine
+        .create_endpoint(app, input.into())
+        .await
+        .map_err(|e| named_as_sent(e, as_event_types))?;
     Ok((StatusCode::CREATED, Json(EndpointOut::new(&ep))).into_response())
 }
 
@@ -496,7 +517,12 @@ pub(crate) async fn upsert_of(
     ep: &str,
     input: EndpointIn,
 ) -> ApiResult<Response> {
-    let (ep, created) = state.engine.upsert_endpoint(app, ep, input.into()).await?;
+    let as_event_types = input.event_types.is_some();
+    let (ep, created) = state
+        .engine
+        .upsert_endpoint(app, ep, input.into())
+        .await
+        .map_err(|e| named_as_sent(e, as_event_types))?;
     Ok((created_status(created), Json(EndpointOut::new(&ep))).into_response())
 }
 
@@ -506,8 +532,13 @@ pub(crate) async fn patch_of(
     ep: &str,
     input: EndpointPatchIn,
 ) -> ApiResult<Json<EndpointOut>> {
+    let as_event_types = matches!(input.event_types, Some(Some(_)));
     Ok(Json(EndpointOut::new(
-        &state.engine.patch_endpoint(app, ep, input.into()).await?,
+        &state
+            .engine
+            .patch_endpoint(app, ep, input.into())
+            .await
+            .map_err(|e| named_as_sent(e, as_event_types))?,
     )))
 }
 
