@@ -16,7 +16,6 @@
 
 use crate::{Engine, EngineError};
 use base64::Engine as _;
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -217,9 +216,10 @@ pub struct PortalAccessInput {
     pub application: Option<crate::AppInput>,
 }
 
-/// Lower-case hex SHA-256 of a token, as stored.
+/// Lower-case hex SHA-256 of a token, as stored (the admin token's hash,
+/// [`crate::admin::token_hash`], in the form the token table keeps).
 fn hash_hex(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(crate::admin::token_hash(token))
 }
 
 /// A new token: `prefix` and 32 random bytes, base64url.

@@ -216,13 +216,5 @@ async fn receive(State(state): State<AppState>, request: Request) -> Response {
 /// or, failing that, the forwarded or direct host.
 fn public_url_of(state: &AppState, headers: &HeaderMap, uri: &axum::http::Uri) -> String {
     let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    if let Some(base) = &state.public_url {
-        return format!("{base}{path_and_query}");
-    }
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let scheme = get("x-forwarded-proto").unwrap_or("http");
-    let host = get("x-forwarded-host")
-        .or_else(|| get("host"))
-        .unwrap_or("localhost");
-    format!("{scheme}://{host}{path_and_query}")
+    format!("{}{path_and_query}", crate::public_base(state, headers))
 }
