@@ -1,18 +1,13 @@
 //! Secrets at rest: whether the configured keys fit what the database holds,
 //! checked at start, and re-sealing everything under the current key.
 //!
-//! The database keeps a canary, a known text sealed under the key that last
-//! sealed everything (setting [`CANARY_SETTING`]; empty while secrets are
-//! plain). A node whose keys cannot open it would fail every delivery and
-//! every ingest, so it refuses to start instead, naming the key it lacks.
+//! Every sealed value names the key that sealed it, so one scan of the
+//! secret columns (`sealed_counts`) says which keys the database needs. A
+//! node lacking one would fail every delivery and ingest that touches such
+//! a value, so it refuses to start instead, naming the key it lacks.
 
 use switchyard_core::sealing::Keyring;
 use switchyard_store::{SealedCount, Store, StoreError};
-
-/// The setting holding the canary: sealed [`CANARY_TEXT`], or empty.
-pub const CANARY_SETTING: &str = "encryption_canary";
-const CANARY_TEXT: &str = "switchyard secrets canary";
-const CANARY_PLACE: &str = "settings.encryption_canary";
 
 /// Why a node must not start with its keys.
 #[derive(Debug, thiserror::Error)]
@@ -38,14 +33,13 @@ pub enum EncryptionError {
 pub enum EncryptionState {
     /// No key: secrets are stored plain (worth a warning).
     Plain,
-    /// A key seals new and changed secrets. `reseal_pending`: some may be
-    /// plain or under an older key until `switchyard reseal-secrets` runs
-    /// (always true the first time a key is given).
+    /// A key seals new and changed secrets. `reseal_pending`: some are
+    /// plain or under an older key until `switchyard reseal-secrets` runs.
     Sealing { reseal_pending: bool },
 }
 
-/// Checks `keys` against the canary and against every stored secret's key
-/// (one scan of the secret columns), and records a first key's canary.
+/// Checks `keys` against every stored secret's key (one scan of the
+/// secret columns).
 ///
 /// Errors: [`EncryptionError::KeyMissing`] when secrets were sealed and no
 /// key is given; [`EncryptionError::WrongKey`] when a stored value is sealed
@@ -55,21 +49,24 @@ pub async fn check_encryption(
     store: &dyn Store,
     keys: &Keyring,
 ) -> Result<EncryptionState, EncryptionError> {
-    let state = check_canary(store, keys).await?;
     let counts = store.sealed_counts().await?;
-    if let Some(missing) = unheld(keys, &counts) {
-        return Err(if keys.seals() {
-            EncryptionError::WrongKey(missing)
-        } else {
-            EncryptionError::KeyMissing(missing)
-        });
-    }
-    Ok(match state {
-        EncryptionState::Plain => EncryptionState::Plain,
-        EncryptionState::Sealing { reseal_pending } => EncryptionState::Sealing {
-            reseal_pending: reseal_pending || !not_current(keys, &counts).is_empty(),
-        },
+    check_held(keys, &counts)?;
+    Ok(if keys.seals() {
+        EncryptionState::Sealing {
+            reseal_pending: !not_current(keys, &counts).is_empty(),
+        }
+    } else {
+        EncryptionState::Plain
     })
+}
+
+/// Refuses keys that lack one the stored values were sealed with.
+fn check_held(keys: &Keyring, counts: &[SealedCount]) -> Result<(), EncryptionError> {
+    match unheld(keys, counts) {
+        None => Ok(()),
+        Some(missing) if keys.seals() => Err(EncryptionError::WrongKey(missing)),
+        Some(missing) => Err(EncryptionError::KeyMissing(missing)),
+    }
 }
 
 /// What is sealed with keys `keys` lacks, said for the operator; `None`
@@ -108,74 +105,24 @@ fn not_current(keys: &Keyring, counts: &[SealedCount]) -> Vec<String> {
         .collect()
 }
 
-async fn check_canary(
-    store: &dyn Store,
-    keys: &Keyring,
-) -> Result<EncryptionState, EncryptionError> {
-    let canary = store
-        .get_setting(CANARY_SETTING)
-        .await?
-        .filter(|c| !c.is_empty());
-    match (keys.seals(), canary) {
-        (false, None) => Ok(EncryptionState::Plain),
-        (false, Some(canary)) => Err(EncryptionError::KeyMissing(
-            opened(keys, &canary).err().unwrap_or_default(),
-        )),
-        (true, None) => {
-            // A node of an older run may be sealing at the same time: the
-            // first canary written stands, and is checked like any other.
-            if !store
-                .init_setting(CANARY_SETTING, &keys.seal(CANARY_PLACE, CANARY_TEXT))
-                .await?
-            {
-                return Box::pin(check_canary(store, keys)).await;
-            }
-            Ok(EncryptionState::Sealing {
-                reseal_pending: true,
-            })
-        }
-        (true, Some(canary)) => {
-            opened(keys, &canary).map_err(EncryptionError::WrongKey)?;
-            Ok(EncryptionState::Sealing {
-                reseal_pending: !keys.is_current(&canary),
-            })
-        }
-    }
-}
-
-fn opened(keys: &Keyring, canary: &str) -> Result<(), String> {
-    match keys.open(CANARY_PLACE, canary) {
-        Ok(text) if text == CANARY_TEXT => Ok(()),
-        Ok(_) => Err("the stored canary holds another text".into()),
-        Err(e) => Err(format!("the stored canary: {e}")),
-    }
-}
-
 /// Re-seals every stored secret under the current (first) key, plain ones
-/// included, then the canary. Run with the new key first and the old ones
-/// after it; afterwards the old keys may be dropped. Returns how many values
-/// were rewritten.
+/// included. Run with the new key first and the old ones after it;
+/// afterwards the old keys may be dropped. Returns how many values were
+/// rewritten.
 ///
 /// Errors: [`EncryptionError::KeyMissing`] without a key;
-/// [`EncryptionError::WrongKey`] when the keys do not open the canary
-/// (checked before anything is written); a secret that no key opens.
+/// [`EncryptionError::WrongKey`] when the keys lack one a stored value was
+/// sealed with (checked before anything is written);
+/// [`EncryptionError::NotDone`] when values not under the current key are
+/// left after the pass.
 pub async fn reseal_secrets(store: &dyn Store, keys: &Keyring) -> Result<u64, EncryptionError> {
     if !keys.seals() {
         return Err(EncryptionError::KeyMissing(
             "re-sealing needs the key to seal with".into(),
         ));
     }
-    let canary = store
-        .get_setting(CANARY_SETTING)
-        .await?
-        .filter(|c| !c.is_empty());
-    if let Some(canary) = &canary {
-        opened(keys, canary).map_err(EncryptionError::WrongKey)?;
-    }
+    check_held(keys, &store.sealed_counts().await?)?;
     let changed = store.reseal_secrets().await?;
-    store
-        .replace_setting(CANARY_SETTING, &keys.seal(CANARY_PLACE, CANARY_TEXT))
-        .await?;
     // A node still sealing with another key wrote some during the pass.
     let left = not_current(keys, &store.sealed_counts().await?);
     if !left.is_empty() {
