@@ -57,10 +57,7 @@ pub(crate) trait Columns {
     /// A column of a [`SEALED`] table, opened with `keys` (a plain value as
     /// it is). `id` is the row's id, which the value is bound to.
     fn sealed(&self, column: &str, keys: &Keyring, table: &str, id: &str) -> Result<String> {
-        let stored = self.text(column)?;
-        keys.open(&sealed_place(table, column, id), &stored)
-            .map(std::borrow::Cow::into_owned)
-            .map_err(|e| StoreError::Sealed(format!("{table}.{column} of {id}: {e}")))
+        open(keys, table, column, id, &self.text(column)?).map(std::borrow::Cow::into_owned)
     }
 
     fn sealed_json<T: serde::de::DeserializeOwned>(
@@ -93,6 +90,19 @@ pub(crate) const SEALED: &[(&str, &[&str])] = &[
 /// `<table>.<column>:<row id>`.
 pub(crate) fn sealed_place(table: &str, column: &str, id: &str) -> String {
     format!("{table}.{column}:{id}")
+}
+
+/// One stored value of a secret column opened (a plain one as it is); the
+/// error names the column and the row.
+fn open<'a>(
+    keys: &Keyring,
+    table: &str,
+    column: &str,
+    id: &str,
+    stored: &'a str,
+) -> Result<std::borrow::Cow<'a, str>> {
+    keys.open(&sealed_place(table, column, id), stored)
+        .map_err(|e| StoreError::Sealed(format!("{table}.{column} of {id}: {e}")))
 }
 
 /// The stored form of one secret column's value.
@@ -189,11 +199,8 @@ pub(crate) fn resealed(
     if keys.is_current(stored) {
         return Ok(None);
     }
-    let place = sealed_place(table, column, id);
-    let plain = keys
-        .open(&place, stored)
-        .map_err(|e| StoreError::Sealed(format!("{table}.{column} of {id}: {e}")))?;
-    Ok(Some(keys.seal(&place, &plain)))
+    let plain = open(keys, table, column, id, stored)?;
+    Ok(Some(seal(keys, table, column, id, &plain)))
 }
 
 pub(crate) fn json_text<T: serde::Serialize>(value: &T) -> Result<String> {
