@@ -12,6 +12,12 @@ use switchyard_engine::access::Action;
 /// `/api/v1/app/{app_id}/msg`).
 pub(crate) fn action_of(method: &Method, template: &str) -> Action {
     let read = *method == Method::GET || *method == Method::HEAD;
+    // Signing secrets, custom headers (which often carry credentials) and
+    // endpoint credentials (shown without their secrets, but still how the
+    // endpoint is reached).
+    let shows_credentials = ["/secret", "/headers", "/oauth", "/mtls", "/http-auth"]
+        .iter()
+        .any(|end| template.ends_with(end));
     if let Some(rest) = template.strip_prefix("/api/v1/auth/") {
         return match rest {
             "logout" | "whoami" => Action::Session,
@@ -21,8 +27,7 @@ pub(crate) fn action_of(method: &Method, template: &str) -> Action {
     }
     if let Some(rest) = template.strip_prefix("/api/v1/app/{app_id}") {
         return match (read, rest) {
-            // Custom headers often carry credentials.
-            (true, r) if r.ends_with("/secret") || r.ends_with("/headers") => Action::SecretRead,
+            (true, _) if shows_credentials => Action::SecretRead,
             (true, _) => Action::AppRead,
             (false, "") => Action::AppWrite,
             (false, r) if r.ends_with("/secret/rotate") => Action::SecretWrite,
@@ -40,8 +45,7 @@ pub(crate) fn action_of(method: &Method, template: &str) -> Action {
         };
     }
     // Sources hold their provider secrets in their config; any secret.
-    let shows_secret = template.ends_with("/secret")
-        || template.ends_with("/headers")
+    let shows_secret = shows_credentials
         || template == "/ingest/api/v1/source"
         || template == "/ingest/api/v1/source/{source_id}";
     let known = template == "/api/v1/app"
@@ -127,6 +131,21 @@ mod tests {
             (Method::GET, "/api/v1/auth/api-token", Action::Admin),
             (Method::POST, "/api/v1/auth/logout", Action::Session),
             (Method::GET, "/api/v1/something-new", Action::Admin),
+            (
+                Method::GET,
+                "/api/v1/app/{app_id}/endpoint/{endpoint_id}/oauth",
+                Action::SecretRead,
+            ),
+            (
+                Method::PUT,
+                "/api/v1/app/{app_id}/endpoint/{endpoint_id}/mtls",
+                Action::EndpointWrite,
+            ),
+            (
+                Method::GET,
+                "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/http-auth",
+                Action::SecretRead,
+            ),
         ];
         for (method, template, want) in cases {
             assert_eq!(action_of(&method, template), want, "{method} {template}");

@@ -8,6 +8,7 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod endpoint_auth;
 pub mod filter;
 pub mod forward;
 pub mod ids;

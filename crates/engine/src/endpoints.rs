@@ -270,6 +270,7 @@ fn new_endpoint(
         fifo: input.fifo,
         metadata: input.metadata.unwrap_or_default(),
         headers,
+        auth: Default::default(),
         payload_filter: parse_payload_filter(input.payload_filter)?,
         secret: parse_secret("secret", input.secret, scheme)?,
         retired_secrets: Vec::new(),
@@ -307,7 +308,7 @@ impl Engine {
 
     /// Stores a changed endpoint; `set_disabled` when the change enables or
     /// disables it (otherwise an auto-disable made meanwhile stands).
-    async fn save_endpoint(
+    pub(crate) async fn save_endpoint(
         &self,
         mut ep: Endpoint,
         set_disabled: bool,

@@ -9,6 +9,7 @@ mod cache;
 mod cluster;
 mod dispatch;
 pub mod encryption;
+pub mod endpoint_auth;
 mod endpoints;
 mod event_types;
 mod housekeeping;
@@ -25,6 +26,8 @@ pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
 pub use cluster::ClusterConfig;
 pub use dispatch::destination;
 pub use dispatch::http::DeliveryClientConfig;
+pub use dispatch::proxy::ProxyConfig;
+pub use dispatch::tls::check_ca_bundle;
 pub use endpoints::{CircuitView, EndpointInput, EndpointPatch, parse_channels};
 pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
@@ -67,6 +70,11 @@ pub struct EngineConfig {
     /// The scheme of secrets generated for new endpoints (a rotation keeps
     /// an endpoint's scheme): `v1` HMAC by default, or `v1a` ed25519.
     pub signature_scheme: SignatureScheme,
+    /// CA certificates (PEM) that deliveries trust besides the Mozilla
+    /// roots (`SWITCHYARD_DELIVERY_CA_FILE`).
+    pub delivery_ca_pem: Option<String>,
+    /// An HTTP proxy every delivery goes through (see [`dispatch::proxy`]).
+    pub egress_proxy: Option<dispatch::proxy::ProxyConfig>,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -88,6 +96,8 @@ impl Default for EngineConfig {
             max_endpoints_per_app: limits::DEFAULT_MAX_ENDPOINTS_PER_APP,
             https_only: false,
             signature_scheme: SignatureScheme::Hmac,
+            delivery_ca_pem: None,
+            egress_proxy: None,
             clock: Arc::new(SystemClock),
         }
     }

@@ -68,6 +68,9 @@ pub struct Endpoint {
     pub fifo: bool,
     pub metadata: Metadata,
     pub headers: BTreeMap<String, String>,
+    /// Credentials sent besides the signature (basic, bearer, OAuth 2.0,
+    /// mTLS); stored sealed.
+    pub auth: switchyard_core::endpoint_auth::EndpointAuth,
     /// A payload filter (see `switchyard_core::filter`), as written by the user.
     pub payload_filter: Option<serde_json::Value>,
     pub secret: EndpointSecret,

@@ -75,11 +75,13 @@ pub(crate) trait Columns {
 
 /// The columns that hold secrets, by table (whose key column is `id`):
 /// sealed with the store's [`Keyring`] on every write, opened on every read,
-/// and re-sealed by `reseal_secrets`. Endpoint auth credentials, when they
-/// come, belong here too.
+/// and re-sealed by `reseal_secrets`.
 pub(crate) const SEALED: &[(&str, &[&str])] = &[
     // Custom headers often carry credentials (`Authorization`).
-    ("endpoints", &["secret", "retired_secrets", "headers"]),
+    (
+        "endpoints",
+        &["secret", "retired_secrets", "headers", "auth"],
+    ),
     (
         "sources",
         &["config", "token", "retired_tokens", "retired_secrets"],
@@ -111,8 +113,11 @@ pub(crate) fn seal(keys: &Keyring, table: &str, column: &str, id: &str, plain: &
 }
 
 /// An endpoint's secret columns as stored: `(secret, retired_secrets,
-/// headers)`.
-pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, String, String)> {
+/// headers, auth)`.
+pub(crate) fn sealed_endpoint(
+    keys: &Keyring,
+    ep: &Endpoint,
+) -> Result<(String, String, String, String)> {
     let id = ep.id.as_str();
     Ok((
         seal(keys, "endpoints", "secret", id, &ep.secret.to_secret_text()),
@@ -124,6 +129,7 @@ pub(crate) fn sealed_endpoint(keys: &Keyring, ep: &Endpoint) -> Result<(String, 
             &json_text(&ep.retired_secrets)?,
         ),
         seal(keys, "endpoints", "headers", id, &json_text(&ep.headers)?),
+        seal(keys, "endpoints", "auth", id, &json_text(&ep.auth)?),
     ))
 }
 
@@ -253,13 +259,14 @@ pub(crate) fn event_type_from_row(row: &impl Columns) -> Result<EventType> {
     })
 }
 
-pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit, circuit_breaker, disabled_reason, fifo";
+pub(crate) const EP_COLS: &str = "id, app_id, uid, url, description, disabled, filter_types, channels, rate_limit, metadata, headers, secret, retired_secrets, created_at, updated_at, payload_filter, concurrency_limit, circuit_breaker, disabled_reason, fifo, auth";
 
 pub(crate) fn endpoint_from_row(row: &impl Columns, keys: &Keyring) -> Result<Endpoint> {
     let id = row.text("id")?;
     let secret = endpoint_secret(&row.sealed("secret", keys, "endpoints", &id)?)?;
     let retired_secrets = row.sealed_json("retired_secrets", keys, "endpoints", &id)?;
     let headers = row.sealed_json("headers", keys, "endpoints", &id)?;
+    let auth = row.sealed_json("auth", keys, "endpoints", &id)?;
     Ok(Endpoint {
         id: EndpointId::from_trusted(id),
         app_id: AppId::from_trusted(row.text("app_id")?),
@@ -276,6 +283,7 @@ pub(crate) fn endpoint_from_row(row: &impl Columns, keys: &Keyring) -> Result<En
         fifo: row.flag("fifo")?,
         metadata: row.json("metadata")?.unwrap_or_default(),
         headers,
+        auth,
         payload_filter: row.json("payload_filter")?,
         secret,
         retired_secrets,

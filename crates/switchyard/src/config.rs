@@ -90,6 +90,16 @@ pub struct ServeArgs {
     /// whpk_ public key the API shows) [default: hmac].
     #[arg(long, env = "SWITCHYARD_SIGNATURE_SCHEME")]
     pub signature_scheme: Option<String>,
+    /// A PEM file of CA certificates that deliveries and OAuth token
+    /// requests trust besides the built-in Mozilla roots (an internal CA).
+    #[arg(long, env = "SWITCHYARD_DELIVERY_CA_FILE")]
+    pub delivery_ca_file: Option<PathBuf>,
+    /// An HTTP proxy every delivery and token request goes through,
+    /// `http://[user:password@]host:port`. Switchyard still resolves each
+    /// endpoint's name and applies the SSRF guard, then asks the proxy to
+    /// CONNECT to the address it allowed.
+    #[arg(long, env = "SWITCHYARD_EGRESS_PROXY", hide_env_values = true)]
+    pub egress_proxy: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +129,9 @@ pub struct Settings {
     /// Seals secrets at rest; empty when no key is configured.
     pub keyring: Arc<Keyring>,
     pub signature_scheme: SignatureScheme,
+    /// The PEM text of `delivery_ca_file`, checked.
+    pub delivery_ca_pem: Option<String>,
+    pub egress_proxy: Option<switchyard_engine::ProxyConfig>,
 }
 
 impl Settings {
@@ -201,7 +214,24 @@ impl Settings {
             Some("ed25519") => SignatureScheme::Ed25519,
             Some(other) => bail!("signature_scheme: '{other}' is not 'hmac' or 'ed25519'"),
         };
+        let delivery_ca_pem = match pick!(delivery_ca_file) {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading delivery_ca_file {}", path.display()))?;
+                switchyard_engine::check_ca_bundle(&pem)
+                    .map_err(|e| anyhow::anyhow!("delivery_ca_file {}: {e}", path.display()))?;
+                Some(pem)
+            }
+        };
+        let egress_proxy = pick!(egress_proxy)
+            .filter(|p| !p.is_empty())
+            .map(|p| switchyard_engine::ProxyConfig::parse(&p))
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("egress_proxy: {e}"))?;
         Ok(Self {
+            delivery_ca_pem,
+            egress_proxy,
             keyring: Arc::new(keyring),
             signature_scheme,
             retention,

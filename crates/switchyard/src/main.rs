@@ -185,6 +185,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             max_endpoints_per_app: settings.max_endpoints_per_app,
             https_only: settings.https_only,
             signature_scheme: settings.signature_scheme,
+            delivery_ca_pem: settings.delivery_ca_pem.clone(),
+            egress_proxy: settings.egress_proxy.clone(),
             ..EngineConfig::default()
         },
     )

@@ -7,6 +7,9 @@ use super::ingest_url;
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Body, PageQuery, Path, Query};
+use crate::v1::endpoint_auth::{
+    self as auth, EndpointAuthOut, EndpointHttpAuthIn, EndpointMtlsConfigIn, EndpointOauthConfigIn,
+};
 use crate::v1::endpoints::{
     self, EndpointHeadersIn, EndpointHeadersOut, EndpointHeadersPatchIn, EndpointIn, EndpointOut,
     EndpointPatchIn, EndpointSecretOut, EndpointSecretRotateIn, EndpointStatsOut, RecoverIn,
@@ -21,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use switchyard_core::source::{compile, public_config};
 use switchyard_engine::SourceInput;
+use switchyard_engine::endpoint_auth::{AuthChange, AuthPart};
 use switchyard_store::{Metadata, Order, Source};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -46,6 +50,21 @@ pub fn router() -> OpenApiRouter<AppState> {
             destination_headers,
             set_destination_headers,
             patch_destination_headers
+        ))
+        .routes(routes!(
+            destination_oauth,
+            set_destination_oauth,
+            delete_destination_oauth
+        ))
+        .routes(routes!(
+            destination_mtls,
+            set_destination_mtls,
+            delete_destination_mtls
+        ))
+        .routes(routes!(
+            destination_http_auth,
+            set_destination_http_auth,
+            delete_destination_http_auth
         ))
         .routes(routes!(recover_destination))
         .routes(routes!(destination_stats))
@@ -581,6 +600,123 @@ async fn patch_destination_headers(
 ) -> ApiResult<StatusCode> {
     let app = app_of(&state, &p.source_id).await?;
     endpoints::patch_headers_of(&state, &app, &p.endpoint_id, input).await
+}
+
+/// A destination's OAuth 2.0 configuration, without its client secret.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/oauth", operation_id = "ingest.endpoint.get-oauth",
+    params(DestinationPath),
+    responses((status = 200, description = "Whether the destination uses OAuth 2.0, and how", body = EndpointAuthOut)))]
+async fn destination_oauth(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointAuthOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    auth::view_of(&state, &app, &p.endpoint_id, AuthPart::Oauth).await
+}
+
+/// Authenticate deliveries to a destination with an OAuth 2.0 access token.
+#[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/oauth", operation_id = "ingest.endpoint.set-oauth-config",
+    params(DestinationPath),
+    request_body = EndpointOauthConfigIn,
+    responses((status = 204, description = "Set"), (status = 409, description = "HTTP credentials are set")))]
+async fn set_destination_oauth(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointOauthConfigIn>,
+) -> ApiResult<StatusCode> {
+    let app = app_of(&state, &p.source_id).await?;
+    auth::change_of(&state, &app, &p.endpoint_id, auth::oauth_change(input)).await
+}
+
+/// Stop using OAuth 2.0 for a destination.
+#[utoipa::path(delete, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/oauth", operation_id = "ingest.endpoint.delete-oauth-config",
+    params(DestinationPath),
+    responses((status = 204, description = "Removed")))]
+async fn delete_destination_oauth(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<StatusCode> {
+    let app = app_of(&state, &p.source_id).await?;
+    let change = AuthChange::Clear(AuthPart::Oauth);
+    auth::change_of(&state, &app, &p.endpoint_id, change).await
+}
+
+/// Whether a destination presents a TLS client certificate (its SHA-256).
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/mtls", operation_id = "ingest.endpoint.get-mtls",
+    params(DestinationPath),
+    responses((status = 200, description = "Whether the destination uses mTLS", body = EndpointAuthOut)))]
+async fn destination_mtls(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointAuthOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    auth::view_of(&state, &app, &p.endpoint_id, AuthPart::Mtls).await
+}
+
+/// Present a TLS client certificate on deliveries to a destination.
+#[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/mtls", operation_id = "ingest.endpoint.set-mtls-config",
+    params(DestinationPath),
+    request_body = EndpointMtlsConfigIn,
+    responses((status = 204, description = "Set")))]
+async fn set_destination_mtls(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointMtlsConfigIn>,
+) -> ApiResult<StatusCode> {
+    let app = app_of(&state, &p.source_id).await?;
+    auth::change_of(&state, &app, &p.endpoint_id, auth::mtls_change(input)).await
+}
+
+/// Stop presenting a client certificate to a destination.
+#[utoipa::path(delete, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/mtls", operation_id = "ingest.endpoint.delete-mtls-config",
+    params(DestinationPath),
+    responses((status = 204, description = "Removed")))]
+async fn delete_destination_mtls(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<StatusCode> {
+    let app = app_of(&state, &p.source_id).await?;
+    let change = AuthChange::Clear(AuthPart::Mtls);
+    auth::change_of(&state, &app, &p.endpoint_id, change).await
+}
+
+/// A destination's HTTP credentials, without the password or token.
+#[utoipa::path(get, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/http-auth", operation_id = "ingest.endpoint.get-http-auth",
+    params(DestinationPath),
+    responses((status = 200, description = "Whether the destination uses HTTP credentials", body = EndpointAuthOut)))]
+async fn destination_http_auth(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<Json<EndpointAuthOut>> {
+    let app = app_of(&state, &p.source_id).await?;
+    auth::view_of(&state, &app, &p.endpoint_id, AuthPart::Http).await
+}
+
+/// Send `Authorization: Basic …` or `Bearer …` to a destination.
+#[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/http-auth", operation_id = "ingest.endpoint.set-http-auth",
+    params(DestinationPath),
+    request_body = EndpointHttpAuthIn,
+    responses((status = 204, description = "Set"), (status = 409, description = "OAuth 2.0 is set")))]
+async fn set_destination_http_auth(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+    Body(input): Body<EndpointHttpAuthIn>,
+) -> ApiResult<StatusCode> {
+    let app = app_of(&state, &p.source_id).await?;
+    auth::change_of(&state, &app, &p.endpoint_id, auth::http_change(input)?).await
+}
+
+/// Stop sending HTTP credentials to a destination.
+#[utoipa::path(delete, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/http-auth", operation_id = "ingest.endpoint.delete-http-auth",
+    params(DestinationPath),
+    responses((status = 204, description = "Removed")))]
+async fn delete_destination_http_auth(
+    State(state): State<AppState>,
+    Path(p): Path<DestinationPath>,
+) -> ApiResult<StatusCode> {
+    let app = app_of(&state, &p.source_id).await?;
+    let change = AuthChange::Clear(AuthPart::Http);
+    auth::change_of(&state, &app, &p.endpoint_id, change).await
 }
 
 /// Re-send a destination's failed messages since a time.

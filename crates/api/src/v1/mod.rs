@@ -6,6 +6,7 @@ mod applications;
 mod attempts;
 mod auth;
 mod cluster;
+pub(crate) mod endpoint_auth;
 pub(crate) mod endpoints;
 mod event_types;
 mod messages;
@@ -25,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(applications::router())
         .merge(event_types::router())
         .merge(endpoints::router())
+        .merge(endpoint_auth::router())
         .merge(attempts::router())
         .merge(cluster::router())
         .merge(operational::router())

@@ -10,11 +10,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// One attempt's request: the endpoint URL (with any forwarded path), the
-/// signed headers and the body, lent without copying.
+/// signed headers and the body, lent without copying, and the endpoint's
+/// id and credentials.
 pub struct Delivery<'a> {
     pub url: &'a str,
     pub headers: HeaderMap,
     pub body: bytes::Bytes,
+    pub endpoint: &'a str,
+    pub auth: &'a switchyard_core::endpoint_auth::EndpointAuth,
 }
 
 /// What an attempt got back.
@@ -113,6 +116,8 @@ mod tests {
                         url,
                         headers: HeaderMap::new(),
                         body: bytes::Bytes::new(),
+                        endpoint: "ep_test",
+                        auth: &Default::default(),
                     })
                     .await
                     .status,

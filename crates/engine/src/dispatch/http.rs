@@ -3,38 +3,97 @@
 //! every address a delivery connects to: each resolved address (so DNS
 //! rebinding cannot slip past it) and each literal address in the URL.
 //!
-//! The client never uses a proxy: reqwest would otherwise take one from
-//! `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` (either case), and then connect
-//! to the proxy's address while the proxy, not the guard, decided where the
-//! delivery went.
+//! It also applies an endpoint's credentials ([`EndpointAuth`]): a fixed
+//! `Authorization`, an OAuth 2.0 access token (fetched through this same
+//! client, so the guard, the proxy and the timeouts apply to the token
+//! request too), or a TLS client certificate (a client per identity).
+//!
+//! The client never uses the environment's proxy: reqwest would otherwise
+//! take one from `HTTP_PROXY`, `HTTPS_PROXY` or `ALL_PROXY` (either case),
+//! and then connect to the proxy's address while the proxy, not the guard,
+//! decided where the delivery went. An egress proxy is configured explicitly
+//! and goes through [`super::proxy`], which keeps the guard in charge.
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use reqwest::header::HeaderMap;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use switchyard_core::endpoint_auth::{
+    AccessToken, EndpointAuth, OauthClientCredentials, parse_token_response,
+};
 use switchyard_core::error_chain;
 use switchyard_core::netguard::{NetworkPolicy, Refusal};
 use switchyard_core::retry::parse_retry_after;
 use tokio::sync::Semaphore;
 
 use super::destination::{Delivery, Destination, SendFuture, SendResult};
+use super::oauth::Tokens;
+use super::proxy::{self, ProxyConfig};
+use super::tls;
 
 /// At most this much of a response body is kept in the attempt log.
 pub const MAX_RESPONSE_BYTES: usize = 4096;
+/// At most this much of a token endpoint's answer is read.
+const MAX_TOKEN_RESPONSE_BYTES: usize = 64 * 1024;
+/// mTLS identities whose clients are kept; past this they are built anew.
+const MAX_IDENTITY_CLIENTS: usize = 1_000;
 
-#[derive(Debug, Clone)]
+/// How deliveries are made.
+#[derive(Debug, Clone, Default)]
 pub struct DeliveryClientConfig {
     pub timeout: Duration,
     pub max_connections_per_host: usize,
     pub policy: NetworkPolicy,
+    /// CA certificates (PEM) trusted besides the Mozilla roots
+    /// (`SWITCHYARD_DELIVERY_CA_FILE`).
+    pub extra_roots_pem: Option<String>,
+    /// Every delivery and token request through this proxy
+    /// (`SWITCHYARD_EGRESS_PROXY`).
+    pub proxy: Option<ProxyConfig>,
+    /// Token requests to http URLs are refused, as deliveries are.
+    pub https_only: bool,
 }
 
 fn blocked_message(refusal: &Refusal) -> String {
     format!(
         "blocked by the SSRF guard: {refusal}; allow its range with SWITCHYARD_ALLOWED_NETWORKS to deliver there"
     )
+}
+
+/// The addresses of `host` (a name or an address literal) the guard lets a
+/// delivery reach, with `port`; an error when there are none, naming the
+/// first refusal.
+pub(crate) async fn judged_addrs(
+    policy: &NetworkPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, String> {
+    let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| format!("dns error: {host}: {e}"))?
+            .collect(),
+    };
+    let mut allowed: Vec<SocketAddr> = Vec::with_capacity(resolved.len());
+    let mut first_refusal = None;
+    for addr in resolved {
+        match policy.check(addr.ip()) {
+            Ok(()) => allowed.push(addr),
+            Err(refusal) => {
+                first_refusal.get_or_insert(refusal);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        return Err(match first_refusal {
+            Some(refusal) => blocked_message(&refusal),
+            None => format!("{host} did not resolve to any address"),
+        });
+    }
+    Ok(allowed)
 }
 
 struct GuardedResolver {
@@ -45,41 +104,45 @@ impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let policy = self.policy.clone();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((name.as_str(), 0)).await?.collect();
-            let mut allowed: Vec<SocketAddr> = Vec::with_capacity(resolved.len());
-            let mut first_refusal = None;
-            for addr in resolved {
-                match policy.check(addr.ip()) {
-                    Ok(()) => allowed.push(addr),
-                    Err(refusal) => {
-                        first_refusal.get_or_insert(refusal);
-                    }
-                }
-            }
-            if allowed.is_empty() {
-                let reason = match first_refusal {
-                    Some(refusal) => blocked_message(&refusal),
-                    None => format!("{} did not resolve to any address", name.as_str()),
-                };
-                return Err(reason.into());
-            }
+            let allowed = judged_addrs(&policy, name.as_str(), 0).await?;
             let addrs: Addrs = Box::new(allowed.into_iter());
             Ok(addrs)
         })
     }
 }
 
-pub(crate) struct DeliveryClient {
-    http: reqwest::Client,
-    policy: NetworkPolicy,
-    per_host: usize,
-    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+/// One way out: straight (reqwest, with the guarded resolver) or through
+/// the egress proxy's tunnels.
+enum Transport {
+    Direct(reqwest::Client),
+    Proxied(Box<proxy::ProxiedClient>),
 }
 
-impl DeliveryClient {
-    pub fn new(config: &DeliveryClientConfig) -> Result<Self, String> {
+/// What a request got back: status, `Retry-After`, and the start of the
+/// body.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+impl Transport {
+    fn new(config: &DeliveryClientConfig, identity: Option<&str>) -> Result<Self, String> {
+        let roots = tls::roots(config.extra_roots_pem.as_deref())?;
+        if let Some(proxy) = &config.proxy {
+            // Tunnels carry HTTP/1.1.
+            let tls = tls::client_config(roots, identity, &[b"http/1.1"])?;
+            return Ok(Transport::Proxied(Box::new(proxy::client(
+                proxy,
+                &config.policy,
+                tls,
+                config.timeout,
+                config.max_connections_per_host,
+            ))));
+        }
+        let tls = tls::client_config(roots, identity, &[b"h2", b"http/1.1"])?;
         let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
             .redirect(reqwest::redirect::Policy::none())
@@ -87,45 +150,145 @@ impl DeliveryClient {
             .pool_max_idle_per_host(config.max_connections_per_host)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
-            .user_agent(concat!("Switchyard/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .dns_resolver(Arc::new(GuardedResolver {
                 policy: config.policy.clone(),
             }))
             .build()
             .map_err(|e| e.to_string())?;
+        Ok(Transport::Direct(http))
+    }
+
+    /// POSTs `body`, keeping at most `keep` bytes of the answer's body.
+    async fn post(
+        &self,
+        url: reqwest::Url,
+        mut headers: HeaderMap,
+        body: bytes::Bytes,
+        keep: usize,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let retry_after = |headers: &HeaderMap| {
+            headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()))
+        };
+        match self {
+            Transport::Direct(http) => {
+                let mut response = match http.post(url).headers(headers).body(body).send().await {
+                    Ok(r) => r,
+                    Err(e) if e.is_timeout() => {
+                        return Err(format!("timed out: {}", error_chain(&e)));
+                    }
+                    Err(e) => return Err(error_chain(&e)),
+                };
+                let status = response.status().as_u16();
+                let retry_after = retry_after(response.headers());
+                let mut kept: Vec<u8> = Vec::new();
+                while kept.len() < keep {
+                    match response.chunk().await {
+                        Ok(Some(chunk)) => {
+                            let room = keep - kept.len();
+                            kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+                Ok(Answer {
+                    status,
+                    retry_after,
+                    body: kept,
+                })
+            }
+            Transport::Proxied(client) => {
+                headers
+                    .entry(reqwest::header::USER_AGENT)
+                    .or_insert(HeaderValue::from_static(USER_AGENT));
+                let sent = proxy::post(client, &url, headers, body, keep);
+                match tokio::time::timeout(timeout, sent).await {
+                    Ok(Ok((status, headers, body))) => Ok(Answer {
+                        status,
+                        retry_after: retry_after(&headers),
+                        body,
+                    }),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(format!(
+                        "timed out: no answer within {} ms",
+                        timeout.as_millis()
+                    )),
+                }
+            }
+        }
+    }
+}
+
+const USER_AGENT: &str = concat!("Switchyard/", env!("CARGO_PKG_VERSION"));
+
+pub(crate) struct DeliveryClient {
+    config: DeliveryClientConfig,
+    plain: Transport,
+    /// Clients presenting an endpoint's certificate, by identity.
+    with_identity: Mutex<HashMap<[u8; 32], Arc<Transport>>>,
+    tokens: Tokens,
+    per_host: usize,
+    hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl DeliveryClient {
+    pub fn new(config: &DeliveryClientConfig) -> Result<Self, String> {
         Ok(Self {
-            http,
-            policy: config.policy.clone(),
+            config: config.clone(),
+            plain: Transport::new(config, None)?,
+            with_identity: Mutex::new(HashMap::new()),
+            tokens: Tokens::default(),
             per_host: config.max_connections_per_host.max(1),
             hosts: Mutex::new(HashMap::new()),
         })
     }
 
     fn host_permits(&self, key: &str) -> Arc<Semaphore> {
-        let mut hosts = match self.hosts.lock() {
-            Ok(h) => h,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        hosts
+        locked(&self.hosts)
             .entry(key.to_owned())
             .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
             .clone()
     }
 
-    pub async fn send(&self, url: &str, headers: HeaderMap, body: bytes::Bytes) -> SendResult {
-        let started = Instant::now();
-        let failed = |reason: String| SendResult {
-            status: 0,
-            body: reason,
-            retry_after: None,
-            duration: started.elapsed(),
+    /// The client presenting `auth`'s certificate, or the plain one.
+    fn transport(&self, auth: &EndpointAuth) -> Result<TransportRef<'_>, String> {
+        let Some(mtls) = &auth.mtls else {
+            return Ok(TransportRef::Plain(&self.plain));
         };
-        let parsed = match reqwest::Url::parse(url) {
-            Ok(u) => u,
-            Err(e) => return failed(format!("invalid endpoint url: {e}")),
-        };
-        // Literal addresses never reach the resolver, so they are checked
-        // here. The URL parser has already turned every IPv4 spelling
+        let key = mtls.fingerprint();
+        if let Some(t) = locked(&self.with_identity).get(&key) {
+            return Ok(TransportRef::Shared(t.clone()));
+        }
+        let built = Arc::new(
+            Transport::new(&self.config, Some(&mtls.pem))
+                .map_err(|e| format!("the endpoint's mTLS identity cannot be used: {e}"))?,
+        );
+        let mut clients = locked(&self.with_identity);
+        if clients.len() >= MAX_IDENTITY_CLIENTS {
+            clients.clear();
+        }
+        Ok(TransportRef::Shared(
+            clients.entry(key).or_insert(built).clone(),
+        ))
+    }
+
+    /// A parsed URL the guard does not refuse outright (address literals
+    /// never reach the resolver, so they are judged here), in https-only
+    /// mode only https.
+    fn checked_url(&self, url: &str, what: &str) -> Result<reqwest::Url, String> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("invalid {what} url: {e}"))?;
+        // The URL parser has already turned every IPv4 spelling
         // (`2130706433`, `0x7f.1`, `127.1`) into an address, and refuses IPv6
         // zones, so no other literal form reaches the connector.
         let literal = match parsed.host() {
@@ -134,69 +297,177 @@ impl DeliveryClient {
             _ => None,
         };
         if let Some(ip) = literal
-            && let Err(refusal) = self.policy.check(ip)
+            && let Err(refusal) = self.config.policy.check(ip)
         {
-            return failed(blocked_message(&refusal));
+            return Err(blocked_message(&refusal));
         }
+        Ok(parsed)
+    }
+
+    /// Asks the token endpoint for an access token (RFC 6749 §4.4).
+    async fn fetch_token(
+        &self,
+        transport: &Transport,
+        oauth: &OauthClientCredentials,
+    ) -> Result<AccessToken, String> {
+        let url = self.checked_url(&oauth.token_url, "token")?;
+        if self.config.https_only && url.scheme() != "https" {
+            return Err("https-only mode (SWITCHYARD_HTTPS_ONLY) refuses an http token URL".into());
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &oauth.extra_headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        headers.insert(
+            reqwest::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(
+            reqwest::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(basic) = oauth.token_request_authorization() {
+            let value = HeaderValue::from_str(&basic).map_err(|e| e.to_string())?;
+            headers.insert(AUTHORIZATION, value);
+        }
+        let answer = transport
+            .post(
+                url,
+                headers,
+                oauth.token_request_form().into(),
+                MAX_TOKEN_RESPONSE_BYTES,
+                self.config.timeout,
+            )
+            .await?;
+        if !(200..300).contains(&answer.status) {
+            let text: String = String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(500)
+                .collect();
+            return Err(format!("HTTP {}: {text}", answer.status));
+        }
+        parse_token_response(&answer.body)
+    }
+
+    /// Sends one delivery with the endpoint's credentials.
+    pub async fn send(
+        &self,
+        url: &str,
+        mut headers: HeaderMap,
+        body: bytes::Bytes,
+        endpoint: &str,
+        auth: &EndpointAuth,
+    ) -> SendResult {
+        let started = Instant::now();
+        let failed = |reason: String| SendResult {
+            status: 0,
+            body: reason,
+            retry_after: None,
+            duration: started.elapsed(),
+        };
+        let parsed = match self.checked_url(url, "endpoint") {
+            Ok(u) => u,
+            Err(e) => return failed(e),
+        };
+        let transport = match self.transport(auth) {
+            Ok(t) => t,
+            Err(e) => return failed(e),
+        };
         let host_key = format!(
             "{}:{}",
             parsed.host_str().unwrap_or(""),
             parsed.port_or_known_default().unwrap_or(0)
         );
+        // Credentials replace any custom `Authorization`.
+        let mut oauth_token = None;
+        if let Some(http_auth) = &auth.http {
+            match HeaderValue::from_str(&http_auth.header_value()) {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    headers.insert(AUTHORIZATION, value);
+                }
+                Err(_) => {
+                    return failed("the endpoint's credentials are not a valid header".into());
+                }
+            }
+        } else if let Some(oauth) = &auth.oauth {
+            let token = self
+                .tokens
+                .get(endpoint, oauth, || self.fetch_token(&transport, oauth))
+                .await;
+            match token.and_then(|t| {
+                HeaderValue::from_str(&format!("Bearer {t}"))
+                    .map(|v| (t, v))
+                    .map_err(|e| e.to_string())
+            }) {
+                Ok((token, mut value)) => {
+                    value.set_sensitive(true);
+                    headers.insert(AUTHORIZATION, value);
+                    oauth_token = Some(token);
+                }
+                Err(reason) => {
+                    return failed(format!(
+                        "OAuth2 token request to {} failed: {reason}",
+                        oauth.token_url
+                    ));
+                }
+            }
+        }
         let permits = self.host_permits(&host_key);
         let Ok(_permit) = permits.acquire().await else {
             return failed("connection limiter closed".into());
         };
         let started = Instant::now();
-        let response = match self
-            .http
-            .post(parsed)
-            .headers(headers)
-            .body(body)
-            .send()
+        match transport
+            .post(
+                parsed,
+                headers,
+                body,
+                MAX_RESPONSE_BYTES,
+                self.config.timeout,
+            )
             .await
         {
-            Ok(r) => r,
-            Err(e) => {
-                let reason = if e.is_timeout() {
-                    format!("timed out: {}", error_chain(&e))
-                } else {
-                    error_chain(&e)
-                };
-                return SendResult {
-                    status: 0,
-                    body: reason,
-                    retry_after: None,
-                    duration: started.elapsed(),
-                };
-            }
-        };
-        let status = response.status().as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
-        let mut response = response;
-        let mut kept: Vec<u8> = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    let room = MAX_RESPONSE_BYTES - kept.len();
-                    kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                    if kept.len() >= MAX_RESPONSE_BYTES {
-                        break;
-                    }
+            Ok(answer) => {
+                if answer.status == 401
+                    && let Some(token) = &oauth_token
+                {
+                    self.tokens.refused(endpoint, token).await;
                 }
-                Ok(None) => break,
-                Err(_) => break,
+                SendResult {
+                    status: answer.status,
+                    body: String::from_utf8_lossy(&answer.body).into_owned(),
+                    retry_after: answer.retry_after,
+                    duration: started.elapsed(),
+                }
             }
+            Err(reason) => SendResult {
+                status: 0,
+                body: reason,
+                retry_after: None,
+                duration: started.elapsed(),
+            },
         }
-        SendResult {
-            status,
-            body: String::from_utf8_lossy(&kept).into_owned(),
-            retry_after,
-            duration: started.elapsed(),
+    }
+}
+
+/// The plain transport, or a shared one presenting a certificate.
+enum TransportRef<'a> {
+    Plain(&'a Transport),
+    Shared(Arc<Transport>),
+}
+
+impl std::ops::Deref for TransportRef<'_> {
+    type Target = Transport;
+    fn deref(&self) -> &Transport {
+        match self {
+            TransportRef::Plain(t) => t,
+            TransportRef::Shared(t) => t,
         }
     }
 }
@@ -209,6 +480,8 @@ impl Destination for DeliveryClient {
             delivery.url,
             delivery.headers,
             delivery.body,
+            delivery.endpoint,
+            delivery.auth,
         ))
     }
 }
@@ -222,13 +495,20 @@ mod tests {
             timeout: Duration::from_secs(2),
             max_connections_per_host: 2,
             policy: NetworkPolicy::parse(allowed).unwrap(),
+            ..Default::default()
         })
         .unwrap()
     }
 
     async fn send(client: &DeliveryClient, url: &str) -> SendResult {
         client
-            .send(url, HeaderMap::new(), bytes::Bytes::from_static(b"{}"))
+            .send(
+                url,
+                HeaderMap::new(),
+                bytes::Bytes::from_static(b"{}"),
+                "ep_test",
+                &EndpointAuth::default(),
+            )
             .await
     }
 

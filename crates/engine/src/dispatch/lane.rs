@@ -557,6 +557,7 @@ mod tests {
                 fifo: false,
                 metadata: Default::default(),
                 headers: Default::default(),
+                auth: Default::default(),
                 payload_filter: None,
                 secret: switchyard_core::signing::EndpointSecret::generate(),
                 retired_secrets: Vec::new(),

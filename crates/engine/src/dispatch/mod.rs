@@ -6,6 +6,9 @@ use crate::cache::EndpointCache;
 pub mod destination;
 pub(crate) mod http;
 mod lane;
+mod oauth;
+pub mod proxy;
+pub mod tls;
 
 use crate::cluster::Partitions;
 use crate::operational::{EventBatch, OperationalEvent, attempt_event, circuit_event};
@@ -75,6 +78,9 @@ impl Dispatcher {
             timeout: config.request_timeout,
             max_connections_per_host: config.max_connections_per_host,
             policy: config.network_policy.clone(),
+            extra_roots_pem: config.delivery_ca_pem.clone(),
+            proxy: config.egress_proxy.clone(),
+            https_only: config.https_only,
         })
         .map_err(|e| EngineError::invalid("http client", e))?;
         let mut destinations = Destinations::default();
@@ -621,6 +627,8 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
                         url: &url,
                         headers,
                         body,
+                        endpoint: endpoint.endpoint.id.as_str(),
+                        auth: &endpoint.endpoint.auth,
                     })
                     .await
             }

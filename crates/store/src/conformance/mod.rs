@@ -190,6 +190,7 @@ fn endpoint(app: &AppId, uid: Option<&str>, at: u64) -> Endpoint {
         fifo: false,
         metadata: Default::default(),
         headers: Default::default(),
+        auth: Default::default(),
         payload_filter: None,
         secret: test_secret(),
         retired_secrets: vec![],

@@ -225,18 +225,18 @@ async fn write_endpoint_on(
     {
         let sql = if insert {
             format!(
-                "INSERT INTO endpoints ({EP_COLS}) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$21
+                "INSERT INTO endpoints ({EP_COLS}) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$21,$22
                  WHERE $20::bool IS NOT NULL"
             )
         } else {
             "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=CASE WHEN $20::bool THEN $6 ELSE disabled END, filter_types=$7, channels=$8,
                rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
                payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18,
-               disabled_reason=CASE WHEN $20::bool THEN $19 ELSE disabled_reason END, fifo=$21
+               disabled_reason=CASE WHEN $20::bool THEN $19 ELSE disabled_reason END, fifo=$21, auth=$22
              WHERE id=$1"
                 .to_string()
         };
-        let (secret, retired_secrets, headers) = sealed_endpoint(keys, ep)?;
+        let (secret, retired_secrets, headers, auth) = sealed_endpoint(keys, ep)?;
         let stmt = client.prepare_cached(&sql).await?;
         let changed = client
             .execute(
@@ -263,6 +263,7 @@ async fn write_endpoint_on(
                     &ep.disabled_reason,
                     &set_disabled,
                     &ep.fifo,
+                    &auth,
                 ],
             )
             .await

@@ -34,7 +34,7 @@ use tokio_postgres::types::ToSql;
 pub use scratch::{ScratchDatabase, test_database, test_server_url};
 
 /// Schema steps in order; `switchyard_schema` records those applied.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
@@ -45,6 +45,7 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("schema8.sql"),
     include_str!("schema9.sql"),
     include_str!("schema10.sql"),
+    include_str!("schema11.sql"),
 ];
 
 const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

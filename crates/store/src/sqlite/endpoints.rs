@@ -27,12 +27,12 @@ fn write_endpoint(
 ) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?21 WHERE ?20 IS NOT NULL"
+            "INSERT INTO endpoints ({EP_COLS}) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?21,?22 WHERE ?20 IS NOT NULL"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END, fifo=?21 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END, fifo=?21, auth=?22 WHERE id=?1".to_string()
     };
-    let (secret, retired_secrets, headers) = sealed_endpoint(keys, ep)?;
+    let (secret, retired_secrets, headers, auth) = sealed_endpoint(keys, ep)?;
     let changed = conn
         .prepare_cached(&sql)?
         .execute(params![
@@ -57,6 +57,7 @@ fn write_endpoint(
             ep.disabled_reason,
             set_disabled,
             ep.fifo,
+            auth,
         ])
         .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {

@@ -80,7 +80,7 @@ fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connectio
 }
 
 /// Schema steps in order; the database's `user_version` counts those applied.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
@@ -91,6 +91,7 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("schema8.sql"),
     include_str!("schema9.sql"),
     include_str!("schema10.sql"),
+    include_str!("schema11.sql"),
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
