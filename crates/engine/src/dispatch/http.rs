@@ -130,8 +130,9 @@ impl Transport {
     fn new(config: &DeliveryClientConfig, identity: Option<&str>) -> Result<Self, String> {
         let roots = tls::roots(config.extra_roots_pem.as_deref())?;
         if let Some(proxy) = &config.proxy {
-            // Tunnels carry HTTP/1.1.
-            let tls = tls::client_config(roots, identity, &[b"http/1.1"])?;
+            // Tunnels carry HTTP/1.1; hyper-rustls sets the ALPN for it
+            // (and refuses a config that already has one).
+            let tls = tls::client_config(roots, identity, &[])?;
             return Ok(Transport::Proxied(Box::new(proxy::client(
                 proxy,
                 &config.policy,
@@ -612,5 +613,128 @@ mod tests {
             let result = send(&allowed, &url).await;
             assert_eq!(result.status, 204, "{url}: {}", result.body);
         }
+    }
+
+    /// A CONNECT proxy on loopback that records each request head and
+    /// tunnels (or answers `refuse` when given).
+    async fn connect_proxy(refuse: Option<&'static str>) -> (String, Arc<Mutex<Vec<String>>>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if conn.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let target = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    log.lock().unwrap().push(head);
+                    if let Some(answer) = refuse {
+                        let _ = conn.write_all(answer.as_bytes()).await;
+                        return;
+                    }
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+                });
+            }
+        });
+        (address, seen)
+    }
+
+    async fn receiver() -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\nok")
+                        .await;
+                });
+            }
+        });
+        port
+    }
+
+    fn proxied(allowed: &str, proxy: &str) -> DeliveryClient {
+        DeliveryClient::new(&DeliveryClientConfig {
+            timeout: Duration::from_secs(5),
+            max_connections_per_host: 2,
+            policy: NetworkPolicy::parse(allowed).unwrap(),
+            proxy: Some(ProxyConfig::parse(proxy).unwrap()),
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_proxy_is_asked_for_the_address_the_guard_allowed_never_the_name() {
+        let port = receiver().await;
+        let (proxy, seen) = connect_proxy(None).await;
+        let client = proxied("127.0.0.0/8", &format!("http://user:p%40ss@{proxy}"));
+        let result = send(&client, &format!("http://localhost:{port}/hook")).await;
+        assert_eq!(result.status, 202, "{}", result.body);
+        assert_eq!(result.body, "ok");
+        let heads = seen.lock().unwrap().clone();
+        assert_eq!(heads.len(), 1);
+        assert!(
+            heads[0].starts_with(&format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\n")),
+            "{}",
+            heads[0]
+        );
+        let credentials = switchyard_core::endpoint_auth::basic_credentials("user", "p@ss");
+        assert!(heads[0].contains(&format!("Proxy-Authorization: {credentials}\r\n")));
+    }
+
+    #[tokio::test]
+    async fn what_the_guard_refuses_never_reaches_the_proxy() {
+        let (proxy, seen) = connect_proxy(None).await;
+        let client = proxied("", &format!("http://{proxy}"));
+        for url in [
+            "http://localhost:9/x",
+            "http://127.0.0.1:9/x",
+            "https://[::ffff:127.0.0.1]:9/x",
+        ] {
+            let result = send(&client, url).await;
+            assert_eq!(result.status, 0);
+            assert!(
+                result.body.contains("blocked by the SSRF guard"),
+                "{url}: {}",
+                result.body
+            );
+        }
+        assert!(seen.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refusing_proxy_fails_the_attempt_with_its_answer() {
+        let port = receiver().await;
+        let (proxy, _) = connect_proxy(Some("HTTP/1.1 403 Forbidden\r\n\r\n")).await;
+        let client = proxied("127.0.0.0/8", &format!("http://{proxy}"));
+        let result = send(&client, &format!("http://127.0.0.1:{port}/")).await;
+        assert_eq!(result.status, 0);
+        assert!(
+            result.body.contains("refused CONNECT 127.0.0.1:")
+                && result.body.contains("403 Forbidden"),
+            "{}",
+            result.body
+        );
     }
 }
