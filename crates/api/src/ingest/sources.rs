@@ -618,7 +618,7 @@ async fn destination_oauth(
 #[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/oauth", operation_id = "ingest.endpoint.set-oauth-config",
     params(DestinationPath),
     request_body = EndpointOauthConfigIn,
-    responses((status = 204, description = "Set"), (status = 409, description = "HTTP credentials are set")))]
+    responses((status = 204, description = "Set")))]
 async fn set_destination_oauth(
     State(state): State<AppState>,
     Path(p): Path<DestinationPath>,
@@ -696,7 +696,7 @@ async fn destination_http_auth(
 #[utoipa::path(put, path = "/ingest/api/v1/source/{source_id}/endpoint/{endpoint_id}/http-auth", operation_id = "ingest.endpoint.set-http-auth",
     params(DestinationPath),
     request_body = EndpointHttpAuthIn,
-    responses((status = 204, description = "Set"), (status = 409, description = "OAuth 2.0 is set")))]
+    responses((status = 204, description = "Set")))]
 async fn set_destination_http_auth(
     State(state): State<AppState>,
     Path(p): Path<DestinationPath>,

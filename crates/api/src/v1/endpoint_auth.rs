@@ -196,7 +196,7 @@ async fn get_oauth(
 #[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/oauth", operation_id = "v1.endpoint.set-oauth-config",
     params(EndpointPath),
     request_body = EndpointOauthConfigIn,
-    responses((status = 204, description = "Set"), (status = 409, description = "HTTP credentials are set")))]
+    responses((status = 204, description = "Set")))]
 async fn set_oauth(
     State(state): State<AppState>,
     Path(p): Path<EndpointPath>,
@@ -271,7 +271,7 @@ async fn get_http_auth(
 #[utoipa::path(put, path = "/api/v1/app/{app_id}/endpoint/{endpoint_id}/http-auth", operation_id = "v1.endpoint.set-http-auth",
     params(EndpointPath),
     request_body = EndpointHttpAuthIn,
-    responses((status = 204, description = "Set"), (status = 409, description = "OAuth 2.0 is set")))]
+    responses((status = 204, description = "Set")))]
 async fn set_http_auth(
     State(state): State<AppState>,
     Path(p): Path<EndpointPath>,

@@ -41,6 +41,17 @@ where
         secret: EndpointSecret::generate(),
         expires_at: 5,
     }];
+    // Endpoint credentials are a sealed column too.
+    ep.auth = switchyard_core::endpoint_auth::EndpointAuth {
+        http: Some(switchyard_core::endpoint_auth::HttpAuth::Bearer {
+            token: "bearer-token".into(),
+        }),
+        oauth: None,
+        mtls: Some(switchyard_core::endpoint_auth::MtlsIdentity {
+            pem: "-----BEGIN PRIVATE KEY-----".into(),
+            certificate_sha256: "00".into(),
+        }),
+    };
     let src_app = app(None, 2);
     let src = super::sources::source(&src_app.id, None, 2);
     let other_src_app = app(None, 3);
@@ -90,8 +101,8 @@ where
             Some(ep.clone()),
             "{name}: the old key still opens"
         );
-        // Three endpoint columns and four of each of the two sources.
-        assert_eq!(s.reseal_secrets().await.unwrap(), 11, "{name}");
+        // Four endpoint columns and four of each of the two sources.
+        assert_eq!(s.reseal_secrets().await.unwrap(), 12, "{name}");
         assert_eq!(s.reseal_secrets().await.unwrap(), 0, "{name}: done once");
     }
     let s = open(ring(&[&new])).await;
