@@ -149,6 +149,16 @@ pub fn parse_oauth(input: OauthInput) -> Result<OauthClientCredentials, EngineEr
     // no zone id); where it leads is judged by the SSRF guard when used.
     let token_url = EndpointUrl::parse(&input.token_url)
         .map_err(|e| EngineError::invalid("tokenUrl", e.to_string()))?;
+    // User info in the URL would be shown by every read and is not how the
+    // client authenticates here.
+    if url::Url::parse(token_url.as_str())
+        .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+    {
+        return Err(EngineError::invalid(
+            "tokenUrl",
+            "must not carry user info; give the credentials as clientId and clientSecret",
+        ));
+    }
     let scopes = input.scopes.unwrap_or_default();
     crate::limits::check_count("scopes", scopes.len(), MAX_OAUTH_ENTRIES)?;
     for (i, scope) in scopes.iter().enumerate() {
@@ -300,7 +310,13 @@ impl Engine {
         key: &str,
         change: AuthChange,
     ) -> Result<(), EngineError> {
-        // Checked before the lookup, so a bad body is refused as such.
+        let change = self.checked_auth_change(change)?;
+        self.again_if_stale(|| self.apply_auth_change(app_key, key, change.clone()))
+            .await
+    }
+
+    /// Checked before the lookup, so a bad body is refused as such.
+    fn checked_auth_change(&self, change: AuthChange) -> Result<Checked, EngineError> {
         let change = match change {
             AuthChange::Http(h) => {
                 check_http_auth(&h)?;
@@ -319,6 +335,15 @@ impl Engine {
             AuthChange::Mtls(pem) => Checked::Mtls(parse_mtls(pem)?),
             AuthChange::Clear(part) => Checked::Clear(part),
         };
+        Ok(change)
+    }
+
+    async fn apply_auth_change(
+        &self,
+        app_key: &str,
+        key: &str,
+        change: Checked,
+    ) -> Result<(), EngineError> {
         let mut ep = self.endpoint(app_key, key).await?;
         let conflict = |other: &str, route: &str| {
             EngineError::Conflict(format!(
@@ -348,6 +373,7 @@ impl Engine {
     }
 }
 
+#[derive(Clone)]
 enum Checked {
     Http(HttpAuth),
     Oauth(OauthClientCredentials),
@@ -398,6 +424,13 @@ mod tests {
             (
                 OauthInput {
                     token_url: "ftp://x/".into(),
+                    ..oauth()
+                },
+                "tokenUrl",
+            ),
+            (
+                OauthInput {
+                    token_url: "https://user:pw@auth.example/token".into(),
                     ..oauth()
                 },
                 "tokenUrl",

@@ -306,6 +306,29 @@ impl Engine {
             .ok_or(EngineError::NotFound("endpoint"))
     }
 
+    /// Runs a read-modify-write of an endpoint, and again on the row as it
+    /// is now when another change was stored between its read and its write
+    /// ([`switchyard_store::StoreError::Stale`]), so concurrent changes (a
+    /// PATCH and a credentials PUT, two credentials PUTs) are each applied
+    /// or refused, never lost. After 5 tries the change is refused with 409.
+    pub(crate) async fn again_if_stale<T, Fut>(
+        &self,
+        mut change: impl FnMut() -> Fut,
+    ) -> Result<T, EngineError>
+    where
+        Fut: std::future::Future<Output = Result<T, EngineError>>,
+    {
+        for _ in 0..5 {
+            match change().await {
+                Err(EngineError::Store(switchyard_store::StoreError::Stale(_))) => continue,
+                done => return done,
+            }
+        }
+        Err(EngineError::Conflict(
+            "the endpoint was changed by other requests meanwhile; try again".into(),
+        ))
+    }
+
     /// Stores a changed endpoint; `set_disabled` when the change enables or
     /// disables it (otherwise an auto-disable made meanwhile stands).
     pub(crate) async fn save_endpoint(
@@ -313,13 +336,19 @@ impl Engine {
         mut ep: Endpoint,
         set_disabled: bool,
     ) -> Result<Endpoint, EngineError> {
-        ep.updated_at = self.now_ms();
+        // The row is written only if it is still as read (its `updated_at`),
+        // and the new time is later even within one millisecond.
+        let read_at = ep.updated_at;
+        ep.updated_at = self.now_ms().max(read_at + 1);
         // An enabled endpoint has no reason to be disabled; one disabled
         // through the API has none of Switchyard's.
         if !ep.disabled {
             ep.disabled_reason = None;
         }
-        let ep = self.store.update_endpoint(ep, set_disabled).await?;
+        let ep = self
+            .store
+            .update_endpoint(ep, set_disabled, read_at)
+            .await?;
         self.endpoints_changed(&ep.app_id);
         self.release_held(std::slice::from_ref(&ep.id)).await?;
         Ok(ep)
@@ -487,7 +516,7 @@ impl Engine {
     /// `key` as its uid (a key shaped like an id must exist). Custom headers
     /// stay as they are unless the input has some. Returns whether it was
     /// created.
-    pub async fn upsert_endpoint(
+    async fn upsert_endpoint_once(
         &self,
         app_key: &str,
         key: &str,
@@ -539,7 +568,7 @@ impl Engine {
     }
 
     /// Changes the given fields of an endpoint.
-    pub async fn patch_endpoint(
+    async fn patch_endpoint_once(
         &self,
         app_key: &str,
         key: &str,
@@ -690,7 +719,7 @@ impl Engine {
     /// grace are dropped, and at most [`limits::MAX_RETIRED_SECRETS`] may be
     /// in their grace at once (each signs every delivery). Returns the new
     /// secret.
-    pub async fn rotate_endpoint_secret(
+    async fn rotate_endpoint_secret_once(
         &self,
         app_key: &str,
         key: &str,
@@ -721,7 +750,7 @@ impl Engine {
     }
 
     /// Replaces an endpoint's custom headers.
-    pub async fn set_endpoint_headers(
+    async fn set_endpoint_headers_once(
         &self,
         app_key: &str,
         key: &str,
@@ -737,7 +766,7 @@ impl Engine {
     /// Deletes the headers named in `delete`, then adds or changes `set`;
     /// names match in any case, and a changed header replaces any spelling
     /// of its name already set.
-    pub async fn patch_endpoint_headers(
+    async fn patch_endpoint_headers_once(
         &self,
         app_key: &str,
         key: &str,
@@ -783,6 +812,80 @@ impl Engine {
     ) -> Result<EndpointStats, EngineError> {
         let ep = self.endpoint(app_key, key).await?;
         Ok(self.store.endpoint_stats(&ep.id).await?)
+    }
+}
+
+/// The endpoint changes of the API, each a read-modify-write.
+impl Engine {
+    /// See `upsert_endpoint_once` for what it does; it is made again on the
+    /// stored row when another change landed meanwhile
+    /// ([`Self::again_if_stale`]).
+    pub async fn upsert_endpoint(
+        &self,
+        app_key: &str,
+        key: &str,
+        input: EndpointInput,
+    ) -> Result<(Endpoint, bool), EngineError> {
+        self.again_if_stale(|| self.upsert_endpoint_once(app_key, key, input.clone()))
+            .await
+    }
+
+    /// See `patch_endpoint_once` for what it does; it is made again on the
+    /// stored row when another change landed meanwhile
+    /// ([`Self::again_if_stale`]).
+    pub async fn patch_endpoint(
+        &self,
+        app_key: &str,
+        key: &str,
+        patch: EndpointPatch,
+    ) -> Result<Endpoint, EngineError> {
+        self.again_if_stale(|| self.patch_endpoint_once(app_key, key, patch.clone()))
+            .await
+    }
+
+    /// See `rotate_endpoint_secret_once` for what it does; it is made again on the
+    /// stored row when another change landed meanwhile
+    /// ([`Self::again_if_stale`]).
+    pub async fn rotate_endpoint_secret(
+        &self,
+        app_key: &str,
+        key: &str,
+        new_key: Option<String>,
+        grace_secs: Option<u64>,
+    ) -> Result<EndpointSecret, EngineError> {
+        self.again_if_stale(|| {
+            self.rotate_endpoint_secret_once(app_key, key, new_key.clone(), grace_secs)
+        })
+        .await
+    }
+
+    /// See `set_endpoint_headers_once` for what it does; it is made again on the
+    /// stored row when another change landed meanwhile
+    /// ([`Self::again_if_stale`]).
+    pub async fn set_endpoint_headers(
+        &self,
+        app_key: &str,
+        key: &str,
+        headers: BTreeMap<String, String>,
+    ) -> Result<(), EngineError> {
+        self.again_if_stale(|| self.set_endpoint_headers_once(app_key, key, headers.clone()))
+            .await
+    }
+
+    /// See `patch_endpoint_headers_once` for what it does; it is made again on the
+    /// stored row when another change landed meanwhile
+    /// ([`Self::again_if_stale`]).
+    pub async fn patch_endpoint_headers(
+        &self,
+        app_key: &str,
+        key: &str,
+        set: BTreeMap<String, String>,
+        delete: Vec<String>,
+    ) -> Result<(), EngineError> {
+        self.again_if_stale(|| {
+            self.patch_endpoint_headers_once(app_key, key, set.clone(), delete.clone())
+        })
+        .await
     }
 }
 

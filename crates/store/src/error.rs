@@ -18,6 +18,10 @@ pub enum StoreError {
     /// the request's fault, not the server's.
     #[error("value cannot be stored: {0}")]
     Unrepresentable(String),
+    /// A conditional write found the row changed since it was read (or
+    /// gone); the change is to be made again on what is stored now.
+    #[error("{0} changed meanwhile")]
+    Stale(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

@@ -112,8 +112,17 @@ pub trait EndpointStore: Send + Sync + 'static {
     async fn all_endpoints(&self, app: Option<&AppId>) -> Result<Vec<Endpoint>>;
     /// Writes every field of `ep`, except `disabled` and `disabled_reason`
     /// unless `set_disabled`: an update that does not enable or disable the
-    /// endpoint must not undo an auto-disable made meanwhile.
-    async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint>;
+    /// endpoint must not undo an auto-disable made meanwhile. Writes only if
+    /// the stored `updated_at` is still `read_at` (the row the change was
+    /// made on), else [`StoreError::Stale`], so two read-modify-writes
+    /// cannot both succeed with one of them lost; `ep.updated_at` must be
+    /// greater than `read_at`.
+    async fn update_endpoint(
+        &self,
+        ep: Endpoint,
+        set_disabled: bool,
+        read_at: u64,
+    ) -> Result<Endpoint>;
     async fn delete_endpoint(&self, app: &AppId, id: &EndpointId) -> Result<bool>;
     /// Records where endpoints' failure streaks start and end, in order:
     /// `Some(t)` starts one at `t` unless one is running, `None` ends it.

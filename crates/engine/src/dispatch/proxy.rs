@@ -228,7 +228,9 @@ pub(crate) fn client(
     let tunnel = Tunnel {
         proxy: proxy.clone(),
         policy: policy.clone(),
-        connect_timeout: timeout.min(Duration::from_secs(10)),
+        // Shorter than the request's own timeout, so a silent proxy is
+        // named as such.
+        connect_timeout: timeout.mul_f64(0.8).min(Duration::from_secs(10)),
     };
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)

@@ -52,7 +52,20 @@ pub async fn endpoints_are_scoped_to_their_app(b: Backend) {
         secret: EndpointSecret::generate(),
         expires_at: 99,
     });
-    s.update_endpoint(changed.clone(), true).await.unwrap();
+    let read_at = changed.updated_at;
+    changed.updated_at = read_at + 1;
+    s.update_endpoint(changed.clone(), true, read_at)
+        .await
+        .unwrap();
+    // A second change made on the row as it was read before the first is
+    // refused, not written over it.
+    let mut lost = e1.clone();
+    lost.description = "lost".into();
+    lost.updated_at = read_at + 2;
+    assert!(matches!(
+        s.update_endpoint(lost, true, read_at).await,
+        Err(StoreError::Stale(_))
+    ));
     assert_eq!(
         s.get_endpoint(&a1.id, e1.id.as_str())
             .await
@@ -135,10 +148,21 @@ pub async fn failing_endpoints_are_disabled_once(b: Backend) {
     stale.disabled = false;
     stale.disabled_reason = None;
     stale.description = "changed".into();
-    let kept = s.update_endpoint(stale.clone(), false).await.unwrap();
+    stale.updated_at = ep.updated_at + 1;
+    let kept = s
+        .update_endpoint(stale.clone(), false, ep.updated_at)
+        .await
+        .unwrap();
     assert!(kept.disabled, "{}", b.name);
     assert_eq!(kept.description, "changed");
-    assert!(!s.update_endpoint(stale, true).await.unwrap().disabled);
+    let read_at = stale.updated_at;
+    stale.updated_at += 1;
+    assert!(
+        !s.update_endpoint(stale, true, read_at)
+            .await
+            .unwrap()
+            .disabled
+    );
     let other = s
         .get_endpoint(&a.id, recovered.id.as_str())
         .await

@@ -5,7 +5,7 @@ use super::*;
 #[async_trait]
 impl EndpointStore for PgStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
-        self.write_endpoint(&ep, true, true).await?;
+        self.write_endpoint(&ep, true, true, None).await?;
         Ok(ep)
     }
 
@@ -29,7 +29,7 @@ impl EndpointStore for PgStore {
         if count as usize >= max {
             return Ok(None);
         }
-        write_endpoint_on(&tx, &self.keys, &ep, true, true).await?;
+        write_endpoint_on(&tx, &self.keys, &ep, true, true, None).await?;
         tx.commit().await?;
         Ok(Some(ep))
     }
@@ -62,8 +62,14 @@ impl EndpointStore for PgStore {
         .await
     }
 
-    async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint> {
-        self.write_endpoint(&ep, false, set_disabled).await?;
+    async fn update_endpoint(
+        &self,
+        ep: Endpoint,
+        set_disabled: bool,
+        read_at: u64,
+    ) -> Result<Endpoint> {
+        self.write_endpoint(&ep, false, set_disabled, Some(read_at))
+            .await?;
         // As stored: `disabled` may not be what this update carried.
         self.get_endpoint(&ep.app_id, ep.id.as_str())
             .await?
@@ -207,9 +213,15 @@ impl EndpointStore for PgStore {
 }
 
 impl PgStore {
-    async fn write_endpoint(&self, ep: &Endpoint, insert: bool, set_disabled: bool) -> Result<()> {
+    async fn write_endpoint(
+        &self,
+        ep: &Endpoint,
+        insert: bool,
+        set_disabled: bool,
+        read_at: Option<u64>,
+    ) -> Result<()> {
         let client = self.client().await?;
-        write_endpoint_on(&client, &self.keys, ep, insert, set_disabled).await
+        write_endpoint_on(&client, &self.keys, ep, insert, set_disabled, read_at).await
     }
 }
 
@@ -221,19 +233,20 @@ async fn write_endpoint_on(
     ep: &Endpoint,
     insert: bool,
     set_disabled: bool,
+    read_at: Option<u64>,
 ) -> Result<()> {
     {
         let sql = if insert {
             format!(
                 "INSERT INTO endpoints ({EP_COLS}) SELECT $1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$21,$22
-                 WHERE $20::bool IS NOT NULL"
+                 WHERE $20::bool IS NOT NULL AND $23::bigint IS NOT NULL"
             )
         } else {
             "UPDATE endpoints SET app_id=$2, uid=$3, url=$4, description=$5, disabled=CASE WHEN $20::bool THEN $6 ELSE disabled END, filter_types=$7, channels=$8,
                rate_limit=$9, metadata=$10, headers=$11, secret=$12, retired_secrets=$13, created_at=$14, updated_at=$15,
                payload_filter=$16, concurrency_limit=$17, circuit_breaker=$18,
                disabled_reason=CASE WHEN $20::bool THEN $19 ELSE disabled_reason END, fifo=$21, auth=$22
-             WHERE id=$1"
+             WHERE id=$1 AND updated_at=$23"
                 .to_string()
         };
         let (secret, retired_secrets, headers, auth) = sealed_endpoint(keys, ep)?;
@@ -264,12 +277,13 @@ async fn write_endpoint_on(
                     &set_disabled,
                     &ep.fifo,
                     &auth,
+                    &read_at.map_or(-1i64, |t| t as i64),
                 ],
             )
             .await
             .map_err(conflict_or("an endpoint with this uid"))?;
         if changed == 0 {
-            return Err(StoreError::NotFound("endpoint".into()));
+            return Err(StoreError::Stale("endpoint".into()));
         }
         Ok(())
     }

@@ -24,13 +24,14 @@ fn write_endpoint(
     ep: &Endpoint,
     insert: bool,
     set_disabled: bool,
+    read_at: Option<u64>,
 ) -> Result<()> {
     let sql = if insert {
         format!(
-            "INSERT INTO endpoints ({EP_COLS}) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?21,?22 WHERE ?20 IS NOT NULL"
+            "INSERT INTO endpoints ({EP_COLS}) SELECT ?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?21,?22 WHERE ?20 IS NOT NULL AND ?23 IS NOT NULL"
         )
     } else {
-        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END, fifo=?21, auth=?22 WHERE id=?1".to_string()
+        "UPDATE endpoints SET app_id=?2, uid=?3, url=?4, description=?5, disabled=CASE WHEN ?20 THEN ?6 ELSE disabled END, filter_types=?7, channels=?8, rate_limit=?9, metadata=?10, headers=?11, secret=?12, retired_secrets=?13, created_at=?14, updated_at=?15, payload_filter=?16, concurrency_limit=?17, circuit_breaker=?18, disabled_reason=CASE WHEN ?20 THEN ?19 ELSE disabled_reason END, fifo=?21, auth=?22 WHERE id=?1 AND updated_at=?23".to_string()
     };
     let (secret, retired_secrets, headers, auth) = sealed_endpoint(keys, ep)?;
     let changed = conn
@@ -58,10 +59,11 @@ fn write_endpoint(
             set_disabled,
             ep.fifo,
             auth,
+            read_at.map_or(-1, |t| t as i64),
         ])
         .map_err(|e| conflict_or(e, "an endpoint with this uid"))?;
     if changed == 0 {
-        return Err(StoreError::NotFound("endpoint".into()));
+        return Err(StoreError::Stale("endpoint".into()));
     }
     Ok(())
 }
@@ -71,7 +73,7 @@ impl EndpointStore for SqliteStore {
     async fn insert_endpoint(&self, ep: Endpoint) -> Result<Endpoint> {
         let keys = self.keys.clone();
         self.write(move |conn| {
-            write_endpoint(conn, &keys, &ep, true, true)?;
+            write_endpoint(conn, &keys, &ep, true, true, None)?;
             Ok(ep)
         })
         .await
@@ -87,7 +89,7 @@ impl EndpointStore for SqliteStore {
             if count as usize >= max {
                 return Ok(None);
             }
-            write_endpoint(conn, &keys, &ep, true, true)?;
+            write_endpoint(conn, &keys, &ep, true, true, None)?;
             Ok(Some(ep))
         })
         .await
@@ -115,10 +117,15 @@ impl EndpointStore for SqliteStore {
         .await
     }
 
-    async fn update_endpoint(&self, ep: Endpoint, set_disabled: bool) -> Result<Endpoint> {
+    async fn update_endpoint(
+        &self,
+        ep: Endpoint,
+        set_disabled: bool,
+        read_at: u64,
+    ) -> Result<Endpoint> {
         let keys = self.keys.clone();
         self.write(move |conn| {
-            write_endpoint(conn, &keys, &ep, false, set_disabled)?;
+            write_endpoint(conn, &keys, &ep, false, set_disabled, Some(read_at))?;
             // As stored: `disabled` may not be what this update carried.
             get_endpoint_sync(conn, &keys, ep.app_id.as_str(), ep.id.as_str())?
                 .ok_or_else(|| StoreError::NotFound("endpoint".into()))
