@@ -661,6 +661,12 @@ def free_port():
     return port
 
 
+def only(items):
+    """The one item of a list, failing readably when there is none or more."""
+    assert len(items) == 1, f"expected exactly one, got {items}"
+    return items[0]
+
+
 def assert_failed_without_answer(attempt, prefix=None):
     assert attempt["status"] == 2, attempt
     assert attempt["responseStatusCode"] == 0, attempt
@@ -679,7 +685,7 @@ def test_basic_auth_is_sent_wins_over_a_custom_header_and_is_never_shown(server,
     put_ok(server, app, ep, "http-auth", {"type": "basic", "username": "alice", "password": BASIC_PASSWORD})
 
     send(svix, app)
-    (req,) = auth_receiver.wait(1)
+    req = only(auth_receiver.wait(1))
     assert req["headers"]["authorization"] == basic("alice", BASIC_PASSWORD)
     assert req["headers"]["x-extra"] == "kept"
 
@@ -703,7 +709,7 @@ def test_bearer_auth_is_sent_until_deleted_and_never_shown(server, auth_receiver
     svix, app, ep = new_endpoint(server, f"{auth_receiver.base}/bearer")
     put_ok(server, app, ep, "http-auth", {"type": "bearer", "token": BEARER_TOKEN})
     send(svix, app)
-    (req,) = auth_receiver.wait(1)
+    req = only(auth_receiver.wait(1))
     assert req["headers"]["authorization"] == f"Bearer {BEARER_TOKEN}"
 
     shown = get(server, app, ep, "http-auth")
@@ -741,15 +747,18 @@ def test_http_auth_and_oauth_exclude_each_other(server, token_server, auth_recei
 
     # The OAuth token is what is sent.
     send(svix, app)
-    (req,) = auth_receiver.wait(1)
+    req = only(auth_receiver.wait(1))
     assert req["headers"]["authorization"] == "Bearer tok-1"
 
 
 def test_auth_routes_of_an_unknown_endpoint_are_404(server):
     svix = server.client()
     app = svix.application.create(ApplicationIn(name="no endpoint"))
+    ep = svix.endpoint.create(app.id, EndpointIn(url="http://127.0.0.1:9/never"))
     with admin(server) as c:
         for what in ("http-auth", "oauth", "mtls"):
+            r = c.get(route(app.id, ep.id, what))
+            assert r.status_code == 200 and r.json() == {"enabled": False}, (what, r.status_code, r.text)
             r = c.get(route(app.id, "ep_2fNq5TvGmDOIYOvCn3QpUJyFe1A", what))
             assert r.status_code == 404, (what, r.status_code, r.text)
 
@@ -772,10 +781,10 @@ def test_oauth_client_secret_basic_sends_the_form_and_headers_and_hides_the_secr
     put_ok(server, app, ep, "oauth", config)
 
     send(svix, app)
-    (req,) = auth_receiver.wait(1)
+    req = only(auth_receiver.wait(1))
     assert req["headers"]["authorization"] == "Bearer tok-1"
 
-    (tok,) = token_server.seen()
+    tok = only(token_server.seen())
     assert tok["method"] == "POST" and tok["path"] == "/token"
     assert tok["headers"]["content-type"].startswith("application/x-www-form-urlencoded")
     assert tok["form"] == {
@@ -824,9 +833,9 @@ def test_oauth_client_secret_post_sends_the_credentials_in_the_body(server, toke
     svix, app, ep = new_endpoint(server, f"{auth_receiver.base}/oauth-post")
     put_ok(server, app, ep, "oauth", oauth_config(token_server.url, method="clientSecretPost"))
     send(svix, app)
-    (req,) = auth_receiver.wait(1)
+    req = only(auth_receiver.wait(1))
     assert req["headers"]["authorization"] == "Bearer tok-1"
-    (tok,) = token_server.seen()
+    tok = only(token_server.seen())
     assert tok["headers"]["content-type"].startswith("application/x-www-form-urlencoded")
     assert "authorization" not in tok["headers"]
     assert tok["form"] == {
@@ -1007,7 +1016,7 @@ def test_mtls_identity_is_presented_to_a_receiver_that_requires_it(tls_server, p
 
     put_ok(tls_server, app, ep, "mtls", {"identity": pki.identity()})
     send(svix, app)
-    (req,) = tls_receiver.wait(1)
+    req = only(tls_receiver.wait(1))
     assert req["peer_cn"] == "switchyard-client"
     assert wait_attempts(tls_server, app, ep, 4)[0]["responseStatusCode"] == 200
 
@@ -1034,7 +1043,7 @@ def test_an_identity_of_another_ca_is_refused_by_the_receiver(tls_server, pki, t
     # Replaced with the right one: delivered.
     put_ok(tls_server, app, ep, "mtls", {"identity": pki.identity()})
     send(svix, app)
-    (req,) = tls_receiver.wait(1)
+    req = only(tls_receiver.wait(1))
     assert req["peer_cn"] == "switchyard-client"
 
 
@@ -1167,9 +1176,10 @@ def test_http_deliveries_are_tunnelled_to_the_ip_the_guard_judged(proxy, auth_re
     with started("sqlite", proxy_env(proxy)) as server:
         svix, app, ep = new_endpoint(server, f"http://localhost:{auth_receiver.port}/proxied")
         send(svix, app)
-        (req,) = auth_receiver.wait(1)
+        req = only(auth_receiver.wait(1))
         assert req["headers"]["host"] == f"localhost:{auth_receiver.port}"
-    (connect, *_) = proxy.requests
+    assert proxy.requests, "the proxy was not asked"
+    connect = proxy.requests[0]
     assert all(r["method"] == "CONNECT" for r in proxy.requests), proxy.requests
     assert connect["line"] == f"CONNECT 127.0.0.1:{auth_receiver.port} HTTP/1.1", connect
     assert connect["proxy_authorization"] == basic("u", "p")
@@ -1199,7 +1209,7 @@ def test_the_guard_refuses_before_the_proxy_is_asked(auth_receiver):
             # A control: a public address is let through, to the proxy.
             svix.endpoint.create(app, EndpointIn(url=f"http://{PUBLIC_IP}/public"))
             send(svix, app)
-            (req,) = auth_receiver.wait(1, path="/public")
+            only(auth_receiver.wait(1, path="/public"))
             done = wait_attempts(server, app, ep, 3)
             for a in done:
                 assert_failed_without_answer(a)
@@ -1221,7 +1231,7 @@ def test_a_proxy_that_refuses_fails_the_attempt_naming_its_answer(auth_receiver)
                 assert_failed_without_answer(a)
                 assert "403" in a["response"], a["response"]
                 assert "proxy" in a["response"].lower(), a["response"]
-        assert len(proxy.connects()) == 3
+        assert len(proxy.connects()) >= 3, proxy.requests
         assert auth_receiver.seen() == []
     finally:
         proxy.stop()
@@ -1233,7 +1243,7 @@ def test_oauth_token_requests_go_through_the_proxy(proxy, auth_receiver, token_s
         token_url = f"http://localhost:{token_server.port}/token"
         put_ok(server, app, ep, "oauth", oauth_config(token_url))
         send(svix, app)
-        (req,) = auth_receiver.wait(1)
+        req = only(auth_receiver.wait(1))
         assert req["headers"]["authorization"] == "Bearer tok-1"
     lines = [r["line"] for r in proxy.requests]
     assert f"CONNECT 127.0.0.1:{token_server.port} HTTP/1.1" in lines, lines
