@@ -343,13 +343,13 @@ class TokenServer(Recorder):
       ("raw", status, bytes)     that status with that body
     Each answer waits `delay` seconds first (to hold a fetch in flight)."""
 
-    def __init__(self, expires_in=3600, delay=0.0):
+    def __init__(self, expires_in=3600, delay=0.0, tls=None):
         self.script = []
         self.default = ("token", expires_in)
         self.delay = delay
         self.issued = 0
         self.lock = threading.Lock()
-        super().__init__()
+        super().__init__(tls=tls)
         self.url = f"{self.base}/token"
 
     def answer(self, req):
@@ -831,6 +831,8 @@ def test_oauth_client_secret_basic_sends_the_form_and_headers_and_hides_the_secr
 
 def test_oauth_client_secret_post_sends_the_credentials_in_the_body(server, token_server, auth_receiver):
     svix, app, ep = new_endpoint(server, f"{auth_receiver.base}/oauth-post")
+    # The token wins over a custom header of the same name.
+    svix.endpoint.set_headers(app, ep, EndpointHeadersIn(headers={"Authorization": "Custom mine"}))
     put_ok(server, app, ep, "oauth", oauth_config(token_server.url, method="clientSecretPost"))
     send(svix, app)
     req = only(auth_receiver.wait(1))
@@ -989,6 +991,21 @@ def test_the_delivery_ca_file_is_trusted(tls_server, pki):
         assert "localhost" in rx.sni
     finally:
         rx.stop()
+
+
+def test_an_https_token_url_is_trusted_through_the_ca_file(tls_server, pki, auth_receiver):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(pki.server_chain), str(pki.server_key_file))
+    token_server = TokenServer(tls=ctx)
+    try:
+        svix, app, ep = new_endpoint(tls_server, f"{auth_receiver.base}/tls-token")
+        put_ok(tls_server, app, ep, "oauth", oauth_config(f"https://localhost:{token_server.port}/token"))
+        send(svix, app)
+        req = only(auth_receiver.wait(1))
+        assert req["headers"]["authorization"] == "Bearer tok-1"
+        assert len(token_server.seen()) == 1
+    finally:
+        token_server.stop()
 
 
 def test_without_the_ca_file_the_test_ca_is_not_trusted(server, pki):
