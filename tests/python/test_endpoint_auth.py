@@ -36,7 +36,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from svix.api import ApplicationIn, EndpointHeadersIn, EndpointIn, MessageIn
+from svix.api import ApplicationIn, EndpointHeadersIn, EndpointIn, EndpointPatch, EndpointUpsertIn, MessageIn
 
 from conftest import TOKEN, QuietHTTPServer, Server, drop_database, scratch_database
 
@@ -161,6 +161,7 @@ class Pki:
         self.other_ca_key, self.other_ca_cert = _ca("Somebody Else's CA")
         self.server_key, self.server_cert = _leaf(self.ca_key, self.ca_cert, "localhost", server=True)
         self.client_key, self.client_cert = _leaf(self.ca_key, self.ca_cert, "switchyard-client", server=False)
+        self.client2_key, self.client2_cert = _leaf(self.ca_key, self.ca_cert, "switchyard-client-2", server=False)
         self.intruder_key, self.intruder_cert = _leaf(
             self.other_ca_key, self.other_ca_cert, "intruder", server=False
         )
@@ -178,6 +179,9 @@ class Pki:
     def identity(self):
         """What PUT .../mtls takes: the private key, then the chain."""
         return key_pem(self.client_key) + cert_pem(self.client_cert) + cert_pem(self.ca_cert)
+
+    def second_identity(self):
+        return key_pem(self.client2_key) + cert_pem(self.client2_cert)
 
     def intruder_identity(self):
         return key_pem(self.intruder_key) + cert_pem(self.intruder_cert)
@@ -221,6 +225,7 @@ class Recorder:
                     "method": self.command,
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "authorizations": self.headers.get_all("authorization") or [],
                     "body": body,
                     "peer_cn": peer_cn,
                     "at": time.time(),
@@ -686,7 +691,7 @@ def test_basic_auth_is_sent_wins_over_a_custom_header_and_is_never_shown(server,
 
     send(svix, app)
     req = only(auth_receiver.wait(1))
-    assert req["headers"]["authorization"] == basic("alice", BASIC_PASSWORD)
+    assert req["authorizations"] == [basic("alice", BASIC_PASSWORD)]
     assert req["headers"]["x-extra"] == "kept"
 
     shown = get(server, app, ep, "http-auth")
@@ -751,6 +756,83 @@ def test_http_auth_and_oauth_exclude_each_other(server, token_server, auth_recei
     assert req["headers"]["authorization"] == "Bearer tok-1"
 
 
+def race(*calls):
+    """Runs the calls at once (released together by a barrier); their results."""
+    barrier = threading.Barrier(len(calls))
+    results = [None] * len(calls)
+
+    def run(i, call):
+        barrier.wait(timeout=10)
+        results[i] = call()
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+def test_concurrent_http_auth_and_oauth_puts_never_both_succeed(server, token_server):
+    """Each PUT answered 204 is stored: of two racing PUTs that exclude each
+    other, one gets 204 and is kept, the other 409."""
+    svix = server.client()
+    app = svix.application.create(ApplicationIn(name="racing puts")).id
+    outcomes = []
+    with admin(server) as a, admin(server) as b:
+        for _ in range(20):
+            ep = svix.endpoint.create(app, EndpointIn(url="http://127.0.0.1:9/never")).id
+            http_status, oauth_status = (
+                r.status_code
+                for r in race(
+                    lambda: a.put(route(app, ep, "http-auth"), json={"type": "bearer", "token": BEARER_TOKEN}),
+                    lambda: b.put(route(app, ep, "oauth"), json=oauth_config(token_server.url)),
+                )
+            )
+            stored = (
+                get(server, app, ep, "http-auth").json()["enabled"],
+                get(server, app, ep, "oauth").json()["enabled"],
+            )
+            outcomes.append(((http_status, oauth_status), stored))
+    wrong = [o for o in outcomes if o not in (((204, 409), (True, False)), ((409, 204), (False, True)))]
+    assert not wrong, f"{len(wrong)} of {len(outcomes)} races: (statuses, stored) = {wrong}"
+
+
+def test_credentials_survive_concurrent_endpoint_changes(server):
+    """A credentials PUT answered 204 is not undone by an endpoint PATCH
+    that ran at the same time (nor the PATCH by it)."""
+    svix = server.client()
+    app = svix.application.create(ApplicationIn(name="racing patch")).id
+    lost = []
+    with admin(server) as a, admin(server) as b:
+        for i in range(20):
+            ep = svix.endpoint.create(app, EndpointIn(url="http://127.0.0.1:9/never")).id
+            put_r, patch_r = race(
+                lambda: a.put(route(app, ep, "http-auth"), json={"type": "bearer", "token": BEARER_TOKEN}),
+                lambda: b.patch(f"/api/v1/app/{app}/endpoint/{ep}", json={"description": f"d{i}"}),
+            )
+            assert put_r.status_code == 204 and patch_r.status_code == 200, (put_r.text, patch_r.text)
+            auth = get(server, app, ep, "http-auth").json()["enabled"]
+            description = a.get(f"/api/v1/app/{app}/endpoint/{ep}").json()["description"]
+            if not auth or description != f"d{i}":
+                lost.append({"auth kept": auth, "description": description})
+    assert not lost, f"{len(lost)} of 20 races lost an update: {lost}"
+
+
+def test_endpoint_updates_keep_the_credentials(server, pki, auth_receiver):
+    svix, app, ep = new_endpoint(server, f"{auth_receiver.base}/before")
+    put_ok(server, app, ep, "http-auth", {"type": "bearer", "token": BEARER_TOKEN})
+    put_ok(server, app, ep, "mtls", {"identity": pki.identity()})
+    svix.endpoint.upsert(app, ep, EndpointUpsertIn(url=f"{auth_receiver.base}/after", description="moved"))
+    svix.endpoint.patch(app, ep, EndpointPatch(description="patched"))
+    assert get(server, app, ep, "http-auth").json() == {"enabled": True, "config": {"type": "bearer"}}
+    assert get(server, app, ep, "mtls").json()["config"]["certificateSha256"].lower() == fingerprint(pki.client_cert)
+    send(svix, app)
+    req = only(auth_receiver.wait(1))
+    assert req["path"] == "/after"
+    assert req["authorizations"] == [f"Bearer {BEARER_TOKEN}"]
+
+
 def test_auth_routes_of_an_unknown_endpoint_are_404(server):
     svix = server.client()
     app = svix.application.create(ApplicationIn(name="no endpoint"))
@@ -793,6 +875,7 @@ def test_oauth_client_secret_basic_sends_the_form_and_headers_and_hides_the_secr
         "audience": ["api://hooks"],
     }
     assert tok["headers"]["x-tenant"] == "acme"
+    assert len(tok["authorizations"]) == 1, tok["authorizations"]
     scheme, _, creds = tok["headers"]["authorization"].partition(" ")
     assert scheme == "Basic"
     raw = base64.b64decode(creds).decode()
@@ -816,7 +899,7 @@ def test_oauth_client_secret_basic_sends_the_form_and_headers_and_hides_the_secr
         "extraParams": {"audience": "api://hooks"},
         "extraHeaders": {"x-tenant": "********"},
     }
-    assert "clientSecret" not in shown.text
+    assert "clientSecret" not in body["config"]
     assert CLIENT_SECRET not in shown.text and urllib.parse.quote(CLIENT_SECRET) not in shown.text
     with admin(server) as c:
         assert CLIENT_SECRET not in c.get(f"/api/v1/app/{app}/endpoint/{ep}").text
@@ -836,7 +919,7 @@ def test_oauth_client_secret_post_sends_the_credentials_in_the_body(server, toke
     put_ok(server, app, ep, "oauth", oauth_config(token_server.url, method="clientSecretPost"))
     send(svix, app)
     req = only(auth_receiver.wait(1))
-    assert req["headers"]["authorization"] == "Bearer tok-1"
+    assert req["authorizations"] == ["Bearer tok-1"]
     tok = only(token_server.seen())
     assert tok["headers"]["content-type"].startswith("application/x-www-form-urlencoded")
     assert "authorization" not in tok["headers"]
@@ -1037,11 +1120,22 @@ def test_mtls_identity_is_presented_to_a_receiver_that_requires_it(tls_server, p
     assert req["peer_cn"] == "switchyard-client"
     assert wait_attempts(tls_server, app, ep, 4)[0]["responseStatusCode"] == 200
 
+    # Replaced by another identity: the next delivery presents it (not a
+    # connection kept alive with the old one).
+    put_ok(tls_server, app, ep, "mtls", {"identity": pki.second_identity()})
+    assert get(tls_server, app, ep, "mtls").json()["config"]["certificateSha256"].lower() == fingerprint(
+        pki.client2_cert
+    )
+    send(svix, app)
+    reqs = tls_receiver.wait(2)
+    assert [r["peer_cn"] for r in reqs] == ["switchyard-client", "switchyard-client-2"]
+    wait_attempts(tls_server, app, ep, 5)
+
     delete(tls_server, app, ep, "mtls")
     failures = len(tls_receiver.handshake_failures)
     send(svix, app)
     assert len(tls_receiver.wait_handshake_failures(failures + 1)) > failures
-    assert wait_attempts(tls_server, app, ep, 5)[0]["responseStatusCode"] == 0
+    assert wait_attempts(tls_server, app, ep, 6)[0]["responseStatusCode"] == 0
 
 
 def test_an_identity_of_another_ca_is_refused_by_the_receiver(tls_server, pki, tls_receiver):
@@ -1146,6 +1240,9 @@ def test_credentials_are_sealed_at_rest(sealed_backend, pki, auth_receiver, toke
             "/sealed-bearer": f"Bearer {BEARER_TOKEN}",
             "/sealed-oauth": "Bearer tok-1",
         }
+        # Recorded as delivered before the stop (else the restart sends again).
+        for ep in (basic_ep, bearer_ep, oauth_ep):
+            wait_attempts(server, app, ep, 1)
     finally:
         server.stop()
 
@@ -1160,10 +1257,14 @@ def test_credentials_are_sealed_at_rest(sealed_backend, pki, auth_receiver, toke
     # Read back after a restart: still sent.
     server = sealed_backend.start(key)
     try:
-        send(server.client(), app)
-        got = auth_receiver.wait(6)
-        assert len(got) == 6
-        assert {r["path"]: r["headers"].get("authorization") for r in got[3:]} == {
+        (msg,) = send(server.client(), app)
+        deadline = time.time() + 20
+        while True:
+            got = [r for r in auth_receiver.seen() if r["headers"].get("webhook-id") == msg]
+            if len(got) >= 3 or time.time() > deadline:
+                break
+            time.sleep(0.1)
+        assert {r["path"]: r["headers"].get("authorization") for r in got} == {
             "/sealed-basic": basic("alice", BASIC_PASSWORD),
             "/sealed-bearer": f"Bearer {BEARER_TOKEN}",
             "/sealed-oauth": "Bearer tok-2",
@@ -1195,6 +1296,7 @@ def test_http_deliveries_are_tunnelled_to_the_ip_the_guard_judged(proxy, auth_re
         send(svix, app)
         req = only(auth_receiver.wait(1))
         assert req["headers"]["host"] == f"localhost:{auth_receiver.port}"
+        assert "proxy-authorization" not in req["headers"]
     assert proxy.requests, "the proxy was not asked"
     connect = proxy.requests[0]
     assert all(r["method"] == "CONNECT" for r in proxy.requests), proxy.requests
@@ -1225,11 +1327,17 @@ def test_the_guard_refuses_before_the_proxy_is_asked(auth_receiver):
             svix, app, ep = new_endpoint(server, f"http://localhost:{auth_receiver.port}/guarded")
             # A control: a public address is let through, to the proxy.
             svix.endpoint.create(app, EndpointIn(url=f"http://{PUBLIC_IP}/public"))
+            # A public endpoint whose token URL is refused: no token request.
+            oauth_ep = svix.endpoint.create(app, EndpointIn(url=f"http://{PUBLIC_IP}/public-oauth")).id
+            put_ok(server, app, oauth_ep, "oauth", oauth_config(f"http://localhost:{free_port()}/token"))
             send(svix, app)
             only(auth_receiver.wait(1, path="/public"))
             done = wait_attempts(server, app, ep, 3)
             for a in done:
                 assert_failed_without_answer(a)
+                assert "SSRF" in a["response"], a["response"]
+            for a in wait_attempts(server, app, oauth_ep, 3):
+                assert_failed_without_answer(a, "OAuth2 token request")
                 assert "SSRF" in a["response"], a["response"]
         assert [r["line"] for r in proxy.requests] == [f"CONNECT {PUBLIC_IP}:80 HTTP/1.1"], proxy.requests
         assert auth_receiver.wait(1, path="/guarded", timeout=0) == []
@@ -1267,3 +1375,43 @@ def test_oauth_token_requests_go_through_the_proxy(proxy, auth_receiver, token_s
     assert f"CONNECT 127.0.0.1:{auth_receiver.port} HTTP/1.1" in lines, lines
     assert all(r["proxy_authorization"] == basic("u", "p") for r in proxy.requests)
     assert len(token_server.seen()) == 1
+
+
+def test_proxy_credentials_are_percent_decoded_and_absent_without_userinfo(auth_receiver):
+    proxy = ConnectProxy()
+    try:
+        env = {"SWITCHYARD_EGRESS_PROXY": proxy.url("u%40corp:p%3Ass%20w")}
+        with started("sqlite", env) as server:
+            svix, app, ep = new_endpoint(server, f"http://localhost:{auth_receiver.port}/encoded")
+            send(svix, app)
+            only(auth_receiver.wait(1))
+        assert proxy.connects(), proxy.requests
+        assert proxy.connects()[0]["proxy_authorization"] == basic("u@corp", "p:ss w")
+    finally:
+        proxy.stop()
+    proxy = ConnectProxy()
+    try:
+        with started("sqlite", {"SWITCHYARD_EGRESS_PROXY": proxy.url()}) as server:
+            svix, app, ep = new_endpoint(server, f"http://localhost:{auth_receiver.port}/anonymous")
+            send(svix, app)
+            assert len(auth_receiver.wait(2)) == 2
+        assert proxy.connects(), proxy.requests
+        assert all(r["proxy_authorization"] is None for r in proxy.requests), proxy.requests
+    finally:
+        proxy.stop()
+
+
+@pytest.mark.parametrize(
+    "env, named",
+    [
+        ({"SWITCHYARD_EGRESS_PROXY": "socks5://127.0.0.1:1080"}, "egress_proxy"),
+        ({"SWITCHYARD_EGRESS_PROXY": "not a url"}, "egress_proxy"),
+        ({"SWITCHYARD_DELIVERY_CA_FILE": "/nonexistent/roots.pem"}, "delivery_ca_file"),
+        ({"SWITCHYARD_DELIVERY_CA_FILE": "/etc/hostname"}, "delivery_ca_file"),
+    ],
+    ids=["socks_proxy", "proxy_not_a_url", "ca_file_missing", "ca_file_without_pem"],
+)
+def test_an_unusable_proxy_or_ca_file_stops_the_start(env, named):
+    # Never a silent fallback to direct connections or the web roots alone.
+    with pytest.raises(RuntimeError, match=named):
+        Server(env).stop()
