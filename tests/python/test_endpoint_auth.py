@@ -1415,3 +1415,60 @@ def test_an_unusable_proxy_or_ca_file_stops_the_start(env, named):
     # Never a silent fallback to direct connections or the web roots alone.
     with pytest.raises(RuntimeError, match=named):
         Server(env).stop()
+
+
+def test_mtls_through_the_proxy_presents_each_endpoints_own_identity(pki):
+    proxy, rx = ConnectProxy(), TlsReceiver(pki, require_client_cert=True)
+    try:
+        env = {"SWITCHYARD_EGRESS_PROXY": proxy.url(), "SWITCHYARD_DELIVERY_CA_FILE": str(pki.ca_file)}
+        with started("sqlite", env) as server:
+            svix, app, first = new_endpoint(server, f"https://localhost:{rx.port}/first")
+            put_ok(server, app, first, "mtls", {"identity": pki.identity()})
+            second = svix.endpoint.create(app, EndpointIn(url=f"https://localhost:{rx.port}/second")).id
+            put_ok(server, app, second, "mtls", {"identity": pki.second_identity()})
+            # Same host and port, no identity: refused, whatever the others keep open.
+            bare = svix.endpoint.create(app, EndpointIn(url=f"https://localhost:{rx.port}/bare")).id
+            for round_ in (1, 2):
+                send(svix, app)
+                got = rx.wait(2 * round_)
+                assert sorted((r["path"], r["peer_cn"]) for r in got) == sorted(
+                    [("/first", "switchyard-client"), ("/second", "switchyard-client-2")] * round_
+                )
+                assert wait_attempts(server, app, bare, round_)[0]["responseStatusCode"] == 0
+        assert rx.wait(5, path="/bare", timeout=0) == []
+        assert all(c["line"] == f"CONNECT 127.0.0.1:{rx.port} HTTP/1.1" for c in proxy.connects())
+    finally:
+        proxy.stop()
+        rx.stop()
+
+
+def test_a_silent_proxy_or_token_endpoint_fails_the_attempt_within_the_timeout(auth_receiver):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    slow_tokens = TokenServer(delay=8)
+    try:
+        env = {
+            "SWITCHYARD_EGRESS_PROXY": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "SWITCHYARD_REQUEST_TIMEOUT_SECS": "2",
+        }
+        with started("sqlite", env) as server:
+            svix, app, ep = new_endpoint(server, f"http://localhost:{auth_receiver.port}/silent")
+            started_at = time.time()
+            send(svix, app)
+            first = wait_attempts(server, app, ep, 1, timeout=15)[-1]
+            assert time.time() - started_at < 8
+            assert_failed_without_answer(first)
+            assert "proxy" in first["response"], first["response"]
+        with started("sqlite", {"SWITCHYARD_REQUEST_TIMEOUT_SECS": "2"}) as server:
+            svix, app, ep = new_endpoint(server, f"{auth_receiver.base}/slow-token")
+            put_ok(server, app, ep, "oauth", oauth_config(slow_tokens.url))
+            started_at = time.time()
+            send(svix, app)
+            first = wait_attempts(server, app, ep, 1, timeout=15)[-1]
+            assert time.time() - started_at < 8
+            assert_failed_without_answer(first, "OAuth2 token request")
+        assert auth_receiver.seen() == []
+    finally:
+        silent.close()
+        slow_tokens.stop()
