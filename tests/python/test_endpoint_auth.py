@@ -1254,9 +1254,7 @@ def test_credentials_are_sealed_at_rest(sealed_backend, pki, auth_receiver, toke
     for plain in [BASIC_PASSWORD, BEARER_TOKEN, CLIENT_SECRET, "PRIVATE KEY", *key_lines]:
         assert plain not in stored, f"{plain!r} is stored in the clear"
 
-    # Read back after a restart: still sent.
-    server = sealed_backend.start(key)
-    try:
+    def delivered_with(server, oauth_token):
         (msg,) = send(server.client(), app)
         deadline = time.time() + 20
         while True:
@@ -1267,8 +1265,29 @@ def test_credentials_are_sealed_at_rest(sealed_backend, pki, auth_receiver, toke
         assert {r["path"]: r["headers"].get("authorization") for r in got} == {
             "/sealed-basic": basic("alice", BASIC_PASSWORD),
             "/sealed-bearer": f"Bearer {BEARER_TOKEN}",
-            "/sealed-oauth": "Bearer tok-2",
+            "/sealed-oauth": f"Bearer {oauth_token}",
         }
+
+    # Read back after a restart: still sent.
+    server = sealed_backend.start(key)
+    try:
+        delivered_with(server, "tok-2")
+    finally:
+        server.stop()
+
+    # `reseal-secrets` moves the credentials to a new key too.
+    new = new_key()
+    done = sealed_backend.command(["reseal-secrets"], f"{new},{key}")
+    assert done.returncode == 0, done.stderr
+    rows = dict(sealed_backend.rows(f"SELECT id, auth FROM endpoints WHERE app_id = '{app}'"))
+    for ep in (basic_ep, bearer_ep, oauth_ep, mtls_ep):
+        assert rows[ep].startswith(f"$sy1${key_id(new)}$"), rows[ep][:60]
+    server = sealed_backend.start(new)
+    try:
+        delivered_with(server, "tok-3")
+        assert get(server, app, mtls_ep, "mtls").json()["config"]["certificateSha256"].lower() == fingerprint(
+            pki.client_cert
+        )
     finally:
         server.stop()
 
