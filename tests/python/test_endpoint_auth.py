@@ -1477,8 +1477,10 @@ def test_a_silent_proxy_or_token_endpoint_fails_the_attempt_within_the_timeout(a
             send(svix, app)
             first = wait_attempts(server, app, ep, 1, timeout=15)[-1]
             assert time.time() - started_at < 8
+            # (Named either as the proxy's silence or as the attempt's
+            # timeout: both run out at the same time.)
             assert_failed_without_answer(first)
-            assert "proxy" in first["response"], first["response"]
+            assert re.search(r"proxy|timed out", first["response"]), first["response"]
         with started("sqlite", {"SWITCHYARD_REQUEST_TIMEOUT_SECS": "2"}) as server:
             svix, app, ep = new_endpoint(server, f"{auth_receiver.base}/slow-token")
             put_ok(server, app, ep, "oauth", oauth_config(slow_tokens.url))
