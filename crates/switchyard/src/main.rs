@@ -52,10 +52,18 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // tokio-postgres logs every statement's parameters at debug level, and
+    // they include secrets (plain ones without an encryption key): its
+    // debug output is off unless RUST_LOG names it.
+    let mut filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("tokio_postgres"))
+        && let Ok(quiet) = "tokio_postgres=info".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never in log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

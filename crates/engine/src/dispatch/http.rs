@@ -124,6 +124,8 @@ struct Answer {
     status: u16,
     retry_after: Option<Duration>,
     body: Vec<u8>,
+    /// Why the body stopped short, when it did (a timeout, a reset).
+    body_error: Option<String>,
 }
 
 impl Transport {
@@ -187,19 +189,29 @@ impl Transport {
                 let status = response.status().as_u16();
                 let retry_after = retry_after(response.headers());
                 let mut kept: Vec<u8> = Vec::new();
+                let mut body_error = None;
                 while kept.len() < keep {
                     match response.chunk().await {
                         Ok(Some(chunk)) => {
                             let room = keep - kept.len();
                             kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
                         }
-                        Ok(None) | Err(_) => break,
+                        Ok(None) => break,
+                        Err(e) => {
+                            body_error = Some(if e.is_timeout() {
+                                format!("timed out reading the body: {}", error_chain(&e))
+                            } else {
+                                format!("reading the body failed: {}", error_chain(&e))
+                            });
+                            break;
+                        }
                     }
                 }
                 Ok(Answer {
                     status,
                     retry_after,
                     body: kept,
+                    body_error,
                 })
             }
             Transport::Proxied(client) => {
@@ -208,10 +220,11 @@ impl Transport {
                     .or_insert(HeaderValue::from_static(USER_AGENT));
                 let sent = proxy::post(client, &url, headers, body, keep);
                 match tokio::time::timeout(timeout, sent).await {
-                    Ok(Ok((status, headers, body))) => Ok(Answer {
+                    Ok(Ok((status, headers, body, body_error))) => Ok(Answer {
                         status,
                         retry_after: retry_after(&headers),
                         body,
+                        body_error,
                     }),
                     Ok(Err(e)) => Err(e),
                     Err(_) => Err(format!(
@@ -345,6 +358,9 @@ impl DeliveryClient {
                 self.config.timeout,
             )
             .await?;
+        if let Some(error) = answer.body_error {
+            return Err(format!("HTTP {}, then {error}", answer.status));
+        }
         if !(200..300).contains(&answer.status) {
             let text: String = String::from_utf8_lossy(&answer.body)
                 .chars()
@@ -414,7 +430,7 @@ impl DeliveryClient {
                 Err(reason) => {
                     return failed(format!(
                         "OAuth2 token request to {} failed: {reason}",
-                        oauth.token_url
+                        shown_url(&oauth.token_url)
                     ));
                 }
             }
@@ -454,6 +470,20 @@ impl DeliveryClient {
                 duration: started.elapsed(),
             },
         }
+    }
+}
+
+/// A token URL as attempts show it: without its query, which may hold a
+/// key (attempts are readable by tokens that may not read credentials).
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => "the token URL".into(),
     }
 }
 

@@ -15,6 +15,8 @@ use switchyard_core::endpoint_auth::{AccessToken, OauthClientCredentials, token_
 /// Endpoints whose tokens are kept; past this the cache starts over (each
 /// endpoint then fetches once more), so deleted endpoints cannot grow it.
 const MAX_ENDPOINTS: usize = 10_000;
+/// Longest a token is used without being fetched again, in ms.
+const MAX_TOKEN_USE_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Default)]
 struct State {
@@ -69,17 +71,28 @@ impl Tokens {
         {
             return Ok(token.clone());
         }
-        if slot.fetches.load(Ordering::Acquire) != seen
-            && let Some(reason) = &state.failure
-        {
-            return Err(reason.clone());
+        // Those who waited through a fetch take its outcome, even a token
+        // already past its use (a short-lived one that took long to come),
+        // so a burst makes one request.
+        if slot.fetches.load(Ordering::Acquire) != seen {
+            if let Some(reason) = &state.failure {
+                return Err(reason.clone());
+            }
+            if let Some((f, token, _)) = &state.token
+                && *f == fingerprint
+            {
+                return Ok(token.clone());
+            }
         }
         let started = Instant::now();
         let outcome = fetch().await;
         slot.fetches.fetch_add(1, Ordering::AcqRel);
         match outcome {
             Ok(token) => {
-                let until = started + Duration::from_millis(token_use_ms(token.expires_in));
+                // A day at most: a lifetime given as 1e300 s is not kept
+                // for ever (a 401 would still drop it).
+                let use_ms = token_use_ms(token.expires_in).min(MAX_TOKEN_USE_MS);
+                let until = started + Duration::from_millis(use_ms);
                 state.token = Some((fingerprint, token.access_token.clone(), until));
                 state.failure = None;
                 Ok(token.access_token)

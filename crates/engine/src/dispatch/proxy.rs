@@ -195,8 +195,8 @@ impl Tunnel {
             .take(200)
             .collect::<String>();
         let status = status_line
-            .split_whitespace()
-            .nth(1)
+            .strip_prefix("HTTP/1.")
+            .and_then(|rest| rest.split_whitespace().nth(1))
             .and_then(|s| s.parse::<u16>().ok());
         if !status.is_some_and(|s| (200..300).contains(&s)) {
             return Err(format!(
@@ -243,15 +243,15 @@ pub(crate) fn client(
         .build(connector)
 }
 
-/// What came back through the proxy: status, headers, and at most `keep`
-/// bytes of the body (the rest is not read).
+/// What came back through the proxy: status, headers, at most `keep` bytes
+/// of the body (the rest is not read), and why the body stopped short.
 pub(crate) async fn post(
     client: &ProxiedClient,
     url: &url::Url,
     headers: http::HeaderMap,
     body: Bytes,
     keep: usize,
-) -> Result<(u16, http::HeaderMap, Vec<u8>), String> {
+) -> Result<(u16, http::HeaderMap, Vec<u8>, Option<String>), String> {
     let uri: http::Uri = url
         .as_str()
         .parse()
@@ -267,6 +267,7 @@ pub(crate) async fn post(
     let status = response.status().as_u16();
     let (parts, mut body) = response.into_parts();
     let mut kept = Vec::new();
+    let mut body_error = None;
     while kept.len() < keep {
         match body.frame().await {
             Some(Ok(frame)) => {
@@ -275,10 +276,17 @@ pub(crate) async fn post(
                     kept.extend_from_slice(&data[..data.len().min(room)]);
                 }
             }
-            _ => break,
+            Some(Err(e)) => {
+                body_error = Some(format!(
+                    "reading the body failed: {}",
+                    switchyard_core::error_chain(&e)
+                ));
+                break;
+            }
+            None => break,
         }
     }
-    Ok((status, parts.headers, kept))
+    Ok((status, parts.headers, kept, body_error))
 }
 
 #[cfg(test)]
