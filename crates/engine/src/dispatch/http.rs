@@ -768,3 +768,64 @@ mod tests {
         );
     }
 }
+
+/// Review findings (issue 13, endpoint authentication).
+#[cfg(test)]
+mod review {
+    use super::*;
+    use switchyard_core::endpoint_auth::{OauthAuthMethod, OauthClientCredentials};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Finding: a token endpoint that sends its headers and then stalls in
+    /// the body hits the request timeout, but the body loop takes the
+    /// timeout error for the end of the body, so the attempt says "the
+    /// response is not JSON: EOF while parsing" instead of naming the
+    /// timeout.
+    #[tokio::test]
+    async fn a_token_endpoint_stalling_in_its_body_is_reported_as_a_timeout() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n{\"access")
+                        .await;
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                });
+            }
+        });
+        let client = DeliveryClient::new(&DeliveryClientConfig {
+            timeout: Duration::from_secs(1),
+            max_connections_per_host: 2,
+            policy: NetworkPolicy::parse("127.0.0.0/8").unwrap(),
+            ..Default::default()
+        })
+        .unwrap();
+        let auth = EndpointAuth {
+            oauth: Some(OauthClientCredentials {
+                token_url: format!("http://127.0.0.1:{port}/token"),
+                client_id: "id".into(),
+                client_secret: Some("s".into()),
+                auth_method: OauthAuthMethod::ClientSecretPost,
+                scopes: vec![],
+                extra_params: Default::default(),
+                extra_headers: Default::default(),
+            }),
+            ..Default::default()
+        };
+        let result = client
+            .send(
+                "http://127.0.0.1:9/",
+                HeaderMap::new(),
+                bytes::Bytes::new(),
+                "ep_review",
+                &auth,
+            )
+            .await;
+        assert_eq!(result.status, 0);
+        assert!(result.body.contains("timed out"), "{}", result.body);
+    }
+}
