@@ -1493,3 +1493,27 @@ def test_a_silent_proxy_or_token_endpoint_fails_the_attempt_within_the_timeout(a
     finally:
         silent.close()
         slow_tokens.stop()
+
+
+def test_operational_webhook_endpoints_take_credentials_too(server, auth_receiver):
+    """Switchyard's own events go out through the same dispatcher, so an
+    operational webhook endpoint can carry credentials like any other."""
+    with admin(server) as c:
+        r = c.post(
+            "/api/v1/operational-webhook/endpoint",
+            json={"url": f"{auth_receiver.base}/ops", "filterTypes": ["endpoint.created"]},
+        )
+        assert r.status_code == 201, r.text
+        ops = r.json()["id"]
+        base = f"/api/v1/operational-webhook/endpoint/{ops}/http-auth"
+        r = c.put(base, json={"type": "bearer", "token": BEARER_TOKEN})
+        assert r.status_code == 204, r.text
+        assert c.get(base).json() == {"enabled": True, "config": {"type": "bearer"}}
+    try:
+        # Creating an endpoint raises endpoint.created.
+        new_endpoint(server, f"{auth_receiver.base}/elsewhere", name="ops-trigger")
+        req = auth_receiver.wait(1, path="/ops")[0]
+        assert req["headers"]["authorization"] == f"Bearer {BEARER_TOKEN}"
+    finally:
+        with admin(server) as c:
+            c.delete(f"/api/v1/operational-webhook/endpoint/{ops}")

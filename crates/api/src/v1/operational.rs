@@ -8,6 +8,9 @@
 //! endpoint receives (all when absent).
 
 use super::ListResponse;
+use super::endpoint_auth::{
+    self as auth, EndpointAuthOut, EndpointHttpAuthIn, EndpointMtlsConfigIn, EndpointOauthConfigIn,
+};
 use super::endpoints::{
     EndpointHeadersIn, EndpointHeadersOut, EndpointHeadersPatchIn, EndpointIn, EndpointOut,
     EndpointSecretOut, EndpointSecretRotateIn, create_of, fetch_of, headers_of, list_of,
@@ -21,6 +24,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
+use switchyard_engine::endpoint_auth::{AuthChange, AuthPart};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,6 +36,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(secret))
         .routes(routes!(rotate_secret))
         .routes(routes!(headers, set_headers, patch_headers))
+        .routes(routes!(oauth, set_oauth, delete_oauth))
+        .routes(routes!(mtls, set_mtls, delete_mtls))
+        .routes(routes!(http_auth, set_http_auth, delete_http_auth))
 }
 
 /// `/operational-webhook/endpoint/{endpoint_id}`.
@@ -174,4 +181,115 @@ async fn patch_headers(
     Body(input): Body<EndpointHeadersPatchIn>,
 ) -> ApiResult<StatusCode> {
     patch_headers_of(&state, &ops(&state).await?, &p.endpoint_id, input).await
+}
+
+/// An operational webhook endpoint's OAuth 2.0 configuration, without its client secret.
+#[utoipa::path(get, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/oauth", operation_id = "v1.operational-webhook.endpoint.get-oauth",
+    params(OperationalEndpointPath),
+    responses((status = 200, description = "Whether it is set, and how", body = EndpointAuthOut)))]
+async fn oauth(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+) -> ApiResult<Json<EndpointAuthOut>> {
+    auth::view_of(&state, &ops(&state).await?, &p.endpoint_id, AuthPart::Oauth).await
+}
+
+/// Authenticate deliveries to an operational webhook endpoint with an OAuth 2.0 access token.
+#[utoipa::path(put, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/oauth", operation_id = "v1.operational-webhook.endpoint.set-oauth-config",
+    params(OperationalEndpointPath),
+    request_body = EndpointOauthConfigIn,
+    responses((status = 204, description = "Set")))]
+async fn set_oauth(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+    Body(input): Body<EndpointOauthConfigIn>,
+) -> ApiResult<StatusCode> {
+    let change = auth::oauth_change(input);
+    auth::change_of(&state, &ops(&state).await?, &p.endpoint_id, change).await
+}
+
+/// Stop using OAuth 2.0 for an operational webhook endpoint.
+#[utoipa::path(delete, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/oauth", operation_id = "v1.operational-webhook.endpoint.delete-oauth-config",
+    params(OperationalEndpointPath),
+    responses((status = 204, description = "Removed")))]
+async fn delete_oauth(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+) -> ApiResult<StatusCode> {
+    let change = AuthChange::Clear(AuthPart::Oauth);
+    auth::change_of(&state, &ops(&state).await?, &p.endpoint_id, change).await
+}
+
+/// An operational webhook endpoint's TLS client certificate (its SHA-256).
+#[utoipa::path(get, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/mtls", operation_id = "v1.operational-webhook.endpoint.get-mtls",
+    params(OperationalEndpointPath),
+    responses((status = 200, description = "Whether it is set, and how", body = EndpointAuthOut)))]
+async fn mtls(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+) -> ApiResult<Json<EndpointAuthOut>> {
+    auth::view_of(&state, &ops(&state).await?, &p.endpoint_id, AuthPart::Mtls).await
+}
+
+/// Present a TLS client certificate to an operational webhook endpoint.
+#[utoipa::path(put, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/mtls", operation_id = "v1.operational-webhook.endpoint.set-mtls-config",
+    params(OperationalEndpointPath),
+    request_body = EndpointMtlsConfigIn,
+    responses((status = 204, description = "Set")))]
+async fn set_mtls(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+    Body(input): Body<EndpointMtlsConfigIn>,
+) -> ApiResult<StatusCode> {
+    let change = auth::mtls_change(input);
+    auth::change_of(&state, &ops(&state).await?, &p.endpoint_id, change).await
+}
+
+/// Stop presenting a client certificate to an operational webhook endpoint.
+#[utoipa::path(delete, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/mtls", operation_id = "v1.operational-webhook.endpoint.delete-mtls-config",
+    params(OperationalEndpointPath),
+    responses((status = 204, description = "Removed")))]
+async fn delete_mtls(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+) -> ApiResult<StatusCode> {
+    let change = AuthChange::Clear(AuthPart::Mtls);
+    auth::change_of(&state, &ops(&state).await?, &p.endpoint_id, change).await
+}
+
+/// An operational webhook endpoint's HTTP credentials, without the password or token.
+#[utoipa::path(get, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/http-auth", operation_id = "v1.operational-webhook.endpoint.get-http-auth",
+    params(OperationalEndpointPath),
+    responses((status = 200, description = "Whether it is set, and how", body = EndpointAuthOut)))]
+async fn http_auth(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+) -> ApiResult<Json<EndpointAuthOut>> {
+    auth::view_of(&state, &ops(&state).await?, &p.endpoint_id, AuthPart::Http).await
+}
+
+/// Send `Authorization: Basic …` or `Bearer …` to an operational webhook endpoint.
+#[utoipa::path(put, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/http-auth", operation_id = "v1.operational-webhook.endpoint.set-http-auth",
+    params(OperationalEndpointPath),
+    request_body = EndpointHttpAuthIn,
+    responses((status = 204, description = "Set")))]
+async fn set_http_auth(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+    Body(input): Body<EndpointHttpAuthIn>,
+) -> ApiResult<StatusCode> {
+    let change = auth::http_change(input)?;
+    auth::change_of(&state, &ops(&state).await?, &p.endpoint_id, change).await
+}
+
+/// Stop sending HTTP credentials to an operational webhook endpoint.
+#[utoipa::path(delete, path = "/api/v1/operational-webhook/endpoint/{endpoint_id}/http-auth", operation_id = "v1.operational-webhook.endpoint.delete-http-auth",
+    params(OperationalEndpointPath),
+    responses((status = 204, description = "Removed")))]
+async fn delete_http_auth(
+    State(state): State<AppState>,
+    Path(p): Path<OperationalEndpointPath>,
+) -> ApiResult<StatusCode> {
+    let change = AuthChange::Clear(AuthPart::Http);
+    auth::change_of(&state, &ops(&state).await?, &p.endpoint_id, change).await
 }

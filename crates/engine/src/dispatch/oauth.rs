@@ -174,6 +174,33 @@ mod tests {
         assert_eq!(fetched.load(Ordering::SeqCst), 2);
     }
 
+    /// A token that lives 0 s is past its use when it arrives; those who
+    /// waited for it still share it. (Paused time: every task is waiting on
+    /// the lock before the fetch's sleep ends.)
+    #[tokio::test(start_paused = true)]
+    async fn waiters_share_even_a_token_that_expired_on_the_way() {
+        let tokens = Arc::new(Tokens::default());
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let waiting: Vec<_> = (0..20)
+            .map(|_| {
+                let (tokens, fetched) = (tokens.clone(), fetched.clone());
+                tokio::spawn(async move {
+                    tokens
+                        .get("ep", &config("a"), || async move {
+                            let n = fetched.fetch_add(1, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            issued(n, Some(0))
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for w in waiting {
+            assert_eq!(w.await.unwrap(), Ok("t0".to_owned()));
+        }
+        assert_eq!(fetched.load(Ordering::SeqCst), 1);
+    }
+
     #[tokio::test]
     async fn tokens_are_fetched_again_when_expired_refused_or_reconfigured() {
         let tokens = Tokens::default();
