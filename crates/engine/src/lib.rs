@@ -17,6 +17,7 @@ mod ingest;
 pub mod limits;
 mod messages;
 mod operational;
+mod publish;
 mod schema;
 mod source_admin;
 mod sources;
@@ -33,6 +34,7 @@ pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
 pub use ingest::{IngestError, IngestRefusal, IngestReply, IngestRequest};
 pub use operational::{FAILING_AFTER_ATTEMPTS, OPERATIONAL_APP_UID, OPERATIONAL_EVENT_TYPES};
+pub use publish::{MAX_EVENT_ID_CHARS, MAX_TAG_CHARS, MessageRequest};
 pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 

@@ -1,7 +1,7 @@
 //! Messages: `/api/v1/app/{app}/msg`.
 
 use super::applications::ApplicationIn;
-use super::{AppPath, ListResponse, MessagePath, find_app, parse_channels, texts, ts};
+use super::{AppPath, ListResponse, MessagePath, find_app, texts, ts};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{MessageBody, PageQuery, Path, Query, bool_param, list_param, time_param};
@@ -11,8 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use switchyard_core::{AppId, EventTypeName};
-use switchyard_engine::{AcceptEventType, AcceptInput, PayloadDocument};
+use switchyard_core::AppId;
+use switchyard_engine::MessageRequest;
 use switchyard_store::{Message, MessageFilter, Order};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -121,16 +121,6 @@ fn payload_view(bytes: &[u8]) -> Box<RawValue> {
     serde_json::value::to_raw_value(&wrapped).unwrap_or_default()
 }
 
-fn check_token(field: &str, value: &str, max: usize) -> ApiResult<()> {
-    if value.is_empty() || value.chars().count() > max {
-        return Err(ApiError::field(
-            field,
-            format!("must be at least 1 and at most {max} characters"),
-        ));
-    }
-    Ok(())
-}
-
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ContentQuery {
@@ -152,35 +142,11 @@ async fn create(
     MessageBody(input): MessageBody<MessageIn>,
 ) -> ApiResult<Response> {
     let with_content = bool_param("with_content", &q.with_content, true)?;
-    let event_type = EventTypeName::parse(&input.event_type)
-        .map_err(|e| ApiError::field("eventType", e.to_string()))?;
-    if !input.payload.get().trim_start().starts_with('{') {
-        return Err(ApiError::field("payload", "must be a JSON object"));
-    }
     if input.deliver_at.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(ApiError::field(
             "deliverAt",
             "scheduled delivery is not supported yet; omit deliverAt to deliver now",
         ));
-    }
-    if let Some(event_id) = &input.event_id {
-        check_token("eventId", event_id, 256)?;
-    }
-    let channels = parse_channels("channels", input.channels)?;
-    if let Some(tags) = &input.tags {
-        if tags.len() > switchyard_engine::limits::MAX_TAGS {
-            return Err(ApiError::field(
-                "tags",
-                format!(
-                    "has {} tags; at most {} are allowed",
-                    tags.len(),
-                    switchyard_engine::limits::MAX_TAGS
-                ),
-            ));
-        }
-        for tag in tags {
-            check_token("tags", tag, 128)?;
-        }
     }
     let idempotency_key = match headers.get("idempotency-key") {
         None => None,
@@ -202,23 +168,20 @@ async fn create(
             Some(key.to_owned())
         }
     };
-    let app = state
-        .engine
-        .app_for_message(&p.app_id, input.application.map(Into::into))
-        .await?;
     let result = state
         .engine
-        .accept(AcceptInput {
-            app_id: app.id,
-            event_type: AcceptEventType::Checked(event_type),
-            event_id: input.event_id,
-            channels,
-            tags: input.tags,
-            payload: bytes::Bytes::from(Box::<str>::from(input.payload).into_boxed_bytes()),
-            idempotency_key,
-            forward: None,
-            document: PayloadDocument::Json,
-        })
+        .publish(
+            &p.app_id,
+            MessageRequest {
+                event_type: input.event_type,
+                payload: bytes::Bytes::from(Box::<str>::from(input.payload).into_boxed_bytes()),
+                event_id: input.event_id,
+                channels: input.channels,
+                tags: input.tags,
+                idempotency_key,
+                application: input.application.map(Into::into),
+            },
+        )
         .await?;
     Ok((
         StatusCode::ACCEPTED,

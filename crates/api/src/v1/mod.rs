@@ -15,7 +15,6 @@ mod operational;
 use crate::AppState;
 use crate::error::ApiResult;
 use serde::{Deserialize, Serialize};
-use switchyard_core::Channel;
 use switchyard_core::timefmt::format_ms;
 use switchyard_store::{Application, Endpoint, Page};
 use utoipa::{IntoParams, ToSchema};
@@ -107,13 +106,6 @@ pub(crate) fn created_status(created: bool) -> axum::http::StatusCode {
 /// An RFC 3339 UTC timestamp with milliseconds, as the API shows times.
 pub(crate) fn ts(ms: u64) -> String {
     format_ms(ms)
-}
-
-pub(crate) fn parse_channels(
-    field: &str,
-    channels: Option<Vec<String>>,
-) -> ApiResult<Option<Vec<Channel>>> {
-    Ok(switchyard_engine::parse_channels(field, channels)?)
 }
 
 /// A list of names as the API shows them.
