@@ -9,6 +9,7 @@
 pub mod breaker;
 pub mod clock;
 pub mod endpoint_auth;
+pub mod envelope;
 pub mod filter;
 pub mod forward;
 pub mod ids;
