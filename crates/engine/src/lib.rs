@@ -5,6 +5,7 @@ mod accept;
 pub mod access;
 pub mod admin;
 mod apps;
+pub mod broker_intake;
 mod cache;
 mod cluster;
 mod dispatch;
