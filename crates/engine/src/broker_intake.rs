@@ -8,6 +8,10 @@
 
 use crate::publish::MessageRequest;
 use crate::{Engine, EngineError};
+use futures_util::future::BoxFuture;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use switchyard_core::MessageId;
 use switchyard_core::envelope::{Rejection, read_envelope};
 use switchyard_store::StoreError;
@@ -88,6 +92,141 @@ impl Engine {
             },
             Err(e) => settle_error(e),
         }
+    }
+}
+
+/// A broker's consumer as a source runs it. Each broker implements it
+/// with its own client: reading in batches, and settling each message as
+/// [`Settlement`] says (acknowledge; dead-letter where the broker has a
+/// mechanism, else acknowledge after the rejection is recorded; release
+/// for redelivery).
+pub trait BrokerConsumer: Send {
+    /// Up to `max` messages, each with a handle that names it to
+    /// [`Self::settle`]; an empty batch when none came within about a
+    /// second. An error is the broker's (connection lost, ...).
+    fn receive(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<(u64, BrokerMessage)>, String>>;
+    /// Settles messages received before, in the order received.
+    fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>>;
+}
+
+/// A source's counts since this node started it, and its last error.
+#[derive(Debug, Default)]
+pub struct SourceStats {
+    pub received: AtomicU64,
+    /// Committed as new messages.
+    pub accepted: AtomicU64,
+    /// Already committed under their `eventId` (redeliveries).
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Left with the broker because the store could not take them.
+    pub deferred: AtomicU64,
+    /// The broker's or the store's last complaint, with when (Unix ms).
+    pub last_error: Mutex<Option<(u64, String)>>,
+}
+
+impl SourceStats {
+    fn error(&self, at: u64, text: String) {
+        let mut last = match self.last_error.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *last = Some((at, text));
+    }
+}
+
+/// Longest pause between tries while the broker or the store fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Runs a source until `stop` turns true: reads a batch of at most `batch`
+/// messages, takes them all at once (their commits share the store's group
+/// commit), records each rejection with `rejected` before settling, then
+/// settles the batch. So a message is acknowledged only after it is
+/// committed, memory holds one batch, and while the broker or the store
+/// fails the source backs off (100 ms doubling to 5 s) instead of reading
+/// on: the broker keeps what was not taken.
+pub async fn run_consumer(
+    engine: Arc<Engine>,
+    bound_app: Option<String>,
+    mut consumer: impl BrokerConsumer,
+    batch: usize,
+    stats: Arc<SourceStats>,
+    rejected: impl Fn(&BrokerMessage, &Rejection) + Send,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let batch = batch.clamp(1, 1000);
+    let mut backoff = Duration::ZERO;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if !backoff.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.changed() => return,
+            }
+        }
+        let received = tokio::select! {
+            r = consumer.receive(batch) => r,
+            _ = stop.changed() => return,
+        };
+        let messages = match received {
+            Ok(m) => m,
+            Err(e) => {
+                stats.error(engine.now_ms(), format!("broker: {e}"));
+                backoff = next_backoff(backoff);
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        stats
+            .received
+            .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        let settled = futures_util::future::join_all(
+            messages
+                .iter()
+                .map(|(_, m)| engine.take_broker_message(bound_app.as_deref(), m)),
+        )
+        .await;
+        let mut store_trouble = None;
+        for ((_, message), settlement) in messages.iter().zip(&settled) {
+            let counter = match settlement {
+                Settlement::Accepted { created: true, .. } => &stats.accepted,
+                Settlement::Accepted { created: false, .. } => &stats.duplicates,
+                Settlement::Rejected(r) => {
+                    rejected(message, r);
+                    &stats.rejected
+                }
+                Settlement::Later(e) => {
+                    store_trouble = Some(e.clone());
+                    &stats.deferred
+                }
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+        let outcomes = messages.into_iter().map(|(h, _)| h).zip(settled).collect();
+        if let Err(e) = consumer.settle(outcomes).await {
+            // Unsettled messages come back; their eventId keeps them single.
+            stats.error(engine.now_ms(), format!("broker: settling failed: {e}"));
+            backoff = next_backoff(backoff);
+            continue;
+        }
+        match store_trouble {
+            Some(e) => {
+                stats.error(engine.now_ms(), format!("store: {e}"));
+                backoff = next_backoff(backoff);
+            }
+            None => backoff = Duration::ZERO,
+        }
+    }
+}
+
+fn next_backoff(current: Duration) -> Duration {
+    if current.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        (current * 2).min(MAX_BACKOFF)
     }
 }
 
@@ -238,6 +377,149 @@ mod tests {
             let settled = engine.take_broker_message(bound, &m).await;
             assert_eq!(code(&settled), expected, "{:?}", m.body);
         }
+    }
+
+    /// An in-memory broker: hands out its queue in batches and records how
+    /// each message was settled.
+    struct FakeBroker {
+        queue: std::collections::VecDeque<BrokerMessage>,
+        next: u64,
+        settled: Arc<Mutex<Vec<(u64, Settlement)>>>,
+        /// To check that what is acknowledged is already stored.
+        engine: Arc<Engine>,
+        app: switchyard_core::AppId,
+    }
+
+    impl BrokerConsumer for FakeBroker {
+        fn receive(
+            &mut self,
+            max: usize,
+        ) -> BoxFuture<'_, Result<Vec<(u64, BrokerMessage)>, String>> {
+            Box::pin(async move {
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let Some(m) = self.queue.pop_front() else {
+                        break;
+                    };
+                    self.next += 1;
+                    out.push((self.next, m));
+                }
+                if out.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(out)
+            })
+        }
+
+        fn settle(
+            &mut self,
+            outcomes: Vec<(u64, Settlement)>,
+        ) -> BoxFuture<'_, Result<(), String>> {
+            Box::pin(async move {
+                for (_, outcome) in &outcomes {
+                    if let Settlement::Accepted { message, .. } = outcome {
+                        let stored = self.engine.message(&self.app, message.as_str()).await;
+                        assert!(stored.is_ok(), "acknowledged before it was stored");
+                    }
+                }
+                self.settled.lock().unwrap().extend(outcomes);
+                Ok(())
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_source_settles_every_message_after_taking_it() {
+        let (engine, _dir) = crate::test_engine().await;
+        let input = AppInput {
+            name: "shop".into(),
+            uid: Some("shop".into()),
+            ..Default::default()
+        };
+        let (shop, _) = engine.create_app(input, false).await.unwrap();
+        let mut queue = std::collections::VecDeque::new();
+        for i in 0..50 {
+            let body = if i % 10 == 3 {
+                "poison".to_owned()
+            } else {
+                // Each message twice in a row: the second is a redelivery.
+                format!(
+                    r#"{{"eventType":"order.paid","payload":{{"i":{}}},"eventId":"e{}"}}"#,
+                    i / 2,
+                    i / 2
+                )
+            };
+            queue.push_back(msg(&body, &[]));
+        }
+        let settled = Arc::new(Mutex::new(Vec::new()));
+        let broker = FakeBroker {
+            queue,
+            next: 0,
+            settled: settled.clone(),
+            engine: engine.clone(),
+            app: shop.id.clone(),
+        };
+        let stats = Arc::new(SourceStats::default());
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log_to = log.clone();
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let runner = tokio::spawn(run_consumer(
+            engine.clone(),
+            Some("shop".into()),
+            broker,
+            8,
+            stats.clone(),
+            move |m: &BrokerMessage, r: &Rejection| {
+                log_to.lock().unwrap().push((m.body.clone(), r.code));
+            },
+            stop,
+        ));
+        for _ in 0..200 {
+            if settled.lock().unwrap().len() == 50 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        stop_tx.send(true).unwrap();
+        runner.await.unwrap();
+        let settled = settled.lock().unwrap().clone();
+        // Every message settled once, in the order received.
+        assert_eq!(
+            settled.iter().map(|(h, _)| *h).collect::<Vec<_>>(),
+            (1..=50).collect::<Vec<_>>()
+        );
+        let poison = settled
+            .iter()
+            .filter(|(_, s)| matches!(s, Settlement::Rejected(_)))
+            .count();
+        assert_eq!(poison, 5);
+        assert_eq!(log.lock().unwrap().len(), 5);
+        assert!(
+            log.lock()
+                .unwrap()
+                .iter()
+                .all(|(b, c)| &b[..] == b"poison" && *c == "not_json")
+        );
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(load(&stats.received), 50);
+        assert_eq!(load(&stats.rejected), 5);
+        assert_eq!(load(&stats.accepted) + load(&stats.duplicates), 45);
+        // What was acknowledged is stored, once per eventId.
+        let stored = engine
+            .list_messages(
+                &shop.id,
+                &switchyard_store::MessageFilter {
+                    page: switchyard_store::PageRequest {
+                        limit: 100,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(stored.data.len() as u64, load(&stats.accepted));
+        assert_eq!(load(&stats.accepted), 25);
     }
 
     /// A store that cannot take the message now is no reason to dead-letter
