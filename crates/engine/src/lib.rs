@@ -19,6 +19,8 @@ pub mod limits;
 mod messages;
 mod operational;
 mod publish;
+#[cfg(feature = "redis")]
+pub mod redis_source;
 mod schema;
 mod source_admin;
 mod sources;

@@ -100,6 +100,35 @@ pub struct ServeArgs {
     /// CONNECT to the address it allowed.
     #[arg(long, env = "SWITCHYARD_EGRESS_PROXY", hide_env_values = true)]
     pub egress_proxy: Option<String>,
+    /// Broker sources, declared in the TOML file only (`[[broker_sources]]`).
+    #[arg(skip)]
+    #[serde(default)]
+    pub broker_sources: Vec<BrokerSourceFile>,
+}
+
+/// A broker source declared in the TOML file: messages written to the
+/// broker are accepted as `POST /msg` would accept them (see
+/// `switchyard_core::envelope` for their shape).
+///
+/// ```toml
+/// [[broker_sources]]
+/// name = "orders"
+/// app = "shop"            # optional: else each message names its app
+/// batch = 100             # optional: messages taken at once [default: 100]
+/// redis = { url = "redis://127.0.0.1:6379", stream = "orders", group = "switchyard" }
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSourceFile {
+    pub name: String,
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub batch: Option<usize>,
+    /// Redis Streams: `url`, `stream`, `group`, and optionally
+    /// `dead_letter_stream` and `claim_idle_ms`.
+    #[serde(default)]
+    pub redis: Option<switchyard_engine::redis_source::RedisStreamConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +161,7 @@ pub struct Settings {
     /// The PEM text of `delivery_ca_file`, checked.
     pub delivery_ca_pem: Option<String>,
     pub egress_proxy: Option<switchyard_engine::ProxyConfig>,
+    pub broker_sources: Vec<BrokerSourceFile>,
 }
 
 impl Settings {
@@ -229,7 +259,24 @@ impl Settings {
             .map(|p| switchyard_engine::ProxyConfig::parse(&p))
             .transpose()
             .map_err(|e| anyhow::anyhow!("egress_proxy: {e}"))?;
+        let broker_sources = file.broker_sources;
+        let mut names = std::collections::HashSet::new();
+        for source in &broker_sources {
+            if !names.insert(source.name.clone()) {
+                bail!("broker_sources: the name '{}' is used twice", source.name);
+            }
+            if source.redis.is_none() {
+                bail!(
+                    "broker_sources '{}': name the broker (redis = {{ url, stream, group }})",
+                    source.name
+                );
+            }
+            if source.batch.is_some_and(|b| !(1..=1000).contains(&b)) {
+                bail!("broker_sources '{}': batch must be 1 to 1000", source.name);
+            }
+        }
         Ok(Self {
+            broker_sources,
             delivery_ca_pem,
             egress_proxy,
             keyring: Arc::new(keyring),

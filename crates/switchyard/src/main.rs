@@ -199,6 +199,20 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let (stop_sources, sources_stop) = tokio::sync::watch::channel(false);
+    for source in &settings.broker_sources {
+        if let Some(redis) = &source.redis {
+            switchyard_engine::redis_source::spawn(
+                engine.clone(),
+                source.name.clone(),
+                source.app.clone(),
+                source.batch.unwrap_or(100),
+                redis.clone(),
+                node_id.clone(),
+                sources_stop.clone(),
+            );
+        }
+    }
     let app = router(AppState {
         engine: engine.clone(),
         admin_token_sha256: admin.sha256,
@@ -214,6 +228,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .with_graceful_shutdown(stop)
     .await?;
+    // Sources stop reading; what they took is committed or left unacknowledged.
+    let _ = stop_sources.send(true);
     engine.flush_counters().await;
     if let Err(e) = engine.leave().await {
         tracing::warn!(error = %e, "could not hand partitions over; others take them when the leases expire");

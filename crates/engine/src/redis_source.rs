@@ -1,0 +1,348 @@
+//! Redis Streams as a broker source: a consumer group on one stream, each
+//! node a consumer of it (so nodes share the stream and a node's pending
+//! entries are reclaimed by the others with `XAUTOCLAIM` when it dies).
+//!
+//! An entry's `body` field is the broker message's body; its other fields
+//! are headers (so `switchyard-event-type` may be a field). Entries are
+//! acknowledged (`XACK`) only after they are committed; one that can never
+//! be a message is moved to the dead-letter stream (`XADD` with the reason,
+//! then `XACK`, in one `MULTI`).
+
+use crate::Engine;
+use crate::broker_intake::{BrokerConsumer, BrokerMessage, Settlement, SourceStats, run_consumer};
+use futures_util::future::BoxFuture;
+use redis::Value;
+use redis::aio::MultiplexedConnection;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a Redis Streams source reads.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct RedisStreamConfig {
+    /// `redis://[user:password@]host:port[/db]`.
+    pub url: String,
+    pub stream: String,
+    /// The consumer group (created at the stream's end when missing).
+    pub group: String,
+    /// Where rejected entries go; `<stream>:dead` when absent.
+    #[serde(default)]
+    pub dead_letter_stream: Option<String>,
+    /// Pending entries idle this long (another node died holding them) are
+    /// claimed, in ms [default: 60000].
+    #[serde(default)]
+    pub claim_idle_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for RedisStreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStreamConfig")
+            .field("stream", &self.stream)
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long one read waits for new entries, in ms.
+const BLOCK_MS: u64 = 1000;
+/// Longest time between two reclaim passes.
+const RECLAIM_EVERY: Duration = Duration::from_secs(5);
+
+pub struct RedisStreamConsumer {
+    client: redis::Client,
+    conn: MultiplexedConnection,
+    /// The connection failed: connect anew before the next command.
+    broken: bool,
+    config: RedisStreamConfig,
+    consumer: String,
+    /// Handles of the batch being settled: entry id, and what a dead letter
+    /// needs.
+    pending: HashMap<u64, (String, BrokerMessage)>,
+    next: u64,
+    last_reclaim: Option<std::time::Instant>,
+    /// Still reading this consumer's own pending entries (left by a crash
+    /// of this node) before new ones.
+    own_backlog: bool,
+}
+
+fn redis_error(e: redis::RedisError) -> String {
+    e.to_string()
+}
+
+impl RedisStreamConsumer {
+    /// Connects as `consumer` (this node's id) and makes sure the group
+    /// exists.
+    pub async fn connect(config: RedisStreamConfig, consumer: String) -> Result<Self, String> {
+        let client = redis::Client::open(config.url.as_str()).map_err(redis_error)?;
+        let mut conn = open(&client).await?;
+        let created: Result<Value, _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(&config.stream)
+            .arg(&config.group)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(&mut conn)
+            .await;
+        if let Err(e) = created
+            && e.code() != Some("BUSYGROUP")
+        {
+            return Err(redis_error(e));
+        }
+        Ok(Self {
+            client,
+            conn,
+            broken: false,
+            config,
+            consumer,
+            pending: HashMap::new(),
+            next: 0,
+            last_reclaim: None,
+            own_backlog: true,
+        })
+    }
+
+    fn dead_letter_stream(&self) -> String {
+        self.config
+            .dead_letter_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}:dead", self.config.stream))
+    }
+
+    /// Turns stream entries (`[id, [field, value, ...]]`) into handles.
+    fn take_entries(&mut self, entries: &[Value], out: &mut Vec<(u64, BrokerMessage)>) {
+        for entry in entries {
+            let Value::Array(parts) = entry else { continue };
+            let (Some(id), Some(Value::Array(fields))) = (parts.first(), parts.get(1)) else {
+                continue;
+            };
+            let Some(id) = text(id) else { continue };
+            let mut message = BrokerMessage::default();
+            for pair in fields.chunks(2) {
+                let [name, value] = pair else { continue };
+                let (Some(name), Some(value)) = (text(name), bytes(value)) else {
+                    continue;
+                };
+                if name == "body" {
+                    message.body = value.into();
+                } else if let Ok(value) = String::from_utf8(value) {
+                    message.headers.push((name, value));
+                }
+            }
+            self.next += 1;
+            self.pending.insert(self.next, (id, message.clone()));
+            out.push((self.next, message));
+        }
+    }
+
+    async fn read(&mut self, max: usize) -> Result<Vec<(u64, BrokerMessage)>, String> {
+        if self.broken {
+            self.conn = open(&self.client).await?;
+            self.broken = false;
+            // What this consumer had read and not settled is pending again.
+            self.own_backlog = true;
+            self.pending.clear();
+        }
+        let read = self.read_on(max).await;
+        self.broken = read.is_err();
+        read
+    }
+
+    async fn read_on(&mut self, max: usize) -> Result<Vec<(u64, BrokerMessage)>, String> {
+        let mut out = Vec::new();
+        let idle = Duration::from_millis(self.config.claim_idle_ms.unwrap_or(60_000));
+        if self
+            .last_reclaim
+            .is_none_or(|at| at.elapsed() >= idle.min(RECLAIM_EVERY))
+        {
+            self.last_reclaim = Some(std::time::Instant::now());
+            // Entries another consumer (a dead node) held too long.
+            let reply: Value = redis::cmd("XAUTOCLAIM")
+                .arg(&self.config.stream)
+                .arg(&self.config.group)
+                .arg(&self.consumer)
+                .arg(self.config.claim_idle_ms.unwrap_or(60_000))
+                .arg("0-0")
+                .arg("COUNT")
+                .arg(max)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(redis_error)?;
+            if let Value::Array(parts) = reply
+                && let Some(Value::Array(entries)) = parts.get(1)
+            {
+                self.take_entries(entries, &mut out);
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+        }
+        let from = if self.own_backlog { "0" } else { ">" };
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.config.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(max);
+        if !self.own_backlog {
+            cmd.arg("BLOCK").arg(BLOCK_MS);
+        }
+        let reply: Value = cmd
+            .arg("STREAMS")
+            .arg(&self.config.stream)
+            .arg(from)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        // `[[stream, [entries...]]]`, or nil when the block ran out.
+        if let Value::Array(streams) = reply {
+            for stream in streams {
+                if let Value::Array(parts) = stream
+                    && let Some(Value::Array(entries)) = parts.get(1)
+                {
+                    self.take_entries(entries, &mut out);
+                }
+            }
+        }
+        if self.own_backlog && out.is_empty() {
+            self.own_backlog = false;
+        }
+        Ok(out)
+    }
+
+    async fn settle_all(&mut self, outcomes: Vec<(u64, Settlement)>) -> Result<(), String> {
+        let mut acks = Vec::new();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let dead = self.dead_letter_stream();
+        for (handle, outcome) in outcomes {
+            let Some((id, message)) = self.pending.remove(&handle) else {
+                continue;
+            };
+            match outcome {
+                Settlement::Accepted { .. } => acks.push(id),
+                Settlement::Rejected(rejection) => {
+                    let mut add = redis::cmd("XADD");
+                    add.arg(&dead)
+                        .arg("*")
+                        .arg("body")
+                        .arg(&message.body[..])
+                        .arg("rejected-code")
+                        .arg(rejection.code)
+                        .arg("rejected-reason")
+                        .arg(&rejection.reason)
+                        .arg("original-id")
+                        .arg(&id);
+                    for (name, value) in &message.headers {
+                        add.arg(name).arg(value);
+                    }
+                    pipe.add_command(add).ignore();
+                    acks.push(id);
+                }
+                // Stays pending; read again after a restart or reclaimed.
+                Settlement::Later(_) => {}
+            }
+        }
+        if acks.is_empty() {
+            return Ok(());
+        }
+        pipe.cmd("XACK")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .arg(&acks)
+            .ignore();
+        let _: Value = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        Ok(())
+    }
+}
+
+/// A connection whose reads may block for [`BLOCK_MS`] (the default 500 ms
+/// reply timeout would cut them off).
+async fn open(client: &redis::Client) -> Result<MultiplexedConnection, String> {
+    let settings = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(Duration::from_millis(BLOCK_MS + 4000)))
+        .set_connection_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&settings)
+        .await
+        .map_err(redis_error)
+}
+
+fn text(v: &Value) -> Option<String> {
+    bytes(v).and_then(|b| String::from_utf8(b).ok())
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        Value::SimpleString(s) => Some(s.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+impl BrokerConsumer for RedisStreamConsumer {
+    fn receive(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<(u64, BrokerMessage)>, String>> {
+        Box::pin(self.read(max))
+    }
+
+    fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let settled = self.settle_all(outcomes).await;
+            if settled.is_err() {
+                self.broken = true;
+            }
+            settled
+        })
+    }
+}
+
+/// Runs a Redis Streams source on this node until `stop` turns true:
+/// connects (backing off up to 5 s until Redis answers; a connection that
+/// breaks later is opened again by the consumer), then reads through
+/// [`run_consumer`]. Rejections are logged (the stored
+/// rejected log comes with managed sources).
+pub fn spawn(
+    engine: Arc<Engine>,
+    name: String,
+    bound_app: Option<String>,
+    batch: usize,
+    config: RedisStreamConfig,
+    consumer: String,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Arc<SourceStats> {
+    let stats = Arc::new(SourceStats::default());
+    let shown = stats.clone();
+    tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        let source = loop {
+            match RedisStreamConsumer::connect(config.clone(), consumer.clone()).await {
+                Ok(s) => break s,
+                Err(e) => {
+                    tracing::warn!(source = %name, error = %e, "cannot reach the Redis stream; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        tracing::info!(source = %name, stream = %config.stream, group = %config.group, "reading the Redis stream");
+        run_consumer(
+            engine,
+            bound_app,
+            source,
+            batch,
+            stats,
+            move |_, rejection| {
+                tracing::warn!(source = %name, code = rejection.code, reason = %rejection.reason, "broker message rejected; moved to the dead-letter stream");
+            },
+            stop,
+        )
+        .await;
+    });
+    shown
+}
