@@ -23,6 +23,18 @@ use switchyard_store::StoreError;
 pub struct BrokerMessage {
     pub body: bytes::Bytes,
     pub headers: Vec<(String, String)>,
+    /// Names this message in its broker (stream and entry id, topic and
+    /// offset, ...): used as the idempotency key when the message has no
+    /// `eventId`, so reading it twice makes one message.
+    pub key: Option<String>,
+}
+
+/// The idempotency key of a broker message named `name` in its broker. It
+/// starts with a control character, which an `Idempotency-Key` header
+/// cannot carry, so no API request can take a broker message's key (and
+/// make the broker message count as already accepted).
+pub fn broker_key(name: &str) -> String {
+    format!("\u{1f}broker:{name}")
 }
 
 /// How a source settles a broker message.
@@ -47,6 +59,16 @@ impl Engine {
         bound_app: Option<&str>,
         message: &BrokerMessage,
     ) -> Settlement {
+        if message.body.len() > self.max_payload_bytes {
+            return Settlement::Rejected(Rejection::new(
+                "too_large",
+                format!(
+                    "the message is {} bytes; at most {} are accepted (SWITCHYARD_MAX_PAYLOAD_BYTES)",
+                    message.body.len(),
+                    self.max_payload_bytes
+                ),
+            ));
+        }
         let envelope = match read_envelope(&message.body, &message.headers) {
             Ok(e) => e,
             Err(rejection) => return Settlement::Rejected(rejection),
@@ -82,7 +104,7 @@ impl Engine {
             event_id: envelope.event_id,
             channels: envelope.channels,
             tags: envelope.tags,
-            idempotency_key: None,
+            idempotency_key: message.key.clone(),
             application: None,
         };
         match self.publish(&app, request).await {
@@ -90,6 +112,11 @@ impl Engine {
                 message: accepted.message.id,
                 created: accepted.created,
             },
+            // A bound application that does not exist is the source's
+            // configuration, not the message's fault: kept, not dead-lettered.
+            Err(EngineError::NotFound("application")) if bound_app.is_some() => Settlement::Later(
+                format!("the source is bound to application '{app}', which does not exist"),
+            ),
             Err(e) => settle_error(e),
         }
     }
@@ -112,6 +139,8 @@ pub trait BrokerConsumer: Send {
 /// A source's counts since this node started it, and its last error.
 #[derive(Debug, Default)]
 pub struct SourceStats {
+    /// The source's name, in log lines.
+    pub name: String,
     pub received: AtomicU64,
     /// Committed as new messages.
     pub accepted: AtomicU64,
@@ -125,7 +154,15 @@ pub struct SourceStats {
 }
 
 impl SourceStats {
+    pub fn named(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ..Self::default()
+        }
+    }
+
     fn error(&self, at: u64, text: String) {
+        tracing::warn!(source = %self.name, error = %text, "broker source trouble; backing off");
         let mut last = match self.last_error.lock() {
             Ok(l) => l,
             Err(poisoned) => poisoned.into_inner(),
@@ -255,6 +292,7 @@ mod tests {
 
     fn msg(body: &str, headers: &[(&str, &str)]) -> BrokerMessage {
         BrokerMessage {
+            key: None,
             body: bytes::Bytes::copy_from_slice(body.as_bytes()),
             headers: headers
                 .iter()
@@ -377,6 +415,41 @@ mod tests {
             let settled = engine.take_broker_message(bound, &m).await;
             assert_eq!(code(&settled), expected, "{:?}", m.body);
         }
+        // A source bound to an application that does not exist keeps its
+        // messages with the broker rather than dead-lettering them all.
+        let ghost = engine
+            .take_broker_message(
+                Some("ghost"),
+                &msg(r#"{"eventType":"a.b","payload":{}}"#, &[]),
+            )
+            .await;
+        assert!(matches!(ghost, Settlement::Later(_)), "{ghost:?}");
+        // Over the body limit of POST /msg: never a message.
+        let huge = format!(
+            r#"{{"eventType":"a.b","payload":{{"x":"{}"}}}}"#,
+            "x".repeat(1 << 20)
+        );
+        assert_eq!(
+            code(
+                &engine
+                    .take_broker_message(Some("shop"), &msg(&huge, &[]))
+                    .await
+            ),
+            "too_large"
+        );
+        // Without an eventId, the broker's name for the message keeps a
+        // second reading of it from becoming a second message.
+        let keyed = BrokerMessage {
+            key: Some(broker_key("redis:s:1-0")),
+            ..msg(r#"{"eventType":"a.b","payload":{}}"#, &[])
+        };
+        let first = engine.take_broker_message(Some("shop"), &keyed).await;
+        let second = engine.take_broker_message(Some("shop"), &keyed).await;
+        assert!(matches!(first, Settlement::Accepted { created: true, .. }));
+        assert!(matches!(
+            second,
+            Settlement::Accepted { created: false, .. }
+        ));
     }
 
     /// An in-memory broker: hands out its queue in batches and records how

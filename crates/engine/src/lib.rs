@@ -80,6 +80,9 @@ pub struct EngineConfig {
     pub delivery_ca_pem: Option<String>,
     /// An HTTP proxy every delivery goes through (see [`dispatch::proxy`]).
     pub egress_proxy: Option<dispatch::proxy::ProxyConfig>,
+    /// Largest message body a broker source accepts, as `POST /msg`
+    /// (`SWITCHYARD_MAX_PAYLOAD_BYTES`).
+    pub max_payload_bytes: usize,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -103,6 +106,7 @@ impl Default for EngineConfig {
             signature_scheme: SignatureScheme::Hmac,
             delivery_ca_pem: None,
             egress_proxy: None,
+            max_payload_bytes: 1 << 20,
             clock: Arc::new(SystemClock),
         }
     }
@@ -163,6 +167,7 @@ pub struct Engine {
     shared: bool,
     clock: Arc<dyn Clock>,
     https_only: bool,
+    max_payload_bytes: usize,
     signature_scheme: SignatureScheme,
     max_endpoints_per_app: usize,
     auto_disable_after: Option<Duration>,
@@ -206,6 +211,7 @@ impl Engine {
             auto_disable_after: config.auto_disable_after,
             max_endpoints_per_app: config.max_endpoints_per_app,
             https_only: config.https_only,
+            max_payload_bytes: config.max_payload_bytes,
             signature_scheme: config.signature_scheme,
             operational,
         });

@@ -43,26 +43,21 @@ fn check_chars(field: &str, value: &str, max: usize) -> Result<(), EngineError> 
     Ok(())
 }
 
-impl Engine {
-    /// Checks a message request and accepts it for the application
-    /// `app_key` (id or uid). Errors name the request field:
-    /// [`EngineError::Invalid`] for a value, [`EngineError::NotFound`] for
-    /// the application, and whatever intake refuses (schemas).
-    pub async fn publish(
-        &self,
-        app_key: &str,
-        request: MessageRequest,
-    ) -> Result<AcceptResult, EngineError> {
-        let event_type = EventTypeName::parse(&request.event_type)
+impl MessageRequest {
+    /// The request's own fields checked (the application and the schema
+    /// are checked on publishing), so a caller with checks of its own (the
+    /// HTTP layer's) can run these first and refuse in the same order.
+    pub fn check_fields(&self) -> Result<(), EngineError> {
+        EventTypeName::parse(&self.event_type)
             .map_err(|e| EngineError::invalid("eventType", e.to_string()))?;
-        if !request.payload.trim_ascii_start().starts_with(b"{") {
+        if !self.payload.trim_ascii_start().starts_with(b"{") {
             return Err(EngineError::invalid("payload", "must be a JSON object"));
         }
-        if let Some(event_id) = &request.event_id {
+        if let Some(event_id) = &self.event_id {
             check_chars("eventId", event_id, MAX_EVENT_ID_CHARS)?;
         }
-        let channels = crate::parse_channels("channels", request.channels)?;
-        if let Some(tags) = &request.tags {
+        crate::parse_channels("channels", self.channels.clone())?;
+        if let Some(tags) = &self.tags {
             if tags.len() > limits::MAX_TAGS {
                 return Err(EngineError::invalid(
                     "tags",
@@ -77,6 +72,24 @@ impl Engine {
                 check_chars("tags", tag, MAX_TAG_CHARS)?;
             }
         }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Checks a message request and accepts it for the application
+    /// `app_key` (id or uid). Errors name the request field:
+    /// [`EngineError::Invalid`] for a value, [`EngineError::NotFound`] for
+    /// the application, and whatever intake refuses (schemas).
+    pub async fn publish(
+        &self,
+        app_key: &str,
+        request: MessageRequest,
+    ) -> Result<AcceptResult, EngineError> {
+        request.check_fields()?;
+        let event_type = EventTypeName::parse(&request.event_type)
+            .map_err(|e| EngineError::invalid("eventType", e.to_string()))?;
+        let channels = crate::parse_channels("channels", request.channels)?;
         let app = self.app_for_message(app_key, request.application).await?;
         self.accept(AcceptInput {
             app_id: app.id,

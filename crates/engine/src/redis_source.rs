@@ -9,7 +9,9 @@
 //! then `XACK`, in one `MULTI`).
 
 use crate::Engine;
-use crate::broker_intake::{BrokerConsumer, BrokerMessage, Settlement, SourceStats, run_consumer};
+use crate::broker_intake::{
+    BrokerConsumer, BrokerMessage, Settlement, SourceStats, broker_key, run_consumer,
+};
 use futures_util::future::BoxFuture;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
@@ -41,6 +43,33 @@ impl std::fmt::Debug for RedisStreamConfig {
             .field("stream", &self.stream)
             .field("group", &self.group)
             .finish_non_exhaustive()
+    }
+}
+
+impl RedisStreamConfig {
+    /// Refuses what can never work, naming the field: a URL that does not
+    /// parse, an empty stream or group, a dead-letter stream that is the
+    /// stream itself (each rejected entry would be read and rejected again,
+    /// for ever).
+    pub fn check(&self) -> Result<(), String> {
+        redis::Client::open(self.url.as_str()).map_err(|e| format!("url: {e}"))?;
+        if self.stream.is_empty() {
+            return Err("stream: must not be empty".into());
+        }
+        if self.group.is_empty() {
+            return Err("group: must not be empty".into());
+        }
+        if self.dead_letter_stream() == self.stream {
+            return Err("dead_letter_stream: must not be the stream itself".into());
+        }
+        Ok(())
+    }
+
+    /// Where rejected entries go.
+    pub fn dead_letter_stream(&self) -> String {
+        self.dead_letter_stream
+            .clone()
+            .unwrap_or_else(|| format!("{}:dead", self.stream))
     }
 }
 
@@ -76,19 +105,7 @@ impl RedisStreamConsumer {
     pub async fn connect(config: RedisStreamConfig, consumer: String) -> Result<Self, String> {
         let client = redis::Client::open(config.url.as_str()).map_err(redis_error)?;
         let mut conn = open(&client).await?;
-        let created: Result<Value, _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&config.stream)
-            .arg(&config.group)
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async(&mut conn)
-            .await;
-        if let Err(e) = created
-            && e.code() != Some("BUSYGROUP")
-        {
-            return Err(redis_error(e));
-        }
+        ensure_group(&mut conn, &config).await?;
         Ok(Self {
             client,
             conn,
@@ -102,13 +119,6 @@ impl RedisStreamConsumer {
         })
     }
 
-    fn dead_letter_stream(&self) -> String {
-        self.config
-            .dead_letter_stream
-            .clone()
-            .unwrap_or_else(|| format!("{}:dead", self.config.stream))
-    }
-
     /// Turns stream entries (`[id, [field, value, ...]]`) into handles.
     fn take_entries(&mut self, entries: &[Value], out: &mut Vec<(u64, BrokerMessage)>) {
         for entry in entries {
@@ -117,7 +127,12 @@ impl RedisStreamConsumer {
                 continue;
             };
             let Some(id) = text(id) else { continue };
-            let mut message = BrokerMessage::default();
+            let mut message = BrokerMessage {
+                // Names the entry, so one read twice (after a crash between
+                // commit and XACK) is one message even without an eventId.
+                key: Some(broker_key(&format!("redis:{}:{}", self.config.stream, id))),
+                ..Default::default()
+            };
             for pair in fields.chunks(2) {
                 let [name, value] = pair else { continue };
                 let (Some(name), Some(value)) = (text(name), bytes(value)) else {
@@ -144,7 +159,15 @@ impl RedisStreamConsumer {
             self.pending.clear();
         }
         let read = self.read_on(max).await;
-        self.broken = read.is_err();
+        if let Err(e) = &read {
+            if e.contains("NOGROUP") {
+                // The stream or the group was deleted: made again.
+                ensure_group(&mut self.conn, &self.config).await?;
+                self.own_backlog = true;
+            } else {
+                self.broken = true;
+            }
+        }
         read
     }
 
@@ -211,10 +234,10 @@ impl RedisStreamConsumer {
     }
 
     async fn settle_all(&mut self, outcomes: Vec<(u64, Settlement)>) -> Result<(), String> {
+        let dead = self.config.dead_letter_stream();
         let mut acks = Vec::new();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        let dead = self.dead_letter_stream();
+        let mut failed = None;
+        let mut deferred = false;
         for (handle, outcome) in outcomes {
             let Some((id, message)) = self.pending.remove(&handle) else {
                 continue;
@@ -222,40 +245,72 @@ impl RedisStreamConsumer {
             match outcome {
                 Settlement::Accepted { .. } => acks.push(id),
                 Settlement::Rejected(rejection) => {
+                    // The producer's fields first and ours last, so a reader
+                    // that keeps the last of a repeated field sees ours.
                     let mut add = redis::cmd("XADD");
-                    add.arg(&dead)
-                        .arg("*")
-                        .arg("body")
-                        .arg(&message.body[..])
-                        .arg("rejected-code")
+                    add.arg(&dead).arg("*").arg("body").arg(&message.body[..]);
+                    for (name, value) in &message.headers {
+                        add.arg(name).arg(value);
+                    }
+                    add.arg("rejected-code")
                         .arg(rejection.code)
                         .arg("rejected-reason")
                         .arg(&rejection.reason)
                         .arg("original-id")
                         .arg(&id);
-                    for (name, value) in &message.headers {
-                        add.arg(name).arg(value);
+                    // Acknowledged only once the dead letter is written; a
+                    // failed write leaves the entry pending, to be read again.
+                    match add.query_async::<Value>(&mut self.conn).await {
+                        Ok(_) => acks.push(id),
+                        Err(e) => {
+                            failed.get_or_insert(format!(
+                                "writing the dead letter to {dead} failed: {}",
+                                redis_error(e)
+                            ));
+                        }
                     }
-                    pipe.add_command(add).ignore();
-                    acks.push(id);
                 }
-                // Stays pending; read again after a restart or reclaimed.
-                Settlement::Later(_) => {}
+                // Stays pending; read again after the back-off.
+                Settlement::Later(_) => deferred = true,
             }
         }
-        if acks.is_empty() {
-            return Ok(());
+        if deferred || failed.is_some() {
+            self.own_backlog = true;
         }
-        pipe.cmd("XACK")
-            .arg(&self.config.stream)
-            .arg(&self.config.group)
-            .arg(&acks)
-            .ignore();
-        let _: Value = pipe
-            .query_async(&mut self.conn)
-            .await
-            .map_err(redis_error)?;
-        Ok(())
+        if !acks.is_empty() {
+            let _: Value = redis::cmd("XACK")
+                .arg(&self.config.stream)
+                .arg(&self.config.group)
+                .arg(&acks)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(redis_error)?;
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Creates the group when it is missing (first start, or the stream or
+/// group was deleted meanwhile), at the stream's beginning: an entry
+/// written before the group existed is read too, not skipped.
+async fn ensure_group(
+    conn: &mut MultiplexedConnection,
+    config: &RedisStreamConfig,
+) -> Result<(), String> {
+    let created: Result<Value, _> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&config.stream)
+        .arg(&config.group)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match created {
+        Err(e) if e.code() != Some("BUSYGROUP") => Err(redis_error(e)),
+        _ => Ok(()),
     }
 }
 
@@ -291,7 +346,10 @@ impl BrokerConsumer for RedisStreamConsumer {
     fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let settled = self.settle_all(outcomes).await;
-            if settled.is_err() {
+            if settled
+                .as_ref()
+                .is_err_and(|e| !e.starts_with("writing the dead letter"))
+            {
                 self.broken = true;
             }
             settled
@@ -313,7 +371,7 @@ pub fn spawn(
     consumer: String,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Arc<SourceStats> {
-    let stats = Arc::new(SourceStats::default());
+    let stats = Arc::new(SourceStats::named(&name));
     let shown = stats.clone();
     tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);

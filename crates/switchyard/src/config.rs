@@ -261,14 +261,31 @@ impl Settings {
             .map_err(|e| anyhow::anyhow!("egress_proxy: {e}"))?;
         let broker_sources = file.broker_sources;
         let mut names = std::collections::HashSet::new();
+        let mut streams = std::collections::HashSet::new();
         for source in &broker_sources {
+            if source.name.is_empty() {
+                bail!("broker_sources: a source has an empty name");
+            }
             if !names.insert(source.name.clone()) {
                 bail!("broker_sources: the name '{}' is used twice", source.name);
             }
-            if source.redis.is_none() {
+            let Some(redis) = &source.redis else {
                 bail!(
                     "broker_sources '{}': name the broker (redis = {{ url, stream, group }})",
                     source.name
+                );
+            };
+            redis
+                .check()
+                .map_err(|e| anyhow::anyhow!("broker_sources '{}': redis.{e}", source.name))?;
+            // One node is one consumer of a group: two sources there would
+            // read each other's pending entries.
+            if !streams.insert((redis.url.clone(), redis.stream.clone(), redis.group.clone())) {
+                bail!(
+                    "broker_sources '{}': another source already reads stream '{}' as group '{}'",
+                    source.name,
+                    redis.stream,
+                    redis.group
                 );
             }
             if source.batch.is_some_and(|b| !(1..=1000).contains(&b)) {

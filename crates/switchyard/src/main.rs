@@ -195,6 +195,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             signature_scheme: settings.signature_scheme,
             delivery_ca_pem: settings.delivery_ca_pem.clone(),
             egress_proxy: settings.egress_proxy.clone(),
+            max_payload_bytes: settings.max_payload_bytes,
             ..EngineConfig::default()
         },
     )

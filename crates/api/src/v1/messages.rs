@@ -142,6 +142,16 @@ async fn create(
     MessageBody(input): MessageBody<MessageIn>,
 ) -> ApiResult<Response> {
     let with_content = bool_param("with_content", &q.with_content, true)?;
+    let mut request = MessageRequest {
+        event_type: input.event_type,
+        payload: bytes::Bytes::from(Box::<str>::from(input.payload).into_boxed_bytes()),
+        event_id: input.event_id,
+        channels: input.channels,
+        tags: input.tags,
+        idempotency_key: None,
+        application: input.application.map(Into::into),
+    };
+    request.check_fields()?;
     if input.deliver_at.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(ApiError::field(
             "deliverAt",
@@ -168,21 +178,8 @@ async fn create(
             Some(key.to_owned())
         }
     };
-    let result = state
-        .engine
-        .publish(
-            &p.app_id,
-            MessageRequest {
-                event_type: input.event_type,
-                payload: bytes::Bytes::from(Box::<str>::from(input.payload).into_boxed_bytes()),
-                event_id: input.event_id,
-                channels: input.channels,
-                tags: input.tags,
-                idempotency_key,
-                application: input.application.map(Into::into),
-            },
-        )
-        .await?;
+    request.idempotency_key = idempotency_key;
+    let result = state.engine.publish(&p.app_id, request).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageOut::new(&result.message, with_content)),
