@@ -12,33 +12,6 @@ use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-async fn redis_or_skip() -> Option<(String, redis::aio::MultiplexedConnection)> {
-    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let connected = async {
-        let client = redis::Client::open(url.as_str())?;
-        client.get_multiplexed_async_connection().await
-    };
-    match tokio::time::timeout(Duration::from_secs(5), connected).await {
-        Ok(Ok(conn)) => Some((url, conn)),
-        _ => {
-            eprintln!("skipped: Redis at {url} is unreachable");
-            None
-        }
-    }
-}
-
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
-
 fn write_config(dir: &std::path::Path, redis: &str) -> String {
     let config = dir.join("switchyard.toml");
     std::fs::write(

@@ -296,3 +296,41 @@ pub async fn send_message(api: &Api, app_id: &str) -> String {
     assert_eq!(status, 202, "{msg}");
     msg["id"].as_str().unwrap_or_default().to_owned()
 }
+
+/// A connection to the test Redis (`SWITCHYARD_TEST_REDIS_URL`, default
+/// `redis://127.0.0.1:6379`); unreachable, it fails the test under `CI=true`
+/// and returns `None` with a printed reason otherwise.
+pub async fn redis_or_skip() -> Option<(String, redis::aio::MultiplexedConnection)> {
+    let url = std::env::var("SWITCHYARD_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let connected = async {
+        let client = redis::Client::open(url.as_str())?;
+        client.get_multiplexed_async_connection().await
+    };
+    match tokio::time::timeout(Duration::from_secs(5), connected).await {
+        Ok(Ok(conn)) => Some((url, conn)),
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer within 5 s".into(),
+            };
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("Redis at {url} is required under CI=true and is unreachable: {reason}");
+            }
+            eprintln!("skipped: Redis at {url} is unreachable ({reason})");
+            None
+        }
+    }
+}
+
+/// A key no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
