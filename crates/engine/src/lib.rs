@@ -37,7 +37,7 @@ pub use event_types::{EventTypeInput, EventTypePatch};
 pub use housekeeping::IDEMPOTENCY_WINDOW;
 pub use ingest::{IngestError, IngestRefusal, IngestReply, IngestRequest};
 pub use operational::{FAILING_AFTER_ATTEMPTS, OPERATIONAL_APP_UID, OPERATIONAL_EVENT_TYPES};
-pub use publish::{MAX_EVENT_ID_CHARS, MAX_TAG_CHARS, MessageRequest};
+pub use publish::{CheckedFields, MAX_EVENT_ID_CHARS, MAX_TAG_CHARS, MessageRequest};
 pub use source_admin::{RotatedSecret, SourceInput};
 pub use sources::{IngestOutcome, IngestSource};
 

@@ -47,8 +47,8 @@ impl MessageRequest {
     /// The request's own fields checked (the application and the schema
     /// are checked on publishing), so a caller with checks of its own (the
     /// HTTP layer's) can run these first and refuse in the same order.
-    pub fn check_fields(&self) -> Result<(), EngineError> {
-        EventTypeName::parse(&self.event_type)
+    pub fn check_fields(&self) -> Result<CheckedFields, EngineError> {
+        let event_type = EventTypeName::parse(&self.event_type)
             .map_err(|e| EngineError::invalid("eventType", e.to_string()))?;
         if !self.payload.trim_ascii_start().starts_with(b"{") {
             return Err(EngineError::invalid("payload", "must be a JSON object"));
@@ -56,7 +56,7 @@ impl MessageRequest {
         if let Some(event_id) = &self.event_id {
             check_chars("eventId", event_id, MAX_EVENT_ID_CHARS)?;
         }
-        crate::parse_channels("channels", self.channels.clone())?;
+        let channels = crate::parse_channels("channels", self.channels.clone())?;
         if let Some(tags) = &self.tags {
             if tags.len() > limits::MAX_TAGS {
                 return Err(EngineError::invalid(
@@ -72,8 +72,18 @@ impl MessageRequest {
                 check_chars("tags", tag, MAX_TAG_CHARS)?;
             }
         }
-        Ok(())
+        Ok(CheckedFields {
+            event_type,
+            channels,
+        })
     }
+}
+
+/// What [`MessageRequest::check_fields`] parsed, for
+/// [`Engine::publish_checked`], so nothing is parsed twice.
+pub struct CheckedFields {
+    event_type: EventTypeName,
+    channels: Option<Vec<switchyard_core::Channel>>,
 }
 
 impl Engine {
@@ -86,10 +96,21 @@ impl Engine {
         app_key: &str,
         request: MessageRequest,
     ) -> Result<AcceptResult, EngineError> {
-        request.check_fields()?;
-        let event_type = EventTypeName::parse(&request.event_type)
-            .map_err(|e| EngineError::invalid("eventType", e.to_string()))?;
-        let channels = crate::parse_channels("channels", request.channels)?;
+        let checked = request.check_fields()?;
+        self.publish_checked(app_key, request, checked).await
+    }
+
+    /// [`Self::publish`] of a request whose fields were checked already.
+    pub async fn publish_checked(
+        &self,
+        app_key: &str,
+        request: MessageRequest,
+        checked: CheckedFields,
+    ) -> Result<AcceptResult, EngineError> {
+        let CheckedFields {
+            event_type,
+            channels,
+        } = checked;
         let app = self.app_for_message(app_key, request.application).await?;
         self.accept(AcceptInput {
             app_id: app.id,

@@ -151,7 +151,7 @@ async fn create(
         idempotency_key: None,
         application: input.application.map(Into::into),
     };
-    request.check_fields()?;
+    let checked = request.check_fields()?;
     if input.deliver_at.as_ref().is_some_and(|v| !v.is_null()) {
         return Err(ApiError::field(
             "deliverAt",
@@ -179,7 +179,10 @@ async fn create(
         }
     };
     request.idempotency_key = idempotency_key;
-    let result = state.engine.publish(&p.app_id, request).await?;
+    let result = state
+        .engine
+        .publish_checked(&p.app_id, request, checked)
+        .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(MessageOut::new(&result.message, with_content)),
