@@ -136,6 +136,128 @@ pub trait BrokerConsumer: Send {
     fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>>;
 }
 
+impl<C: BrokerConsumer + ?Sized> BrokerConsumer for Box<C> {
+    fn receive(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<(u64, BrokerMessage)>, String>> {
+        (**self).receive(max)
+    }
+
+    fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>> {
+        (**self).settle(outcomes)
+    }
+}
+
+/// A broker configuration refused: the field inside the configuration
+/// (`url`, `stream`, ...; empty for the whole of it) and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl BrokerConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for BrokerConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// The broker kinds this binary was built with. The engine stores and
+/// runs sources without knowing any broker; the `switchyard-brokers` crate
+/// implements this for the kinds compiled in, and the binary hands it over.
+///
+/// A broker configuration is a JSON object whose `type` names the kind
+/// (`{"type": "redis", "url": ..., "stream": ..., "group": ...}`).
+pub trait BrokerKinds: Send + Sync {
+    /// Refuses a configuration that can never work, naming the field.
+    fn check(&self, broker: &serde_json::Value) -> Result<(), BrokerConfigError>;
+    /// What the configuration reads, as one string (broker address, queue
+    /// or stream, group): two sources reading the same would take each
+    /// other's messages, so only one may.
+    fn reads(&self, broker: &serde_json::Value) -> Result<String, BrokerConfigError>;
+    /// The configuration as an API reader may see it: passwords in URLs
+    /// and other secrets replaced by `********`.
+    fn redact(&self, broker: &serde_json::Value) -> serde_json::Value;
+    /// Opens a consumer of a checked configuration as `consumer` (this
+    /// node's id: nodes share the source through the broker's own means).
+    fn connect(
+        &self,
+        broker: &serde_json::Value,
+        consumer: &str,
+    ) -> BoxFuture<'static, Result<Box<dyn BrokerConsumer>, String>>;
+}
+
+/// One source as a node runs it.
+#[derive(Debug, Clone)]
+pub struct SourceRun {
+    /// The source's name, in log lines.
+    pub name: String,
+    /// The application every message goes to (id or uid); `None` lets each
+    /// message name its own.
+    pub app: Option<String>,
+    /// Messages taken at once, 1 to 1000.
+    pub batch: usize,
+    /// The checked broker configuration.
+    pub broker: serde_json::Value,
+    /// This node's consumer name.
+    pub consumer: String,
+}
+
+/// Runs a source until `stop` turns true: connects (backing off from
+/// 100 ms to 5 s while the broker does not answer), then reads through
+/// [`run_consumer`]; a consumer that cannot be opened again is retried the
+/// same way.
+pub async fn run_source(
+    engine: Arc<Engine>,
+    kinds: Arc<dyn BrokerKinds>,
+    run: SourceRun,
+    stats: Arc<SourceStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    let consumer = loop {
+        if *stop.borrow() {
+            return;
+        }
+        match kinds.connect(&run.broker, &run.consumer).await {
+            Ok(c) => break c,
+            Err(e) => {
+                stats.error(engine.now_ms(), format!("broker: {e}"));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    };
+    tracing::info!(source = %run.name, "reading the broker source");
+    let name = run.name.clone();
+    run_consumer(
+        engine,
+        run.app,
+        consumer,
+        run.batch,
+        stats,
+        move |_, rejection| {
+            tracing::warn!(source = %name, code = rejection.code, reason = %rejection.reason, "broker message rejected");
+        },
+        stop,
+    )
+    .await;
+}
+
 /// A source's counts since this node started it, and its last error.
 #[derive(Debug, Default)]
 pub struct SourceStats {

@@ -19,8 +19,6 @@ pub mod limits;
 mod messages;
 mod operational;
 mod publish;
-#[cfg(feature = "redis")]
-pub mod redis_source;
 mod schema;
 mod source_admin;
 mod sources;

@@ -11,6 +11,7 @@ use switchyard_core::netguard::NetworkPolicy;
 use switchyard_core::retry::RetrySchedule;
 use switchyard_core::sealing::Keyring;
 use switchyard_core::signing::SignatureScheme;
+use switchyard_engine::broker_intake::BrokerKinds;
 use switchyard_store::sqlite::Durability;
 
 #[derive(Args, Debug, Default, Deserialize)]
@@ -114,8 +115,8 @@ pub struct ServeArgs {
 /// [[broker_sources]]
 /// name = "orders"
 /// app = "shop"            # optional: else each message names its app
-/// batch = 100             # optional: messages taken at once [default: 100]
-/// redis = { url = "redis://127.0.0.1:6379", stream = "orders", group = "switchyard" }
+/// batch_size = 100        # optional: messages taken at once [default: 100]
+/// broker = { type = "redis", url = "redis://127.0.0.1:6379", stream = "orders", group = "switchyard" }
 /// ```
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,11 +125,42 @@ pub struct BrokerSourceFile {
     #[serde(default)]
     pub app: Option<String>,
     #[serde(default)]
-    pub batch: Option<usize>,
-    /// Redis Streams: `url`, `stream`, `group`, and optionally
-    /// `dead_letter_stream` and `claim_idle_ms`.
-    #[serde(default)]
-    pub redis: Option<switchyard_engine::redis_source::RedisStreamConfig>,
+    pub batch_size: Option<usize>,
+    /// The broker's `type` and settings, in snake_case here and camelCase
+    /// in the API (`dead_letter_stream` is `deadLetterStream`).
+    pub broker: toml::Table,
+}
+
+/// A TOML table's keys in camelCase, at every depth: the API's spelling
+/// of the same settings.
+fn camel_case_keys(value: toml::Value) -> serde_json::Value {
+    match value {
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.into_iter()
+                .map(|(k, v)| {
+                    let mut camel = String::with_capacity(k.len());
+                    let mut upper = false;
+                    for c in k.chars() {
+                        if c == '_' {
+                            upper = true;
+                        } else if upper {
+                            camel.extend(c.to_uppercase());
+                            upper = false;
+                        } else {
+                            camel.push(c);
+                        }
+                    }
+                    (camel, camel_case_keys(v))
+                })
+                .collect(),
+        ),
+        toml::Value::Array(a) => a.into_iter().map(camel_case_keys).collect(),
+        toml::Value::String(s) => s.into(),
+        toml::Value::Integer(i) => i.into(),
+        toml::Value::Float(f) => f.into(),
+        toml::Value::Boolean(b) => b.into(),
+        toml::Value::Datetime(d) => d.to_string().into(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +193,8 @@ pub struct Settings {
     /// The PEM text of `delivery_ca_file`, checked.
     pub delivery_ca_pem: Option<String>,
     pub egress_proxy: Option<switchyard_engine::ProxyConfig>,
-    pub broker_sources: Vec<BrokerSourceFile>,
+    /// Checked, with each broker's settings in the API's spelling.
+    pub broker_sources: Vec<switchyard_engine::broker_intake::SourceRun>,
 }
 
 impl Settings {
@@ -259,38 +292,41 @@ impl Settings {
             .map(|p| switchyard_engine::ProxyConfig::parse(&p))
             .transpose()
             .map_err(|e| anyhow::anyhow!("egress_proxy: {e}"))?;
-        let broker_sources = file.broker_sources;
+        let mut broker_sources = Vec::new();
         let mut names = std::collections::HashSet::new();
-        let mut streams = std::collections::HashSet::new();
-        for source in &broker_sources {
-            if source.name.is_empty() {
+        let mut reads = std::collections::HashSet::new();
+        for source in file.broker_sources {
+            let name = source.name;
+            if name.is_empty() {
                 bail!("broker_sources: a source has an empty name");
             }
-            if !names.insert(source.name.clone()) {
-                bail!("broker_sources: the name '{}' is used twice", source.name);
+            if !names.insert(name.clone()) {
+                bail!("broker_sources: the name '{name}' is used twice");
             }
-            let Some(redis) = &source.redis else {
-                bail!(
-                    "broker_sources '{}': name the broker (redis = {{ url, stream, group }})",
-                    source.name
-                );
-            };
-            redis
-                .check()
-                .map_err(|e| anyhow::anyhow!("broker_sources '{}': redis.{e}", source.name))?;
-            // One node is one consumer of a group: two sources there would
-            // read each other's pending entries.
-            if !streams.insert((redis.url.clone(), redis.stream.clone(), redis.group.clone())) {
-                bail!(
-                    "broker_sources '{}': another source already reads stream '{}' as group '{}'",
-                    source.name,
-                    redis.stream,
-                    redis.group
-                );
+            let broker = camel_case_keys(toml::Value::Table(source.broker));
+            let kinds = switchyard_brokers::Kinds;
+            kinds
+                .check(&broker)
+                .map_err(|e| anyhow::anyhow!("broker_sources '{name}': broker.{e}"))?;
+            // One node is one consumer: two sources reading the same queue
+            // or group would take each other's messages.
+            let what = kinds
+                .reads(&broker)
+                .map_err(|e| anyhow::anyhow!("broker_sources '{name}': broker.{e}"))?;
+            if !reads.insert(what) {
+                bail!("broker_sources '{name}': another source already reads what it reads");
             }
-            if source.batch.is_some_and(|b| !(1..=1000).contains(&b)) {
-                bail!("broker_sources '{}': batch must be 1 to 1000", source.name);
+            let batch = source.batch_size.unwrap_or(100);
+            if !(1..=1000).contains(&batch) {
+                bail!("broker_sources '{name}': batch_size must be 1 to 1000");
             }
+            broker_sources.push(switchyard_engine::broker_intake::SourceRun {
+                name,
+                app: source.app,
+                batch,
+                broker,
+                consumer: String::new(),
+            });
         }
         Ok(Self {
             broker_sources,

@@ -201,18 +201,23 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .await?;
     let (stop_sources, sources_stop) = tokio::sync::watch::channel(false);
+    let kinds: Arc<dyn switchyard_engine::broker_intake::BrokerKinds> =
+        Arc::new(switchyard_brokers::Kinds);
     for source in &settings.broker_sources {
-        if let Some(redis) = &source.redis {
-            switchyard_engine::redis_source::spawn(
-                engine.clone(),
-                source.name.clone(),
-                source.app.clone(),
-                source.batch.unwrap_or(100),
-                redis.clone(),
-                node_id.clone(),
-                sources_stop.clone(),
-            );
-        }
+        let run = switchyard_engine::broker_intake::SourceRun {
+            consumer: node_id.clone(),
+            ..source.clone()
+        };
+        let stats = Arc::new(switchyard_engine::broker_intake::SourceStats::named(
+            &run.name,
+        ));
+        tokio::spawn(switchyard_engine::broker_intake::run_source(
+            engine.clone(),
+            kinds.clone(),
+            run,
+            stats,
+            sources_stop.clone(),
+        ));
     }
     let app = router(AppState {
         engine: engine.clone(),

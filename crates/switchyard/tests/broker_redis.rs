@@ -23,7 +23,7 @@ fn start(dir: &std::path::Path, url: &str, stream: &str) -> Server {
     std::fs::write(
         &config,
         format!(
-            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch = 50\nredis = {{ url = \"{url}\", stream = \"{stream}\", group = \"switchyard\", claim_idle_ms = 1000 }}\n"
+            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch_size = 50\nbroker = {{ type = \"redis\", url = \"{url}\", stream = \"{stream}\", group = \"switchyard\", claim_idle_ms = 1000 }}\n"
         ),
     )
     .unwrap();

@@ -17,7 +17,7 @@ fn write_config(dir: &std::path::Path, redis: &str) -> String {
     std::fs::write(
         &config,
         format!(
-            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch = 10\nredis = {{ {redis} }}\n"
+            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch_size = 10\nbroker = {{ type = \"redis\", {redis} }}\n"
         ),
     )
     .unwrap();

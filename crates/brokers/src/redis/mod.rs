@@ -8,32 +8,30 @@
 //! be a message is moved to the dead-letter stream (`XADD` with the reason,
 //! then `XACK`, in one `MULTI`).
 
-use crate::Engine;
-use crate::broker_intake::{
-    BrokerConsumer, BrokerMessage, Settlement, SourceStats, broker_key, run_consumer,
-};
 use futures_util::future::BoxFuture;
 use redis::Value;
 use redis::aio::MultiplexedConnection;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
+use switchyard_engine::broker_intake::{
+    BrokerConfigError, BrokerConsumer, BrokerMessage, Settlement, broker_key,
+};
 
 /// Where a Redis Streams source reads.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RedisStreamConfig {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
     pub stream: String,
-    /// The consumer group (created at the stream's end when missing).
+    /// The consumer group (created at the stream's beginning when missing).
     pub group: String,
     /// Where rejected entries go; `<stream>:dead` when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_stream: Option<String>,
     /// Pending entries idle this long (another node died holding them) are
     /// claimed, in ms [default: 60000].
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_idle_ms: Option<u64>,
 }
 
@@ -51,18 +49,40 @@ impl RedisStreamConfig {
     /// parse, an empty stream or group, a dead-letter stream that is the
     /// stream itself (each rejected entry would be read and rejected again,
     /// for ever).
-    pub fn check(&self) -> Result<(), String> {
-        redis::Client::open(self.url.as_str()).map_err(|e| format!("url: {e}"))?;
+    pub fn check(&self) -> Result<(), BrokerConfigError> {
+        redis::Client::open(self.url.as_str())
+            .map_err(|e| BrokerConfigError::new("url", e.to_string()))?;
         if self.stream.is_empty() {
-            return Err("stream: must not be empty".into());
+            return Err(BrokerConfigError::new("stream", "must not be empty"));
         }
         if self.group.is_empty() {
-            return Err("group: must not be empty".into());
+            return Err(BrokerConfigError::new("group", "must not be empty"));
         }
         if self.dead_letter_stream() == self.stream {
-            return Err("dead_letter_stream: must not be the stream itself".into());
+            return Err(BrokerConfigError::new(
+                "deadLetterStream",
+                "must not be the stream itself",
+            ));
         }
         Ok(())
+    }
+
+    /// The server, stream and group: one source per group of a stream.
+    pub fn reads(&self) -> String {
+        format!(
+            "redis {} {} {}",
+            crate::url_without_secrets(&self.url),
+            self.stream,
+            self.group
+        )
+    }
+
+    /// Shown without the URL's password.
+    pub fn redacted(&self) -> Self {
+        Self {
+            url: crate::redact_url(&self.url),
+            ..self.clone()
+        }
     }
 
     /// Where rejected entries go.
@@ -355,52 +375,4 @@ impl BrokerConsumer for RedisStreamConsumer {
             settled
         })
     }
-}
-
-/// Runs a Redis Streams source on this node until `stop` turns true:
-/// connects (backing off up to 5 s until Redis answers; a connection that
-/// breaks later is opened again by the consumer), then reads through
-/// [`run_consumer`]. Rejections are logged (the stored
-/// rejected log comes with managed sources).
-pub fn spawn(
-    engine: Arc<Engine>,
-    name: String,
-    bound_app: Option<String>,
-    batch: usize,
-    config: RedisStreamConfig,
-    consumer: String,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> Arc<SourceStats> {
-    let stats = Arc::new(SourceStats::named(&name));
-    let shown = stats.clone();
-    tokio::spawn(async move {
-        let mut backoff = Duration::from_millis(100);
-        let source = loop {
-            match RedisStreamConsumer::connect(config.clone(), consumer.clone()).await {
-                Ok(s) => break s,
-                Err(e) => {
-                    tracing::warn!(source = %name, error = %e, "cannot reach the Redis stream; trying again");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = stop.changed() => return,
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        };
-        tracing::info!(source = %name, stream = %config.stream, group = %config.group, "reading the Redis stream");
-        run_consumer(
-            engine,
-            bound_app,
-            source,
-            batch,
-            stats,
-            move |_, rejection| {
-                tracing::warn!(source = %name, code = rejection.code, reason = %rejection.reason, "broker message rejected; moved to the dead-letter stream");
-            },
-            stop,
-        )
-        .await;
-    });
-    shown
 }
