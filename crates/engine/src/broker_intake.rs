@@ -134,6 +134,13 @@ pub trait BrokerConsumer: Send {
     fn receive(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<(u64, BrokerMessage)>, String>>;
     /// Settles messages received before, in the order received.
     fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>>;
+    /// Messages waiting in the broker for this source (not yet delivered
+    /// to any consumer, plus delivered and not yet acknowledged), where the
+    /// broker reports it; `None` where it does not. Asked every few
+    /// seconds between batches, so it must be one cheap request.
+    fn backlog(&mut self) -> BoxFuture<'_, Result<Option<u64>, String>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 impl<C: BrokerConsumer + ?Sized> BrokerConsumer for Box<C> {
@@ -143,6 +150,10 @@ impl<C: BrokerConsumer + ?Sized> BrokerConsumer for Box<C> {
 
     fn settle(&mut self, outcomes: Vec<(u64, Settlement)>) -> BoxFuture<'_, Result<(), String>> {
         (**self).settle(outcomes)
+    }
+
+    fn backlog(&mut self) -> BoxFuture<'_, Result<Option<u64>, String>> {
+        (**self).backlog()
     }
 }
 
