@@ -113,6 +113,8 @@ prefixed_id!(AttemptId, "atmpt");
 prefixed_id!(TaskId, "qtask");
 prefixed_id!(SourceId, "src");
 prefixed_id!(TokenId, "key");
+prefixed_id!(BrokerSourceId, "bsrc");
+prefixed_id!(RejectionId, "brej");
 
 /// Number of dispatch partitions; fixed for the life of a database because it
 /// is stored on every delivery row.

@@ -22,8 +22,8 @@ pub use switchyard_core::breaker::{CircuitSnapshot, CircuitState};
 
 use async_trait::async_trait;
 use switchyard_core::{
-    AppId, AttemptId, EndpointId, EndpointUrl, EventTypeName, MessageEventType, MessageId,
-    SourceId, TokenId, Uid,
+    AppId, AttemptId, BrokerSourceId, EndpointId, EndpointUrl, EventTypeName, MessageEventType,
+    MessageId, RejectionId, SourceId, TokenId, Uid,
 };
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -44,6 +44,7 @@ pub trait Store:
     + IdempotencyStore
     + SettingStore
     + SourceStore
+    + BrokerSourceStore
     + TokenStore
     + ClusterStore
 {
@@ -59,6 +60,7 @@ impl<T> Store for T where
         + IdempotencyStore
         + SettingStore
         + SourceStore
+        + BrokerSourceStore
         + TokenStore
         + ClusterStore
 {
@@ -68,8 +70,9 @@ impl<T> Store for T where
 /// `use switchyard_store::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        AppStore, AttemptStore, ClusterStore, DeliveryStore, EndpointStore, EventTypeStore,
-        IdempotencyStore, MessageStore, SettingStore, SourceStore, Store, TokenStore,
+        AppStore, AttemptStore, BrokerSourceStore, ClusterStore, DeliveryStore, EndpointStore,
+        EventTypeStore, IdempotencyStore, MessageStore, SettingStore, SourceStore, Store,
+        TokenStore,
     };
 }
 
@@ -317,6 +320,47 @@ pub trait SourceStore: Send + Sync + 'static {
     /// Adds counted requests to the sources' totals.
     async fn add_source_stats(&self, deltas: Vec<(SourceId, SourceStats)>) -> Result<()>;
     async fn source_stats(&self, id: &SourceId) -> Result<Option<SourceStats>>;
+}
+
+/// Broker sources, their counts and their rejected log.
+#[async_trait]
+pub trait BrokerSourceStore: Send + Sync + 'static {
+    /// `Conflict` when the uid is taken or another source reads the same
+    /// ([`BrokerSource::reads`]).
+    async fn insert_broker_source(&self, source: BrokerSource) -> Result<BrokerSource>;
+    /// By id (`bsrc_…`) or uid.
+    async fn get_broker_source(&self, id_or_uid: &str) -> Result<Option<BrokerSource>>;
+    async fn list_broker_sources(&self, page: &PageRequest) -> Result<Page<BrokerSource>>;
+    /// Every source, for the nodes that run them.
+    async fn all_broker_sources(&self) -> Result<Vec<BrokerSource>>;
+    /// Writes the source if its `updated_at` is still `read_at` (the one
+    /// the change was made on): `Stale` when another change came first,
+    /// `NotFound` when it is gone, `Conflict` as for inserts.
+    async fn update_broker_source(
+        &self,
+        source: BrokerSource,
+        read_at: u64,
+    ) -> Result<BrokerSource>;
+    /// Removes the source, its counts and its rejected log.
+    async fn delete_broker_source(&self, id: &BrokerSourceId) -> Result<bool>;
+    /// Adds counts to the sources' totals; a backlog or last error replaces
+    /// the stored one when it is newer. Sources gone meanwhile are skipped.
+    async fn add_broker_source_stats(
+        &self,
+        deltas: Vec<(BrokerSourceId, BrokerSourceStats)>,
+    ) -> Result<()>;
+    async fn broker_source_stats(&self, id: &BrokerSourceId) -> Result<Option<BrokerSourceStats>>;
+    /// Records rejected broker messages, all or none.
+    async fn insert_broker_rejections(&self, rejections: Vec<BrokerRejection>) -> Result<()>;
+    /// Newest first.
+    async fn list_broker_rejections(
+        &self,
+        source: &BrokerSourceId,
+        page: &PageRequest,
+    ) -> Result<Page<BrokerRejection>>;
+    /// Deletes rejections older than `before_ms`, and beyond the newest
+    /// `keep` of each source; how many.
+    async fn trim_broker_rejections(&self, before_ms: Option<u64>, keep: u64) -> Result<u64>;
 }
 
 /// Cluster membership, partition leases, events between nodes, and the

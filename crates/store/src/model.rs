@@ -1,8 +1,8 @@
 use std::collections::BTreeMap;
 use switchyard_core::signing::EndpointSecret;
 use switchyard_core::{
-    AppId, AttemptId, Channel, EndpointId, EndpointUrl, EventTypeName, EventTypePattern,
-    MessageEventType, MessageId, SourceId, Uid,
+    AppId, AttemptId, BrokerSourceId, Channel, EndpointId, EndpointUrl, EventTypeName,
+    EventTypePattern, MessageEventType, MessageId, RejectionId, SourceId, Uid,
 };
 
 pub type Metadata = BTreeMap<String, String>;
@@ -411,6 +411,72 @@ pub struct SourceStats {
     pub last_rejection: Option<String>,
     pub last_rejection_at: Option<u64>,
 }
+
+/// A broker source: a queue, stream or subscription whose messages are
+/// accepted as `POST /msg` would accept them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrokerSource {
+    pub id: BrokerSourceId,
+    pub uid: Option<Uid>,
+    pub name: String,
+    /// The application (id or uid) every message goes to; `None` lets each
+    /// message name its own.
+    pub app: Option<String>,
+    /// Messages taken at once, 1 to 1000.
+    pub batch_size: u32,
+    /// Paused sources are not read by any node.
+    pub paused: bool,
+    /// The broker configuration (`{"type": ..., ...}`), credentials
+    /// included; sealed at rest.
+    pub broker: serde_json::Value,
+    /// What the source reads (broker, queue or stream, group), unique among
+    /// sources: two sources reading the same would share its messages.
+    pub reads: String,
+    pub metadata: Metadata,
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+/// What the nodes reading a broker source counted, added to in batches.
+/// Counts are totals since the source was created; the backlog and the
+/// last error are the latest any node reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerSourceStats {
+    pub received: u64,
+    /// Committed as new messages.
+    pub accepted: u64,
+    /// Already committed under their `eventId` (redeliveries).
+    pub duplicates: u64,
+    pub rejected: u64,
+    /// Left with the broker because the store could not take them.
+    pub deferred: u64,
+    /// Messages waiting in the broker, where it reports them, and when.
+    pub backlog: Option<u64>,
+    pub backlog_at: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<u64>,
+}
+
+/// A broker message that could never become a message, kept with why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRejection {
+    pub id: RejectionId,
+    pub source_id: BrokerSourceId,
+    /// When it was rejected, Unix ms.
+    pub at: u64,
+    /// A stable code (`invalid_json`, `unknown_app`, `too_large`, ...).
+    pub code: String,
+    pub reason: String,
+    /// The message's body, at most [`REJECTED_BODY_KEPT`] bytes of it.
+    pub body: bytes::Bytes,
+    /// The body's whole size in bytes.
+    pub body_size: u64,
+    /// The message's text headers.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Bytes of a rejected message's body kept in the rejected log.
+pub const REJECTED_BODY_KEPT: usize = 64 * 1024;
 
 /// Changes other nodes must hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]

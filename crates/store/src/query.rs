@@ -238,6 +238,26 @@ pub(crate) fn sources<D: Dialect>(page: &PageRequest) -> Query<D> {
     q
 }
 
+pub(crate) fn broker_sources<D: Dialect>(page: &PageRequest) -> Query<D> {
+    let mut q = Query::new(format!(
+        "SELECT {BROKER_SOURCE_COLS} FROM broker_sources WHERE TRUE"
+    ));
+    q.keyset("id", page);
+    q
+}
+
+pub(crate) fn broker_rejections<D: Dialect>(
+    source: &BrokerSourceId,
+    page: &PageRequest,
+) -> Query<D> {
+    let mut q = Query::new(format!(
+        "SELECT {REJECTION_COLS} FROM broker_rejections WHERE TRUE"
+    ));
+    q.and("source_id", "=", Arg::Text(source.to_string()));
+    q.keyset("id", page);
+    q
+}
+
 pub(crate) fn tokens<D: Dialect>(kind: TokenKind, page: &PageRequest) -> Query<D> {
     let mut q = Query::new(format!("SELECT {TOKEN_COLS} FROM api_tokens WHERE TRUE"));
     q.and("kind", "=", Arg::Text(kind.as_str().to_owned()));

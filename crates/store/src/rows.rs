@@ -86,6 +86,8 @@ pub(crate) const SEALED: &[(&str, &[&str])] = &[
         "sources",
         &["config", "token", "retired_tokens", "retired_secrets"],
     ),
+    // Broker URLs carry passwords.
+    ("broker_sources", &["broker"]),
 ];
 
 /// Where a sealed value lives, which it is bound to:
@@ -540,5 +542,68 @@ pub(crate) fn token_from_row(row: &impl Columns) -> Result<ApiToken> {
         session_id: row.opt_text("session_id")?,
         created_at: row.ms("created_at")?,
         expires_at: row.opt_ms("expires_at")?,
+    })
+}
+
+pub(crate) const BROKER_SOURCE_COLS: &str =
+    "id, uid, name, app, batch_size, paused, broker, reads, metadata, created_at, updated_at";
+
+/// A broker source's `broker` column as stored.
+pub(crate) fn sealed_broker(keys: &Keyring, s: &BrokerSource) -> Result<String> {
+    Ok(seal(
+        keys,
+        "broker_sources",
+        "broker",
+        s.id.as_str(),
+        &json_text(&s.broker)?,
+    ))
+}
+
+pub(crate) fn broker_source_from_row(row: &impl Columns, keys: &Keyring) -> Result<BrokerSource> {
+    let id = row.text("id")?;
+    Ok(BrokerSource {
+        broker: row.sealed_json("broker", keys, "broker_sources", &id)?,
+        id: BrokerSourceId::from_trusted(id),
+        uid: row.opt_text("uid")?.map(Uid::from_trusted),
+        name: row.text("name")?,
+        app: row.opt_text("app")?,
+        batch_size: row.opt_u32("batch_size")?.unwrap_or(1),
+        paused: row.flag("paused")?,
+        reads: row.text("reads")?,
+        metadata: row.json("metadata")?.unwrap_or_default(),
+        created_at: row.ms("created_at")?,
+        updated_at: row.ms("updated_at")?,
+    })
+}
+
+pub(crate) const BROKER_SOURCE_STATS_COLS: &str = "received, accepted, duplicates, rejected, deferred, backlog, backlog_at, last_error, last_error_at";
+
+pub(crate) fn broker_source_stats_from_row(row: &impl Columns) -> Result<BrokerSourceStats> {
+    let count = |c: &str| -> Result<u64> { Ok(row.int(c)?.max(0) as u64) };
+    Ok(BrokerSourceStats {
+        received: count("received")?,
+        accepted: count("accepted")?,
+        duplicates: count("duplicates")?,
+        rejected: count("rejected")?,
+        deferred: count("deferred")?,
+        backlog: row.opt_int("backlog")?.map(|b| b.max(0) as u64),
+        backlog_at: row.opt_ms("backlog_at")?,
+        last_error: row.opt_text("last_error")?,
+        last_error_at: row.opt_ms("last_error_at")?,
+    })
+}
+
+pub(crate) const REJECTION_COLS: &str = "id, source_id, at, code, reason, body, body_size, headers";
+
+pub(crate) fn rejection_from_row(row: &impl Columns) -> Result<BrokerRejection> {
+    Ok(BrokerRejection {
+        id: RejectionId::from_trusted(row.text("id")?),
+        source_id: BrokerSourceId::from_trusted(row.text("source_id")?),
+        at: row.ms("at")?,
+        code: row.text("code")?,
+        reason: row.text("reason")?,
+        body: row.opt_bytes("body")?.unwrap_or_default(),
+        body_size: row.int("body_size")?.max(0) as u64,
+        headers: row.json("headers")?.unwrap_or_default(),
     })
 }

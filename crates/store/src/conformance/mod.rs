@@ -12,6 +12,7 @@
 //! Built with the `testing` cargo feature, for tests only.
 
 pub mod apps;
+pub mod broker_sources;
 pub mod cluster;
 pub mod deliveries;
 pub mod endpoints;
@@ -88,6 +89,7 @@ macro_rules! conformance_suite {
                 a_send_committed_after_its_partition_was_taken_over_becomes_due_again;
             sources: sources_own_their_application_and_count_requests;
             tokens: tokens_are_found_by_hash_listed_and_expired;
+            broker_sources: broker_sources_are_unique_compared_counted_and_logged;
         }
     };
 }

@@ -5,6 +5,7 @@
 
 mod apps;
 mod attempts;
+mod broker_sources;
 mod cluster;
 mod deliveries;
 mod endpoints;
@@ -34,7 +35,7 @@ use tokio_postgres::types::ToSql;
 pub use scratch::{ScratchDatabase, test_database, test_server_url};
 
 /// Schema steps in order; `switchyard_schema` records those applied.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
@@ -46,6 +47,7 @@ const MIGRATIONS: [&str; 11] = [
     include_str!("schema9.sql"),
     include_str!("schema10.sql"),
     include_str!("schema11.sql"),
+    include_str!("schema12.sql"),
 ];
 
 const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

@@ -3,6 +3,7 @@
 
 mod apps;
 mod attempts;
+mod broker_sources;
 mod checkpoint;
 mod cluster;
 mod deliveries;
@@ -80,7 +81,7 @@ fn open(path: &Path, durability: Durability, cache_kib: u32) -> Result<Connectio
 }
 
 /// Schema steps in order; the database's `user_version` counts those applied.
-const MIGRATIONS: [&str; 11] = [
+const MIGRATIONS: [&str; 12] = [
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema3.sql"),
@@ -92,6 +93,7 @@ const MIGRATIONS: [&str; 11] = [
     include_str!("schema9.sql"),
     include_str!("schema10.sql"),
     include_str!("schema11.sql"),
+    include_str!("schema12.sql"),
 ];
 
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
