@@ -12,9 +12,9 @@ use futures_util::future::BoxFuture;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::MessageId;
 use switchyard_core::envelope::{Rejection, read_envelope};
-use switchyard_store::StoreError;
+use switchyard_core::{BrokerSourceId, MessageId};
+use switchyard_store::{BrokerSourceStats, StoreError};
 
 /// One message as a broker delivered it: the body and the headers (AMQP
 /// headers, NATS headers, Kafka headers, SQS and Pub/Sub attributes, MQTT 5
@@ -212,6 +212,7 @@ pub trait BrokerKinds: Send + Sync {
 /// One source as a node runs it.
 #[derive(Debug, Clone)]
 pub struct SourceRun {
+    pub id: BrokerSourceId,
     /// The source's name, in log lines.
     pub name: String,
     /// The application every message goes to (id or uid); `None` lets each
@@ -227,8 +228,7 @@ pub struct SourceRun {
 
 /// Runs a source until `stop` turns true: connects (backing off from
 /// 100 ms to 5 s while the broker does not answer), then reads through
-/// [`run_consumer`]; a consumer that cannot be opened again is retried the
-/// same way.
+/// [`run_consumer`].
 pub async fn run_source(
     engine: Arc<Engine>,
     kinds: Arc<dyn BrokerKinds>,
@@ -254,36 +254,31 @@ pub async fn run_source(
         }
     };
     tracing::info!(source = %run.name, "reading the broker source");
-    let name = run.name.clone();
-    run_consumer(
-        engine,
-        run.app,
-        consumer,
-        run.batch,
-        stats,
-        move |_, rejection| {
-            tracing::warn!(source = %name, code = rejection.code, reason = %rejection.reason, "broker message rejected");
-        },
-        stop,
-    )
-    .await;
+    run_consumer(engine, &run, consumer, stats, stop).await;
 }
 
-/// A source's counts since this node started it, and its last error.
+/// What a node counted for a source since it last handed its counts over
+/// ([`SourceStats::take`]), and its last error and backlog.
 #[derive(Debug, Default)]
 pub struct SourceStats {
     /// The source's name, in log lines.
     pub name: String,
-    pub received: AtomicU64,
-    /// Committed as new messages.
-    pub accepted: AtomicU64,
-    /// Already committed under their `eventId` (redeliveries).
-    pub duplicates: AtomicU64,
-    pub rejected: AtomicU64,
-    /// Left with the broker because the store could not take them.
-    pub deferred: AtomicU64,
+    received: AtomicU64,
+    accepted: AtomicU64,
+    duplicates: AtomicU64,
+    rejected: AtomicU64,
+    deferred: AtomicU64,
     /// The broker's or the store's last complaint, with when (Unix ms).
-    pub last_error: Mutex<Option<(u64, String)>>,
+    last_error: Mutex<Option<(u64, String)>>,
+    /// The broker's last report of waiting messages, with when.
+    backlog: Mutex<Option<(u64, u64)>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(l) => l,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl SourceStats {
@@ -296,35 +291,67 @@ impl SourceStats {
 
     fn error(&self, at: u64, text: String) {
         tracing::warn!(source = %self.name, error = %text, "broker source trouble; backing off");
-        let mut last = match self.last_error.lock() {
-            Ok(l) => l,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *last = Some((at, text));
+        *locked(&self.last_error) = Some((at, text));
+    }
+
+    /// Puts counts that could not be stored back, to go with the next.
+    pub(crate) fn add_back(&self, d: BrokerSourceStats) {
+        self.received.fetch_add(d.received, Ordering::Relaxed);
+        self.accepted.fetch_add(d.accepted, Ordering::Relaxed);
+        self.duplicates.fetch_add(d.duplicates, Ordering::Relaxed);
+        self.rejected.fetch_add(d.rejected, Ordering::Relaxed);
+        self.deferred.fetch_add(d.deferred, Ordering::Relaxed);
+        if let (Some(at), Some(e)) = (d.last_error_at, d.last_error) {
+            locked(&self.last_error).get_or_insert((at, e));
+        }
+        if let (Some(at), Some(n)) = (d.backlog_at, d.backlog) {
+            locked(&self.backlog).get_or_insert((at, n));
+        }
+    }
+
+    /// The counts since the last call (set back to zero), and the last
+    /// error and backlog if new since then.
+    pub fn take(&self) -> BrokerSourceStats {
+        let take = |c: &AtomicU64| c.swap(0, Ordering::Relaxed);
+        let error = locked(&self.last_error).take();
+        let backlog = locked(&self.backlog).take();
+        BrokerSourceStats {
+            received: take(&self.received),
+            accepted: take(&self.accepted),
+            duplicates: take(&self.duplicates),
+            rejected: take(&self.rejected),
+            deferred: take(&self.deferred),
+            backlog: backlog.map(|(_, n)| n),
+            backlog_at: backlog.map(|(at, _)| at),
+            last_error_at: error.as_ref().map(|(at, _)| *at),
+            last_error: error.map(|(_, e)| e),
+        }
     }
 }
 
 /// Longest pause between tries while the broker or the store fails.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Runs a source until `stop` turns true: reads a batch of at most `batch`
-/// messages, takes them all at once (their commits share the store's group
-/// commit), records each rejection with `rejected` before settling, then
-/// settles the batch. So a message is acknowledged only after it is
-/// committed, memory holds one batch, and while the broker or the store
-/// fails the source backs off (100 ms doubling to 5 s) instead of reading
-/// on: the broker keeps what was not taken.
+/// How often a running source asks its broker for the backlog.
+const BACKLOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs a source until `stop` turns true: reads a batch of at most
+/// `run.batch` messages, takes them all at once (their commits share the
+/// store's group commit), records the rejected ones in the rejected log,
+/// then settles the batch. So a message is acknowledged only after it is
+/// committed (or its rejection is), memory holds one batch, and while the
+/// broker or the store fails the source backs off (100 ms doubling to 5 s)
+/// instead of reading on: the broker keeps what was not taken.
 pub async fn run_consumer(
     engine: Arc<Engine>,
-    bound_app: Option<String>,
+    run: &SourceRun,
     mut consumer: impl BrokerConsumer,
-    batch: usize,
     stats: Arc<SourceStats>,
-    rejected: impl Fn(&BrokerMessage, &Rejection) + Send,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let batch = batch.clamp(1, 1000);
+    let batch = run.batch.clamp(1, 1000);
     let mut backoff = Duration::ZERO;
+    let mut backlog_asked: Option<tokio::time::Instant> = None;
     loop {
         if *stop.borrow() {
             return;
@@ -333,6 +360,15 @@ pub async fn run_consumer(
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.changed() => return,
+            }
+        }
+        if backlog_asked.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+            backlog_asked = Some(tokio::time::Instant::now());
+            match tokio::time::timeout(Duration::from_secs(2), consumer.backlog()).await {
+                Ok(Ok(Some(n))) => *locked(&stats.backlog) = Some((engine.now_ms(), n)),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => stats.error(engine.now_ms(), format!("broker: backlog: {e}")),
+                Err(_) => stats.error(engine.now_ms(), "broker: backlog: no answer in 2 s".into()),
             }
         }
         let received = tokio::select! {
@@ -353,21 +389,39 @@ pub async fn run_consumer(
         stats
             .received
             .fetch_add(messages.len() as u64, Ordering::Relaxed);
-        let settled = futures_util::future::join_all(
+        let mut settled = futures_util::future::join_all(
             messages
                 .iter()
-                .map(|(_, m)| engine.take_broker_message(bound_app.as_deref(), m)),
+                .map(|(_, m)| engine.take_broker_message(run.app.as_deref(), m)),
         )
         .await;
+        let rejected: Vec<(&BrokerMessage, &Rejection)> = messages
+            .iter()
+            .zip(&settled)
+            .filter_map(|((_, m), s)| match s {
+                Settlement::Rejected(r) => Some((m, r)),
+                _ => None,
+            })
+            .collect();
+        if !rejected.is_empty() {
+            let first = rejected[0].1;
+            tracing::warn!(source = %run.name, count = rejected.len(), code = first.code, reason = %first.reason, "broker messages rejected; recorded in the rejected log");
+            if let Err(e) = engine.record_broker_rejections(&run.id, &rejected).await {
+                // Kept with the broker until their rejection is recorded.
+                let why = format!("recording rejected messages failed: {e}");
+                for s in settled.iter_mut() {
+                    if matches!(s, Settlement::Rejected(_)) {
+                        *s = Settlement::Later(why.clone());
+                    }
+                }
+            }
+        }
         let mut store_trouble = None;
-        for ((_, message), settlement) in messages.iter().zip(&settled) {
+        for settlement in &settled {
             let counter = match settlement {
                 Settlement::Accepted { created: true, .. } => &stats.accepted,
                 Settlement::Accepted { created: false, .. } => &stats.duplicates,
-                Settlement::Rejected(r) => {
-                    rejected(message, r);
-                    &stats.rejected
-                }
+                Settlement::Rejected(_) => &stats.rejected,
                 Settlement::Later(e) => {
                     store_trouble = Some(e.clone());
                     &stats.deferred
@@ -666,20 +720,19 @@ mod tests {
             app: shop.id.clone(),
         };
         let stats = Arc::new(SourceStats::default());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let log_to = log.clone();
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let runner = tokio::spawn(run_consumer(
-            engine.clone(),
-            Some("shop".into()),
-            broker,
-            8,
-            stats.clone(),
-            move |m: &BrokerMessage, r: &Rejection| {
-                log_to.lock().unwrap().push((m.body.clone(), r.code));
-            },
-            stop,
-        ));
+        let run = SourceRun {
+            id: BrokerSourceId::generate_at(engine.now_ms()),
+            name: "orders".into(),
+            app: Some("shop".into()),
+            batch: 8,
+            broker: serde_json::json!({}),
+            consumer: "node".into(),
+        };
+        let runner = tokio::spawn({
+            let (engine, run, stats) = (engine.clone(), run.clone(), stats.clone());
+            async move { run_consumer(engine, &run, broker, stats, stop).await }
+        });
         for _ in 0..200 {
             if settled.lock().unwrap().len() == 50 {
                 break;
@@ -699,17 +752,29 @@ mod tests {
             .filter(|(_, s)| matches!(s, Settlement::Rejected(_)))
             .count();
         assert_eq!(poison, 5);
-        assert_eq!(log.lock().unwrap().len(), 5);
+        // Each rejection is in the rejected log, with its body and reason.
+        let log = engine
+            .store
+            .list_broker_rejections(
+                &run.id,
+                &switchyard_store::PageRequest {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(log.data.len(), 5);
         assert!(
-            log.lock()
-                .unwrap()
+            log.data
                 .iter()
-                .all(|(b, c)| &b[..] == b"poison" && *c == "not_json")
+                .all(|r| &r.body[..] == b"poison" && r.code == "not_json" && r.body_size == 6)
         );
-        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        assert_eq!(load(&stats.received), 50);
-        assert_eq!(load(&stats.rejected), 5);
-        assert_eq!(load(&stats.accepted) + load(&stats.duplicates), 45);
+        let counted = stats.take();
+        assert_eq!(counted.received, 50);
+        assert_eq!(counted.rejected, 5);
+        assert_eq!(counted.accepted + counted.duplicates, 45);
+        assert_eq!(stats.take().received, 0, "taken once");
         // What was acknowledged is stored, once per eventId.
         let stored = engine
             .list_messages(
@@ -724,8 +789,8 @@ mod tests {
             )
             .await
             .unwrap();
-        assert_eq!(stored.data.len() as u64, load(&stats.accepted));
-        assert_eq!(load(&stats.accepted), 25);
+        assert_eq!(stored.data.len() as u64, counted.accepted);
+        assert_eq!(counted.accepted, 25);
     }
 
     /// A store that cannot take the message now is no reason to dead-letter

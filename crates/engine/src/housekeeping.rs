@@ -40,6 +40,15 @@ async fn pass(store: &dyn Store, retention: Option<Duration>, now: u64) {
     if let Err(e) = store.purge_tokens(cutoff).await {
         tracing::warn!(error = %e, "purging expired tokens failed");
     }
+    // The rejected log: kept as long as messages, and at most
+    // REJECTIONS_KEPT per source (a flood of poison stays bounded).
+    let rejections_cutoff = retention.map(|r| now.saturating_sub(r.as_millis() as u64));
+    if let Err(e) = store
+        .trim_broker_rejections(rejections_cutoff, crate::REJECTIONS_KEPT)
+        .await
+    {
+        tracing::warn!(error = %e, "trimming the broker rejected log failed");
+    }
     let Some(retention) = retention else {
         return;
     };

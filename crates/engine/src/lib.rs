@@ -6,6 +6,7 @@ pub mod access;
 pub mod admin;
 mod apps;
 pub mod broker_intake;
+mod broker_sources;
 mod cache;
 mod cluster;
 mod dispatch;
@@ -25,6 +26,10 @@ mod sources;
 
 pub use accept::{AcceptEventType, AcceptInput, AcceptResult, PayloadDocument};
 pub use apps::{AppInput, AppPatch, check_rate_limit, parse_uid};
+pub use broker_sources::{
+    BrokerSourceInput, BrokerSourcePatch, BrokerSourceStatus, MAX_BROKER_SOURCES, REJECTIONS_KEPT,
+    supervise_broker_sources,
+};
 pub use cluster::ClusterConfig;
 pub use dispatch::destination;
 pub use dispatch::http::DeliveryClientConfig;
@@ -171,6 +176,10 @@ pub struct Engine {
     auto_disable_after: Option<Duration>,
     /// Operational events on their way to being stored (`operational::run`).
     operational: tokio::sync::mpsc::UnboundedSender<operational::EventBatch>,
+    /// The broker kinds this binary has, handed over by the binary.
+    broker_kinds: std::sync::OnceLock<Arc<dyn broker_intake::BrokerKinds>>,
+    /// Wakes this node's broker-source supervisor after a change.
+    broker_sources_wake: tokio::sync::Notify,
 }
 
 impl Engine {
@@ -212,6 +221,8 @@ impl Engine {
             max_payload_bytes: config.max_payload_bytes,
             signature_scheme: config.signature_scheme,
             operational,
+            broker_kinds: std::sync::OnceLock::new(),
+            broker_sources_wake: tokio::sync::Notify::new(),
         });
         tokio::spawn(operational::run(
             Arc::downgrade(&engine),
@@ -356,6 +367,7 @@ impl Engine {
             ClusterEvent::EndpointsChanged(app) => self.endpoints.invalidate(&app),
             ClusterEvent::EventTypeChanged(name) => self.schemas.invalidate(&name),
             ClusterEvent::SourcesChanged => self.sources.invalidate(),
+            ClusterEvent::BrokerSourcesChanged => self.broker_sources_wake.notify_one(),
             ClusterEvent::TokensChanged => self.grants.clear(),
             ClusterEvent::Resync => {
                 // A missed `Leases` would otherwise wait for the next renewal.
@@ -366,6 +378,7 @@ impl Engine {
                 self.sources.invalidate();
                 self.grants.clear();
                 self.dispatcher.wake();
+                self.broker_sources_wake.notify_one();
             }
         }
     }

@@ -490,6 +490,9 @@ pub enum ClusterEvent {
     EndpointsChanged(AppId),
     EventTypeChanged(EventTypeName),
     SourcesChanged,
+    /// A broker source was created, changed, paused or deleted: every node
+    /// should start or stop reading it now.
+    BrokerSourcesChanged,
     /// A token was expired or revoked: drop cached grants.
     TokensChanged,
     /// Events may have been missed (the listener reconnected): drop caches.
@@ -505,6 +508,7 @@ impl ClusterEvent {
             Self::EndpointsChanged(app) => format!("endpoints:{app}"),
             Self::EventTypeChanged(name) => format!("event_type:{name}"),
             Self::SourcesChanged => "sources".into(),
+            Self::BrokerSourcesChanged => "broker_sources".into(),
             Self::TokensChanged => "tokens".into(),
             Self::Resync => "resync".into(),
         }
@@ -516,6 +520,7 @@ impl ClusterEvent {
             None if text == "leases" => Self::Leases,
             None if text == "resync" => Self::Resync,
             None if text == "sources" => Self::SourcesChanged,
+            None if text == "broker_sources" => Self::BrokerSourcesChanged,
             None if text == "tokens" => Self::TokensChanged,
             Some(("app", id)) => Self::AppChanged(AppId::parse(id)?),
             Some(("endpoints", app)) => Self::EndpointsChanged(AppId::parse(app)?),

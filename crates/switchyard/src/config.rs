@@ -193,8 +193,9 @@ pub struct Settings {
     /// The PEM text of `delivery_ca_file`, checked.
     pub delivery_ca_pem: Option<String>,
     pub egress_proxy: Option<switchyard_engine::ProxyConfig>,
-    /// Checked, with each broker's settings in the API's spelling.
-    pub broker_sources: Vec<switchyard_engine::broker_intake::SourceRun>,
+    /// Checked, with each broker's settings in the API's spelling; the
+    /// name is the uid.
+    pub broker_sources: Vec<switchyard_engine::BrokerSourceInput>,
 }
 
 impl Settings {
@@ -316,16 +317,21 @@ impl Settings {
             if !reads.insert(what) {
                 bail!("broker_sources '{name}': another source already reads what it reads");
             }
-            let batch = source.batch_size.unwrap_or(100);
-            if !(1..=1000).contains(&batch) {
+            let batch_size = source.batch_size.unwrap_or(100);
+            if !(1..=1000).contains(&batch_size) {
                 bail!("broker_sources '{name}': batch_size must be 1 to 1000");
             }
-            broker_sources.push(switchyard_engine::broker_intake::SourceRun {
-                name,
+            // The name is the source's uid in the API.
+            switchyard_engine::parse_uid("name", Some(name.clone()))
+                .map_err(|e| anyhow::anyhow!("broker_sources '{name}': {e}"))?;
+            broker_sources.push(switchyard_engine::BrokerSourceInput {
+                name: name.clone(),
+                uid: Some(name),
                 app: source.app,
-                batch,
+                batch_size: Some(batch_size as u32),
+                paused: None,
                 broker,
-                consumer: String::new(),
+                metadata: None,
             });
         }
         Ok(Self {

@@ -201,24 +201,19 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .await?;
     let (stop_sources, sources_stop) = tokio::sync::watch::channel(false);
-    let kinds: Arc<dyn switchyard_engine::broker_intake::BrokerKinds> =
-        Arc::new(switchyard_brokers::Kinds);
+    engine.register_broker_kinds(Arc::new(switchyard_brokers::Kinds));
     for source in &settings.broker_sources {
-        let run = switchyard_engine::broker_intake::SourceRun {
-            consumer: node_id.clone(),
-            ..source.clone()
-        };
-        let stats = Arc::new(switchyard_engine::broker_intake::SourceStats::named(
-            &run.name,
-        ));
-        tokio::spawn(switchyard_engine::broker_intake::run_source(
-            engine.clone(),
-            kinds.clone(),
-            run,
-            stats,
-            sources_stop.clone(),
-        ));
+        let uid = source.uid.clone().unwrap_or_default();
+        engine
+            .declare_broker_source(&uid, source.clone())
+            .await
+            .with_context(|| format!("broker_sources '{uid}'"))?;
     }
+    let supervisor = tokio::spawn(switchyard_engine::supervise_broker_sources(
+        engine.clone(),
+        node_id.clone(),
+        sources_stop.clone(),
+    ));
     let app = router(AppState {
         engine: engine.clone(),
         admin_token_sha256: admin.sha256,
@@ -236,6 +231,14 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await?;
     // Sources stop reading; what they took is committed or left unacknowledged.
     let _ = stop_sources.send(true);
+    if tokio::time::timeout(std::time::Duration::from_secs(10), supervisor)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "broker sources did not stop within 10 s; what they read and did not settle comes back from the broker"
+        );
+    }
     engine.flush_counters().await;
     if let Err(e) = engine.leave().await {
         tracing::warn!(error = %e, "could not hand partitions over; others take them when the leases expire");

@@ -5,6 +5,7 @@
 mod applications;
 mod attempts;
 mod auth;
+mod broker_sources;
 mod cluster;
 pub(crate) mod endpoint_auth;
 pub(crate) mod endpoints;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(attempts::router())
         .merge(cluster::router())
         .merge(operational::router())
+        .merge(broker_sources::router())
 }
 
 /// Token routes: their answers carry new tokens, which must not be kept

@@ -358,7 +358,61 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
+/// A field of a reply that is a map (RESP3) or a flat list of names and
+/// values (RESP2).
+fn field<'a>(reply: &'a Value, name: &str) -> Option<&'a Value> {
+    match reply {
+        Value::Map(pairs) => pairs
+            .iter()
+            .find(|(k, _)| text(k).as_deref() == Some(name))
+            .map(|(_, v)| v),
+        Value::Array(flat) => flat
+            .chunks(2)
+            .find(|pair| text(&pair[0]).as_deref() == Some(name))
+            .and_then(|pair| pair.get(1)),
+        _ => None,
+    }
+}
+
+fn int(v: &Value) -> Option<u64> {
+    match v {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => text(other)?.parse().ok(),
+    }
+}
+
+impl RedisStreamConsumer {
+    /// The group's lag (entries not yet delivered to it) plus its pending
+    /// entries (delivered, not acknowledged), from `XINFO GROUPS`; `None`
+    /// when Redis cannot tell the lag (before 7.0, or after entries were
+    /// deleted from the middle of the stream).
+    async fn group_backlog(&mut self) -> Result<Option<u64>, String> {
+        let reply: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&self.config.stream)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_error)?;
+        let Value::Array(groups) = reply else {
+            return Ok(None);
+        };
+        for group in &groups {
+            if field(group, "name").and_then(text).as_deref() != Some(self.config.group.as_str()) {
+                continue;
+            }
+            let lag = field(group, "lag").and_then(int);
+            let pending = field(group, "pending").and_then(int).unwrap_or(0);
+            return Ok(lag.map(|lag| lag + pending));
+        }
+        Ok(None)
+    }
+}
+
 impl BrokerConsumer for RedisStreamConsumer {
+    fn backlog(&mut self) -> BoxFuture<'_, Result<Option<u64>, String>> {
+        Box::pin(self.group_backlog())
+    }
+
     fn receive(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<(u64, BrokerMessage)>, String>> {
         Box::pin(self.read(max))
     }
