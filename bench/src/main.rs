@@ -74,6 +74,17 @@ struct Args {
     /// its bookkeeping is in the measured path.
     #[arg(long)]
     endpoint_breaker: bool,
+    /// Broker mode: producers write envelopes to this broker with its own
+    /// client (`redis`: XADD to a stream), and a broker source bound to the
+    /// application, created through the API, reads them.
+    #[arg(long, value_parser = ["redis"])]
+    broker: Option<String>,
+    /// The broker's URL, as the server reaches it and the producers too.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    broker_url: String,
+    /// The broker source's `batchSize`.
+    #[arg(long, default_value_t = 500)]
+    broker_batch: u32,
 }
 
 struct Receiver {
@@ -437,25 +448,9 @@ async fn main() -> anyhow::Result<()> {
     if args.ingest {
         return run_ingest(args, client, rx, base, started, secrets).await;
     }
-    let app_uid = format!("bench-{}", now_unix_ms());
-    let app = api(
-        &client,
-        &args,
-        "/api/v1/app",
-        json!({ "name": app_uid, "uid": app_uid }),
-    )
-    .await?;
-    let app_id = app["id"].as_str().context("app id")?.to_owned();
-    for (i, secret) in secrets.iter().enumerate() {
-        api(
-            &client,
-            &args,
-            &format!("/api/v1/app/{app_id}/endpoint"),
-            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_secret_text(),
-                     "rateLimit": args.endpoint_rate_limit,
-                     "circuitBreaker": args.endpoint_breaker.then(|| json!({})) }),
-        )
-        .await?;
+    let app_id = app_with_endpoints(&client, &args, &base, &secrets).await?;
+    if args.broker.is_some() {
+        return run_broker(args, client, rx, started, app_id).await;
     }
     let cpu_before: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
     let msg_urls: Arc<Vec<String>> = Arc::new(
@@ -488,6 +483,121 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     finish(&args, &rx, &prod, cpu_before).await;
+    Ok(())
+}
+
+/// An application whose endpoints are the receiver's, each with its secret.
+async fn app_with_endpoints(
+    client: &reqwest::Client,
+    args: &Args,
+    base: &str,
+    secrets: &[EndpointSecret],
+) -> anyhow::Result<String> {
+    let app_uid = format!("bench-{}", now_unix_ms());
+    let app = api(
+        client,
+        args,
+        "/api/v1/app",
+        json!({ "name": app_uid, "uid": app_uid }),
+    )
+    .await?;
+    let app_id = app["id"].as_str().context("app id")?.to_owned();
+    for (i, secret) in secrets.iter().enumerate() {
+        api(
+            client,
+            args,
+            &format!("/api/v1/app/{app_id}/endpoint"),
+            json!({ "url": format!("{base}/ep/{i}"), "secret": secret.to_secret_text(),
+                     "rateLimit": args.endpoint_rate_limit,
+                     "circuitBreaker": args.endpoint_breaker.then(|| json!({})) }),
+        )
+        .await?;
+    }
+    Ok(app_id)
+}
+
+/// The envelope a producer writes to a broker: the probe as the payload.
+fn envelope(seq: u64, sent_ns: u64, size: usize) -> Vec<u8> {
+    let mut body = br#"{"eventType":"bench.event","payload":"#.to_vec();
+    body.extend_from_slice(&payload(seq, sent_ns, size));
+    body.push(b'}');
+    body
+}
+
+/// Broker mode: a broker source through the API, producers on the
+/// broker's own client; the source is deleted afterwards (and the stream,
+/// queue or subject's data with it where the broker allows).
+async fn run_broker(
+    args: Args,
+    client: reqwest::Client,
+    rx: Arc<Receiver>,
+    started: Instant,
+    app_id: String,
+) -> anyhow::Result<()> {
+    let kind = args.broker.clone().unwrap_or_default();
+    let name = format!("bench-{}", now_unix_ms());
+    let broker = match kind.as_str() {
+        "redis" => {
+            json!({"type": "redis", "url": args.broker_url, "stream": name, "group": "bench"})
+        }
+        other => bail!("no producer for broker '{other}'"),
+    };
+    let source = api(
+        &client,
+        &args,
+        "/api/v1/broker-source",
+        json!({"name": name, "app": app_id, "batchSize": args.broker_batch, "broker": broker}),
+    )
+    .await?;
+    let source_id = source["id"].as_str().context("source id")?.to_owned();
+    let cpu_before: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
+    let size = args.payload_bytes;
+    let fail_logged = Arc::new(AtomicBool::new(false));
+    let redis_client = redis::Client::open(args.broker_url.as_str())?;
+    let conn = redis_client.get_multiplexed_async_connection().await?;
+    let stream = name.clone();
+    let prod = produce(&args, started, move |seq, sent_ns| {
+        let (mut conn, stream, fail_logged) = (conn.clone(), stream.clone(), fail_logged.clone());
+        async move {
+            let body = envelope(seq, sent_ns, size);
+            let added: redis::RedisResult<String> = redis::cmd("XADD")
+                .arg(&stream)
+                .arg("*")
+                .arg("body")
+                .arg(body)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = &added
+                && !fail_logged.swap(true, Ordering::Relaxed)
+            {
+                eprintln!("first failed XADD: {e}");
+            }
+            added.is_ok()
+        }
+    })
+    .await;
+    finish(&args, &rx, &prod, cpu_before).await;
+    let status = client
+        .get(format!(
+            "{}/api/v1/broker-source/{source_id}/status",
+            node_urls(&args)[0]
+        ))
+        .bearer_auth(&args.token)
+        .send()
+        .await?
+        .text()
+        .await?;
+    println!("source_status={status}");
+    client
+        .delete(format!(
+            "{}/api/v1/broker-source/{source_id}",
+            node_urls(&args)[0]
+        ))
+        .bearer_auth(&args.token)
+        .send()
+        .await?;
+    let mut conn = redis_client.get_multiplexed_async_connection().await?;
+    let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&name).query_async(&mut conn).await;
     Ok(())
 }
 
