@@ -323,6 +323,32 @@ pub async fn redis_or_skip() -> Option<(String, redis::aio::MultiplexedConnectio
     }
 }
 
+/// A connection to the test NATS server (`SWITCHYARD_TEST_NATS_URL`,
+/// default `nats://127.0.0.1:4222`, with JetStream); unreachable, it fails
+/// the test under `CI=true` and returns `None` with a printed reason
+/// otherwise.
+pub async fn nats_or_skip() -> Option<(String, async_nats::Client)> {
+    let url = std::env::var("SWITCHYARD_TEST_NATS_URL")
+        .unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let connected = async_nats::ConnectOptions::new()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url.as_str());
+    match tokio::time::timeout(Duration::from_secs(6), connected).await {
+        Ok(Ok(client)) => Some((url, client)),
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer within 6 s".into(),
+            };
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("NATS at {url} is required under CI=true and is unreachable: {reason}");
+            }
+            eprintln!("skipped: NATS at {url} is unreachable ({reason})");
+            None
+        }
+    }
+}
+
 /// A key no other test run uses.
 pub fn unique(prefix: &str) -> String {
     format!(
