@@ -9,6 +9,8 @@ use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use switchyard_engine::broker_intake::{BrokerConfigError, BrokerConsumer, BrokerKinds};
 
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -19,12 +21,17 @@ pub enum BrokerConfig {
     /// Redis Streams: a consumer group on one stream.
     #[cfg(feature = "redis")]
     Redis(redis::RedisStreamConfig),
+    /// RabbitMQ (AMQP 0-9-1): a consumer on one queue.
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(rabbitmq::RabbitMqConfig),
 }
 
 /// The names of the kinds compiled in, as `type` takes them.
 pub const KINDS: &[&str] = &[
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "rabbitmq")]
+    "rabbitmq",
 ];
 
 impl BrokerConfig {
@@ -36,6 +43,8 @@ impl BrokerConfig {
         let config = match kind {
             #[cfg(feature = "redis")]
             "redis" => Self::Redis(settings(broker)?),
+            #[cfg(feature = "rabbitmq")]
+            "rabbitmq" => Self::RabbitMq(settings(broker)?),
             other => {
                 return Err(BrokerConfigError::new(
                     "type",
@@ -54,6 +63,8 @@ impl BrokerConfig {
         match self {
             #[cfg(feature = "redis")]
             Self::Redis(c) => c.check(),
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(c) => c.check(),
         }
     }
 }
@@ -85,6 +96,8 @@ impl BrokerKinds for Kinds {
         Ok(match BrokerConfig::parse(broker)? {
             #[cfg(feature = "redis")]
             BrokerConfig::Redis(c) => c.reads(),
+            #[cfg(feature = "rabbitmq")]
+            BrokerConfig::RabbitMq(c) => c.reads(),
         })
     }
 
@@ -97,6 +110,8 @@ impl BrokerKinds for Kinds {
         let shown = match config {
             #[cfg(feature = "redis")]
             BrokerConfig::Redis(c) => serde_json::to_value(c.redacted()),
+            #[cfg(feature = "rabbitmq")]
+            BrokerConfig::RabbitMq(c) => serde_json::to_value(c.redacted()),
         };
         let mut shown = shown.unwrap_or_default();
         if let Some(object) = shown.as_object_mut() {
@@ -120,6 +135,11 @@ impl BrokerKinds for Kinds {
                 #[cfg(feature = "redis")]
                 BrokerConfig::Redis(c) => {
                     let c = redis::RedisStreamConsumer::connect(c, consumer).await?;
+                    Ok(Box::new(c) as Box<dyn BrokerConsumer>)
+                }
+                #[cfg(feature = "rabbitmq")]
+                BrokerConfig::RabbitMq(c) => {
+                    let c = rabbitmq::RabbitMqConsumer::connect(c, consumer).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
             }
@@ -186,6 +206,38 @@ mod tests {
             );
             assert_eq!(e.field, "deadLetterStream", "{e}");
         }
+        #[cfg(feature = "rabbitmq")]
+        {
+            let e = refused(serde_json::json!({"type": "rabbitmq", "url": "amqp://x"}));
+            assert!(e.message.contains("queue"), "{e}");
+            let e = refused(
+                serde_json::json!({"type": "rabbitmq", "url": "amqp://x", "queue": "q", "colour": 1}),
+            );
+            assert!(e.message.contains("colour"), "{e}");
+            let e = refused(
+                serde_json::json!({"type": "rabbitmq", "url": "amqp://x", "queue": "q", "prefetch": "lots"}),
+            );
+            assert_eq!(e.field, "prefetch", "{e}");
+            let e = refused(
+                serde_json::json!({"type": "rabbitmq", "url": "amqp://x", "queue": "q", "deadLetterRoutingKey": "q"}),
+            );
+            assert_eq!(e.field, "deadLetterRoutingKey", "{e}");
+        }
+    }
+
+    #[cfg(feature = "rabbitmq")]
+    #[test]
+    fn rabbitmq_passwords_are_not_shown() {
+        let broker = serde_json::json!({
+            "type": "rabbitmq", "url": "amqp://user:hunter2@127.0.0.1:5672/%2f", "queue": "orders"
+        });
+        let shown = Kinds.redact(&broker);
+        assert_eq!(shown["type"], "rabbitmq");
+        assert_eq!(shown["url"], "amqp://user:********@127.0.0.1:5672/%2f");
+        assert_eq!(shown["queue"], "orders");
+        assert!(!shown.to_string().contains("hunter2"));
+        let reads = Kinds.reads(&broker).unwrap();
+        assert_eq!(reads, "rabbitmq amqp://127.0.0.1:5672 vhost / queue orders");
     }
 
     #[cfg(feature = "redis")]
