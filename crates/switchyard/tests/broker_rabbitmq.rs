@@ -23,11 +23,16 @@ use std::time::Duration;
 /// Starts a server whose TOML file declares a RabbitMQ source on `queue`,
 /// bound to the application `shop`.
 fn start(dir: &std::path::Path, url: &str, queue: &str) -> Server {
+    start_with(dir, url, queue, "")
+}
+
+/// As [`start`], with more broker settings (`, key = value` each).
+fn start_with(dir: &std::path::Path, url: &str, queue: &str, more: &str) -> Server {
     let config = dir.join("switchyard.toml");
     std::fs::write(
         &config,
         format!(
-            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch_size = 50\nbroker = {{ type = \"rabbitmq\", url = \"{url}\", queue = \"{queue}\", prefetch = 120 }}\n"
+            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch_size = 50\nbroker = {{ type = \"rabbitmq\", url = \"{url}\", queue = \"{queue}\", prefetch = 120{more} }}\n"
         ),
     )
     .unwrap();
@@ -133,6 +138,18 @@ fn header(properties: &BasicProperties, name: &str) -> String {
     }
 }
 
+/// Polls `done` every 50 ms for up to 20 s.
+async fn wait_for_async<F: Future<Output = bool>>(what: &str, mut done: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn delete(channel: &Channel, queues: &[&str]) {
     for queue in queues {
         let _ = channel
@@ -166,6 +183,14 @@ async fn rabbitmq_messages_arrive_signed_and_poison_is_dead_lettered() {
     let server = start(dir.path(), &url, &queue);
     let (rx, base) = Receiver::start().await;
     let api = server.client();
+    // Switchyard took it while its application did not exist yet, so it
+    // was handed back to the queue (not acknowledged, not dead-lettered).
+    let probe = producer(&conn).await;
+    wait_for_async("the early message taken", || async {
+        ready(&probe, &queue).await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let secret = shop_with_endpoint(&api, &format!("{base}/hook")).await;
     let (status, et) = api
         .post(
@@ -292,4 +317,106 @@ async fn a_sigkill_mid_stream_loses_nothing_and_duplicates_no_message() {
     let duplicated: Vec<_> = by_event.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(duplicated.is_empty(), "{duplicated:?}");
     delete(&channel, &[&queue, &format!("{queue}.dead")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_queue_is_declared_again_and_read() {
+    let Some((url, conn)) = rabbitmq_or_skip().await else {
+        return;
+    };
+    let queue = unique("sy-gone");
+    let channel = producer(&conn).await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), &url, &queue);
+    let (rx, base) = Receiver::start().await;
+    let secret = shop_with_endpoint(&server.client(), &format!("{base}/hook")).await;
+    // Switchyard declares the queue (and its dead-letter queue) itself.
+    let probe = producer(&conn).await;
+    wait_for_async("the queue declared", || async {
+        probe
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok()
+    })
+    .await;
+    publish_many(&channel, &queue, 0..10).await;
+    wait_for("the first messages", Duration::from_secs(30), || {
+        arrived(&rx, &secret).len() == 10
+    })
+    .await;
+    // Deleting the queue cancels the consumer: the source reconnects and
+    // declares it again.
+    let _ = channel
+        .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    wait_for_async("the queue declared again", || async {
+        let probe = conn.create_channel().await.unwrap();
+        probe
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok()
+    })
+    .await;
+    publish_many(&channel, &queue, 10..20).await;
+    wait_for("the messages after", Duration::from_secs(30), || {
+        arrived(&rx, &secret).len() == 20
+    })
+    .await;
+    delete(&channel, &[&queue, &format!("{queue}.dead")]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_written_leaves_the_message_in_the_queue() {
+    let Some((url, conn)) = rabbitmq_or_skip().await else {
+        return;
+    };
+    let queue = unique("sy-nodlq");
+    let channel = producer(&conn).await;
+    declare(&channel, &queue).await;
+    let dir = tempfile::tempdir().unwrap();
+    // amq.direct exists, and nothing is bound to it with this key: the
+    // dead letter is unroutable.
+    let server = start_with(
+        dir.path(),
+        &url,
+        &queue,
+        ", dead_letter_exchange = \"amq.direct\", dead_letter_routing_key = \"nobody-listens\"",
+    );
+    let (rx, base) = Receiver::start().await;
+    let secret = shop_with_endpoint(&server.client(), &format!("{base}/hook")).await;
+    publish(&channel, &queue, "not json", BasicProperties::default()).await;
+    publish_many(&channel, &queue, 0..20).await;
+    wait_for("the good messages", Duration::from_secs(30), || {
+        arrived(&rx, &secret).len() == 20
+    })
+    .await;
+    // Tried (and requeued) a few times meanwhile; kept, not dropped.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(server);
+    wait_for_async("the poison back in the queue", || async {
+        ready(&channel, &queue).await == 1
+    })
+    .await;
+    let kept = channel
+        .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.delivery.data, b"not json");
+    delete(&channel, &[&queue]).await;
 }
