@@ -11,6 +11,8 @@ use switchyard_engine::broker_intake::{BrokerConfigError, BrokerConsumer, Broker
 
 #[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "rabbitmq")]
+pub mod rabbitmq;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -24,6 +26,9 @@ pub enum BrokerConfig {
     /// NATS JetStream: a durable pull consumer on one stream.
     #[cfg(feature = "nats")]
     Nats(nats::NatsConfig),
+    /// RabbitMQ (AMQP 0-9-1): a consumer on one queue.
+    #[cfg(feature = "rabbitmq")]
+    RabbitMq(rabbitmq::RabbitMqConfig),
 }
 
 /// The names of the kinds compiled in, as `type` takes them.
@@ -32,6 +37,8 @@ pub const KINDS: &[&str] = &[
     "redis",
     #[cfg(feature = "nats")]
     "nats",
+    #[cfg(feature = "rabbitmq")]
+    "rabbitmq",
 ];
 
 impl BrokerConfig {
@@ -45,6 +52,8 @@ impl BrokerConfig {
             "redis" => Self::Redis(settings(broker)?),
             #[cfg(feature = "nats")]
             "nats" => Self::Nats(settings(broker)?),
+            #[cfg(feature = "rabbitmq")]
+            "rabbitmq" => Self::RabbitMq(settings(broker)?),
             other => {
                 return Err(BrokerConfigError::new(
                     "type",
@@ -65,6 +74,8 @@ impl BrokerConfig {
             Self::Redis(c) => c.check(),
             #[cfg(feature = "nats")]
             Self::Nats(c) => c.check(),
+            #[cfg(feature = "rabbitmq")]
+            Self::RabbitMq(c) => c.check(),
         }
     }
 }
@@ -98,6 +109,8 @@ impl BrokerKinds for Kinds {
             BrokerConfig::Redis(c) => c.reads(),
             #[cfg(feature = "nats")]
             BrokerConfig::Nats(c) => c.reads(),
+            #[cfg(feature = "rabbitmq")]
+            BrokerConfig::RabbitMq(c) => c.reads(),
         })
     }
 
@@ -112,6 +125,8 @@ impl BrokerKinds for Kinds {
             BrokerConfig::Redis(c) => serde_json::to_value(c.redacted()),
             #[cfg(feature = "nats")]
             BrokerConfig::Nats(c) => serde_json::to_value(c.redacted()),
+            #[cfg(feature = "rabbitmq")]
+            BrokerConfig::RabbitMq(c) => serde_json::to_value(c.redacted()),
         };
         let mut shown = shown.unwrap_or_default();
         if let Some(object) = shown.as_object_mut() {
@@ -140,6 +155,11 @@ impl BrokerKinds for Kinds {
                 #[cfg(feature = "nats")]
                 BrokerConfig::Nats(c) => {
                     let c = nats::NatsConsumer::connect(c, consumer).await?;
+                    Ok(Box::new(c) as Box<dyn BrokerConsumer>)
+                }
+                #[cfg(feature = "rabbitmq")]
+                BrokerConfig::RabbitMq(c) => {
+                    let c = rabbitmq::RabbitMqConsumer::connect(c, consumer).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
             }
@@ -206,6 +226,38 @@ mod tests {
             );
             assert_eq!(e.field, "deadLetterStream", "{e}");
         }
+        #[cfg(feature = "rabbitmq")]
+        {
+            let e = refused(serde_json::json!({"type": "rabbitmq", "url": "amqp://x"}));
+            assert!(e.message.contains("queue"), "{e}");
+            let e = refused(
+                serde_json::json!({"type": "rabbitmq", "url": "amqp://x", "queue": "q", "colour": 1}),
+            );
+            assert!(e.message.contains("colour"), "{e}");
+            let e = refused(
+                serde_json::json!({"type": "rabbitmq", "url": "amqp://x", "queue": "q", "prefetch": "lots"}),
+            );
+            assert_eq!(e.field, "prefetch", "{e}");
+            let e = refused(
+                serde_json::json!({"type": "rabbitmq", "url": "amqp://x", "queue": "q", "deadLetterRoutingKey": "q"}),
+            );
+            assert_eq!(e.field, "deadLetterRoutingKey", "{e}");
+        }
+    }
+
+    #[cfg(feature = "rabbitmq")]
+    #[test]
+    fn rabbitmq_passwords_are_not_shown() {
+        let broker = serde_json::json!({
+            "type": "rabbitmq", "url": "amqp://user:hunter2@127.0.0.1:5672/%2f", "queue": "orders"
+        });
+        let shown = Kinds.redact(&broker);
+        assert_eq!(shown["type"], "rabbitmq");
+        assert_eq!(shown["url"], "amqp://user:********@127.0.0.1:5672/%2f");
+        assert_eq!(shown["queue"], "orders");
+        assert!(!shown.to_string().contains("hunter2"));
+        let reads = Kinds.reads(&broker).unwrap();
+        assert_eq!(reads, "rabbitmq amqp://127.0.0.1:5672 vhost / queue orders");
     }
 
     #[cfg(feature = "redis")]

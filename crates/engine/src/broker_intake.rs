@@ -384,6 +384,8 @@ pub async fn run_consumer(
             }
         };
         if messages.is_empty() {
+            // The broker answers again: no reason to wait between reads.
+            backoff = Duration::ZERO;
             continue;
         }
         stats

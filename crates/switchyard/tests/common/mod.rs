@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod broker;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -359,4 +361,27 @@ pub fn unique(prefix: &str) -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+/// A connection to the test RabbitMQ (`SWITCHYARD_TEST_AMQP_URL`, default
+/// `amqp://guest:guest@127.0.0.1:5672/%2f`); unreachable, it fails the test
+/// under `CI=true` and returns `None` with a printed reason otherwise.
+pub async fn rabbitmq_or_skip() -> Option<(String, lapin::Connection)> {
+    let url = std::env::var("SWITCHYARD_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let connected = lapin::Connection::connect(&url, lapin::ConnectionProperties::default());
+    match tokio::time::timeout(Duration::from_secs(5), connected).await {
+        Ok(Ok(conn)) => Some((url, conn)),
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "no answer within 5 s".into(),
+            };
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("RabbitMQ at {url} is required under CI=true and is unreachable: {reason}");
+            }
+            eprintln!("skipped: RabbitMQ at {url} is unreachable ({reason})");
+            None
+        }
+    }
 }
