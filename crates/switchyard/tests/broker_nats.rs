@@ -125,6 +125,21 @@ async fn publish(js: &jetstream::Context, subject: &str, body: String) {
         .unwrap();
 }
 
+/// Publishes envelopes `range` with their PubAcks awaited together.
+async fn publish_many(js: &jetstream::Context, subject: &str, range: std::ops::Range<usize>) {
+    let mut acks = Vec::new();
+    for i in range {
+        acks.push(
+            js.publish(subject.to_owned(), envelope(i).into())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+}
+
 /// Waits until the source's consumer has nothing pending or unacknowledged.
 async fn wait_all_acknowledged(js: &jetstream::Context, stream: &str) {
     let stream = js.get_stream(stream).await.unwrap();
@@ -271,22 +286,31 @@ async fn a_sigkill_mid_stream_loses_nothing_and_duplicates_no_message() {
     make_stream(&js, &stream).await;
     let subject = format!("{stream}.orders");
     let dir = tempfile::tempdir().unwrap();
-    let mut server = start(dir.path(), &url, &stream, "");
+    // The application first, then a backlog, so the source is busy (batches
+    // between fetch and commit) when it is killed.
+    let setup = Server::start(dir.path(), &[]);
     let (rx, base) = Receiver::start().await;
-    let secret = shop_with_endpoint(&server.client(), &format!("{base}/hook")).await;
-    let n = 600;
-    for i in 0..n / 2 {
-        publish(&js, &subject, envelope(i)).await;
+    let secret = shop_with_endpoint(&setup.client(), &format!("{base}/hook")).await;
+    drop(setup);
+    let n = 3000;
+    publish_many(&js, &subject, 0..n * 2 / 3).await;
+    let mut server = start(dir.path(), &url, &stream, "");
+    let backlog = js.get_stream(&stream).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(info) = backlog.consumer_info("switchyard").await
+            && info.ack_floor.stream_sequence >= 100
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the source never read");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    wait_for("some deliveries", Duration::from_secs(30), || {
-        rx.count() >= 50
-    })
-    .await;
     server.kill9();
+    let info = backlog.consumer_info("switchyard").await.unwrap();
+    assert!(info.num_pending > 0, "killed after the source had read all");
     // Published while Switchyard is down.
-    for i in n / 2..n {
-        publish(&js, &subject, envelope(i)).await;
-    }
+    publish_many(&js, &subject, n * 2 / 3..n).await;
     let server = start(dir.path(), &url, &stream, "");
     wait_for("every message delivered", Duration::from_secs(90), || {
         arrived(&rx, &secret).len() == n
