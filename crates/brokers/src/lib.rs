@@ -94,6 +94,8 @@ fn settings<T: DeserializeOwned>(broker: &serde_json::Value) -> Result<T, Broker
     })
 }
 
+pub mod destinations;
+
 /// The registry of broker kinds handed to the engine.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Kinds;

@@ -168,20 +168,24 @@ impl Uid {
 name_common!(Uid);
 name_deserialize!(Uid);
 
-/// An absolute http(s) URL a delivery can be sent to, at most 65 536 bytes
-/// long, kept as the user wrote it (trimmed).
+/// An absolute URL a delivery can be sent to, at most 65 536 bytes long,
+/// kept as the user wrote it (trimmed): an http(s) URL, or a broker URL of a
+/// scheme this build delivers to ([`EndpointUrl::parse_for`]).
 ///
 /// Refused, each with a message naming the problem, is what no delivery can
-/// ever reach: a scheme other than `http`/`https` (any case); no host; an
-/// IPv6 zone such as `[fe80::1%25eth0]` (RFC 6874: a zone names an interface
-/// of one machine, and the WHATWG URL parser that deliveries use has no
-/// place for it); port 0; a host name DNS cannot carry (over 253 octets, a
-/// label over 63 or an empty label, RFC 1035 section 2.3.4); whitespace or
-/// control characters; anything else the WHATWG URL parser rejects.
+/// ever reach: a scheme other than `http`/`https` or a registered broker
+/// scheme (any case); no host; an IPv6 zone such as `[fe80::1%25eth0]`
+/// (RFC 6874: a zone names an interface of one machine, and the WHATWG URL
+/// parser that deliveries use has no place for it); port 0; a host name DNS
+/// cannot carry (over 253 octets, a label over 63 or an empty label,
+/// RFC 1035 section 2.3.4); whitespace or control characters; anything else
+/// the WHATWG URL parser rejects.
 ///
 /// Internal addresses are accepted: the SSRF guard judges them at delivery
 /// time against the allow-list in force then. User info (`user:pass@host`)
-/// is accepted, as Svix does, and sent as HTTP Basic authorization.
+/// is accepted in http(s) URLs, as Svix does, and sent as HTTP Basic
+/// authorization; a broker URL refuses it (every endpoint read would show
+/// the password), its credentials are the endpoint's `http-auth` instead.
 #[derive(Clone, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(transparent)]
 pub struct EndpointUrl(String);
@@ -194,7 +198,32 @@ impl EndpointUrl {
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
     }
 
+    /// Whether it is an http or https URL (delivered by the HTTP client),
+    /// not a broker URL.
+    pub fn is_http(&self) -> bool {
+        self.is_https()
+            || self
+                .0
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    }
+
+    /// The scheme as written (compare it ignoring case).
+    pub fn scheme(&self) -> &str {
+        self.0.split_once(':').map_or("", |(scheme, _)| scheme)
+    }
+
+    /// An http(s) URL; see [`EndpointUrl::parse_for`] for broker URLs.
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
+        Self::parse_for(s, &[])
+    }
+
+    /// An http(s) URL, or a URL of one of `broker_schemes` (lowercase
+    /// names, such as `redis`, of the broker destinations registered in
+    /// this build). A broker URL follows the rules above and has no user
+    /// info and no fragment; what its query means is for its destination
+    /// to check.
+    pub fn parse_for(s: &str, broker_schemes: &[&str]) -> Result<Self, InvalidName> {
         let s = s.trim();
         if s.len() > 65_536 {
             return Err(InvalidName("url is too long".into()));
@@ -202,12 +231,42 @@ impl EndpointUrl {
         if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(InvalidName("url must not contain whitespace".into()));
         }
-        let rest = strip_prefix_ignore_case(s, "https://")
+        let (rest, broker) = match strip_prefix_ignore_case(s, "https://")
             .or_else(|| strip_prefix_ignore_case(s, "http://"))
-            .ok_or_else(|| InvalidName("url must start with http:// or https://".into()))?;
+        {
+            Some(rest) => (rest, false),
+            None => {
+                let rest = s
+                    .split_once("://")
+                    .filter(|(scheme, _)| {
+                        broker_schemes.iter().any(|b| b.eq_ignore_ascii_case(scheme))
+                    })
+                    .map(|(_, rest)| rest)
+                    .ok_or_else(|| {
+                        InvalidName(if broker_schemes.is_empty() {
+                            "url must start with http:// or https://".into()
+                        } else {
+                            format!(
+                                "url must start with http:// or https://, or be a broker URL of a scheme this Switchyard delivers to ({})",
+                                broker_schemes
+                                    .iter()
+                                    .map(|b| format!("{b}://"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        })
+                    })?;
+                (rest, true)
+            }
+        };
         // The URL parser reads `http:///host` as `http://host/`; a user who
         // wrote no host between the slashes meant something else.
         let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+        if broker && authority.contains('@') {
+            return Err(InvalidName(
+                "url must not hold credentials (user info before '@'): every endpoint read shows the URL; set the broker's username and password with the endpoint's http-auth (basic) instead".into(),
+            ));
+        }
         let host = authority.rsplit('@').next().unwrap_or("");
         if host.is_empty() || host.starts_with(':') {
             return Err(InvalidName("url must have a host".into()));
@@ -222,7 +281,23 @@ impl EndpointUrl {
         if parsed.port() == Some(0) {
             return Err(InvalidName("url port must be between 1 and 65535".into()));
         }
-        if let Some(url::Host::Domain(name)) = parsed.host() {
+        if broker && parsed.fragment().is_some() {
+            return Err(InvalidName("url must not have a fragment ('#...')".into()));
+        }
+        let name = match parsed.host() {
+            Some(url::Host::Domain(name)) => Some(name),
+            // A scheme the WHATWG parser does not know keeps its host as
+            // written ("opaque"); it must still be a host a connection can
+            // reach.
+            None => return Err(InvalidName("url must have a host".into())),
+            _ => None,
+        };
+        if let Some(name) = name {
+            if broker && !is_dns_name(name) {
+                return Err(InvalidName(
+                    "url host must be a DNS name, a dotted IPv4 address or a bracketed IPv6 address".into(),
+                ));
+            }
             let name = name.strip_suffix('.').unwrap_or(name);
             if name.len() > 253 || name.split('.').any(|l| l.is_empty() || l.len() > 63) {
                 return Err(InvalidName(
@@ -232,6 +307,28 @@ impl EndpointUrl {
         }
         Ok(Self(s.to_owned()))
     }
+}
+
+/// Letters, digits, `-`, `_` and dots: what a host name in a broker URL
+/// may hold (such URLs keep their host undecoded, so `%`, `!` and the like
+/// would reach the resolver as written). A name ending in a numeric label
+/// must be a dotted-quad IPv4 address: the resolver reads other numeric
+/// spellings (`127.1`, `0x7f.1`, `2130706433`) as addresses too, and only
+/// one spelling of each is kept so the network policy can judge it on sight.
+fn is_dns_name(name: &str) -> bool {
+    let charset = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    let last = name
+        .strip_suffix('.')
+        .unwrap_or(name)
+        .rsplit('.')
+        .next()
+        .unwrap_or("");
+    let numeric = !last.is_empty()
+        && (last.bytes().all(|b| b.is_ascii_digit())
+            || last.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("0x")));
+    charset && (!numeric || name.parse::<std::net::Ipv4Addr>().is_ok())
 }
 
 name_common!(EndpointUrl);
@@ -329,6 +426,59 @@ mod tests {
         assert!(EventTypePattern::parse("a,b").is_err());
         assert!(EventTypePattern::parse("").is_err());
         assert!(EventTypePattern::parse("caf\u{e9}").is_err());
+    }
+
+    #[test]
+    fn broker_urls_are_accepted_only_for_registered_schemes() {
+        let brokers = &["redis", "rediss"];
+        let ok = |s: &str| EndpointUrl::parse_for(s, brokers).unwrap();
+        let refused = |s: &str| EndpointUrl::parse_for(s, brokers).unwrap_err().0;
+        let url = ok("redis://127.0.0.1:6379/0?stream=orders");
+        assert!(!url.is_http() && !url.is_https());
+        assert_eq!(url.scheme(), "redis");
+        assert_eq!(ok("REDISS://cache.internal/?stream=s").scheme(), "REDISS");
+        assert!(
+            ok("redis://[::1]:6379/?stream=s")
+                .as_str()
+                .contains("[::1]")
+        );
+        assert!(ok("https://example.com/hook").is_http());
+        assert!(ok("http://user:pw@example.com/hook").is_http());
+        // Not registered in this build, or not registered at all.
+        for s in ["amqp://broker/x", "ftp://example.com", "redis:/x"] {
+            let e = refused(s);
+            assert!(e.contains("redis://, rediss://"), "{s}: {e}");
+        }
+        assert_eq!(
+            EndpointUrl::parse("redis://127.0.0.1/?stream=s")
+                .unwrap_err()
+                .0,
+            "url must start with http:// or https://"
+        );
+        // Credentials never in a broker URL.
+        for s in [
+            "redis://user:pw@127.0.0.1/?stream=s",
+            "redis://:pw@127.0.0.1/?stream=s",
+            "rediss://user@127.0.0.1/?stream=s",
+        ] {
+            assert!(refused(s).contains("http-auth"), "{s}");
+        }
+        assert!(refused("redis://127.0.0.1/?stream=s#x").contains("fragment"));
+        assert!(refused("redis:///?stream=s").contains("host"));
+        assert!(refused("redis://:6379/?stream=s").contains("host"));
+        assert!(refused("redis://h:0/?stream=s").contains("port"));
+        assert!(refused("redis://[fe80::1%25eth0]/").contains("zone"));
+        // One spelling per address, so the policy can judge literals.
+        for s in [
+            "redis://127.1/?stream=s",
+            "redis://2130706433/?stream=s",
+            "redis://0x7f.0.0.1/?stream=s",
+            "redis://0177.0.0.1/?stream=s",
+            "redis://ex%61mple.com/?stream=s",
+        ] {
+            assert!(refused(s).contains("host must be"), "{s}");
+        }
+        assert_eq!(ok("redis://redis-1.internal./?stream=s").scheme(), "redis");
     }
 
     #[test]

@@ -108,8 +108,11 @@ const RESERVED_HEADERS: &[&str] = &[
 /// Most channels on an endpoint or a message.
 const MAX_CHANNELS: usize = 10;
 
-fn parse_url(url: &str) -> Result<EndpointUrl, EngineError> {
-    EndpointUrl::parse(url).map_err(|e| EngineError::invalid("url", e.to_string()))
+/// An http(s) URL, or a URL of a broker destination registered in this
+/// build (`broker_schemes`).
+fn parse_url(url: &str, broker_schemes: &[&str]) -> Result<EndpointUrl, EngineError> {
+    EndpointUrl::parse_for(url, broker_schemes)
+        .map_err(|e| EngineError::invalid("url", e.to_string()))
 }
 
 /// Event types or [`EventTypePattern`]s with `*` wildcards (`invoice.*`).
@@ -245,6 +248,7 @@ fn new_endpoint(
     uid: Option<String>,
     now: u64,
     scheme: SignatureScheme,
+    broker_schemes: &[&str],
 ) -> Result<Endpoint, EngineError> {
     let headers = input.headers.unwrap_or_default();
     check_headers(&headers)?;
@@ -258,7 +262,7 @@ fn new_endpoint(
         id: EndpointId::generate_at(now),
         app_id,
         uid: parse_uid("uid", uid.or(input.uid))?,
-        url: parse_url(&input.url)?,
+        url: parse_url(&input.url, broker_schemes)?,
         description: input.description,
         disabled: input.disabled,
         disabled_reason: None,
@@ -458,14 +462,53 @@ impl Engine {
         Ok(disabled.len())
     }
 
-    /// In https-only mode, an http URL is refused when it is set (one stored
-    /// before the mode was on can still be disabled or changed otherwise;
-    /// nothing is sent to it).
-    fn check_scheme(&self, url: &EndpointUrl) -> Result<(), EngineError> {
-        if self.https_only && !url.is_https() {
+    /// Checks a URL being set on an endpoint (one stored before can still be
+    /// disabled or changed otherwise; a delivery to it fails saying why):
+    /// - in https-only mode, only encrypted schemes (`https`, or a broker's
+    ///   TLS scheme such as `rediss`);
+    /// - a broker URL as its destination reads it (a Redis stream named);
+    /// - a broker URL whose host is an address literal the network policy
+    ///   refuses (names are judged at delivery, on what they resolve to;
+    ///   http URLs keep Svix's rule and are judged at delivery only).
+    fn check_url(&self, url: &EndpointUrl) -> Result<(), EngineError> {
+        if self.https_only && !self.destinations.is_tls(url) {
             return Err(EngineError::invalid(
                 "url",
-                "must be an https URL: this Switchyard delivers only over https (SWITCHYARD_HTTPS_ONLY)",
+                if url.is_http() {
+                    "must be an https URL: this Switchyard delivers only over https (SWITCHYARD_HTTPS_ONLY)".to_owned()
+                } else {
+                    format!(
+                        "must use an encrypted scheme: this Switchyard delivers only over TLS (SWITCHYARD_HTTPS_ONLY), so {}:// is refused",
+                        url.scheme().to_ascii_lowercase()
+                    )
+                },
+            ));
+        }
+        if url.is_http() {
+            return Ok(());
+        }
+        let parsed =
+            url::Url::parse(url).map_err(|e| EngineError::invalid("url", e.to_string()))?;
+        let destination = self.destinations.for_url(url).ok_or_else(|| {
+            EngineError::invalid("url", "no destination of this build serves its scheme")
+        })?;
+        destination
+            .check_url(&parsed)
+            .map_err(|e| EngineError::invalid("url", e))?;
+        let literal = match parsed.host() {
+            Some(url::Host::Domain(name)) => name.parse::<std::net::IpAddr>().ok(),
+            Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+            Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+            None => None,
+        };
+        if let Some(ip) = literal
+            && let Err(refusal) = self.network_policy.check(ip)
+        {
+            return Err(EngineError::invalid(
+                "url",
+                format!(
+                    "is refused by the network policy: {refusal}; an operator may allow its range with SWITCHYARD_ALLOWED_NETWORKS"
+                ),
             ));
         }
         Ok(())
@@ -483,9 +526,10 @@ impl Engine {
             uid,
             self.now_ms(),
             self.signature_scheme,
+            &self.destinations.broker_schemes(),
         )?;
         check_operational_endpoint(app, &ep)?;
-        self.check_scheme(&ep.url)?;
+        self.check_url(&ep.url)?;
         let Some(ep) = self
             .store
             .insert_endpoint_within(ep, self.max_endpoints_per_app)
@@ -527,7 +571,7 @@ impl Engine {
             Some(mut ep) => {
                 let (was_disabled, had_breaker) = (ep.disabled, ep.circuit_breaker.is_some());
                 let old_url = ep.url.clone();
-                ep.url = parse_url(&input.url)?;
+                ep.url = parse_url(&input.url, &self.destinations.broker_schemes())?;
                 limits::check_chars(
                     "description",
                     &input.description,
@@ -551,7 +595,7 @@ impl Engine {
                 }
                 check_operational_endpoint(&app, &ep)?;
                 if ep.url != old_url {
-                    self.check_scheme(&ep.url)?;
+                    self.check_url(&ep.url)?;
                 }
                 let saved = self.save_endpoint(ep, true).await?;
                 self.after_change(was_disabled, had_breaker, &saved).await?;
@@ -580,7 +624,7 @@ impl Engine {
         let old_url = ep.url.clone();
         let set_disabled = patch.disabled.is_some();
         if let Some(url) = patch.url {
-            ep.url = parse_url(&url)?;
+            ep.url = parse_url(&url, &self.destinations.broker_schemes())?;
         }
         if let Some(d) = patch.description {
             limits::check_chars("description", &d, limits::MAX_DESCRIPTION_CHARS)?;
@@ -622,7 +666,7 @@ impl Engine {
         }
         check_operational_endpoint(&app, &ep)?;
         if ep.url != old_url {
-            self.check_scheme(&ep.url)?;
+            self.check_url(&ep.url)?;
         }
         let saved = self.save_endpoint(ep, set_disabled).await?;
         self.after_change(was_disabled, had_breaker, &saved).await?;
@@ -907,7 +951,7 @@ mod tests {
             url: "https://example.com/hook".into(),
             ..EndpointInput::default()
         };
-        assert!(new_endpoint(app.clone(), ok(), None, 0, SignatureScheme::Hmac).is_ok());
+        assert!(new_endpoint(app.clone(), ok(), None, 0, SignatureScheme::Hmac, &[]).is_ok());
         let cases: Vec<(EndpointInput, &str)> = vec![
             (
                 EndpointInput {
@@ -973,7 +1017,8 @@ mod tests {
                     input,
                     None,
                     0,
-                    SignatureScheme::Hmac
+                    SignatureScheme::Hmac,
+                    &[]
                 )),
                 want
             );

@@ -86,6 +86,11 @@ pub struct EngineConfig {
     /// Largest message body a broker source accepts, as `POST /msg`
     /// (`SWITCHYARD_MAX_PAYLOAD_BYTES`).
     pub max_payload_bytes: usize,
+    /// Broker destinations, registered by the binary by the URL schemes
+    /// they serve (`redis`, `rediss`, ...): endpoint URLs may use those
+    /// schemes besides http(s). The engine adds its HTTP client for `http`
+    /// and `https` itself.
+    pub destinations: destination::Destinations,
     /// Where the engine reads the time: the system clock, or a
     /// [`switchyard_core::clock::ManualClock`] in tests that move time on
     /// instead of sleeping.
@@ -110,6 +115,7 @@ impl Default for EngineConfig {
             delivery_ca_pem: None,
             egress_proxy: None,
             max_payload_bytes: 1 << 20,
+            destinations: destination::Destinations::default(),
             clock: Arc::new(SystemClock),
         }
     }
@@ -170,6 +176,10 @@ pub struct Engine {
     shared: bool,
     clock: Arc<dyn Clock>,
     https_only: bool,
+    /// Judges address literals in broker URLs when they are set.
+    network_policy: NetworkPolicy,
+    /// Every destination this node delivers to, by URL scheme.
+    destinations: destination::Destinations,
     max_payload_bytes: usize,
     signature_scheme: SignatureScheme,
     max_endpoints_per_app: usize,
@@ -218,6 +228,8 @@ impl Engine {
             auto_disable_after: config.auto_disable_after,
             max_endpoints_per_app: config.max_endpoints_per_app,
             https_only: config.https_only,
+            network_policy: config.network_policy.clone(),
+            destinations: dispatcher.destinations().clone(),
             max_payload_bytes: config.max_payload_bytes,
             signature_scheme: config.signature_scheme,
             operational,

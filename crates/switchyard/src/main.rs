@@ -196,6 +196,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             delivery_ca_pem: settings.delivery_ca_pem.clone(),
             egress_proxy: settings.egress_proxy.clone(),
             max_payload_bytes: settings.max_payload_bytes,
+            destinations: switchyard_brokers::destinations::all(),
             ..EngineConfig::default()
         },
     )

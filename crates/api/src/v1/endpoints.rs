@@ -144,8 +144,14 @@ const SENSITIVE_HEADERS: &[&str] = &[
 #[serde(rename_all = "camelCase")]
 #[schema(examples(json!({"url": "https://example.com/webhooks", "uid": "main", "filterTypes": ["invoice.*"]})))]
 pub(crate) struct EndpointIn {
-    /// Where deliveries are POSTed: http or https.
-    #[schema(format = "uri", pattern = "^https?://", max_length = 65536)]
+    /// Where deliveries go: an http(s) URL they are POSTed to, or a broker
+    /// URL of a scheme this build delivers to (`redis://host:port/db?stream=name`,
+    /// `rediss://` for TLS; no credentials in it: see `http-auth`).
+    #[schema(
+        format = "uri",
+        pattern = "^[A-Za-z][A-Za-z0-9+.-]*://",
+        max_length = 65536
+    )]
     url: String,
     #[serde(default)]
     description: String,
@@ -206,7 +212,11 @@ pub(crate) struct EndpointIn {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EndpointPatchIn {
-    #[schema(format = "uri", pattern = "^https?://", max_length = 65536)]
+    #[schema(
+        format = "uri",
+        pattern = "^[A-Za-z][A-Za-z0-9+.-]*://",
+        max_length = 65536
+    )]
     url: Option<String>,
     description: Option<String>,
     /// Deprecated name of `throttleRate`, which wins when both are sent.

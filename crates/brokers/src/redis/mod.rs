@@ -8,6 +8,8 @@
 //! be a message is moved to the dead-letter stream (`XADD` with the reason,
 //! then `XACK`, in one `MULTI`).
 
+pub mod destination;
+
 use futures_util::future::BoxFuture;
 use redis::Value;
 use redis::aio::MultiplexedConnection;

@@ -4,6 +4,7 @@
 
 use crate::cache::EndpointCache;
 pub mod destination;
+mod egress;
 pub(crate) mod http;
 mod lane;
 mod oauth;
@@ -13,7 +14,7 @@ pub mod tls;
 use crate::cluster::Partitions;
 use crate::operational::{EventBatch, OperationalEvent, attempt_event, circuit_event};
 use crate::{EngineConfig, EngineError};
-use destination::{Delivery, Destinations, SendResult};
+use destination::{Delivery, Destinations, Egress, Scheme, SendResult};
 use http::{DeliveryClient, DeliveryClientConfig};
 use lane::{Admission, CircuitChange, Lanes, PumpStep};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
@@ -43,6 +44,8 @@ struct Inner {
     store: Arc<dyn Store>,
     endpoints: EndpointCache,
     destinations: Destinations,
+    /// The network as broker destinations reach it.
+    egress: Egress,
     retry: RetrySchedule,
     queue: mpsc::UnboundedSender<DeliveryTask>,
     queued: AtomicUsize,
@@ -55,7 +58,7 @@ struct Inner {
     partitions: Arc<Partitions>,
     clock: Arc<dyn Clock>,
     lanes: Lanes,
-    /// Refuse http URLs at delivery (`EngineConfig::https_only`).
+    /// Refuse unencrypted URLs at delivery (`EngineConfig::https_only`).
     https_only: bool,
     /// Operational events, to the engine, which stores them.
     operational: mpsc::UnboundedSender<EventBatch>,
@@ -83,8 +86,18 @@ impl Dispatcher {
             https_only: config.https_only,
         })
         .map_err(|e| EngineError::invalid("http client", e))?;
-        let mut destinations = Destinations::default();
-        destinations.register(&["http", "https"], Arc::new(client));
+        let egress = Egress::new(
+            &config.network_policy,
+            config.request_timeout,
+            config.delivery_ca_pem.as_deref(),
+            config.egress_proxy.as_ref(),
+        )
+        .map_err(|e| EngineError::invalid("broker destinations", e))?;
+        let mut destinations = config.destinations.clone();
+        destinations.register(
+            &[Scheme::plain("http"), Scheme::tls("https")],
+            Arc::new(client),
+        );
         let (queue, queue_rx) = mpsc::unbounded_channel();
         let (outcomes, outcomes_rx) = mpsc::unbounded_channel();
         let (deferrals, deferrals_rx) = mpsc::unbounded_channel();
@@ -93,6 +106,7 @@ impl Dispatcher {
             store,
             endpoints,
             destinations,
+            egress,
             retry: config.retry_schedule.clone(),
             queue,
             queued: AtomicUsize::new(0),
@@ -142,6 +156,11 @@ impl Dispatcher {
 
     pub fn wake(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Every destination this node delivers to, http(s) included.
+    pub fn destinations(&self) -> &Destinations {
+        &self.inner.destinations
     }
 }
 
@@ -552,15 +571,24 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
             return;
         }
     };
+    // A broker destination has no path to extend: its URL names a server
+    // and a stream, topic or queue.
     let url = match task.forward.as_deref() {
-        Some(f) if !f.path.is_empty() => with_path(&endpoint.endpoint.url, &f.path),
+        Some(f) if !f.path.is_empty() && endpoint.endpoint.url.is_http() => {
+            with_path(&endpoint.endpoint.url, &f.path)
+        }
         _ => Ok(endpoint.endpoint.url.clone()),
     }
     .and_then(|url| {
-        if inner.https_only && !url.is_https() {
+        if !inner.https_only || inner.destinations.is_tls(&url) {
+            Ok(url)
+        } else if url.is_http() {
             Err("not sent: https-only mode (SWITCHYARD_HTTPS_ONLY) refuses http URLs".to_owned())
         } else {
-            Ok(url)
+            Err(format!(
+                "not sent: https-only mode (SWITCHYARD_HTTPS_ONLY) refuses unencrypted {} URLs",
+                url.scheme().to_ascii_lowercase()
+            ))
         }
     });
     let admission = match gate {
@@ -629,6 +657,7 @@ async fn deliver(inner: &Arc<Inner>, task: DeliveryTask, gate: Gate) {
                         body,
                         endpoint: endpoint.endpoint.id.as_str(),
                         auth: &endpoint.endpoint.auth,
+                        egress: &inner.egress,
                     })
                     .await
             }

@@ -133,8 +133,27 @@ impl tower_service::Service<http::Uri> for Tunnel {
 }
 
 impl Tunnel {
+    /// Tunnels through `proxy` to addresses the caller judged, giving up on
+    /// a proxy silent for `connect_timeout`.
+    pub(crate) fn new(
+        proxy: &ProxyConfig,
+        policy: &NetworkPolicy,
+        connect_timeout: Duration,
+    ) -> Self {
+        Tunnel {
+            proxy: proxy.clone(),
+            policy: policy.clone(),
+            connect_timeout,
+        }
+    }
+
+    /// How long opening a tunnel may take.
+    pub(crate) fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// A tunnel to the first target the proxy reaches.
-    async fn open(&self, targets: &[SocketAddr]) -> Result<TcpStream, BoxError> {
+    pub(crate) async fn open(&self, targets: &[SocketAddr]) -> Result<TcpStream, BoxError> {
         let mut last = String::new();
         for target in targets.iter().take(3) {
             match self.open_to(*target).await {
