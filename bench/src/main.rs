@@ -75,13 +75,16 @@ struct Args {
     #[arg(long)]
     endpoint_breaker: bool,
     /// Broker mode: producers write envelopes to this broker with its own
-    /// client (`redis`: XADD to a stream), and a broker source bound to the
-    /// application, created through the API, reads them.
-    #[arg(long, value_parser = ["redis"])]
+    /// client (`redis`: XADD to a stream; `rabbitmq`: publish to a durable
+    /// queue with publisher confirms; `nats`: JetStream publish awaiting
+    /// the PubAck), and a broker source bound to the application, created
+    /// through the API, reads them.
+    #[arg(long, value_parser = ["redis", "rabbitmq", "nats"])]
     broker: Option<String>,
-    /// The broker's URL, as the server reaches it and the producers too.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    broker_url: String,
+    /// The broker's URL, as the server reaches it and the producers too
+    /// [default: the local Redis, RabbitMQ or NATS].
+    #[arg(long)]
+    broker_url: Option<String>,
     /// The broker source's `batchSize`.
     #[arg(long, default_value_t = 500)]
     broker_batch: u32,
@@ -536,10 +539,21 @@ async fn run_broker(
 ) -> anyhow::Result<()> {
     let kind = args.broker.clone().unwrap_or_default();
     let name = format!("bench-{}", now_unix_ms());
-    let broker = match kind.as_str() {
-        "redis" => {
-            json!({"type": "redis", "url": args.broker_url, "stream": name, "group": "bench"})
+    let url = args.broker_url.clone().unwrap_or_else(|| {
+        match kind.as_str() {
+            "rabbitmq" => "amqp://guest:guest@127.0.0.1:5672/%2f",
+            "nats" => "nats://127.0.0.1:4222",
+            _ => "redis://127.0.0.1:6379",
         }
+        .to_owned()
+    });
+    let producer = Producer::connect(&kind, &url, &name).await?;
+    let broker = match kind.as_str() {
+        "redis" => json!({"type": "redis", "url": url, "stream": name, "group": "bench"}),
+        "rabbitmq" => {
+            json!({"type": "rabbitmq", "url": url, "queue": name, "prefetch": args.broker_batch * 2})
+        }
+        "nats" => json!({"type": "nats", "url": url, "stream": name, "consumer": "bench"}),
         other => bail!("no producer for broker '{other}'"),
     };
     let source = api(
@@ -553,29 +567,23 @@ async fn run_broker(
     let cpu_before: Option<f64> = args.server_pid.iter().map(|&p| cpu_secs(p)).sum();
     let size = args.payload_bytes;
     let fail_logged = Arc::new(AtomicBool::new(false));
-    let redis_client = redis::Client::open(args.broker_url.as_str())?;
-    let conn = redis_client.get_multiplexed_async_connection().await?;
-    let stream = name.clone();
-    let prod = produce(&args, started, move |seq, sent_ns| {
-        let (mut conn, stream, fail_logged) = (conn.clone(), stream.clone(), fail_logged.clone());
-        async move {
-            let body = envelope(seq, sent_ns, size);
-            let added: redis::RedisResult<String> = redis::cmd("XADD")
-                .arg(&stream)
-                .arg("*")
-                .arg("body")
-                .arg(body)
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = &added
-                && !fail_logged.swap(true, Ordering::Relaxed)
-            {
-                eprintln!("first failed XADD: {e}");
+    let producer = Arc::new(producer);
+    let prod = {
+        let producer = producer.clone();
+        produce(&args, started, move |seq, sent_ns| {
+            let (producer, fail_logged) = (producer.clone(), fail_logged.clone());
+            async move {
+                let sent = producer.send(envelope(seq, sent_ns, size)).await;
+                if let Err(e) = &sent
+                    && !fail_logged.swap(true, Ordering::Relaxed)
+                {
+                    eprintln!("first failed publish: {e}");
+                }
+                sent.is_ok()
             }
-            added.is_ok()
-        }
-    })
-    .await;
+        })
+        .await
+    };
     finish(&args, &rx, &prod, cpu_before).await;
     let status = client
         .get(format!(
@@ -596,9 +604,118 @@ async fn run_broker(
         .bearer_auth(&args.token)
         .send()
         .await?;
-    let mut conn = redis_client.get_multiplexed_async_connection().await?;
-    let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&name).query_async(&mut conn).await;
+    producer.clean_up().await;
     Ok(())
+}
+
+/// A producer on a broker's own client, writing to `name` (a stream, a
+/// queue, or a JetStream stream of that name on the subject `name.events`).
+enum Producer {
+    Redis(redis::aio::MultiplexedConnection, String),
+    /// The connection is kept with its channel.
+    RabbitMq(lapin::Connection, lapin::Channel, String),
+    Nats(async_nats::jetstream::Context, String),
+}
+
+impl Producer {
+    async fn connect(kind: &str, url: &str, name: &str) -> anyhow::Result<Self> {
+        Ok(match kind {
+            "redis" => {
+                let client = redis::Client::open(url)?;
+                Self::Redis(
+                    client.get_multiplexed_async_connection().await?,
+                    name.into(),
+                )
+            }
+            "rabbitmq" => {
+                let conn =
+                    lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+                let channel = conn.create_channel().await?;
+                channel
+                    .confirm_select(lapin::options::ConfirmSelectOptions::default())
+                    .await?;
+                channel
+                    .queue_declare(
+                        name.into(),
+                        lapin::options::QueueDeclareOptions {
+                            durable: true,
+                            ..Default::default()
+                        },
+                        lapin::types::FieldTable::default(),
+                    )
+                    .await?;
+                Self::RabbitMq(conn, channel, name.into())
+            }
+            "nats" => {
+                let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+                js.create_stream(async_nats::jetstream::stream::Config {
+                    name: name.into(),
+                    subjects: vec![format!("{name}.events")],
+                    ..Default::default()
+                })
+                .await?;
+                Self::Nats(js, format!("{name}.events"))
+            }
+            other => bail!("no producer for broker '{other}'"),
+        })
+    }
+
+    async fn send(&self, body: Vec<u8>) -> anyhow::Result<()> {
+        match self {
+            Self::Redis(conn, stream) => {
+                let mut conn = conn.clone();
+                let _: String = redis::cmd("XADD")
+                    .arg(stream)
+                    .arg("*")
+                    .arg("body")
+                    .arg(body)
+                    .query_async(&mut conn)
+                    .await?;
+            }
+            Self::RabbitMq(_, channel, queue) => {
+                let confirm = channel
+                    .basic_publish(
+                        "".into(),
+                        queue.as_str().into(),
+                        lapin::options::BasicPublishOptions::default(),
+                        &body,
+                        lapin::BasicProperties::default().with_delivery_mode(2),
+                    )
+                    .await?
+                    .await?;
+                if !confirm.is_ack() {
+                    bail!("RabbitMQ did not confirm the publish: {confirm:?}");
+                }
+            }
+            Self::Nats(js, subject) => {
+                js.publish(subject.clone(), body.into()).await?.await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn clean_up(&self) {
+        match self {
+            Self::Redis(conn, stream) => {
+                let mut conn = conn.clone();
+                let _: redis::RedisResult<i64> =
+                    redis::cmd("DEL").arg(stream).query_async(&mut conn).await;
+            }
+            Self::RabbitMq(conn, channel, queue) => {
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
+                    .await;
+                let _ = channel
+                    .queue_delete(format!("{queue}.dead").as_str().into(), Default::default())
+                    .await;
+                let _ = conn.close(200, "benchmark done".into()).await;
+            }
+            Self::Nats(js, subject) => {
+                let stream = subject.trim_end_matches(".events");
+                let _ = js.delete_stream(stream).await;
+            }
+        }
+    }
 }
 
 /// Waits for the deliveries, then prints the report and the server's CPU and memory.
