@@ -19,6 +19,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use std::time::Duration;
+use switchyard_engine::broker_intake::{BrokerConsumer, BrokerKinds, Settlement, broker_key};
 
 /// Starts a server whose TOML file declares a RabbitMQ source on `queue`,
 /// bound to the application `shop`.
@@ -331,8 +332,9 @@ async fn a_deleted_queue_is_declared_again_and_read() {
     let (rx, base) = Receiver::start().await;
     let secret = shop_with_endpoint(&server.client(), &format!("{base}/hook")).await;
     // Switchyard declares the queue (and its dead-letter queue) itself.
-    let probe = producer(&conn).await;
+    // Each probe on a channel of its own: a failed one closes its channel.
     wait_for_async("the queue declared", || async {
+        let probe = conn.create_channel().await.unwrap();
         probe
             .queue_declare(
                 queue.as_str().into(),
@@ -419,4 +421,96 @@ async fn a_dead_letter_that_cannot_be_written_leaves_the_message_in_the_queue() 
         .unwrap();
     assert_eq!(kept.delivery.data, b"not json");
     delete(&channel, &[&queue]).await;
+}
+
+/// Receives from `consumer` until `n` messages came (each receive waits
+/// about a second at most when none is there).
+async fn receive_n(
+    consumer: &mut Box<dyn BrokerConsumer>,
+    n: usize,
+) -> Vec<(u64, switchyard_engine::broker_intake::BrokerMessage)> {
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        if got.len() >= n {
+            break;
+        }
+        got.extend(consumer.receive(n - got.len()).await.unwrap());
+    }
+    assert_eq!(got.len(), n, "received");
+    got
+}
+
+fn event_of(m: &switchyard_engine::broker_intake::BrokerMessage) -> String {
+    let v: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+    v["eventId"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_holds_prefetch_requeues_what_waits_and_reports_the_backlog() {
+    let Some((url, conn)) = rabbitmq_or_skip().await else {
+        return;
+    };
+    let queue = unique("sy-consumer");
+    let channel = producer(&conn).await;
+    declare(&channel, &queue).await;
+    for i in 0..5 {
+        let properties = BasicProperties::default().with_message_id(format!("m{i}").into());
+        publish(&channel, &queue, &envelope(i), properties).await;
+    }
+    let broker = serde_json::json!({"type": "rabbitmq", "url": url, "queue": queue, "prefetch": 2});
+    let mut consumer = switchyard_brokers::Kinds
+        .connect(&broker, "node-1")
+        .await
+        .unwrap();
+    let accepted = || Settlement::Accepted {
+        message: switchyard_core::MessageId::generate(),
+        created: true,
+    };
+
+    // Prefetch 2: two are handed out, three wait in the queue.
+    let first = receive_n(&mut consumer, 2).await;
+    assert_eq!(
+        first[0].1.key.as_deref(),
+        Some(broker_key(&format!("amqp:{queue}:m0")).as_str())
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while consumer.backlog().await.unwrap() != Some(3) {
+        assert!(std::time::Instant::now() < deadline, "backlog never 3");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The first is requeued (the store could not take it), the second
+    // acknowledged: the ack must not cover the first.
+    consumer
+        .settle(vec![
+            (first[0].0, Settlement::Later("store away".into())),
+            (first[1].0, accepted()),
+        ])
+        .await
+        .unwrap();
+    let mut seen: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        let batch = receive_n(&mut consumer, 1).await;
+        seen.extend(batch.iter().map(|(_, m)| event_of(m)));
+        consumer
+            .settle(batch.into_iter().map(|(h, _)| (h, accepted())).collect())
+            .await
+            .unwrap();
+        if seen.len() == 4 {
+            break;
+        }
+    }
+    let rest = consumer.receive(10).await.unwrap();
+    seen.extend(rest.iter().map(|(_, m)| event_of(m)));
+    consumer
+        .settle(rest.into_iter().map(|(h, _)| (h, accepted())).collect())
+        .await
+        .unwrap();
+    seen.sort();
+    assert_eq!(seen, ["e0", "e2", "e3", "e4"], "the requeued one came back");
+    assert_eq!(consumer.backlog().await.unwrap(), Some(0));
+    // Nothing is held unacked either.
+    drop(consumer);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(ready(&channel, &queue).await, 0);
+    delete(&channel, &[&queue, &format!("{queue}.dead")]).await;
 }
