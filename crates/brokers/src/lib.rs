@@ -9,6 +9,8 @@ use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use switchyard_engine::broker_intake::{BrokerConfigError, BrokerConsumer, BrokerKinds};
 
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -19,12 +21,17 @@ pub enum BrokerConfig {
     /// Redis Streams: a consumer group on one stream.
     #[cfg(feature = "redis")]
     Redis(redis::RedisStreamConfig),
+    /// MQTT 5: a (shared) subscription in a persistent session.
+    #[cfg(feature = "mqtt")]
+    Mqtt(mqtt::MqttConfig),
 }
 
 /// The names of the kinds compiled in, as `type` takes them.
 pub const KINDS: &[&str] = &[
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "mqtt")]
+    "mqtt",
 ];
 
 impl BrokerConfig {
@@ -36,6 +43,8 @@ impl BrokerConfig {
         let config = match kind {
             #[cfg(feature = "redis")]
             "redis" => Self::Redis(settings(broker)?),
+            #[cfg(feature = "mqtt")]
+            "mqtt" => Self::Mqtt(settings(broker)?),
             other => {
                 return Err(BrokerConfigError::new(
                     "type",
@@ -54,6 +63,8 @@ impl BrokerConfig {
         match self {
             #[cfg(feature = "redis")]
             Self::Redis(c) => c.check(),
+            #[cfg(feature = "mqtt")]
+            Self::Mqtt(c) => c.check(),
         }
     }
 }
@@ -85,6 +96,8 @@ impl BrokerKinds for Kinds {
         Ok(match BrokerConfig::parse(broker)? {
             #[cfg(feature = "redis")]
             BrokerConfig::Redis(c) => c.reads(),
+            #[cfg(feature = "mqtt")]
+            BrokerConfig::Mqtt(c) => c.reads(),
         })
     }
 
@@ -97,6 +110,8 @@ impl BrokerKinds for Kinds {
         let shown = match config {
             #[cfg(feature = "redis")]
             BrokerConfig::Redis(c) => serde_json::to_value(c.redacted()),
+            #[cfg(feature = "mqtt")]
+            BrokerConfig::Mqtt(c) => serde_json::to_value(c.redacted()),
         };
         let mut shown = shown.unwrap_or_default();
         if let Some(object) = shown.as_object_mut() {
@@ -120,6 +135,11 @@ impl BrokerKinds for Kinds {
                 #[cfg(feature = "redis")]
                 BrokerConfig::Redis(c) => {
                     let c = redis::RedisStreamConsumer::connect(c, consumer).await?;
+                    Ok(Box::new(c) as Box<dyn BrokerConsumer>)
+                }
+                #[cfg(feature = "mqtt")]
+                BrokerConfig::Mqtt(c) => {
+                    let c = mqtt::MqttConsumer::connect(c, consumer).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
             }
