@@ -41,12 +41,15 @@
 //!   producers should set `eventId` (or `switchyard-event-id`) so that a
 //!   message delivered twice (a crash between commit and PUBACK) is
 //!   accepted once.
-//! - **Bounded memory**: the broker sends at most [`RECEIVE_MAXIMUM`]
+//! - **Bounded memory**: the broker may send at most [`RECEIVE_MAXIMUM`]
 //!   unacknowledged messages of at most [`MAX_PACKET_BYTES`] each (a larger
 //!   one is discarded by the broker, as MQTT 5 prescribes, and never seen
-//!   here); QoS 0 messages (published at QoS 0) carry no guarantee and wait
-//!   in the same bounded buffer, which stops reading the connection when
-//!   full.
+//!   here). Brokers do not all keep to that (Mosquitto 2.0.11 overruns it),
+//!   so what is received and not yet taken is also held to
+//!   [`MAX_BUFFERED_MESSAGES`] and [`MAX_BUFFERED_BYTES`]: beyond, the
+//!   connection is dropped and the unacknowledged messages come again on
+//!   the next. QoS 0 messages (published at QoS 0) carry no guarantee:
+//!   those buffered when a connection drops are lost.
 //! - Retained messages are not taken (a subscription sends none), and TLS
 //!   (`mqtts://`) is not in this build.
 //!
@@ -61,12 +64,14 @@ use rumqttc::v5::mqttbytes::v5::{
     SubscribeReasonCode,
 };
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_engine::broker_intake::{
     BrokerConfigError, BrokerConsumer, BrokerMessage, Settlement,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 /// Where an MQTT source reads.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -129,6 +134,11 @@ pub const RECEIVE_MAXIMUM: u16 = 100;
 /// in bytes: above the default message limit, so a too large message is
 /// recorded as rejected rather than silently discarded by the broker.
 pub const MAX_PACKET_BYTES: u32 = 4 << 20;
+/// Received messages held at most, in number and in payload bytes: a
+/// broker keeping to [`RECEIVE_MAXIMUM`] never comes near; one that does
+/// not has its connection dropped.
+pub const MAX_BUFFERED_MESSAGES: usize = 5000;
+pub const MAX_BUFFERED_BYTES: usize = 64 << 20;
 
 impl MqttConfig {
     /// Refuses what can never work, naming the field: a URL that is not
@@ -401,10 +411,55 @@ enum Control {
     Failed(String),
 }
 
+/// Messages received and not yet handed out, filled by the event loop's
+/// task (which never waits on it: it must go on sending acks and reading
+/// acks of dead letters) and drained by [`MqttConsumer::receive`].
+#[derive(Default)]
+struct Buffer {
+    /// A message, or why the connection ended (last).
+    queue: Mutex<VecDeque<Result<Publish, String>>>,
+    bytes: AtomicUsize,
+    ready: Notify,
+}
+
+impl Buffer {
+    fn locked(&self) -> std::sync::MutexGuard<'_, VecDeque<Result<Publish, String>>> {
+        match self.queue.lock() {
+            Ok(l) => l,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Adds a message; `false` when the buffer went over its bound (the
+    /// connection is then to be dropped).
+    fn push(&self, item: Result<Publish, String>) -> bool {
+        let size = item.as_ref().map_or(0, |p| p.payload.len());
+        let mut queue = self.locked();
+        queue.push_back(item);
+        let bytes = self.bytes.fetch_add(size, Ordering::Relaxed) + size;
+        let within = queue.len() <= MAX_BUFFERED_MESSAGES && bytes <= MAX_BUFFERED_BYTES;
+        drop(queue);
+        self.ready.notify_one();
+        within
+    }
+
+    fn take(&self, max: usize) -> Vec<Result<Publish, String>> {
+        let mut queue = self.locked();
+        let n = max.min(queue.len());
+        let out: Vec<_> = queue.drain(..n).collect();
+        let size: usize = out
+            .iter()
+            .map(|m| m.as_ref().map_or(0, |p| p.payload.len()))
+            .sum();
+        self.bytes.fetch_sub(size, Ordering::Relaxed);
+        out
+    }
+}
+
 /// One open connection: the client, and the task running its event loop.
 struct Connection {
     client: AsyncClient,
-    messages: mpsc::Receiver<Result<Publish, String>>,
+    buffer: Arc<Buffer>,
     control: mpsc::UnboundedReceiver<Control>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -494,7 +549,8 @@ impl MqttConsumer {
         // make, so settling never waits on a full channel.
         let requests = usize::from(RECEIVE_MAXIMUM) + 1100;
         let (client, mut eventloop) = AsyncClient::new(self.options(), requests);
-        let (message_tx, messages) = mpsc::channel(usize::from(RECEIVE_MAXIMUM) + 16);
+        let buffer = Arc::new(Buffer::default());
+        let message_tx = buffer.clone();
         let (control_tx, control) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -503,15 +559,22 @@ impl MqttConsumer {
                     Err(e) => {
                         let why = e.to_string();
                         let _ = control_tx.send(Control::Failed(why.clone()));
-                        let _ = message_tx.send(Err(why)).await;
+                        message_tx.push(Err(why));
                         return;
                     }
                 };
                 let sent = match event {
                     Event::Incoming(Packet::Publish(p)) => {
-                        // Waits while the buffer is full: the connection is
-                        // then not read, and the broker holds on.
-                        if message_tx.send(Ok(p)).await.is_err() {
+                        if !message_tx.push(Ok(p)) {
+                            // The broker sends beyond the Receive Maximum
+                            // (Mosquitto 2.0.11 can): rather than hold
+                            // without bound, the connection ends and the
+                            // unacknowledged messages come again.
+                            let why = format!(
+                                "more than {MAX_BUFFERED_MESSAGES} messages or {MAX_BUFFERED_BYTES} bytes received and not yet taken; the broker does not keep to the Receive Maximum of {RECEIVE_MAXIMUM}"
+                            );
+                            let _ = control_tx.send(Control::Failed(why.clone()));
+                            message_tx.push(Err(why));
                             return;
                         }
                         Ok(())
@@ -538,7 +601,7 @@ impl MqttConsumer {
         });
         let mut conn = Connection {
             client,
-            messages,
+            buffer,
             control,
             task,
         };
@@ -617,18 +680,20 @@ impl MqttConsumer {
         let Some(conn) = self.conn.as_mut() else {
             return Err("not connected".into());
         };
-        let mut got = Vec::new();
-        match tokio::time::timeout(RECEIVE_WAIT, conn.messages.recv()).await {
-            Err(_) => return Ok(Vec::new()),
-            Ok(Some(first)) => got.push(first),
-            Ok(None) => got.push(Err("the connection closed".into())),
-        }
-        while got.len() < max.max(1) {
-            match conn.messages.try_recv() {
-                Ok(m) => got.push(m),
-                Err(_) => break,
+        let deadline = tokio::time::Instant::now() + RECEIVE_WAIT;
+        let got = loop {
+            let got = conn.buffer.take(max.max(1));
+            if !got.is_empty() {
+                break got;
             }
-        }
+            // A notice given before this wait is kept for it.
+            if tokio::time::timeout_at(deadline, conn.buffer.ready.notified())
+                .await
+                .is_err()
+            {
+                return Ok(Vec::new());
+            }
+        };
         let mut out = Vec::with_capacity(got.len());
         for m in got {
             match m {
