@@ -357,18 +357,22 @@ async fn a_sigkill_mid_stream_loses_nothing_and_the_session_keeps_what_came_mean
     let topic = format!("{base}/in");
     let mut producer = Client::connect(&host, port).await;
     warm_up(&mut producer, &topic, &rx).await;
-    let n = 600;
-    for i in 0..n / 2 {
+    // A burst, then more while Switchyard is down (kept in its session);
+    // in all under the broker's queue per session (Mosquitto:
+    // max_queued_messages, 1000 by default), beyond which it drops. (An
+    // ack before the commit is caught by the test of messages left for
+    // later: here the commits are too quick for the kill to land between.)
+    let (n, while_down) = (900, 200);
+    let before = rx.count();
+    for i in 0..n - while_down {
         producer.publish(&topic, &envelope(i), &[]).await;
     }
-    producer.all_acked().await;
-    wait_for("some deliveries", Duration::from_secs(30), || {
-        rx.count() >= 50
+    wait_for("a delivery", Duration::from_secs(30), || {
+        rx.count() > before
     })
     .await;
     server.kill9();
-    // Published while Switchyard is down: kept in its session.
-    for i in n / 2..n {
+    for i in n - while_down..n {
         producer.publish(&topic, &envelope(i), &[]).await;
     }
     producer.all_acked().await;
