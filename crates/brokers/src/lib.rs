@@ -13,6 +13,8 @@ use switchyard_engine::broker_intake::{BrokerConfigError, BrokerConsumer, Broker
 pub mod nats;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "redis")]
 pub mod redis;
 
@@ -29,6 +31,9 @@ pub enum BrokerConfig {
     /// RabbitMQ (AMQP 0-9-1): a consumer on one queue.
     #[cfg(feature = "rabbitmq")]
     RabbitMq(rabbitmq::RabbitMqConfig),
+    /// MQTT 5: a (shared) subscription in a persistent session.
+    #[cfg(feature = "mqtt")]
+    Mqtt(mqtt::MqttConfig),
 }
 
 /// The names of the kinds compiled in, as `type` takes them.
@@ -39,6 +44,8 @@ pub const KINDS: &[&str] = &[
     "nats",
     #[cfg(feature = "rabbitmq")]
     "rabbitmq",
+    #[cfg(feature = "mqtt")]
+    "mqtt",
 ];
 
 impl BrokerConfig {
@@ -54,6 +61,8 @@ impl BrokerConfig {
             "nats" => Self::Nats(settings(broker)?),
             #[cfg(feature = "rabbitmq")]
             "rabbitmq" => Self::RabbitMq(settings(broker)?),
+            #[cfg(feature = "mqtt")]
+            "mqtt" => Self::Mqtt(settings(broker)?),
             other => {
                 return Err(BrokerConfigError::new(
                     "type",
@@ -76,6 +85,8 @@ impl BrokerConfig {
             Self::Nats(c) => c.check(),
             #[cfg(feature = "rabbitmq")]
             Self::RabbitMq(c) => c.check(),
+            #[cfg(feature = "mqtt")]
+            Self::Mqtt(c) => c.check(),
         }
     }
 }
@@ -113,6 +124,8 @@ impl BrokerKinds for Kinds {
             BrokerConfig::Nats(c) => c.reads(),
             #[cfg(feature = "rabbitmq")]
             BrokerConfig::RabbitMq(c) => c.reads(),
+            #[cfg(feature = "mqtt")]
+            BrokerConfig::Mqtt(c) => c.reads(),
         })
     }
 
@@ -129,6 +142,8 @@ impl BrokerKinds for Kinds {
             BrokerConfig::Nats(c) => serde_json::to_value(c.redacted()),
             #[cfg(feature = "rabbitmq")]
             BrokerConfig::RabbitMq(c) => serde_json::to_value(c.redacted()),
+            #[cfg(feature = "mqtt")]
+            BrokerConfig::Mqtt(c) => serde_json::to_value(c.redacted()),
         };
         let mut shown = shown.unwrap_or_default();
         if let Some(object) = shown.as_object_mut() {
@@ -162,6 +177,11 @@ impl BrokerKinds for Kinds {
                 #[cfg(feature = "rabbitmq")]
                 BrokerConfig::RabbitMq(c) => {
                     let c = rabbitmq::RabbitMqConsumer::connect(c, consumer).await?;
+                    Ok(Box::new(c) as Box<dyn BrokerConsumer>)
+                }
+                #[cfg(feature = "mqtt")]
+                BrokerConfig::Mqtt(c) => {
+                    let c = mqtt::MqttConsumer::connect(c, consumer).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
             }

@@ -385,3 +385,49 @@ pub async fn rabbitmq_or_skip() -> Option<(String, lapin::Connection)> {
         }
     }
 }
+
+/// The test MQTT broker (`SWITCHYARD_TEST_MQTT_URL`, default
+/// `mqtt://127.0.0.1:1883`) as its URL and its host and port, once an MQTT
+/// 5 client got its CONNACK; unreachable, it fails the test under
+/// `CI=true` and returns `None` with a printed reason otherwise.
+pub async fn mqtt_or_skip() -> Option<(String, String, u16)> {
+    let url = std::env::var("SWITCHYARD_TEST_MQTT_URL")
+        .unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into());
+    let rest = url.strip_prefix("mqtt://").unwrap_or(&url);
+    let rest = rest
+        .rsplit('@')
+        .next()
+        .unwrap_or(rest)
+        .trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.parse().unwrap_or(1883)),
+        None => (rest.to_owned(), 1883),
+    };
+    let connected = async {
+        let options = rumqttc::v5::MqttOptions::new(unique("sy-probe"), host.as_str(), port);
+        let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 10);
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::v5::Event::Incoming(rumqttc::v5::Incoming::ConnAck(_))) => {
+                    return Ok(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(5), connected).await {
+        Ok(Ok(())) => Some((url, host, port)),
+        failed => {
+            let reason = match failed {
+                Ok(Err(e)) => e,
+                _ => "no answer within 5 s".into(),
+            };
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("MQTT at {url} is required under CI=true and is unreachable: {reason}");
+            }
+            eprintln!("skipped: MQTT at {url} is unreachable ({reason})");
+            None
+        }
+    }
+}
