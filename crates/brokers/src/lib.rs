@@ -11,6 +11,8 @@ use switchyard_engine::broker_intake::{BrokerConfigError, BrokerConsumer, Broker
 
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 /// A broker configuration, by its `type`.
 #[derive(Debug, Clone)]
@@ -19,12 +21,17 @@ pub enum BrokerConfig {
     /// Redis Streams: a consumer group on one stream.
     #[cfg(feature = "redis")]
     Redis(redis::RedisStreamConfig),
+    /// Amazon SQS: one queue, long polling.
+    #[cfg(feature = "sqs")]
+    Sqs(sqs::SqsConfig),
 }
 
 /// The names of the kinds compiled in, as `type` takes them.
 pub const KINDS: &[&str] = &[
     #[cfg(feature = "redis")]
     "redis",
+    #[cfg(feature = "sqs")]
+    "sqs",
 ];
 
 impl BrokerConfig {
@@ -36,6 +43,8 @@ impl BrokerConfig {
         let config = match kind {
             #[cfg(feature = "redis")]
             "redis" => Self::Redis(settings(broker)?),
+            #[cfg(feature = "sqs")]
+            "sqs" => Self::Sqs(settings(broker)?),
             other => {
                 return Err(BrokerConfigError::new(
                     "type",
@@ -54,6 +63,8 @@ impl BrokerConfig {
         match self {
             #[cfg(feature = "redis")]
             Self::Redis(c) => c.check(),
+            #[cfg(feature = "sqs")]
+            Self::Sqs(c) => c.check(),
         }
     }
 }
@@ -85,6 +96,8 @@ impl BrokerKinds for Kinds {
         Ok(match BrokerConfig::parse(broker)? {
             #[cfg(feature = "redis")]
             BrokerConfig::Redis(c) => c.reads(),
+            #[cfg(feature = "sqs")]
+            BrokerConfig::Sqs(c) => c.reads(),
         })
     }
 
@@ -97,6 +110,8 @@ impl BrokerKinds for Kinds {
         let shown = match config {
             #[cfg(feature = "redis")]
             BrokerConfig::Redis(c) => serde_json::to_value(c.redacted()),
+            #[cfg(feature = "sqs")]
+            BrokerConfig::Sqs(c) => serde_json::to_value(c.redacted()),
         };
         let mut shown = shown.unwrap_or_default();
         if let Some(object) = shown.as_object_mut() {
@@ -120,6 +135,11 @@ impl BrokerKinds for Kinds {
                 #[cfg(feature = "redis")]
                 BrokerConfig::Redis(c) => {
                     let c = redis::RedisStreamConsumer::connect(c, consumer).await?;
+                    Ok(Box::new(c) as Box<dyn BrokerConsumer>)
+                }
+                #[cfg(feature = "sqs")]
+                BrokerConfig::Sqs(c) => {
+                    let c = sqs::SqsConsumer::connect(c).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
             }
