@@ -102,6 +102,28 @@ const MAX_RECEIVES: usize = 10;
 const LATER_VISIBILITY_SECS: i32 = 5;
 /// Most message attributes SQS lets a message carry.
 const MAX_ATTRIBUTES: usize = 10;
+/// Longest reason a dead letter carries, in characters: the rest is in the
+/// rejected log, and a dead letter must stay within SQS's message size.
+const MAX_REASON_CHARS: usize = 1024;
+
+/// `text` as SQS takes an attribute value: not empty, characters SQS
+/// refuses (most control characters, non-characters) replaced by U+FFFD, at
+/// most `max` characters. A value SQS refuses would make the dead-letter
+/// send fail for ever.
+fn attribute_text(text: &str, max: usize) -> String {
+    let allowed = |c: char| {
+        matches!(c, '\t' | '\n' | '\r')
+            || ('\u{20}'..='\u{D7FF}').contains(&c)
+            || ('\u{E000}'..='\u{FFFD}').contains(&c)
+            || c >= '\u{10000}'
+    };
+    let clean: String = text
+        .chars()
+        .take(max)
+        .map(|c| if allowed(c) { c } else { '\u{FFFD}' })
+        .collect();
+    if clean.is_empty() { "-".into() } else { clean }
+}
 
 fn http_url(field: &str, url: &str) -> Result<url::Url, BrokerConfigError> {
     let parsed = url::Url::parse(url).map_err(|e| BrokerConfigError::new(field, e.to_string()))?;
@@ -271,14 +293,16 @@ fn dead_letter_attributes(
     let text = |v: &str| {
         MessageAttributeValue::builder()
             .data_type("String")
-            // SQS refuses empty attribute values.
-            .string_value(if v.is_empty() { "-" } else { v })
+            .string_value(attribute_text(v, usize::MAX))
             .build()
             .map_err(|e| e.to_string())
     };
     let mut attributes = HashMap::new();
     attributes.insert("rejected-code".to_owned(), text(code)?);
-    attributes.insert("rejected-reason".to_owned(), text(reason)?);
+    attributes.insert(
+        "rejected-reason".to_owned(),
+        text(&attribute_text(reason, MAX_REASON_CHARS))?,
+    );
     attributes.insert("original-message-id".to_owned(), text(message_id)?);
     for (name, value) in headers {
         if attributes.len() >= MAX_ATTRIBUTES {
@@ -380,7 +404,7 @@ impl SqsConsumer {
         self.pending.clear();
         let mut out = Vec::new();
         for call in 0..MAX_RECEIVES {
-            let want = (max - out.len()).min(SQS_BATCH);
+            let want = max.saturating_sub(out.len()).min(SQS_BATCH);
             if want == 0 {
                 break;
             }
@@ -775,5 +799,16 @@ mod tests {
             Some("m-1")
         );
         assert_eq!(attributes["h00"].string_value(), Some("v0"));
+        let long = "x".repeat(5000);
+        let attributes = dead_letter_attributes(&[], "bad_field", &long, "m-2").unwrap();
+        assert_eq!(
+            attributes["rejected-reason"].string_value().map(str::len),
+            Some(MAX_REASON_CHARS)
+        );
+        assert_eq!(
+            attribute_text("a\u{1}b\u{FFFF}c\n", 100),
+            "a\u{FFFD}b\u{FFFD}c\n"
+        );
+        assert_eq!(attribute_text("", 100), "-");
     }
 }
