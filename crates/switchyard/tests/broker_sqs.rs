@@ -102,13 +102,23 @@ async fn create_queue(sqs: &Client, name: &str) -> String {
 }
 
 /// Starts a server whose TOML file declares an SQS source on `queue`,
-/// bound to the application `shop`.
+/// bound to the application `shop`, with a visibility timeout of 5 s.
 fn start(dir: &std::path::Path, endpoint: &str, queue: &str, dead: &str) -> Server {
+    start_with(dir, endpoint, queue, dead, 5)
+}
+
+fn start_with(
+    dir: &std::path::Path,
+    endpoint: &str,
+    queue: &str,
+    dead: &str,
+    visibility_secs: u32,
+) -> Server {
     let config = dir.join("switchyard.toml");
     std::fs::write(
         &config,
         format!(
-            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch_size = 50\nbroker = {{ type = \"sqs\", queue_url = \"{queue}\", endpoint_url = \"{endpoint}\", access_key_id = \"test\", secret_access_key = \"test\", dead_letter_queue_url = \"{dead}\", visibility_timeout_secs = 5, wait_time_seconds = 1 }}\n"
+            "[[broker_sources]]\nname = \"orders\"\napp = \"shop\"\nbatch_size = 50\nbroker = {{ type = \"sqs\", queue_url = \"{queue}\", endpoint_url = \"{endpoint}\", access_key_id = \"test\", secret_access_key = \"test\", dead_letter_queue_url = \"{dead}\", visibility_timeout_secs = {visibility_secs}, wait_time_seconds = 1 }}\n"
         ),
     )
     .unwrap();
@@ -429,4 +439,41 @@ async fn a_sigkill_mid_stream_loses_nothing_and_duplicates_no_message() {
     let by_event = arrived(&rx, &secret);
     let duplicated: Vec<_> = by_event.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(duplicated.is_empty(), "{duplicated:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_the_store_cannot_take_yet_come_back_soon() {
+    let Some(moto) = moto_or_skip().await else {
+        return;
+    };
+    let sqs = sqs_client(&moto.url);
+    let queue = create_queue(&sqs, "early").await;
+    let dead = create_queue(&sqs, "early-dead").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Bound to `shop`, which does not exist yet: the messages are deferred,
+    // not rejected. A visibility timeout of 60 s: only the source's own
+    // 5 s can bring them back within the test's time.
+    let server = start_with(dir.path(), &moto.url, &queue, &dead, 60);
+    let api = server.client();
+    let bodies: Vec<String> = (0..5).map(envelope).collect();
+    send_all(&sqs, &queue, &bodies).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, status) = api.get("/api/v1/broker-source/orders/status").await;
+        if status["deferred"].as_u64().unwrap_or(0) >= 1 {
+            assert_eq!(status["rejected"], 0, "{status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never deferred: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (rx, base) = Receiver::start().await;
+    let secret = shop_with_endpoint(&api, &format!("{base}/hook")).await;
+    // Made visible again after 5 s, not after the 60 s visibility timeout.
+    let started = Instant::now();
+    wait_for("the deferred messages", Duration::from_secs(20), || {
+        arrived(&rx, &secret).len() == 5
+    })
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(15));
 }
