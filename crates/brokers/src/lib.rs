@@ -139,6 +139,9 @@ impl BrokerKinds for Kinds {
                 }
                 #[cfg(feature = "sqs")]
                 BrokerConfig::Sqs(c) => {
+                    // SQS shares a queue among its consumers by itself: no
+                    // consumer name is needed.
+                    let _ = consumer;
                     let c = sqs::SqsConsumer::connect(c).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
