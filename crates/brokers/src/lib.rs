@@ -9,14 +9,16 @@ use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use switchyard_engine::broker_intake::{BrokerConfigError, BrokerConsumer, BrokerKinds};
 
+#[cfg(feature = "mqtt")]
+pub mod mqtt;
 #[cfg(feature = "nats")]
 pub mod nats;
 #[cfg(feature = "rabbitmq")]
 pub mod rabbitmq;
-#[cfg(feature = "mqtt")]
-pub mod mqtt;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "sqs")]
+pub mod sqs;
 
 /// A broker configuration, by its `type`.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub enum BrokerConfig {
     /// MQTT 5: a (shared) subscription in a persistent session.
     #[cfg(feature = "mqtt")]
     Mqtt(mqtt::MqttConfig),
+    /// Amazon SQS: one queue, long polling.
+    #[cfg(feature = "sqs")]
+    Sqs(sqs::SqsConfig),
 }
 
 /// The names of the kinds compiled in, as `type` takes them.
@@ -46,6 +51,8 @@ pub const KINDS: &[&str] = &[
     "rabbitmq",
     #[cfg(feature = "mqtt")]
     "mqtt",
+    #[cfg(feature = "sqs")]
+    "sqs",
 ];
 
 impl BrokerConfig {
@@ -63,6 +70,8 @@ impl BrokerConfig {
             "rabbitmq" => Self::RabbitMq(settings(broker)?),
             #[cfg(feature = "mqtt")]
             "mqtt" => Self::Mqtt(settings(broker)?),
+            #[cfg(feature = "sqs")]
+            "sqs" => Self::Sqs(settings(broker)?),
             other => {
                 return Err(BrokerConfigError::new(
                     "type",
@@ -87,6 +96,8 @@ impl BrokerConfig {
             Self::RabbitMq(c) => c.check(),
             #[cfg(feature = "mqtt")]
             Self::Mqtt(c) => c.check(),
+            #[cfg(feature = "sqs")]
+            Self::Sqs(c) => c.check(),
         }
     }
 }
@@ -126,6 +137,8 @@ impl BrokerKinds for Kinds {
             BrokerConfig::RabbitMq(c) => c.reads(),
             #[cfg(feature = "mqtt")]
             BrokerConfig::Mqtt(c) => c.reads(),
+            #[cfg(feature = "sqs")]
+            BrokerConfig::Sqs(c) => c.reads(),
         })
     }
 
@@ -144,6 +157,8 @@ impl BrokerKinds for Kinds {
             BrokerConfig::RabbitMq(c) => serde_json::to_value(c.redacted()),
             #[cfg(feature = "mqtt")]
             BrokerConfig::Mqtt(c) => serde_json::to_value(c.redacted()),
+            #[cfg(feature = "sqs")]
+            BrokerConfig::Sqs(c) => serde_json::to_value(c.redacted()),
         };
         let mut shown = shown.unwrap_or_default();
         if let Some(object) = shown.as_object_mut() {
@@ -182,6 +197,14 @@ impl BrokerKinds for Kinds {
                 #[cfg(feature = "mqtt")]
                 BrokerConfig::Mqtt(c) => {
                     let c = mqtt::MqttConsumer::connect(c, consumer).await?;
+                    Ok(Box::new(c) as Box<dyn BrokerConsumer>)
+                }
+                #[cfg(feature = "sqs")]
+                BrokerConfig::Sqs(c) => {
+                    // SQS shares a queue among its consumers by itself: no
+                    // consumer name is needed.
+                    let _ = consumer;
+                    let c = sqs::SqsConsumer::connect(c).await?;
                     Ok(Box::new(c) as Box<dyn BrokerConsumer>)
                 }
             }
