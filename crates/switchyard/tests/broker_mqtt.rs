@@ -11,9 +11,8 @@
 
 mod common;
 
-use base64::Engine as _;
+use common::broker::*;
 use common::*;
-use hmac::{Hmac, Mac};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -122,21 +121,6 @@ async fn shop_with_endpoint(api: &Api, url: &str) -> String {
     secret["key"].as_str().unwrap().to_owned()
 }
 
-/// Standard Webhooks `v1`: HMAC-SHA256 of `id.timestamp.body`.
-fn signature_ok(secret: &str, headers: &axum::http::HeaderMap, body: &[u8]) -> bool {
-    let get = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(secret.trim_start_matches("whsec_"))
-        .unwrap();
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
-    mac.update(format!("{}.{}.", get("webhook-id"), get("webhook-timestamp")).as_bytes());
-    mac.update(body);
-    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
-    get("webhook-signature")
-        .split(' ')
-        .any(|s| s == format!("v1,{expected}"))
-}
-
 /// Event ids seen at the receiver (the warm-up left out), each with the
 /// message ids that carried it; every signature checked.
 fn arrived(rx: &Receiver, secret: &str) -> HashMap<String, HashSet<String>> {
@@ -152,14 +136,6 @@ fn arrived(rx: &Receiver, secret: &str) -> HashMap<String, HashSet<String>> {
         by_event.entry(event).or_default().insert(id);
     }
     by_event
-}
-
-async fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 fn envelope(i: usize) -> String {
