@@ -53,11 +53,29 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Longest rejection reason kept, in characters.
+pub const MAX_REASON_CHARS: usize = 1024;
+
 impl Rejection {
+    /// A rejection with `reason` made safe to store and to send on: reasons
+    /// quote what the producer sent (an unknown field, an application's
+    /// name), so control characters (NUL, which PostgreSQL text refuses;
+    /// line breaks) become U+FFFD and the text is cut at
+    /// [`MAX_REASON_CHARS`]. A reason that could not be recorded would leave
+    /// its message with the broker for ever.
     pub fn new(code: &'static str, reason: impl Into<String>) -> Self {
+        let reason: String = reason.into();
+        let mut clean: String = reason
+            .chars()
+            .take(MAX_REASON_CHARS)
+            .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+            .collect();
+        if reason.chars().nth(MAX_REASON_CHARS).is_some() {
+            clean.push('…');
+        }
         Self {
             code,
-            reason: reason.into(),
+            reason: clean,
         }
     }
 }
@@ -194,5 +212,15 @@ mod tests {
         let typed = h(&[("switchyard-event-type", "a")]);
         assert_eq!(code(b"{unterminated", &typed), "not_json");
         assert_eq!(code(b"\xff", &typed), "not_json");
+    }
+
+    #[test]
+    fn reasons_quoting_the_producer_are_made_safe() {
+        let r = Rejection::new("not_envelope", "unknown field `\u{0}x\r\n`");
+        assert_eq!(r.reason, "unknown field `\u{fffd}x\u{fffd}\u{fffd}`");
+        let long = Rejection::new("app_mismatch", "é".repeat(5000));
+        assert_eq!(long.reason.chars().count(), MAX_REASON_CHARS + 1);
+        assert!(long.reason.ends_with('…'));
+        assert_eq!(Rejection::new("x", "plain").reason, "plain");
     }
 }

@@ -78,7 +78,10 @@ impl Engine {
                 // A uid and an id of the same application are one.
                 match (self.find_app(bound).await, self.find_app(named).await) {
                     (Ok(Some(a)), Ok(Some(b))) if a.id == b.id => bound.to_owned(),
-                    (Err(e), _) | (_, Err(e)) => return Settlement::Later(e.to_string()),
+                    (Err(e), _) => return Settlement::Later(e.to_string()),
+                    // A name the store cannot even look up (a NUL) is the
+                    // message's fault, not the store's.
+                    (_, Err(e)) => return settle_error(e),
                     _ => {
                         return Settlement::Rejected(Rejection::new(
                             "app_mismatch",

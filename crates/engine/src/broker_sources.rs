@@ -400,6 +400,7 @@ impl Engine {
         uid: &str,
         input: BrokerSourceInput,
     ) -> Result<BrokerSource, EngineError> {
+        let mut last = None;
         for _ in 0..3 {
             match self.store.get_broker_source(uid).await? {
                 Some(_) => {
@@ -414,15 +415,22 @@ impl Engine {
                         .await;
                 }
                 None => match self.create_broker_source(input.clone()).await {
-                    // Another node declared it at the same moment.
-                    Err(EngineError::Store(StoreError::Conflict(_))) => continue,
+                    // Another node may have declared it at the same moment
+                    // (its insert, or its reading the same, came first):
+                    // look again under the uid.
+                    Err(
+                        e
+                        @ (EngineError::Conflict(_) | EngineError::Store(StoreError::Conflict(_))),
+                    ) => {
+                        last = Some(e);
+                    }
                     done => return done,
                 },
             }
         }
-        Err(EngineError::Conflict(format!(
-            "broker source '{uid}' could not be declared; try again"
-        )))
+        Err(last.unwrap_or_else(|| {
+            EngineError::Conflict(format!("broker source '{uid}' could not be declared"))
+        }))
     }
 }
 
@@ -521,13 +529,17 @@ pub async fn supervise_broker_sources(
             _ = stop.changed() => break,
         };
     }
-    let ids: Vec<_> = running.keys().cloned().collect();
-    for id in ids {
-        if let Some(r) = running.remove(&id) {
-            let _ = r.stop.send(true);
-            finish(&engine, &id, r).await;
-        }
+    // Every source is told first, so none reads on while another settles.
+    for r in running.values() {
+        let _ = r.stop.send(true);
     }
+    let engine = &engine;
+    futures_util::future::join_all(
+        running
+            .drain()
+            .map(|(id, r)| async move { finish(engine, &id, r).await }),
+    )
+    .await;
 }
 
 /// Stops a source's task, waiting for it to settle what it read, and

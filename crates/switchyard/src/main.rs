@@ -210,7 +210,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("broker_sources '{uid}'"))?;
     }
-    let supervisor = tokio::spawn(switchyard_engine::supervise_broker_sources(
+    let mut supervisor = tokio::spawn(switchyard_engine::supervise_broker_sources(
         engine.clone(),
         node_id.clone(),
         sources_stop.clone(),
@@ -232,10 +232,11 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     .await?;
     // Sources stop reading; what they took is committed or left unacknowledged.
     let _ = stop_sources.send(true);
-    if tokio::time::timeout(std::time::Duration::from_secs(10), supervisor)
+    if tokio::time::timeout(std::time::Duration::from_secs(10), &mut supervisor)
         .await
         .is_err()
     {
+        supervisor.abort();
         tracing::warn!(
             "broker sources did not stop within 10 s; what they read and did not settle comes back from the broker"
         );
