@@ -44,6 +44,18 @@ pub(crate) fn action_of(method: &Method, template: &str) -> Action {
             Action::GlobalWrite
         };
     }
+    // Broker sources: settings are shown without passwords, and the
+    // rejected log holds message bodies, as message reads do; but a change
+    // makes the nodes connect where it says, with the node's own
+    // credentials (SQS without keys uses the node's), so only the admin
+    // token may make one.
+    if template.starts_with("/api/v1/broker-source") {
+        return if read {
+            Action::GlobalRead
+        } else {
+            Action::Admin
+        };
+    }
     // Sources hold their provider secrets in their config; any secret.
     let shows_secret = shows_credentials
         || template == "/ingest/api/v1/source"
@@ -51,9 +63,6 @@ pub(crate) fn action_of(method: &Method, template: &str) -> Action {
     let known = template == "/api/v1/app"
         || template == "/api/v1/cluster"
         || template.starts_with("/api/v1/operational-webhook/")
-        // Broker settings are shown without passwords; the rejected log
-        // holds message bodies, as message reads do.
-        || template.starts_with("/api/v1/broker-source")
         || template.starts_with("/ingest/api/v1/source");
     match (known, read, shows_secret) {
         (false, _, _) => Action::Admin,
@@ -93,6 +102,17 @@ mod tests {
                 Action::SecretWrite,
             ),
             (Method::GET, "/api/v1/app/{app_id}/msg", Action::AppRead),
+            (
+                Method::GET,
+                "/api/v1/broker-source/{source_id}/rejected",
+                Action::GlobalRead,
+            ),
+            (Method::POST, "/api/v1/broker-source", Action::Admin),
+            (
+                Method::POST,
+                "/api/v1/broker-source/{source_id}/pause",
+                Action::Admin,
+            ),
             (
                 Method::GET,
                 "/api/v1/app/{app_id}/endpoint/{endpoint_id}/headers",
