@@ -188,6 +188,7 @@ struct RejectedMessageOut {
     /// The body's whole size in bytes.
     body_size: u64,
     /// The message's text headers, as `[name, value]` pairs.
+    #[schema(value_type = Vec<Vec<String>>)]
     headers: Vec<(String, String)>,
 }
 
