@@ -299,6 +299,16 @@ pub async fn send_message(api: &Api, app_id: &str) -> String {
     msg["id"].as_str().unwrap_or_default().to_owned()
 }
 
+/// A test service that did not answer: fails the test under `CI=true`,
+/// where every service must be up; otherwise says why it is skipped.
+pub fn unreachable<T>(service: &str, url: &str, reason: &str) -> Option<T> {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{service} at {url} is required under CI=true and is unreachable: {reason}");
+    }
+    eprintln!("skipped: {service} at {url} is unreachable ({reason})");
+    None
+}
+
 /// A connection to the test Redis (`SWITCHYARD_TEST_REDIS_URL`, default
 /// `redis://127.0.0.1:6379`); unreachable, it fails the test under `CI=true`
 /// and returns `None` with a printed reason otherwise.
@@ -316,11 +326,7 @@ pub async fn redis_or_skip() -> Option<(String, redis::aio::MultiplexedConnectio
                 Ok(Err(e)) => e.to_string(),
                 _ => "no answer within 5 s".into(),
             };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("Redis at {url} is required under CI=true and is unreachable: {reason}");
-            }
-            eprintln!("skipped: Redis at {url} is unreachable ({reason})");
-            None
+            unreachable("Redis", &url, &reason)
         }
     }
 }
@@ -342,11 +348,7 @@ pub async fn nats_or_skip() -> Option<(String, async_nats::Client)> {
                 Ok(Err(e)) => e.to_string(),
                 _ => "no answer within 6 s".into(),
             };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("NATS at {url} is required under CI=true and is unreachable: {reason}");
-            }
-            eprintln!("skipped: NATS at {url} is unreachable ({reason})");
-            None
+            unreachable("NATS", &url, &reason)
         }
     }
 }
@@ -377,11 +379,7 @@ pub async fn rabbitmq_or_skip() -> Option<(String, lapin::Connection)> {
                 Ok(Err(e)) => e.to_string(),
                 _ => "no answer within 5 s".into(),
             };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("RabbitMQ at {url} is required under CI=true and is unreachable: {reason}");
-            }
-            eprintln!("skipped: RabbitMQ at {url} is unreachable ({reason})");
-            None
+            unreachable("RabbitMQ", &url, &reason)
         }
     }
 }
@@ -423,11 +421,7 @@ pub async fn mqtt_or_skip() -> Option<(String, String, u16)> {
                 Ok(Err(e)) => e,
                 _ => "no answer within 5 s".into(),
             };
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("MQTT at {url} is required under CI=true and is unreachable: {reason}");
-            }
-            eprintln!("skipped: MQTT at {url} is unreachable ({reason})");
-            None
+            unreachable("MQTT", &url, &reason)
         }
     }
 }
